@@ -1,0 +1,112 @@
+"""The dataset container shared by every loader.
+
+Labels follow THEORY.md section 1: binary tasks have ``C = 1`` and ``y_n in {-1, +1}``
+(shape ``(N, 1)``); multiclass tasks have one-hot rows (shape ``(N, C)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train (and optional test) arrays of one task.
+
+    Attributes:
+        name: the loader's name (``"gaussian-mixture"``, ``"digits"``, ...).
+        x_train: inputs, shape ``(N, ...)`` (vectors, or channel-first images).
+        y_train: targets, shape ``(N, C)``: ``±1`` when ``C = 1``, one-hot otherwise.
+        x_test, y_test: held-out arrays of the same trailing shapes, or ``None``.
+        options: the options the loader was called with (recorded in results).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_pair(self.name, "train", self.x_train, self.y_train)
+        if (self.x_test is None) != (self.y_test is None):
+            raise ValueError(
+                f"dataset {self.name!r}: x_test and y_test must both be given or both be None"
+            )
+        if self.x_test is not None:
+            _check_pair(self.name, "test", self.x_test, self.y_test)
+            if self.x_test.shape[1:] != self.x_train.shape[1:]:
+                raise ValueError(
+                    f"dataset {self.name!r}: x_test has sample shape {self.x_test.shape[1:]}, "
+                    f"x_train has {self.x_train.shape[1:]}; they must match"
+                )
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return 0 if self.x_test is None else int(self.x_test.shape[0])
+
+    @property
+    def num_outputs(self) -> int:
+        """``C``: 1 for a binary (±1) task, the number of classes otherwise."""
+        return int(self.y_train.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    def labels(self, split: str = "train") -> np.ndarray:
+        """Integer class labels: ``(y > 0)`` for binary tasks, ``argmax`` otherwise."""
+        y = self.y_train if split == "train" else self.y_test
+        if y is None:
+            raise ValueError(f"dataset {self.name!r} has no {split!r} split")
+        if y.shape[1] == 1:
+            return (y[:, 0] > 0).astype(np.int64)
+        return np.argmax(y, axis=1).astype(np.int64)
+
+    @property
+    def input_bound(self) -> float:
+        """``B_x = max_n ||x_n||`` over the training inputs."""
+        flat = self.x_train.reshape(self.n_train, -1)
+        return float(np.max(np.linalg.norm(flat, axis=1)))
+
+
+def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray | None) -> None:
+    if y is None:
+        raise ValueError(f"dataset {name!r}: y_{split} is missing")
+    if x.ndim < 2:
+        raise ValueError(
+            f"dataset {name!r}: x_{split} must have shape (N, ...), got shape {x.shape}"
+        )
+    if y.ndim != 2:
+        raise ValueError(
+            f"dataset {name!r}: y_{split} must have shape (N, C), got shape {y.shape}"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"dataset {name!r}: x_{split} has {x.shape[0]} samples but y_{split} has "
+            f"{y.shape[0]}; they must match"
+        )
+
+
+def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Integer labels in ``[0, num_classes)`` to THEORY's targets.
+
+    ``num_classes == 2`` gives ``(N, 1)`` with ``-1`` for class 0 and ``+1`` for class 1;
+    otherwise one-hot rows of shape ``(N, num_classes)``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes == 2:
+        return np.where(labels == 1, 1.0, -1.0)[:, None]
+    return np.eye(num_classes)[labels]
