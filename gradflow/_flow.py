@@ -1,0 +1,200 @@
+"""``gf.flow``: the gradient-flow ODE of a :class:`Problem`, integrated with Diffrax."""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import bad_value, check_choice
+from ._observables import dims_of, observe
+from ._problem import Problem
+from ._solver import ProjectedSolver
+from ._trajectory import Trajectory
+
+#: Defaults chosen by ``benchmarks/work_precision.py`` (see benchmarks/README.md).
+DEFAULT_SOLVER = "heun"
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-8
+DEFAULT_DTMIN = 1e-3
+DEFAULT_MAX_STEPS = 2_000_000
+
+SOLVERS = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "midpoint": diffrax.Midpoint,
+    "ralston": diffrax.Ralston,
+    "bosh3": diffrax.Bosh3,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+}
+
+
+def resolve_solver(solver) -> diffrax.AbstractSolver:
+    """A Diffrax solver from a name in :data:`SOLVERS`, an instance, or ``None`` (default)."""
+    if solver is None:
+        solver = DEFAULT_SOLVER
+    if isinstance(solver, str):
+        check_choice("flow", "solver", solver, tuple(SOLVERS))
+        return SOLVERS[solver]()
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise bad_value("flow", "solver", solver, "use a solver name or a diffrax solver")
+    return solver
+
+
+def save_times(t0: float, t1: float, save_every=None, ts=None) -> np.ndarray:
+    """The save grid: ``ts`` if given, else ``t0, t0 + save_every, ..., t1``, else 101 points."""
+    if ts is not None:
+        ts = np.asarray(ts, dtype=float)
+        if ts.ndim != 1 or ts.size == 0 or np.any(np.diff(ts) <= 0):
+            raise bad_value("flow", "ts", ts, "use a non-empty increasing 1-D array")
+        if ts[0] < t0 or ts[-1] > t1:
+            raise bad_value("flow", "ts", ts, f"times must lie in [t0, t1] = [{t0}, {t1}]")
+        return ts
+    if save_every is not None:
+        if not save_every > 0:
+            raise bad_value("flow", "save_every", save_every, "use a number > 0")
+        n = int(np.floor((t1 - t0) / save_every + 1e-9))
+        grid = t0 + save_every * np.arange(n + 1)
+        return grid if np.isclose(grid[-1], t1) else np.append(grid, t1)
+    return np.linspace(t0, t1, 101)
+
+
+def flow(
+    problem: Problem,
+    *,
+    t1: float,
+    t0: float = 0.0,
+    save_every: float | None = None,
+    ts=None,
+    solver=None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    dtmin: float | None = DEFAULT_DTMIN,
+    dt0: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    on_max_steps: str = "raise",
+    observables: tuple[str, ...] = (),
+    state0=None,
+    progress: bool = False,
+) -> Trajectory:
+    """Integrate the gradient flow ``d state/dt = −∇L`` of ``problem`` (THEORY 3.1–3.3).
+
+    Args:
+        problem: the :class:`Problem` (network, data, λ, normalization).
+        t1, t0: the time interval, in flow time (SGD step ``j`` is ``t = η j``).
+        save_every, ts: the save grid (see :func:`save_times`); observables are computed at
+            these times by :func:`gradflow._observables.observe` (Diffrax ``SaveAt(fn=…)``).
+        solver: a name in :data:`SOLVERS` or any Diffrax solver. Adaptive solvers use a
+            ``PIDController(rtol, atol, dtmin, force_dtmin=True)`` that also steps exactly to
+            each save time; ``"euler"`` (gradient descent) needs a fixed ``dt0``.
+        dtmin: the step floor. The ReLU flow's right-hand side jumps on switching surfaces and
+            may slide along them (Filippov), where an adaptive controller would shrink its
+            step without end; steps at the floor are accepted and counted in
+            ``stats["num_floor_steps"]``. ``None`` disables the floor.
+        max_steps: hitting it raises a ``RuntimeError`` naming the time reached, unless
+            ``on_max_steps="truncate"`` (then the partial trajectory is returned).
+        observables: optional groups (e.g. ``"nc"``, ``"rank"``) added to the standard ones.
+        state0: a starting state (default: the model's weights in the problem's form).
+
+    Returns:
+        A :class:`Trajectory` with ``loss``, ``data_loss``, ``train_acc``, ``test_acc``,
+        ``rho``, ``rho_k``, ``balance_gap``, ``margin_min/mean/std``, and per normalization
+        ``unit_norm_error`` (LM), ``v_norm`` (WN), ``rho_eq`` (lm-last), against ``t``.
+    """
+    if not isinstance(problem, Problem):
+        raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
+    for name, value in (("t1", t1), ("rtol", rtol), ("atol", atol), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise bad_value("flow", name, value, "use a number > 0")
+    if not t1 > t0:
+        raise bad_value("flow", "t1", t1, f"use t1 > t0 = {t0}")
+    if dtmin is not None and not dtmin > 0:
+        raise bad_value("flow", "dtmin", dtmin, "use a number > 0 or None")
+    check_choice("flow", "on_max_steps", on_max_steps, ("raise", "truncate"))
+    for g in observables:
+        check_choice("flow", "observables", g, tuple(dims_of.__globals__["GROUPS"]))
+    grid = save_times(t0, t1, save_every, ts)
+    inner = resolve_solver(solver)
+    adaptive = isinstance(inner, diffrax.AbstractAdaptiveSolver)
+    if adaptive:
+        controller = diffrax.ClipStepSizeController(
+            diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True),
+            step_ts=jnp.asarray(grid),
+        )
+    else:
+        if dt0 is None:
+            raise bad_value("flow", "dt0", dt0, f"solver {type(inner).__name__} needs a fixed dt0 > 0")
+        controller = diffrax.ConstantStepSize()
+        dtmin = None
+    solver_obj = ProjectedSolver(inner, problem.normalization, dtmin if adaptive else None)
+    y0 = problem.initial_state() if state0 is None else state0
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    out = _integrate(
+        problem, y0, jnp.asarray(t0, float), jnp.asarray(t1, float), jnp.asarray(grid),
+        solver_obj, controller, dt0, int(max_steps), tuple(observables), meter,
+    )
+    saved_t, obs, final_state, stats, result, n_floor, t_end = jax.device_get(out)
+    ok = bool(result == 0)
+    keep = np.isfinite(saved_t)
+    t_reached = float(t_end)
+    stats = {
+        "num_steps": int(stats["num_steps"]),
+        "num_accepted_steps": int(stats["num_accepted_steps"]),
+        "num_rejected_steps": int(stats["num_rejected_steps"]),
+        "num_floor_steps": int(n_floor),
+        "max_steps": int(max_steps),
+        "status": "success" if ok else _result_name(result),
+        "t_reached": t_reached,
+        "solver": type(inner).__name__,
+        "rtol": rtol, "atol": atol, "dtmin": dtmin, "dt0": dt0,
+    }
+    if not ok and on_max_steps == "raise":
+        raise RuntimeError(
+            f"flow: stopped at t={t_reached:.6g} of t1={t1} after {stats['num_steps']} steps "
+            f"({stats['status']}); raise max_steps (now {max_steps}), raise dtmin, or pass "
+            "on_max_steps='truncate' to keep the partial trajectory"
+        )
+    config = {"dynamics": "flow", "problem": problem.describe(), "t0": t0, "t1": t1,
+              "observables": list(observables)}
+    config.update({k: stats[k] for k in ("solver", "rtol", "atol", "dtmin", "dt0")})
+    return Trajectory(
+        kind="flow",
+        t=saved_t[keep],
+        observables={k: np.asarray(v)[keep] for k, v in obs.items()},
+        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
+        final_params=tuple(np.asarray(w) for w in problem.to_weights(final_state)),
+        stats=stats,
+        config=config,
+        final_state=final_state,
+    )
+
+
+def _result_name(result) -> str:
+    return "max_steps_reached" if result == diffrax.RESULTS.max_steps_reached._value else (
+        f"diffrax result code {int(result)}"
+    )
+
+
+@eqx.filter_jit
+def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
+    term = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
+    saveat = diffrax.SaveAt(
+        subs=[
+            diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
+            diffrax.SubSaveAt(t1=True),
+        ],
+        solver_state=True,
+    )
+    sol = diffrax.diffeqsolve(
+        term, solver, t0, t1, dt0, y0, args=problem, saveat=saveat,
+        stepsize_controller=controller, max_steps=max_steps, throw=False,
+        progress_meter=meter,
+    )
+    saved_t, t_end = sol.ts
+    obs, final = sol.ys
+    final = jax.tree.map(lambda a: a[-1], final)
+    return saved_t, obs, final, sol.stats, sol.result._value, sol.solver_state[1], t_end[-1]

@@ -1,0 +1,163 @@
+"""``Problem``: one network, one dataset, one loss, one λ, one normalization.
+
+Every dynamics (``gf.flow``, the SDE, ``gf.sgd``) takes a ``Problem``, so "the same network"
+holds by construction: the same per-sample loss (:mod:`gradflow._loss`), the same λ and the
+same parametrization (:mod:`gradflow._normalization`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from . import _loss
+from . import _normalization as nz
+from ._errors import bad_value, check_choice
+
+
+class Problem(eqx.Module):
+    """The training problem ``L(W) = (1/N) Σ_n ||f(W; x_n) − y_n||² + (λ/2) D`` (THEORY 1, 3).
+
+    Args:
+        model: a :class:`models.HomogeneousNet`; its weights are the initial point.
+        data: a :class:`gradflow.data.Dataset` (targets ``(N, C)``: ±1 or one-hot).
+        weight_decay: ``λ ≥ 0``; stored as an array so that changing it does not recompile.
+        normalization: ``"none"`` (3.1), ``"lm-all"``, ``"lm-last"`` (3.2) or ``"wn"`` (3.3).
+        freeze_directions: lm-last only: hold every ``V_k`` fixed, so that ρ relaxes as the
+            closed form of THEORY 4.1.
+
+    Time is the flow's time ``t``; SGD step ``j`` is ``t = η j``.
+    """
+
+    model: eqx.Module
+    x_train: Array
+    y_train: Float[Array, "N C"]
+    x_test: Array | None
+    y_test: Float[Array, "M C"] | None
+    weight_decay: Float[Array, ""]
+    normalization: str = eqx.field(static=True)
+    freeze_directions: bool = eqx.field(static=True)
+    data_name: str = eqx.field(static=True)
+    data_options: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        model,
+        data,
+        *,
+        weight_decay: float = 0.0,
+        normalization: str = "none",
+        freeze_directions: bool = False,
+    ):
+        check_choice("Problem", "normalization", normalization, nz.NORMALIZATIONS)
+        if (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, (int, float, np.floating, np.integer))
+            or not np.isfinite(weight_decay)
+            or weight_decay < 0
+        ):
+            raise bad_value("Problem", "weight_decay", weight_decay, "use a finite number >= 0")
+        if freeze_directions and normalization != "lm-last":
+            raise bad_value(
+                "Problem", "freeze_directions", freeze_directions,
+                "it applies to normalization='lm-last' only",
+            )
+        dtype = jnp.result_type(float)
+        self.model = model
+        self.x_train = jnp.asarray(data.x_train, dtype)
+        self.y_train = jnp.asarray(data.y_train, dtype)
+        self.x_test = None if data.x_test is None else jnp.asarray(data.x_test, dtype)
+        self.y_test = None if data.y_test is None else jnp.asarray(data.y_test, dtype)
+        self.weight_decay = jnp.asarray(weight_decay, dtype)
+        self.normalization = normalization
+        self.freeze_directions = bool(freeze_directions)
+        self.data_name = getattr(data, "name", "custom")
+        self.data_options = json.dumps(getattr(data, "options", {}), default=str, sort_keys=True)
+        _check_shapes(model, self.x_train, self.y_train)
+
+    # ---- maps between W and the state --------------------------------------------------
+    def initial_state(self):
+        """The state of the model's current weights."""
+        return nz.to_state(self.normalization, self.model.weights)
+
+    def to_state(self, weights):
+        return nz.to_state(self.normalization, weights)
+
+    def to_weights(self, state) -> tuple:
+        return nz.to_weights(self.normalization, state)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.weights)
+
+    # ---- the loss and its flow ---------------------------------------------------------
+    def data_loss(self, state, x=None, y=None, w=None):
+        """``(1/N) Σ ℓ_n`` at ``state`` (on the training set unless ``x, y`` are given)."""
+        x = self.x_train if x is None else x
+        y = self.y_train if y is None else y
+        return _loss.data_loss(self.model, self.to_weights(state), x, y, w)
+
+    def decay_term(self, state, weight_decay=None):
+        lam = self.weight_decay if weight_decay is None else weight_decay
+        return 0.5 * lam * nz.decay(self.normalization, state)
+
+    def loss(self, state, x=None, y=None, w=None, weight_decay=None):
+        """Total loss ``L_data + (λ/2) D(state)``."""
+        return self.data_loss(state, x, y, w) + self.decay_term(state, weight_decay)
+
+    def velocity(self, state, x=None, y=None, w=None, weight_decay=None):
+        """The flow's right-hand side at ``state`` (THEORY 3): ``−∇L`` projected/scaled."""
+        grad = jax.grad(self.loss)(state, x, y, w, weight_decay)
+        return self.velocity_from_grad(state, grad)
+
+    def velocity_from_grad(self, state, grad):
+        return nz.velocity(
+            self.normalization, state, grad, freeze_directions=self.freeze_directions
+        )
+
+    def project(self, state):
+        """Retract onto the constraint set (unit directions for LM; identity otherwise)."""
+        return nz.project(self.normalization, state)
+
+    def outputs(self, state, x=None):
+        """``f(W; x_n)``, shape ``(N, C)``."""
+        x = self.x_train if x is None else x
+        return _loss.outputs(self.model, self.to_weights(state), x)
+
+    def describe(self) -> dict:
+        """A JSON-serialisable description (stored in results' attributes)."""
+        return {
+            "model": type(self.model).__name__,
+            "layer_shapes": [list(w.shape) for w in self.model.weights],
+            "normalization": self.normalization,
+            "weight_decay": float(self.weight_decay),
+            "freeze_directions": self.freeze_directions,
+            "data": self.data_name,
+            "data_options": json.loads(self.data_options),
+            "n_train": self.n_train,
+            "n_test": 0 if self.x_test is None else int(self.x_test.shape[0]),
+        }
+
+
+def _check_shapes(model, x, y) -> None:
+    try:
+        out = jax.eval_shape(model.apply, model.weights, x[0])
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"Problem: data x has sample shape {tuple(x.shape[1:])}, which model "
+            f"{type(model).__name__} does not accept ({str(err).splitlines()[0]})"
+        ) from None
+    if tuple(out.shape) != (y.shape[1],):
+        raise ValueError(
+            f"Problem: model {type(model).__name__} has {out.shape[0] if out.shape else 0} "
+            f"outputs but the data have C={y.shape[1]} target columns; they must match"
+        )

@@ -1,0 +1,152 @@
+"""``Trajectory``: observables against the flow time ``t``, and NetCDF round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def versions() -> dict[str, str]:
+    """Versions of gradflow and the numerical stack, and the git revision if any."""
+    import diffrax
+    import equinox
+    import jax
+    import optax
+
+    from . import __version__
+
+    out = {
+        "gradflow": __version__,
+        "jax": jax.__version__,
+        "diffrax": diffrax.__version__,
+        "equinox": equinox.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "xarray": xr.__version__,
+    }
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )
+        if rev.returncode == 0:
+            out["git_revision"] = rev.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """Observables of one run (or an ensemble of seeds) on the time axis ``t``.
+
+    Attributes:
+        kind: ``"flow"``, ``"sde"``, ``"sgd"`` or ``"gd"``.
+        t: save times, shape ``(T,)`` (SGD: ``t = η · step``).
+        observables: name -> array of shape ``(T, ...)``, or ``(S, T, ...)`` with seeds.
+        dims: name -> names of the trailing dimensions (``layer``, ``layer_pair``...).
+        final_params: the layer weights ``W_k`` at the end (per seed with seeds).
+        stats: steps taken, rejected, forced at the floor, status, time reached, ...
+        config: the problem and run settings.
+    """
+
+    kind: str
+    t: np.ndarray
+    observables: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+    final_params: tuple[np.ndarray, ...]
+    stats: dict[str, Any]
+    config: dict[str, Any]
+    seeds: np.ndarray | None = None
+    final_state: Any = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.observables[name]
+
+    def to_xarray(self) -> xr.Dataset:
+        lead = ("seed", "t") if self.seeds is not None else ("t",)
+        data_vars = {}
+        for name, value in self.observables.items():
+            value = np.asarray(value)
+            trailing = self.dims.get(name, ())
+            trailing = trailing + tuple(
+                f"{name}_dim{i}" for i in range(value.ndim - len(lead) - len(trailing))
+            )
+            data_vars[name] = (lead + trailing, value)
+        for k, w in enumerate(self.final_params):
+            w = np.asarray(w)
+            plead = ("seed",) if self.seeds is not None else ()
+            pdims = plead + tuple(f"param{k}_dim{i}" for i in range(w.ndim - len(plead)))
+            data_vars[f"param{k}"] = (pdims, w)
+        coords = {"t": np.asarray(self.t)}
+        if self.seeds is not None:
+            coords["seed"] = np.asarray(self.seeds)
+        attrs = {
+            "kind": self.kind,
+            "num_params": len(self.final_params),
+            "config": json.dumps(self.config, default=_jsonable, sort_keys=True),
+            "stats": json.dumps(self.stats, default=_jsonable, sort_keys=True),
+            "versions": json.dumps(versions(), sort_keys=True),
+            "dims": json.dumps(self.dims),
+        }
+        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    def save(self, path) -> Path:
+        """Write NetCDF atomically (temporary file in the same folder, then rename)."""
+        return write_netcdf(self.to_xarray(), path)
+
+    @classmethod
+    def from_xarray(cls, ds: xr.Dataset) -> Trajectory:
+        n_params = int(ds.attrs["num_params"])
+        params = tuple(ds[f"param{k}"].values for k in range(n_params))
+        skip = {f"param{k}" for k in range(n_params)}
+        obs = {name: ds[name].values for name in ds.data_vars if name not in skip}
+        return cls(
+            kind=ds.attrs["kind"],
+            t=ds["t"].values,
+            observables=obs,
+            dims={k: tuple(v) for k, v in json.loads(ds.attrs["dims"]).items()},
+            final_params=params,
+            stats=json.loads(ds.attrs["stats"]),
+            config=json.loads(ds.attrs["config"]),
+            seeds=ds["seed"].values if "seed" in ds.coords else None,
+        )
+
+
+def write_netcdf(ds: xr.Dataset, path) -> Path:
+    """``ds.to_netcdf`` to a temporary file next to ``path``, then an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load(path) -> Trajectory:
+    """Read a :class:`Trajectory` written by :meth:`Trajectory.save`."""
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return Trajectory.from_xarray(ds.load())
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    return str(obj)
