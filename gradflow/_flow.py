@@ -11,7 +11,7 @@ import numpy as np
 from ._errors import bad_value, check_choice
 from ._observables import dims_of, observe
 from ._problem import Problem
-from ._solver import ProjectedSolver
+from ._solver import FloorController, ProjectedSolver
 from ._trajectory import Trajectory
 
 #: Defaults chosen by ``benchmarks/work_precision.py`` (see benchmarks/README.md).
@@ -89,12 +89,14 @@ def flow(
         save_every, ts: the save grid (see :func:`save_times`); observables are computed at
             these times by :func:`gradflow._observables.observe` (Diffrax ``SaveAt(fn=…)``).
         solver: a name in :data:`SOLVERS` or any Diffrax solver. Adaptive solvers use a
-            ``PIDController(rtol, atol, dtmin, force_dtmin=True)`` that also steps exactly to
-            each save time; ``"euler"`` (gradient descent) needs a fixed ``dt0``.
+            ``PIDController(rtol, atol)`` that also steps exactly to each save time;
+            ``"euler"`` (gradient descent) needs a fixed ``dt0``.
         dtmin: the step floor. The ReLU flow's right-hand side jumps on switching surfaces and
             may slide along them (Filippov), where an adaptive controller would shrink its
-            step without end; steps at the floor are accepted and counted in
-            ``stats["num_floor_steps"]``. ``None`` disables the floor.
+            step without end. A step at the floor that fails the tolerance is accepted if it
+            decreases the loss (counted in ``stats["num_floor_steps"]``), else refused and
+            the floor halves (``stats["num_floor_rejections"]``); see
+            :class:`gradflow._solver.FloorController`. ``None`` disables the floor.
         max_steps: hitting it raises a ``RuntimeError`` naming the time reached, unless
             ``on_max_steps="truncate"`` (then the partial trajectory is returned).
         observables: optional groups (e.g. ``"nc"``, ``"rank"``) added to the standard ones.
@@ -122,7 +124,7 @@ def flow(
     adaptive = isinstance(inner, diffrax.AbstractAdaptiveSolver)
     if adaptive:
         controller = diffrax.ClipStepSizeController(
-            diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True),
+            _controller(rtol, atol, dtmin),
             step_ts=jnp.asarray(grid),
         )
     else:
@@ -130,14 +132,14 @@ def flow(
             raise bad_value("flow", "dt0", dt0, f"solver {type(inner).__name__} needs a fixed dt0 > 0")
         controller = diffrax.ConstantStepSize()
         dtmin = None
-    solver_obj = ProjectedSolver(inner, problem.normalization, dtmin if adaptive else None)
+    solver_obj = ProjectedSolver(inner, problem.normalization)
     y0 = problem.initial_state() if state0 is None else state0
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     out = _integrate(
         problem, y0, jnp.asarray(t0, float), jnp.asarray(t1, float), jnp.asarray(grid),
         solver_obj, controller, dt0, int(max_steps), tuple(observables), meter,
     )
-    saved_t, obs, final_state, stats, result, n_floor, t_end = jax.device_get(out)
+    saved_t, obs, final_state, stats, result, t_end, n_floor, n_guard = jax.device_get(out)
     ok = bool(result == 0)
     keep = np.isfinite(saved_t)
     t_reached = float(t_end)
@@ -146,6 +148,7 @@ def flow(
         "num_accepted_steps": int(stats["num_accepted_steps"]),
         "num_rejected_steps": int(stats["num_rejected_steps"]),
         "num_floor_steps": int(n_floor),
+        "num_floor_rejections": int(n_guard),
         "max_steps": int(max_steps),
         "status": "success" if ok else _result_name(result),
         "t_reached": t_reached,
@@ -173,6 +176,11 @@ def flow(
     )
 
 
+def _controller(rtol, atol, dtmin):
+    pid = diffrax.PIDController(rtol=rtol, atol=atol)
+    return pid if dtmin is None else FloorController(pid, dtmin)
+
+
 def _result_name(result) -> str:
     return "max_steps_reached" if result == diffrax.RESULTS.max_steps_reached._value else (
         f"diffrax result code {int(result)}"
@@ -187,7 +195,7 @@ def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, gr
             diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
             diffrax.SubSaveAt(t1=True),
         ],
-        solver_state=True,
+        controller_state=True,
     )
     sol = diffrax.diffeqsolve(
         term, solver, t0, t1, dt0, y0, args=problem, saveat=saveat,
@@ -197,4 +205,10 @@ def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, gr
     saved_t, t_end = sol.ts
     obs, final = sol.ys
     final = jax.tree.map(lambda a: a[-1], final)
-    return saved_t, obs, final, sol.stats, sol.result._value, sol.solver_state[1], t_end[-1]
+    cstate = sol.controller_state
+    cstate = getattr(cstate, "inner_state", cstate)
+    if isinstance(cstate, tuple) and len(cstate) == 4:
+        n_forced, n_refused = cstate[2], cstate[3]
+    else:
+        n_forced = n_refused = jnp.zeros((), jnp.int32)
+    return (saved_t, obs, final, sol.stats, sol.result._value, t_end[-1], n_forced, n_refused)

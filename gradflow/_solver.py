@@ -1,27 +1,27 @@
-"""A Diffrax solver wrapper: retraction onto the constraint set, and step-floor accounting.
+"""Diffrax pieces for non-smooth gradient flows.
 
-``ProjectedSolver(solver, normalization, dtmin)`` runs ``solver`` and, after each step,
-
-* retracts the new state onto the constraint set of ``normalization`` (the LM flows keep ``||V_k|| = 1`` to rounding
-  instead of to the solver tolerance; the dense output is patched so that values saved at
-  step ends are the projected ones);
-* counts the accepted steps whose size is the step floor ``dtmin`` (steps that Diffrax's
-  ``PIDController(force_dtmin=True)`` accepted without meeting the tolerance, typically on a
-  Filippov sliding surface of the ReLU flow), so that a run never crawls silently.
+* :class:`ProjectedSolver` retracts the state onto the constraint set after each step (the
+  LM flows keep ``||V_k|| = 1`` to rounding rather than to the solver tolerance; the dense
+  output is patched so that values saved at step ends are the projected ones).
+* :class:`FloorController` wraps a ``PIDController`` with a step floor that bounds the
+  crawl of adaptive control on Filippov sliding surfaces, without letting a forced step
+  break the flow's descent.
 """
 
 from __future__ import annotations
 
 import diffrax
+import jax
 import jax.numpy as jnp
 
 from . import _normalization as nz
 
 
 class ProjectedSolver(diffrax.AbstractWrappedSolver):
+    """``solver``, followed by ``nz.project(normalization, ·)`` on every step's result."""
+
     solver: diffrax.AbstractSolver
     normalization: str
-    dtmin: float | None = None
 
     @property
     def term_structure(self):
@@ -45,20 +45,89 @@ class ProjectedSolver(diffrax.AbstractWrappedSolver):
         return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
-        return (self.solver.init(terms, t0, t1, y0, args), jnp.zeros((), jnp.int32))
+        return self.solver.init(terms, t0, t1, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        inner_state, n_floor = solver_state
-        y1, y_error, dense_info, inner_state, result = self.solver.step(
-            terms, t0, t1, y0, args, inner_state, made_jump
+        y1, y_error, dense_info, solver_state, result = self.solver.step(
+            terms, t0, t1, y0, args, solver_state, made_jump
         )
         y1 = nz.project(self.normalization, y1)
         if "y1" in dense_info:
             dense_info = dict(dense_info, y1=y1)
-        if self.dtmin is not None:
-            at_floor = jnp.abs((t1 - t0) - self.dtmin) <= 1e-9 * self.dtmin
-            n_floor = n_floor + at_floor.astype(n_floor.dtype)
-        return y1, y_error, dense_info, (inner_state, n_floor), result
+        return y1, y_error, dense_info, solver_state, result
 
     def func(self, terms, t0, y0, args):
         return self.solver.func(terms, t0, y0, args)
+
+
+class FloorController(diffrax.AbstractAdaptiveStepSizeController):
+    """A PID controller with a descent-guarded step floor.
+
+    The ReLU flow's right-hand side jumps on switching surfaces and may slide along them;
+    there the error estimate stops shrinking with the step and a plain adaptive controller
+    crawls without end. Here a step of size ``<= floor`` that fails the tolerance is
+    *forced* (accepted anyway) provided the total loss ``args.loss(y)`` stays finite and
+    does not rise by more than ``max_rise`` (1%) relative in that step. The flow itself never
+    increases the loss, but explicit steps on a sliding surface chatter across it and can
+    raise the loss slightly; a rise of 1% in one step is instead the signature of a step
+    beyond the local stability limit. If that happens (the step exceeds the local stability limit ``2/λ_max``, e.g. early in a stiff
+    run) the step is rejected and the floor halves; each accepted step raises it by 2% back towards
+    ``dtmin``.
+
+    Controller state: ``(pid_state, floor, num_forced, num_floor_rejections)``.
+    """
+
+    controller: diffrax.PIDController
+    dtmin: float
+    max_rise: float = 1e-2
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return FloorController(self.controller.wrap(direction), self.dtmin, self.max_rise)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        floor = jnp.asarray(self.dtmin, jnp.result_type(float))
+        t1 = t0 + jnp.maximum(t1 - t0, floor)
+        zero = jnp.zeros((), jnp.int32)
+        return t1, (state, floor, zero, zero)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        pid_state, floor, n_forced, n_rejected = state
+        keep, pid_t0, pid_t1, jump, pid_state, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, pid_state
+        )
+        want_force = ~keep & (t1 - t0 <= floor * (1 + 1e-9))
+
+        def descends():
+            l0, l1 = args.loss(y0), args.loss(y1_candidate)
+            return jnp.isfinite(l1) & (l1 <= l0 + self.max_rise * jnp.abs(l0))
+
+        ok = jax.lax.cond(want_force, descends, lambda: jnp.asarray(False))
+        force = want_force & ok
+        refuse = want_force & ~ok
+        keep = keep | force
+        floor = jnp.where(refuse, 0.5 * floor, floor)
+        floor = jnp.where(keep, jnp.minimum(1.02 * floor, self.dtmin), floor)
+        next_t0 = jnp.where(keep, t1, t0)
+        dt = jnp.maximum(pid_t1 - pid_t0, floor)
+        dt = jnp.where(refuse, floor, dt)
+        return (
+            keep,
+            next_t0,
+            next_t0 + dt,
+            jump,
+            (pid_state, floor, n_forced + force, n_rejected + refuse),
+            result,
+        )

@@ -1,0 +1,187 @@
+"""The gradient-flow ODE (THEORY.md 3): invariants, closed forms, reporting, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gradflow as gf
+from models import MLP, DeepLinear
+
+NORMS = ("none", "lm-all", "lm-last", "wn")
+
+
+def _data(n=32, dim=5, classes=2, seed=0, n_test=16):
+    return gf.data.load(
+        "gaussian-mixture", n_train=n, n_test=n_test, dim=dim, classes=classes, seed=seed
+    )
+
+
+def _mlp(dim=5, widths=(6, 6), out=1, seed=0, scale=1.0):
+    return MLP(dim, widths, out, init_scale=scale, key=jax.random.PRNGKey(seed))
+
+
+@pytest.mark.parametrize("normalization", NORMS)
+@settings(max_examples=6)
+@given(
+    seed=st.integers(0, 10_000),
+    lam=st.sampled_from([0.0, 1e-3, 0.1]),
+    scale=st.floats(0.25, 0.6),
+)
+def test_total_loss_never_increases(normalization, seed, lam, scale):
+    data = _data(seed=seed, classes=3)
+    net = _mlp(out=3, seed=seed, scale=scale)
+    p = gf.Problem(net, data, weight_decay=lam, normalization=normalization)
+    tr = gf.flow(p, t1=10.0, save_every=0.25)
+    loss = tr["loss"]
+    assert np.all(np.isfinite(loss))
+    assert np.all(np.diff(loss) <= 1e-12 * np.abs(loss[:-1])), np.max(np.diff(loss))
+    assert loss[-1] < loss[0]
+
+
+@pytest.mark.parametrize("normalization", ["lm-all", "lm-last"])
+@settings(max_examples=4)
+@given(seed=st.integers(0, 10_000), lam=st.sampled_from([1e-2, 0.1]))
+def test_lm_flows_keep_unit_norms(normalization, seed, lam):
+    p = gf.Problem(_mlp(seed=seed, scale=0.5), _data(seed=seed), weight_decay=lam,
+                   normalization=normalization)
+    tr = gf.flow(p, t1=50.0, save_every=1.0)
+    assert tr.t[-1] == 50.0
+    assert np.max(tr["unit_norm_error"]) <= 1e-8
+
+
+def test_lm_unit_norm_without_projection_is_at_solver_tolerance():
+    """Even without the retraction, the projected vector field keeps ||V_k|| = 1 to ~rtol."""
+    from gradflow import _flow
+
+    p = gf.Problem(_mlp(seed=1, scale=0.5), _data(seed=1), weight_decay=1e-2,
+                   normalization="lm-all")
+    tr = gf.flow(p, t1=50.0, save_every=1.0, rtol=1e-9, atol=1e-11, dtmin=1e-5)
+    assert np.max(tr["unit_norm_error"]) <= 1e-12  # with the retraction: rounding only
+    assert _flow.ProjectedSolver is not None
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 0.05, 0.3]))
+def test_balancedness_law(activation, seed, lam):
+    """3.1 / 4.5: ρ_k² − ρ_{k+1}² = gap(0) e^{−2λt} (constant when λ = 0)."""
+    net = MLP(5, (12, 3), 1, activation=activation, key=jax.random.PRNGKey(seed))
+    p = gf.Problem(net, _data(seed=seed), weight_decay=lam)
+    tr = gf.flow(p, t1=5.0, save_every=0.5, rtol=1e-10, atol=1e-12, dtmin=1e-6)
+    gap = tr["balance_gap"]
+    expected = gap[0][None, :] * np.exp(-2 * lam * tr.t)[:, None]
+    np.testing.assert_allclose(gap, expected, rtol=1e-6)
+
+
+def test_wn_reproduces_lm_all_and_keeps_v_norm():
+    """3.3: WN from ||v_k|| = 1 is the LM-all flow; ||v_k|| is constant along the flow."""
+    net, data = _mlp(seed=3, widths=(7, 5), scale=0.5), _data(seed=3)
+    kw = dict(t1=10.0, save_every=0.5, rtol=1e-10, atol=1e-12, dtmin=1e-6)
+    wn = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="wn"), **kw)
+    lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
+    np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=1e-8)
+    for a, b in zip(wn.final_params, lm.final_params):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8 * np.abs(b).max())
+    np.testing.assert_allclose(wn["loss"], lm["loss"], rtol=1e-7)
+
+
+@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 1e-3, 0.2]))
+def test_frozen_directions_relax_rho_as_closed_form(seed, lam):
+    """4.1: with V frozen, ρ(t) = ρ_eq + (ρ0 − ρ_eq) e^{−κt}, κ = (2/N)Σ||f_n||² + λ."""
+    data = _data(seed=seed)
+    net = _mlp(seed=seed)
+    p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last",
+                   freeze_directions=True)
+    # the closed form, from the definitions (not from the library)
+    w = net.weights
+    norms = [jnp.linalg.norm(x) for x in w]
+    v = tuple(x / n for x, n in zip(w, norms))
+    f = np.asarray(jax.vmap(net.apply, (None, 0))(v, jnp.asarray(data.x_train)))
+    y, n = data.y_train, data.n_train
+    rho_eq = np.sum(y * f) / (np.sum(f**2) + n * lam / 2)
+    kappa = 2 / n * np.sum(f**2) + lam
+    rho0 = float(np.prod(norms))
+    tr = gf.flow(p, t1=10.0, save_every=0.5, rtol=1e-10, atol=1e-12)
+    expected = rho_eq + (rho0 - rho_eq) * np.exp(-kappa * tr.t)
+    np.testing.assert_allclose(tr["rho"], expected, rtol=1e-8)
+    np.testing.assert_allclose(tr["rho_eq"], rho_eq, rtol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.1])
+def test_one_layer_linear_flow_is_a_matrix_exponential(lam):
+    """dW/dt = −W M + (2/N) YᵀX with M = (2/N) XᵀX + λI: W(t) = W* + (W0 − W*) e^{−Mt}."""
+    data = _data(n=24, dim=4, classes=3, seed=5)
+    net = DeepLinear(4, (), 3, key=jax.random.PRNGKey(2))
+    p = gf.Problem(net, data, weight_decay=lam)
+    X, Y, n = data.x_train, data.y_train, data.n_train
+    M = 2 / n * X.T @ X + lam * np.eye(4)
+    w_star = np.linalg.solve(M.T, (2 / n * Y.T @ X).T).T
+    w0 = np.asarray(net.weights[0])
+    for t1 in (0.3, 2.0):
+        tr = gf.flow(p, t1=t1, rtol=1e-11, atol=1e-13, dtmin=None, solver="tsit5")
+        expected = w_star + (w0 - w_star) @ scipy.linalg.expm(-M * t1)
+        np.testing.assert_allclose(tr.final_params[0], expected, rtol=1e-8, atol=1e-10)
+
+
+def test_default_run_reports_steps_and_finishes():
+    """Defaults on the 96-sample, 2×16 ReLU MLP reach t = 400 (timing: benchmarks/)."""
+    data = gf.data.load("gaussian-mixture", n_train=96, n_test=32, dim=10, classes=2, seed=0)
+    net = MLP(10, (16, 16), 1, key=jax.random.PRNGKey(0))
+    tr = gf.flow(gf.Problem(net, data, weight_decay=1e-3, normalization="lm-last"), t1=400.0)
+    s = tr.stats
+    assert s["status"] == "success" and s["t_reached"] == 400.0
+    assert s["num_steps"] == s["num_accepted_steps"] + s["num_rejected_steps"]
+    assert 0 <= s["num_floor_steps"] <= s["num_accepted_steps"]
+    assert tr.t[-1] == 400.0
+
+
+def test_max_steps_is_an_error_naming_the_time_reached():
+    p = gf.Problem(_mlp(), _data(), weight_decay=1e-3)
+    with pytest.raises(RuntimeError, match=r"stopped at t=\S+ of t1=100.0 after 50 steps"):
+        gf.flow(p, t1=100.0, max_steps=50, dtmin=1e-3)
+    tr = gf.flow(p, t1=100.0, max_steps=50, dtmin=1e-3, on_max_steps="truncate")
+    assert tr.stats["status"] == "max_steps_reached"
+    assert 0 < tr.stats["t_reached"] < 100.0
+    assert tr.t[-1] <= tr.stats["t_reached"] and len(tr.t) >= 1
+
+
+def test_trajectory_round_trips_through_netcdf(tmp_path):
+    p = gf.Problem(_mlp(), _data(), weight_decay=1e-3, normalization="wn")
+    tr = gf.flow(p, t1=2.0, save_every=0.5)
+    ds = tr.to_xarray()
+    for name in ("loss", "data_loss", "train_acc", "test_acc", "rho", "rho_k", "balance_gap",
+                 "margin_min", "margin_mean", "margin_std", "v_norm"):
+        assert name in ds, name
+    assert ds["rho_k"].dims == ("t", "layer") and ds["balance_gap"].dims == ("t", "layer_pair")
+    path = tr.save(tmp_path / "run.nc")
+    back = gf.load(path)
+    np.testing.assert_array_equal(back.t, tr.t)
+    for k in tr.observables:
+        np.testing.assert_array_equal(back[k], tr[k])
+    for a, b in zip(back.final_params, tr.final_params):
+        np.testing.assert_array_equal(a, b)
+    assert back.config["problem"]["normalization"] == "wn"
+    assert "jax" in back.to_xarray().attrs["versions"]
+    assert back.stats == tr.stats
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda n, d: gf.Problem(n, d, normalization="batch"), r"normalization='batch'.*one of"),
+        (lambda n, d: gf.Problem(n, d, weight_decay=-0.1), r"weight_decay=-0.1.*>= 0"),
+        (lambda n, d: gf.flow(gf.Problem(n, d), t1=0.0), r"t1=0.0.*> 0"),
+        (lambda n, d: gf.flow(gf.Problem(n, d), t1=-3), r"t1=-3"),
+        (lambda n, d: gf.flow(gf.Problem(n, d), t1=1.0, solver="rk9"), r"solver='rk9'"),
+        (lambda n, d: gf.Problem(MLP(7, (3,), 1, key=jax.random.PRNGKey(0)), d),
+         r"sample shape \(5,\)"),
+        (lambda n, d: gf.Problem(MLP(5, (3,), 4, key=jax.random.PRNGKey(0)), d),
+         r"4 outputs.*C=1"),
+    ],
+)
+def test_bad_input_names_argument_value_and_allowed(make, match):
+    with pytest.raises(ValueError, match=match):
+        make(_mlp(), _data())
