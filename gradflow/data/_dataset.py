@@ -21,7 +21,15 @@ class Dataset:
         x_train: inputs, shape ``(N, ...)`` (vectors, or channel-first images).
         y_train: targets, shape ``(N, C)``: ``±1`` when ``C = 1``, one-hot otherwise.
         x_test, y_test: held-out arrays of the same trailing shapes, or ``None``.
-        options: the options the loader was called with (recorded in results).
+        options: the options the loader was called with, resolved (``classes`` and the
+            split sizes filled in), recorded in results.
+        classes: the original labels of the selected classes, in encoded order: class
+            ``classes[i]`` is column ``i`` of a one-hot target, or, for binary tasks,
+            ``classes[0] -> -1`` and ``classes[1] -> +1``. Empty when unknown.
+        noisy_indices: sorted indices into the training split whose labels were replaced by
+            ``label_noise`` (shape ``(M,)``, int64); empty when there was no label noise.
+        y_train_clean: the training targets before label noise (same shape as ``y_train``),
+            or ``None`` when there was no label noise.
     """
 
     name: str
@@ -30,6 +38,11 @@ class Dataset:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    classes: tuple = ()
+    noisy_indices: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    y_train_clean: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_pair(self.name, "train", self.x_train, self.y_train)
@@ -90,9 +103,7 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray | None) -> N
             f"dataset {name!r}: x_{split} must have shape (N, ...), got shape {x.shape}"
         )
     if y.ndim != 2:
-        raise ValueError(
-            f"dataset {name!r}: y_{split} must have shape (N, C), got shape {y.shape}"
-        )
+        raise ValueError(f"dataset {name!r}: y_{split} must have shape (N, C), got shape {y.shape}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"dataset {name!r}: x_{split} has {x.shape[0]} samples but y_{split} has "

@@ -1,0 +1,226 @@
+"""``gf.sgd``: discrete SGD / GD on the same :class:`Problem` as the flow, on ``t = η·step``.
+
+Each step draws a batch ``S`` (THEORY 1, 3.4), takes the gradient of
+``L_S(state) = (1/B) Σ_{n∈S} ℓ_n + (λ/2) D(state)``, turns it into the flow's velocity
+(the same projection/scaling as the ODE) and applies it with an Optax SGD transformation
+(``learning_rate`` injected as an array, so sweeping η does not recompile). LM variants then
+put ``V_k`` back on the unit sphere; WN does **not** renormalize ``v`` (THEORY 3.3).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._errors import bad_value, check_choice
+from ._flow import save_times
+from ._hessian import stable_learning_rate
+from ._observables import GROUPS, dims_of, observe
+from ._problem import Problem
+from ._trajectory import Trajectory
+
+SAMPLING = ("without-replacement", "with-replacement")
+
+
+class Diverged(RuntimeError):
+    """A run whose loss stopped being finite; ``.trajectory`` holds what was computed."""
+
+    def __init__(self, message: str, trajectory: Trajectory):
+        super().__init__(message)
+        self.trajectory = trajectory
+
+
+def batch_indices(key, step, n: int, batch_size: int, sampling: str):
+    """Indices of step ``step``'s batch (sorted, so that ``B = N`` is exactly GD).
+
+    Without replacement: epoch ``e = step // (N // B)`` uses the permutation drawn from
+    ``fold_in(key, e)`` and the ``(step mod N//B)``-th block of it (a remainder of
+    ``N mod B`` samples is left out of each epoch). With replacement: ``B`` i.i.d. uniform
+    indices from ``fold_in(key, step)``.
+    """
+    if sampling == "with-replacement":
+        idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n)
+        return jnp.sort(idx)
+    per_epoch = n // batch_size
+    epoch, block = step // per_epoch, step % per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return jnp.sort(jax.lax.dynamic_slice(perm, (block * batch_size,), (batch_size,)))
+
+
+def _optimizer(momentum: float):
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum or None)
+
+
+def sgd_step(problem, state, opt_state, idx):
+    """One step on the batch ``idx``; returns the new state and the batch loss before it."""
+    x, y = problem.x_train[idx], problem.y_train[idx]
+    loss, grad = jax.value_and_grad(problem.loss)(state, x, y)
+    # Optax descends along its input; feed it minus the flow's velocity.
+    direction = jax.tree.map(jnp.negative, problem.velocity_from_grad(state, grad))
+    updates, opt_state = _optimizer_from_state(opt_state).update(direction, opt_state, state)
+    state = problem.project(optax.apply_updates(state, updates))
+    return state, opt_state, loss
+
+
+def _optimizer_from_state(opt_state):
+    momentum = opt_state.hyperparams.get("momentum")
+    return _optimizer(0.0 if momentum is None else momentum)
+
+
+@eqx.filter_jit
+def _run(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
+    """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
+    opt = _optimizer(momentum)
+    opt_state = opt.init(state)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.result_type(float))
+    n = problem.x_train.shape[0]
+
+    def one(j, carry):
+        state, opt_state, bad_step, last_loss = carry
+        idx = batch_indices(key, j, n, batch_size, sampling)
+        new_state, new_opt, loss = sgd_step(problem, state, opt_state, idx)
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(new_state)])
+        )
+        ok = finite & (bad_step < 0)
+        keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+        state = jax.tree.map(keep, new_state, state)
+        opt_state = jax.tree.map(keep, new_opt, opt_state)
+        bad_step = jnp.where((bad_step < 0) & ~finite, j, bad_step)
+        last_loss = jnp.where(ok, loss, last_loss)
+        return state, opt_state, bad_step, last_loss
+
+    def chunk(carry, bounds):
+        start, stop = bounds
+        carry = jax.lax.fori_loop(start, stop, one, carry)
+        return carry, observe(problem, carry[0], groups)
+
+    init = (state, opt_state, jnp.asarray(-1), jnp.asarray(jnp.nan, jnp.result_type(float)))
+    obs0 = observe(problem, state, groups)
+    starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
+    carry, obs = jax.lax.scan(chunk, init, (starts[1:], save_steps[1:]))
+    obs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), obs0, obs)
+    return carry[0], obs, carry[2], carry[3]
+
+
+def sgd(
+    problem: Problem,
+    *,
+    lr: float,
+    batch_size: int,
+    t1: float | None = None,
+    steps: int | None = None,
+    momentum: float = 0.0,
+    sampling: str = "without-replacement",
+    save_every: float | None = None,
+    ts=None,
+    key,
+    seeds: int | None = None,
+    observables: tuple[str, ...] = (),
+    on_divergence: str = "raise",
+) -> Trajectory:
+    """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``.
+
+    Args:
+        lr: the learning rate ``η > 0``; step ``j`` is flow time ``t = η j``.
+        batch_size: ``B`` in ``[1, N]``.
+        t1 / steps: the length, as flow time (``steps = round(t1/η)``) or steps.
+        momentum: heavy-ball coefficient (0: plain SGD, which is what the time map assumes).
+        sampling: ``"without-replacement"`` (epochs of disjoint batches) or
+            ``"with-replacement"``.
+        save_every, ts: the save grid in flow time (as ``gf.flow``); each time is rounded to
+            the nearest step.
+        key: a PRNG key; ``seeds=k`` runs ``k`` independent seeds (``vmap``, one compilation)
+            and adds a leading ``seed`` dimension.
+        on_divergence: ``"raise"`` (a :class:`Diverged` carrying the partial trajectory) or
+            ``"return"`` (the partial trajectory, ``stats["status"] == "diverged"``).
+    """
+    if not isinstance(problem, Problem):
+        raise bad_value("sgd", "problem", type(problem).__name__, "pass a gf.Problem")
+    n = problem.n_train
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise bad_value("sgd", "lr", lr, "use a number > 0")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
+        1 <= batch_size <= n
+    ):
+        raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
+    check_choice("sgd", "sampling", sampling, SAMPLING)
+    check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
+    if not 0.0 <= momentum < 1.0:
+        raise bad_value("sgd", "momentum", momentum, "use a number in [0, 1)")
+    for g in observables:
+        check_choice("sgd", "observables", g, tuple(GROUPS))
+    if (t1 is None) == (steps is None):
+        raise bad_value("sgd", "t1", t1, "give exactly one of t1 and steps")
+    if steps is None:
+        if not t1 > 0:
+            raise bad_value("sgd", "t1", t1, "use a number > 0")
+        steps = int(round(t1 / lr))
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise bad_value("sgd", "steps", steps, "use an integer >= 1")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise bad_value("sgd", "seeds", seeds, "use a positive integer or None")
+    grid = save_times(0.0, steps * lr, save_every, ts)
+    save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
+    if save_steps[0] != 0:
+        save_steps = np.insert(save_steps, 0, 0)
+    args = (jnp.asarray(lr), None, jnp.asarray(save_steps), int(batch_size), sampling,
+            float(momentum), tuple(observables))
+    state0 = problem.initial_state()
+    if seeds is None:
+        final, obs, bad, last = _run(problem, state0, args[0], key, *args[2:])
+    else:
+        keys = jax.random.split(key, seeds)
+        final, obs, bad, last = _vmapped(problem, state0, args[0], keys, *args[2:])
+    final, obs, bad, last = jax.device_get((final, obs, bad, last))
+    kind = "gd" if batch_size == n and sampling == "without-replacement" else "sgd"
+    bad_steps = np.atleast_1d(bad)
+    diverged = bool(np.any(bad_steps >= 0))
+    t = save_steps * lr
+    obs = {k: np.asarray(v) for k, v in obs.items()}
+    if diverged and seeds is None:
+        keep = save_steps <= bad_steps[0]
+        t, obs = t[keep], {k: v[keep] for k, v in obs.items()}
+    params = problem.to_weights(final) if seeds is None else jax.vmap(problem.to_weights)(final)
+    stats = {
+        "steps": int(steps),
+        "status": "diverged" if diverged else "success",
+        "diverged_at_step": [int(b) for b in bad_steps] if seeds else int(bad_steps[0]),
+        "t_reached": float(steps * lr if not diverged else np.min(bad_steps[bad_steps >= 0]) * lr),
+    }
+    config = {"dynamics": kind, "problem": problem.describe(), "lr": lr,
+              "batch_size": int(batch_size), "sampling": sampling, "momentum": momentum,
+              "steps": int(steps), "seeds": seeds, "observables": list(observables)}
+    traj = Trajectory(
+        kind=kind,
+        t=t,
+        observables=obs,
+        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
+        final_params=tuple(np.asarray(w) for w in params),
+        stats=stats,
+        config=config,
+        seeds=None if seeds is None else np.arange(seeds),
+        final_state=final,
+    )
+    if diverged and on_divergence == "raise":
+        step = int(np.min(bad_steps[bad_steps >= 0]))
+        eta_max, lam = stable_learning_rate(problem)
+        last_loss = float(np.atleast_1d(last)[0])
+        raise Diverged(
+            f"sgd: the loss stopped being finite at step {step} (t={step * lr:.6g}); the last "
+            f"finite batch loss was {last_loss:.6g}. The stable learning rate is about "
+            f"2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start, Hessian-vector power "
+            f"iteration); lr={lr} was used",
+            traj,
+        )
+    return traj
+
+
+@eqx.filter_jit
+def _vmapped(problem, state0, lr, keys, save_steps, batch_size, sampling, momentum, groups):
+    run = lambda k: _run(problem, state0, lr, k, save_steps, batch_size, sampling,  # noqa: E731
+                         momentum, groups)
+    return jax.vmap(run)(keys)
