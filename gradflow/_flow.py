@@ -80,6 +80,9 @@ def flow(
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool = False,
+    noise=None,
+    key=None,
+    seeds: int | None = None,
 ) -> Trajectory:
     """Integrate the gradient flow ``d state/dt = −∇L`` of ``problem`` (THEORY 3.1–3.3).
 
@@ -101,6 +104,12 @@ def flow(
             ``on_max_steps="truncate"`` (then the partial trajectory is returned).
         observables: optional groups (e.g. ``"nc"``, ``"rank"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
+        noise, key, seeds: with ``noise=gf.SGDNoise(lr, batch_size, sampling)``, integrate the
+            SDE of SGD (THEORY 3.4, Itô) instead: see :func:`gradflow._sde.sde` for its solvers
+            (``"euler"``: fixed-step Euler–Maruyama, ``dt0`` default ``lr/4``;
+            ``"euler-adaptive"``, which wants loose tolerances such as ``rtol=1e-2,
+            atol=1e-4``). ``key`` is required; ``seeds=k`` runs ``k`` Brownian paths in one
+            ``vmap`` (leading ``seed`` dimension). The result has ``kind="sde"``.
 
     Returns:
         A :class:`Trajectory` with ``loss``, ``data_loss``, ``train_acc``, ``test_acc``,
@@ -109,6 +118,20 @@ def flow(
     """
     if not isinstance(problem, Problem):
         raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
+    # ---- the SDE of SGD (gradflow/_sde.py) -------------------------------------------------
+    if noise is not None:
+        from ._sde import sde
+
+        return sde(
+            problem, noise, key=key, seeds=seeds, t1=t1, t0=t0, save_every=save_every, ts=ts,
+            solver=solver, dt0=dt0, rtol=rtol, atol=atol, dtmin=dtmin, max_steps=max_steps,
+            on_max_steps=on_max_steps, observables=observables, state0=state0,
+            progress=progress,
+        )
+    if key is not None or seeds is not None:
+        raise bad_value("flow", "seeds" if key is None else "key", seeds if key is None else key,
+                        "key and seeds apply to the SDE only: pass noise=gf.SGDNoise(...)")
+    # ---------------------------------------------------------------------------------------
     for name, value in (("t1", t1), ("rtol", rtol), ("atol", atol), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise bad_value("flow", name, value, "use a number > 0")

@@ -7,9 +7,12 @@ registered in :data:`GROUPS` as ``name -> (fn(problem, state) -> dict, dims)``.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from . import _normalization as nz
+from .metrics import margins, neural_collapse, numerical_rank, stable_rank
+from .predict._rho import rho_eq
 
 DIMS: dict[str, tuple[str, ...]] = {
     "rho_k": ("layer",),
@@ -25,25 +28,13 @@ def register_group(name: str, fn, dims: dict[str, tuple[str, ...]]) -> None:
     GROUPS[name] = (fn, dims)
 
 
-def margins(outputs, targets):
-    """Margins of outputs (THEORY 5): ``y f`` (C = 1) or ``f_y − max_{c≠y} f_c``."""
-    if targets.shape[1] == 1:
-        return targets[:, 0] * outputs[:, 0]
-    true = jnp.sum(outputs * targets, axis=1)
-    other = jnp.max(jnp.where(targets > 0, -jnp.inf, outputs), axis=1)
-    return true - other
-
-
 def accuracy(outputs, targets):
+    """Fraction classified correctly: ``sign f = y`` (C = 1) or ``argmax f = argmax y``."""
     if targets.shape[1] == 1:
-        return jnp.mean(jnp.sign(outputs[:, 0]) == jnp.sign(targets[:, 0]))
-    return jnp.mean(jnp.argmax(outputs, 1) == jnp.argmax(targets, 1))
-
-
-def rho_eq(f, y, weight_decay):
-    """THEORY 4.1: ``ρ_eq = Σ⟨y_n, f_n⟩ / (Σ||f_n||² + Nλ/2)`` for normalized outputs ``f``."""
-    n = f.shape[0]
-    return jnp.sum(y * f) / (jnp.sum(f**2) + 0.5 * n * weight_decay)
+        hit = jnp.sign(outputs[:, 0]) == jnp.sign(targets[:, 0])
+    else:
+        hit = jnp.argmax(outputs, 1) == jnp.argmax(targets, 1)
+    return jnp.mean(hit.astype(outputs.dtype))
 
 
 def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
@@ -88,3 +79,31 @@ def dims_of(groups: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     for name in groups:
         dims.update(GROUPS[name][1])
     return dims
+
+
+def _labels(y):
+    return (y[:, 0] > 0).astype(jnp.int32) if y.shape[1] == 1 else jnp.argmax(y, axis=1)
+
+
+def _nc_group(problem, state) -> dict:
+    """THEORY 5's NC1–NC4 of the training features (the input of the last layer)."""
+    weights = problem.to_weights(state)
+    feats = jax.vmap(problem.model.apply_features, (None, 0))(weights, problem.x_train)
+    last = weights[-1].reshape(weights[-1].shape[0], -1)
+    if last.shape[1] != feats.shape[1]:  # a convolutional last layer: its Toeplitz matrix
+        last = jax.jacfwd(lambda h: problem.model.apply_last(weights[-1], h))(feats[0])
+    out = neural_collapse(feats, _labels(problem.y_train), last, problem.outputs(state))
+    return {k: out[k] for k in ("nc1", "nc2", "nc2_equinorm", "nc2_equiangular", "nc3", "nc4")}
+
+
+def _rank_group(problem, state) -> dict:
+    """Numerical rank (tol 1e-3 of ``W_k/||W_k||_F``) and stable rank of every layer."""
+    weights = problem.to_weights(state)
+    return {
+        "rank": jnp.stack([numerical_rank(w) for w in weights]),
+        "stable_rank": jnp.stack([stable_rank(w) for w in weights]),
+    }
+
+
+register_group("nc", _nc_group, {})
+register_group("rank", _rank_group, {"rank": ("layer",), "stable_rank": ("layer",)})

@@ -28,8 +28,9 @@ class Problem(eqx.Module):
         data: a :class:`gradflow.data.Dataset` (targets ``(N, C)``: ±1 or one-hot).
         weight_decay: ``λ ≥ 0``; stored as an array so that changing it does not recompile.
         normalization: ``"none"`` (3.1), ``"lm-all"``, ``"lm-last"`` (3.2) or ``"wn"`` (3.3).
-        freeze_directions: lm-last only: hold every ``V_k`` fixed, so that ρ relaxes as the
-            closed form of THEORY 4.1.
+        freeze_directions: LM variants only: hold every ``V_k`` fixed, so that ρ follows the
+            scalar laws of THEORY 4.1 (lm-last: closed-form relaxation) and 4.2 (lm-all: the
+            balanced reduced ODE).
 
     Time is the flow's time ``t``; SGD step ``j`` is ``t = η j``.
     """
@@ -62,10 +63,10 @@ class Problem(eqx.Module):
             or weight_decay < 0
         ):
             raise bad_value("Problem", "weight_decay", weight_decay, "use a finite number >= 0")
-        if freeze_directions and normalization != "lm-last":
+        if freeze_directions and normalization not in nz.LM:
             raise bad_value(
                 "Problem", "freeze_directions", freeze_directions,
-                "it applies to normalization='lm-last' only",
+                "it applies to normalization 'lm-all' or 'lm-last' only",
             )
         dtype = jnp.result_type(float)
         self.model = model

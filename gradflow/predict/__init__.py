@@ -9,7 +9,8 @@ from ._balanced import Equilibrium, balanced_equilibria, balanced_rhs_symbolic
 from ._collapse import etf_gram, nc_kappa
 from ._laws import balance_law, wn_norm_growth
 from ._rank import rank_bound
-from ._rho import kappa, quasi_interpolation, rho_eq, rho_relaxation
+from ._problem import format_report, normalized_outputs, report, rho_eq
+from ._rho import kappa, quasi_interpolation, rho_relaxation
 
 __all__ = [
     "rho_eq",
@@ -24,4 +25,7 @@ __all__ = [
     "rank_bound",
     "nc_kappa",
     "etf_gram",
+    "normalized_outputs",
+    "report",
+    "format_report",
 ]

@@ -1,0 +1,184 @@
+"""Run a validated scenario: build its problem, run every dynamics, write and summarize results.
+
+Outputs in ``out_dir`` (each NetCDF written atomically, each as soon as its run ends, so an
+interrupted scenario keeps the runs it finished):
+
+* ``<name>__<run>.nc``: one :class:`gradflow.Trajectory` per run (``gf.load`` reads it), e.g.
+  ``quickstart__flow.nc``, ``quickstart__gd_lr0.05.nc``, ``quickstart__sgd_lr0.05_b16.nc``;
+* ``<name>.nc``: every run's observables in one ``xarray.Dataset`` with a ``run`` dimension
+  (coordinates ``dynamics``, ``lr``, ``batch_size``, ``status``) on the union of the runs' save
+  times (NaN where a run has no save; ensembles averaged over seeds; no weights);
+* ``<name>.png``: the summary plot (:mod:`gradflow._plot`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import xarray as xr
+
+from ._config import Config, RunSpec
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a scenario produced: trajectories by run label, files written, divergences."""
+
+    trajectories: dict
+    files: list[Path]
+    diverged: dict[str, str]
+
+
+def build_problem(config: Config):
+    """The :class:`gradflow.Problem` of ``config`` (the model is built here, not in validation)."""
+    from models import MLP, DeepLinear, LocalCNN
+
+    from ._problem import Problem
+
+    m, data = config.model, config.dataset
+    key = jax.random.PRNGKey(m["seed"])
+    out_dim, shape = data.num_outputs, data.input_shape
+    if m["kind"] == "mlp":
+        net = MLP(math.prod(shape), m["widths"], out_dim, activation=m["activation"],
+                  init_scale=m["init_scale"], key=key)
+    elif m["kind"] == "deep-linear":
+        net = DeepLinear(math.prod(shape), m["widths"], out_dim, init_scale=m["init_scale"],
+                         key=key)
+    else:
+        net = LocalCNN(shape, m["channels"], m["kernel_sizes"], m["strides"], out_dim,
+                       last=m["last"], init_scale=m["init_scale"], key=key)
+    return Problem(net, data, **config.problem)
+
+
+def run_one(problem, spec: RunSpec):
+    """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory."""
+    from ._flow import flow
+    from ._sgd import sgd
+
+    if spec.dynamics == "flow":
+        return flow(problem, **spec.options)
+    return sgd(problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
+
+
+def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcome:
+    """Run every :class:`RunSpec` of ``config``, writing results into ``out_dir``."""
+    from tqdm.auto import tqdm
+
+    from ._plot import summary_plot
+    from ._sgd import Diverged
+
+    out_dir = Path(out_dir)
+    problem = build_problem(config)
+    trajectories, files, diverged = {}, [], {}
+    bar = tqdm(config.runs, desc=config.name, unit="run", file=sys.stderr, leave=False,
+               disable=None if progress and len(config.runs) > 1 else True)
+    for spec in bar:
+        bar.set_postfix_str(spec.label)
+        try:
+            traj = run_one(problem, spec)
+        except Diverged as err:
+            traj = err.trajectory
+            diverged[spec.label] = str(err)
+        trajectories[spec.label] = traj
+        path = out_dir / f"{config.name}__{spec.label}.nc"
+        traj.config["scenario"] = config.name
+        traj.config["run"] = spec.label
+        files.append(traj.save(path))
+    bar.close()
+    files.append(write_combined(config, trajectories, out_dir / f"{config.name}.nc"))
+    files.append(summary_plot(trajectories, config.output["plot"], out_dir / f"{config.name}.png",
+                              logy=config.output["logy"], title=_title(config)))
+    for line in summary(config, trajectories, diverged):
+        echo(line)
+    return Outcome(trajectories, files, diverged)
+
+
+def _title(config: Config) -> str:
+    p = config.problem
+    return (f"{config.name}: {config.dataset.name}, {config.model['kind']}, "
+            f"{p['normalization']}, λ={p['weight_decay']:g}")
+
+
+def write_combined(config: Config, trajectories: dict, path) -> Path:
+    """``<name>.nc``: the runs' observables along a ``run`` dimension (see module docstring)."""
+    from ._trajectory import versions, write_netcdf
+
+    parts = []
+    for label, traj in trajectories.items():
+        ds = traj.to_xarray()
+        ds = ds.drop_vars([f"param{k}" for k in range(int(ds.attrs["num_params"]))])
+        if "seed" in ds.dims:
+            ds = ds.mean("seed", keep_attrs=True)
+        ds = ds.assign_coords(t=np.round(ds["t"].values, 10))
+        ds.attrs = {}
+        parts.append(ds.expand_dims(run=[label]))
+    combined = xr.concat(parts, dim="run", join="outer")
+    specs = config.runs
+    combined = combined.assign_coords(
+        dynamics=("run", [s.dynamics for s in specs if s.label in trajectories]),
+        lr=("run", [s.options.get("lr", np.nan) for s in specs if s.label in trajectories]),
+        batch_size=("run", [float(s.options.get("batch_size", np.nan))
+                            for s in specs if s.label in trajectories]),
+        status=("run", [t.stats.get("status", "") for t in trajectories.values()]),
+    )
+    combined.attrs.update(
+        scenario=config.name,
+        description=config.description,
+        question=config.question,
+        config=json.dumps(config.table, default=str, sort_keys=True),
+        versions=json.dumps(versions(), sort_keys=True),
+    )
+    return write_netcdf(combined, path)
+
+
+def _final(traj, name):
+    if name not in traj.observables:
+        return None
+    value = np.asarray(traj[name], dtype=float)
+    if traj.seeds is not None:
+        value = np.nanmean(value, axis=0)
+    if value.shape[0] == 0:
+        return None
+    return float(np.mean(value[-1])) if value.ndim == 1 else float(np.max(np.abs(value[-1])))
+
+
+def summary(config: Config, trajectories: dict, diverged: dict) -> list[str]:
+    """Final values of every run, and ``gf.compare`` distances to the reference run."""
+    from ._compare import compare
+
+    cols = ("loss", "rho", "rho_eq", "margin_min", "train_acc", "v_norm")
+    cols = [c for c in cols if any(c in t.observables for t in trajectories.values())]
+    width = max(len(label) for label in trajectories) + 2
+    lines = [f"{config.name}: {config.question}" if config.question else config.name]
+    lines.append("run".ljust(width) + "status".ljust(10) + "t_end".rjust(9)
+                 + "".join(c.rjust(12) for c in cols))
+    for label, traj in trajectories.items():
+        t_end = float(traj.t[-1]) if len(traj.t) else float("nan")
+        values = [_final(traj, c) for c in cols]
+        lines.append(label.ljust(width) + str(traj.stats.get("status", "")).ljust(10)
+                     + f"{t_end:9.4g}"
+                     + "".join("—".rjust(12) if v is None else f"{v:12.5g}" for v in values))
+    if any(c == "v_norm" for c in cols):
+        lines.append("(v_norm: the largest |v_k| over layers)")
+    labels = list(trajectories)
+    if len(labels) > 1:
+        ref = labels[0]
+        lines.append(f"distances to {ref} on t = lr * step (gf.compare; max over the common grid):")
+        for label in labels[1:]:
+            if label in diverged:
+                lines.append(f"  {label}: diverged, not compared")
+                continue
+            cmp = compare(trajectories[ref], trajectories[label])
+            diffs = []
+            for name in ("loss", "rho"):
+                if name in cmp and cmp[name].size:
+                    diffs.append(f"|Δ{name}| = {float(np.nanmax(np.abs(cmp[name].values))):.3g}")
+            diffs.append(f"final ||ΔW||/||W|| = {cmp.attrs['param_distance_rel']:.3g}")
+            lines.append(f"  {label}: " + ", ".join(diffs))
+    return lines

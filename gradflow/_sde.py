@@ -1,0 +1,436 @@
+"""The SDE of SGD (THEORY.md 3.4), integrated with Diffrax: ``gf.flow(..., noise=SGDNoise(...))``.
+
+    d state = v(state) dt + G(state) dβ,     G Gᵀ = η P Σ Pᵀ     (Itô)
+
+with ``v`` the flow's velocity and ``G`` the matrix-free operator of :mod:`gradflow._noise`.
+
+**Itô, not Stratonovich.** The stochastic modified equation of SGD (Li, Tai & E 2017) is an Itô
+SDE: its Euler–Maruyama discretization with ``dt = η`` has SGD's one-step mean and covariance.
+The diffusion depends on the state, so a Stratonovich solver (Heun, EulerHeun, Midpoint, SPaRK,
+…) would converge to a different process, whose drift differs from the Itô one by
+``½ Σ_n (∂G_n) G_n`` — an ``O(η)`` term, the same order as the effect being modelled. Only Itô
+solvers are allowed here (names in :data:`SDE_SOLVERS`, or a ``diffrax.AbstractItoSolver``);
+a Stratonovich one raises ``ValueError``. No Itô–Stratonovich correction is attempted (it
+would need ``N`` Jacobian-vector products per step).
+
+* ``"euler"`` (default): fixed-step Euler–Maruyama, step ``dt0`` (default ``η/4``, rounded
+  down so that it divides ``t1 − t0``), increments from :class:`StepBrownianPath`. Its weak
+  error is ``O(dt)``; the SDE itself is ``O(η)`` from SGD.
+* ``"euler-adaptive"``: Euler–Maruyama with a step-doubling error estimate (Diffrax's
+  ``HalfSolver``; the accepted value is the two half steps) and a PID controller on a
+  ``VirtualBrownianTree`` (``tol = dtmin/2``), so that rejected steps reuse the same Brownian
+  path. Still Itô: every sub-step is an Euler–Maruyama step. Its error estimate is of strong
+  order ½: use loose tolerances (``rtol ~ 1e-2``), and ``dtmin`` bounds the step from below
+  (forced steps, as ``PIDController(force_dtmin=True)``).
+
+**LM flows: projection after every step.** As the ODE, the LM directions are retracted onto
+their unit spheres after each step (``ProjectedSolver``), and the noise is projected on the
+tangent space like the drift. This is not a neutral choice for an SDE: with a tangent
+increment ``δ``, ``||V + δ||² = 1 + ||δ||²``, so the retraction ``(V + δ)/||V + δ||`` adds
+``−½ ||δ||² V`` per step, i.e. the drift ``−½ η tr(P_V Σ P_Vᵀ) V`` (per layer, ``P_V`` the
+tangent map including lm-last's ``1/ρ²``) in the limit ``dt → 0`` — independent of ``dt``.
+That is precisely the Itô correction that keeps an Itô diffusion on the sphere (without it
+``d||V||² = tr(P Σ Pᵀ) η dt > 0``), and it is also what SGD followed by renormalization does
+(``gf.sgd``: ``V ← (V − η P g_S)/||·||`` has the same ``−½ η² E||P(g_S − ḡ)||² V`` per step). So
+the projected Euler–Maruyama scheme converges to the sphere-valued Itô SDE whose drift
+carries the centripetal term that projected SGD has, and the two agree to ``O(η)``. (The
+deterministic part of the retraction, ``−½ ||v||² dt V``, vanishes as ``dt → 0``; in SGD it
+is part of the ``O(η)`` discretization gap to any first-order SDE.) WN is not projected:
+``||v||`` grows by ``η tr(Σ_v) dt`` per unit time, the continuous counterpart of SGD's
+``||v_{j+1}||² = ||v_j||² + η² ||∇_v L_S||²`` (THEORY 3.3).
+"""
+
+from __future__ import annotations
+
+import json
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from ._errors import bad_value, check_choice
+from ._flow import save_times
+from ._noise import SGDNoise, SGDTerm, StepBrownianPath
+from ._observables import GROUPS, dims_of, observe
+from ._problem import Problem
+from ._solver import ProjectedSolver
+from ._trajectory import Trajectory
+
+SDE_SOLVERS = ("euler", "euler-adaptive")
+#: Default fixed step: ``η / DEFAULT_STEPS_PER_LR``.
+DEFAULT_STEPS_PER_LR = 4
+
+
+class ItoProjectedSolver(ProjectedSolver, diffrax.AbstractItoSolver):
+    """:class:`ProjectedSolver` around an Itô solver, marked Itô for Diffrax."""
+
+
+class HalfStepEuler(diffrax.HalfSolver, diffrax.AbstractItoSolver):
+    """``HalfSolver`` whose dense output is the accepted two-half-step value.
+
+    Diffrax's ``HalfSolver`` returns the dense information of the single full step, so a
+    value saved at a step's end would be the rejected full step; here it is ``y1``.
+    """
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, _, solver_state, result = super().step(
+            terms, t0, t1, y0, args, solver_state, made_jump
+        )
+        return y1, y_error, dict(y0=y0, y1=y1), solver_state, result
+
+
+def resolve_sde_solver(solver, normalization: str):
+    """``(solver, adaptive)`` for a name in :data:`SDE_SOLVERS` or an Itô Diffrax solver."""
+    if solver is None:
+        solver = "euler"
+    if isinstance(solver, str):
+        if solver not in SDE_SOLVERS:
+            hint = (
+                f" ({solver!r} converges to the Stratonovich SDE, whose drift differs from the "
+                "Itô SDE of SGD by ½ Σ_n (∂G_n) G_n = O(η))"
+                if solver in ("heun", "midpoint", "ralston")
+                else ""
+            )
+            raise bad_value(
+                "flow",
+                "solver",
+                solver,
+                "with noise use one of " + ", ".join(map(repr, SDE_SOLVERS)) + hint,
+            )
+        if solver == "euler":
+            return ItoProjectedSolver(diffrax.Euler(), normalization), False
+        return HalfStepEuler(ItoProjectedSolver(diffrax.Euler(), normalization)), True
+    if isinstance(solver, diffrax.AbstractStratonovichSolver):
+        raise bad_value(
+            "flow",
+            "solver",
+            type(solver).__name__,
+            "it converges to the Stratonovich SDE, whose drift differs from the Itô SDE of "
+            "SGD by ½ Σ_n (∂G_n) G_n = O(η); use 'euler' or an Itô solver",
+        )
+    if not isinstance(solver, diffrax.AbstractItoSolver):
+        raise bad_value(
+            "flow",
+            "solver",
+            type(solver).__name__,
+            "with noise use 'euler', 'euler-adaptive' or a diffrax Itô solver",
+        )
+    adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
+    return ItoProjectedSolver(solver, normalization), adaptive
+
+
+def sde(
+    problem: Problem,
+    noise: SGDNoise,
+    *,
+    key,
+    seeds: int | None = None,
+    t1: float,
+    t0: float = 0.0,
+    save_every: float | None = None,
+    ts=None,
+    solver=None,
+    dt0: float | None = None,
+    rtol: float = 1e-2,
+    atol: float = 1e-4,
+    dtmin: float | None = 1e-3,
+    max_steps: int = 2_000_000,
+    on_max_steps: str = "raise",
+    observables: tuple[str, ...] = (),
+    state0=None,
+    progress: bool = False,
+) -> Trajectory:
+    """Integrate the SDE of SGD; called by ``gf.flow(..., noise=SGDNoise(...), key=key)``.
+
+    Arguments are those of ``gf.flow`` (same save grid, observables through the same
+    ``observe`` function as Diffrax ``SaveAt(fn=…)``), plus ``noise``, ``key`` and ``seeds``:
+    ``seeds=k`` integrates ``k`` independent Brownian paths (keys ``split(key, k)``) in one
+    compiled ``vmap`` and adds a leading ``seed`` dimension. ``lr``, ``batch_size`` and λ enter
+    as arrays, so changing them does not recompile (changing ``dt0`` or ``N`` does).
+
+    Returns a :class:`Trajectory` of ``kind="sde"``; ``stats`` holds per-seed step counts and
+    ``status`` (``"success"``, ``"max_steps_reached"`` or ``"diverged"``: a non-finite state,
+    which raises unless ``on_max_steps="truncate"``).
+    """
+    if not isinstance(noise, SGDNoise):
+        raise bad_value("flow", "noise", type(noise).__name__, "pass a gf.SGDNoise")
+    if key is None:
+        raise bad_value("flow", "key", key, "the SDE needs a PRNG key: pass key=jax.random.key(0)")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise bad_value("flow", "seeds", seeds, "use a positive integer or None")
+    for name, value in (("t1", t1), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise bad_value("flow", name, value, "use a number > 0")
+    if not t1 > t0:
+        raise bad_value("flow", "t1", t1, f"use t1 > t0 = {t0}")
+    check_choice("flow", "on_max_steps", on_max_steps, ("raise", "truncate"))
+    for g in observables:
+        check_choice("flow", "observables", g, tuple(GROUPS))
+    n = problem.n_train
+    scale = noise.scale(n)
+    inner, adaptive = resolve_sde_solver(solver, problem.normalization)
+    grid = save_times(t0, t1, save_every, ts)
+    span = t1 - t0
+    if dt0 is None:
+        dt0 = noise.lr / DEFAULT_STEPS_PER_LR
+    if not (isinstance(dt0, (int, float)) and not isinstance(dt0, bool) and dt0 > 0):
+        raise bad_value("flow", "dt0", dt0, "use a number > 0")
+    if adaptive:
+        if dtmin is None:
+            raise bad_value(
+                "flow",
+                "dtmin",
+                dtmin,
+                "'euler-adaptive' needs dtmin > 0 (it sets the Brownian tree's resolution dtmin/2)",
+            )
+        controller = diffrax.ClipStepSizeController(
+            diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True),
+            step_ts=jnp.asarray(grid),
+        )
+        tol, steps = 0.5 * dtmin, int(max_steps)
+    else:
+        num = int(np.ceil(span / dt0 - 1e-9))
+        if num > max_steps:
+            raise bad_value("flow", "dt0", dt0, f"{num} steps exceed max_steps={max_steps}")
+        dt0, tol, steps = span / num, None, num + 16
+        controller = diffrax.ConstantStepSize()
+    keys = jax.random.split(key, 1 if seeds is None else seeds)
+    y0 = problem.initial_state() if state0 is None else state0
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    out = _integrate(
+        problem,
+        y0,
+        jnp.asarray(t0, float),
+        jnp.asarray(t1, float),
+        jnp.asarray(grid),
+        jnp.asarray(scale, float),
+        keys,
+        inner,
+        controller,
+        jnp.asarray(dt0, float),
+        tol,
+        steps,
+        tuple(observables),
+        meter,
+    )
+    saved_t, obs, final, sstats, result = jax.device_get(out)
+    if seeds is None:
+        obs, final = jax.tree.map(lambda a: a[0], (obs, final))
+    obs = {k: np.asarray(v) for k, v in obs.items()}
+    finite = np.all(np.isfinite(obs["loss"]), axis=-1) if seeds else np.isfinite(obs["loss"]).all()
+    finite = np.atleast_1d(finite)
+    status = "success"
+    if np.any(result != 0):
+        status = "max_steps_reached"
+    if not np.all(finite):
+        status = "diverged"
+    t_grid = np.asarray(saved_t[0])
+    keep = np.isfinite(t_grid)
+    stats = {
+        "num_steps": [int(s) for s in sstats["num_steps"]],
+        "num_accepted_steps": [int(s) for s in sstats["num_accepted_steps"]],
+        "num_rejected_steps": [int(s) for s in sstats["num_rejected_steps"]],
+        "num_diverged_seeds": int(np.sum(~finite)),
+        "status": status,
+        "solver": solver
+        if isinstance(solver, str)
+        else ("euler" if solver is None else type(solver).__name__),
+        "adaptive": adaptive,
+        "dt0": float(dt0),
+        "rtol": rtol if adaptive else None,
+        "atol": atol if adaptive else None,
+        "dtmin": dtmin if adaptive else None,
+        "noise_scale": scale,
+        "noise_coefficient": noise.coefficient(n),
+    }
+    if seeds is None:
+        for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+            stats[k] = stats[k][0]
+    if status != "success" and on_max_steps == "raise":
+        where = "a non-finite state" if status == "diverged" else "max_steps"
+        raise RuntimeError(
+            f"flow (SDE): {where} in {max(int(np.sum(~finite)), 1)} of {len(keys)} seeds "
+            f"(dt0={dt0:.4g}, lr={noise.lr}, max_steps={steps}); lower dt0 or lr, raise "
+            "max_steps, or pass on_max_steps='truncate' to keep the partial trajectory"
+        )
+    params = jax.vmap(problem.to_weights)(final) if seeds else problem.to_weights(final)
+    config = {
+        "dynamics": "sde",
+        "problem": problem.describe(),
+        "noise": noise.describe(),
+        "t0": t0,
+        "t1": t1,
+        "seeds": seeds,
+        "observables": list(observables),
+    }
+    config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
+    return Trajectory(
+        kind="sde",
+        t=t_grid[keep],
+        observables={k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
+        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
+        final_params=tuple(np.asarray(w) for w in params),
+        stats=stats,
+        config=config,
+        seeds=None if seeds is None else np.arange(seeds),
+        final_state=final,
+    )
+
+
+@eqx.filter_jit
+def _integrate(
+    problem, y0, t0, t1, grid, scale, keys, solver, controller, dt0, tol, max_steps, groups, meter
+):
+    n = problem.x_train.shape[0]
+    saveat = diffrax.SaveAt(
+        subs=[
+            diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
+            diffrax.SubSaveAt(t1=True),
+        ]
+    )
+
+    def one(key):
+        if tol is None:
+            path = StepBrownianPath((n,), key, t0, dt0)
+        else:
+            path = diffrax.VirtualBrownianTree(t0, t1, tol, (n,), key)
+        sol = diffrax.diffeqsolve(
+            SGDTerm(scale, path),
+            solver,
+            t0,
+            t1,
+            dt0,
+            y0,
+            args=problem,
+            saveat=saveat,
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            throw=False,
+            progress_meter=meter,
+        )
+        (saved_t, _), (obs, final) = sol.ts, sol.ys
+        final = jax.tree.map(lambda a: a[-1], final)
+        return saved_t, obs, final, sol.stats, sol.result._value
+
+    return jax.vmap(one)(keys)
+
+
+# ---- SDE and SGD ensembles side by side ------------------------------------------------------
+
+#: Observables compared by :func:`sde_vs_sgd` (THEORY 4: loss, ρ, margins).
+COMPARED = ("data_loss", "rho", "margin_min", "margin_mean")
+
+
+def ensembles(runs: dict, names=COMPARED) -> xr.Dataset:
+    """Seed ensembles side by side: ``{dynamics: Trajectory}`` -> dims ``(dynamics, seed, t)``.
+
+    The time axis is the first run's; each other run is taken at its nearest saved time
+    (SGD saves at ``t = η · round(t/η)``), which must lie within half a step (``lr/2``) or
+    ``1e-9``. Runs with fewer seeds are padded with NaN. Every run must have seeds.
+    """
+    runs = dict(runs)
+    first = next(iter(runs.values()))
+    t = np.asarray(first.t)
+    arrays = {}
+    for label, tr in runs.items():
+        if tr.seeds is None:
+            raise bad_value("ensembles", label, tr.kind, "every run needs seeds=k")
+        tol = 0.5 * tr.config.get("lr", 0.0) + 1e-9
+        idx = np.clip(np.searchsorted(tr.t, t), 0, len(tr.t) - 1)
+        left = (idx > 0) & (np.abs(tr.t[idx - 1] - t) <= np.abs(tr.t[idx] - t))
+        idx = np.where(left, idx - 1, idx)
+        if np.any(np.abs(tr.t[idx] - t) > tol):
+            raise bad_value("ensembles", label, f"t={tr.t}", f"it must contain the times {t}")
+        arrays[label] = {
+            k: xr.DataArray(
+                np.asarray(tr[k])[:, idx],
+                dims=("seed", "t"),
+                coords={"seed": np.asarray(tr.seeds), "t": t},
+            )
+            for k in names
+        }
+    out = {
+        k: xr.concat([arrays[label][k] for label in runs], dim="dynamics", join="outer")
+        for k in names
+    }
+    ds = xr.Dataset(out).assign_coords(dynamics=list(runs))
+    ds.attrs["configs"] = json.dumps({k: tr.config for k, tr in runs.items()}, default=str)
+    return ds
+
+
+def ensemble_summary(ds: xr.Dataset) -> xr.Dataset:
+    """Mean, std and their standard errors over ``seed``, and z-scores of the first two.
+
+    ``sem = std/sqrt(S)``; ``sem_std = sqrt((m4 − std⁴)/(4 std² S))`` (delta method with the
+    sample fourth central moment). ``z_mean``/``z_std`` compare ``dynamics[0]`` with
+    ``dynamics[1]``: the difference over the root sum of squared standard errors.
+    """
+    count = ds.count("seed")
+    mean, std = ds.mean("seed"), ds.std("seed", ddof=1)
+    m4 = ((ds - mean) ** 4).mean("seed")
+    sem = std / np.sqrt(count)
+    sem_std = np.sqrt(np.maximum(m4 - std**4, 0.0) / (4 * std**2 * count))
+    out = xr.concat(
+        [mean, std, sem, sem_std], dim=xr.DataArray(["mean", "std", "sem", "sem_std"], dims="stat")
+    )
+    a, b = ds["dynamics"].values[:2]
+    pick = lambda x, d: x.sel(dynamics=d)  # noqa: E731
+    z_mean = (pick(mean, a) - pick(mean, b)) / np.hypot(pick(sem, a), pick(sem, b))
+    z_std = (pick(std, a) - pick(std, b)) / np.hypot(pick(sem_std, a), pick(sem_std, b))
+    return _summary(out, z_mean, z_std)
+
+
+def _summary(out, z_mean, z_std) -> xr.Dataset:
+    data = {}
+    for k in out.data_vars:
+        for stat in out["stat"].values:
+            data[f"{k}_{stat}"] = out[k].sel(stat=stat, drop=True)
+        data[f"{k}_z_mean"] = z_mean[k]
+        data[f"{k}_z_std"] = z_std[k]
+    return xr.Dataset(data)
+
+
+def sde_vs_sgd(
+    problem: Problem,
+    *,
+    lr: float,
+    batch_size: int,
+    sampling: str = "with-replacement",
+    t1: float,
+    ts=None,
+    save_every: float | None = None,
+    seeds: int,
+    key,
+    dt0: float | None = None,
+    names=COMPARED,
+) -> xr.Dataset:
+    """Run the SDE (``gf.flow(..., noise=…)``) and ``gf.sgd`` with ``seeds`` seeds each.
+
+    Both use the same problem, ``lr``, ``batch_size`` and ``sampling`` (default
+    ``"with-replacement"``, whose independent batches the SDE models exactly; see
+    :class:`SGDNoise`). Returns :func:`ensembles` of ``{"sde": …, "sgd": …}``: the
+    distributions over seeds of ``names`` at the save times, dims ``(dynamics, seed, t)``,
+    ready for a figure; :func:`ensemble_summary` reduces it.
+    """
+    from ._sgd import sgd
+
+    k_sde, k_sgd = jax.random.split(key)
+    noise = SGDNoise(lr, batch_size, sampling)
+    run_sde = sde(
+        problem, noise, key=k_sde, seeds=seeds, t1=t1, ts=ts, save_every=save_every, dt0=dt0
+    )
+    run_sgd = sgd(
+        problem,
+        lr=lr,
+        batch_size=batch_size,
+        sampling=sampling,
+        t1=t1,
+        ts=ts,
+        save_every=save_every,
+        key=k_sgd,
+        seeds=seeds,
+    )
+    return ensembles({"sde": run_sde, "sgd": run_sgd}, names)
