@@ -30,24 +30,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gradflow", description="Gradient flows, SDEs and SGD of normalized "
-                     "homogeneous networks: run scenario files, report the environment.")
+    parser = _Parser(
+        prog="gradflow",
+        description="Gradient flows, SDEs and SGD of normalized "
+        "homogeneous networks: run scenario files, report the environment.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", help="run a scenario file (scenarios/*.toml)",
-                         description="Validate and run a scenario; write NetCDF results and a "
-                         "summary PNG.")
+    run = sub.add_parser(
+        "run",
+        help="run a scenario file (scenarios/*.toml)",
+        description="Validate and run a scenario; write NetCDF results and a summary PNG.",
+    )
     run.add_argument("file", metavar="FILE", help="the scenario TOML file")
-    run.add_argument("--out", metavar="DIR", default="results",
-                     help="output folder (default: results/ under the current directory)")
-    run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
-                     help="override a key, e.g. --set sgd.lr=0.1 or --set "
-                     "problem.normalization=lm-all (values are TOML literals or bare strings); "
-                     "repeatable")
-    run.add_argument("--fast", action="store_true",
-                     help="apply the scenario's [fast] table (a run of seconds, for checks)")
+    run.add_argument(
+        "--out",
+        metavar="DIR",
+        default="results",
+        help="output folder (default: results/ under the current directory)",
+    )
+    run.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="sets",
+        help="override a key, e.g. --set sgd.lr=0.1 or --set "
+        "problem.normalization=lm-all (values are TOML literals or bare strings); "
+        "repeatable",
+    )
+    run.add_argument(
+        "--fast",
+        action="store_true",
+        help="apply the scenario's [fast] table (a run of seconds, for checks)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub.add_parser("info", help="versions, devices and float precision",
-                   description="Print versions, JAX devices and the float precision in use.")
+    sub.add_parser(
+        "info",
+        help="versions, devices and float precision",
+        description="Print versions, JAX devices and the float precision in use.",
+    )
     return parser
 
 
@@ -67,8 +88,7 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     if args.command == "info":
         return info()
-    return run(args.file, out=args.out, sets=args.sets, fast=args.fast,
-               progress=not args.quiet)
+    return run(args.file, out=args.out, sets=args.sets, fast=args.fast, progress=not args.quiet)
 
 
 def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
@@ -97,24 +117,28 @@ def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
         return EXIT_FAILED
     print("wrote " + ", ".join(str(p) for p in outcome.files))
     for label, message in outcome.diverged.items():
-        print(f"gradflow: {label} diverged (partial trajectory written): {message}",
-              file=sys.stderr)
+        print(
+            f"gradflow: {label} diverged (partial trajectory written): {message}", file=sys.stderr
+        )
     return EXIT_DIVERGED if outcome.diverged else EXIT_OK
 
 
 def info() -> int:
     """``gradflow info``: versions, devices, precision."""
+    import platform
+
     import jax
     import jax.numpy as jnp
 
     from ._trajectory import versions
 
+    print(f"{'python':16s}{platform.python_version()}")
     for name, version in versions().items():
-        print(f"{name:14s}{version}")
-    print(f"{'devices':14s}{', '.join(str(d) for d in jax.devices())}")
-    print(f"{'backend':14s}{jax.default_backend()}")
-    print(f"{'x64 enabled':14s}{bool(jax.config.jax_enable_x64)}")
-    print(f"{'default float':14s}{jnp.dtype(jnp.result_type(float)).name}")
+        print(f"{name:16s}{version}")
+    print(f"{'devices':16s}{', '.join(str(d) for d in jax.devices())}")
+    print(f"{'backend':16s}{jax.default_backend()}")
+    print(f"{'x64 enabled':16s}{bool(jax.config.jax_enable_x64)}")
+    print(f"{'default float':16s}{jnp.dtype(jnp.result_type(float)).name}")
     return EXIT_OK
 
 

@@ -3,10 +3,10 @@
 A scenario is validated completely before anything is computed (DESIGN.md, "Bad input"): every
 section and key is known, every value has the right type and an allowed value, and the cross
 checks that need the data (``1 <= sgd.batch_size <= N``) are done by loading the data set, which
-is cheap. Models are not built and no dynamics run here. Each problem is a :class:`ConfigError`
+is cheap. No model is built and no dynamics run here. Each problem is a :class:`ConfigError`
 whose message is ONE line naming the dotted key, the value received and what is allowed.
 
-Sections (see scenarios/README.md for the full schema)::
+Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
 
     [scenario]  name, description, question
     [data]      name + the loader's options (gf.data.options(name))
@@ -15,65 +15,244 @@ Sections (see scenarios/README.md for the full schema)::
     [problem]   weight_decay, normalization, freeze_directions
     [time]      t1, save_every: defaults for the dynamics below
     [flow]      t1, save_every, solver, rtol, atol, dtmin, dt0, max_steps, on_max_steps, enabled
+    [sde]       the SDE of SGD: lr, batch_size (one run per pair), sampling, seeds, seed, solver
+                ("euler" | "euler-adaptive"), dt0, rtol, atol, dtmin, max_steps, t1, save_every
     [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
     [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
                 sampling, seeds, seed, enabled
     [output]    plot, logy, observables
-    [fast]      sub-tables overriding any of the above under ``--fast``
+    [fast]      sub-tables ([fast.sgd], ...) overriding any of the above under ``--fast``
+
+Order of precedence: the file, then ``[fast]`` (with ``--fast``), then each ``--set``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MODEL_KINDS = ("mlp", "deep-linear", "cnn")
-DYNAMICS = ("flow", "gd", "sgd")
-KEYS: dict[str, tuple[str, ...]] = {
-    "scenario": ("name", "description", "question"),
-    "data": ("name",),  # plus the options of the chosen loader
-    "model": ("kind", "init_scale", "seed", "widths", "activation", "channels", "kernel_sizes",
-              "strides", "last"),
-    "problem": ("weight_decay", "normalization", "freeze_directions"),
-    "time": ("t1", "save_every"),
-    "flow": ("enabled", "t1", "save_every", "solver", "rtol", "atol", "dtmin", "dt0", "max_steps",
-             "on_max_steps"),
-    "gd": ("enabled", "lr", "t1", "save_every", "momentum"),
-    "sgd": ("enabled", "lr", "batch_size", "t1", "save_every", "momentum", "sampling", "seeds",
-            "seed"),
-    "output": ("plot", "logy", "observables"),
-}
-KIND_KEYS = {
-    "mlp": ("widths", "activation"),
-    "deep-linear": ("widths",),
-    "cnn": ("channels", "kernel_sizes", "strides", "last"),
-}
-#: Observables a scenario may plot, and what each needs (``balance_drift`` is derived:
-#: ``||balance_gap(t) − balance_gap(0)||`` over layer pairs).
-PLOTTABLE = ("loss", "data_loss", "train_acc", "test_acc", "test_loss", "rho", "rho_eq", "rho_k",
-             "margin_min", "margin_mean", "margin_std", "balance_gap", "balance_drift",
-             "unit_norm_error", "v_norm")
-_NEEDS = {
-    "rho_eq": (lambda c: c["normalization"] == "lm-last", "problem.normalization = 'lm-last'"),
-    "v_norm": (lambda c: c["normalization"] == "wn", "problem.normalization = 'wn'"),
-    "unit_norm_error": (lambda c: c["normalization"] in ("lm-all", "lm-last"),
-                        "problem.normalization = 'lm-all' or 'lm-last'"),
-    "test_acc": (lambda c: c["n_test"] > 0, "a test split (data.n_test > 0)"),
-    "test_loss": (lambda c: c["n_test"] > 0, "a test split (data.n_test > 0)"),
-}
+import diffrax
+
+from ._flow import (
+    DEFAULT_ATOL,
+    DEFAULT_DTMIN,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_RTOL,
+    DEFAULT_SOLVER,
+    SOLVERS,
+)
+from ._normalization import LM, NORMALIZATIONS
+from ._sde import DEFAULT_STEPS_PER_LR, SDE_SOLVERS
+from ._sgd import SAMPLING
 
 
 class ConfigError(ValueError):
     """A scenario that cannot run; the message is one line naming key, value and what is allowed."""
 
 
+# ---- value checks -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A test of one value, the text of what it allows, and the conversion of a valid value."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+    convert: Callable[[Any], Any] = lambda v: v
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def number(gt=None, ge=None, lt=None) -> Check:
+    bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt)) if b is not None]
+    return Check(
+        lambda v: (
+            _is_number(v)
+            and (gt is None or v > gt)
+            and (ge is None or v >= ge)
+            and (lt is None or v < lt)
+        ),
+        "use a number " + " and ".join(bounds),
+        float,
+    )
+
+
+def integer(ge: int, le: int | None = None, note: str = "") -> Check:
+    return Check(
+        lambda v: _is_int(v) and v >= ge and (le is None or v <= le),
+        f"use an integer in [{ge}, {le}]{note}" if le is not None else f"use an integer >= {ge}",
+        int,
+    )
+
+
+def choice(options) -> Check:
+    options = tuple(options)
+    return Check(
+        lambda v: isinstance(v, str) and v in options, "use one of " + ", ".join(map(repr, options))
+    )
+
+
+def one_or_many(item: Check) -> Check:
+    """One value or a non-empty list of distinct values; converts to a tuple."""
+
+    def test(v):
+        items = v if isinstance(v, list) else [v]
+        return bool(items) and all(item.test(i) for i in items) and len(set(items)) == len(items)
+
+    return Check(
+        test,
+        item.allowed + " or a non-empty list of distinct ones",
+        lambda v: tuple(item.convert(i) for i in (v if isinstance(v, list) else [v])),
+    )
+
+
+def names(allowed=None, empty_ok: bool = True) -> Check:
+    return Check(
+        lambda v: (
+            isinstance(v, list)
+            and (empty_ok or bool(v))
+            and all(isinstance(i, str) and (allowed is None or i in allowed) for i in v)
+        ),
+        "use a list of names" + (" among " + ", ".join(allowed) if allowed else ""),
+        tuple,
+    )
+
+
+def _kernel(v) -> bool:
+    ok = lambda i: _is_int(i) and i >= 1  # noqa: E731
+    return ok(v) or (
+        isinstance(v, list)
+        and bool(v)
+        and all(ok(e) or (isinstance(e, list) and bool(e) and all(ok(i) for i in e)) for e in v)
+    )
+
+
+BOOLEAN = Check(lambda v: isinstance(v, bool), "use true or false")
+TEXT = Check(lambda v: isinstance(v, str), "use a string")
+FILE_NAME = Check(
+    lambda v: isinstance(v, str) and bool(re.fullmatch(r"[\w][\w.-]*", v)),
+    "use letters, digits, '_', '-' and '.' (it names the output files)",
+)
+POSITIVE = number(gt=0)
+WIDTHS = Check(
+    lambda v: isinstance(v, list) and all(_is_int(i) and i >= 1 for i in v),
+    "use a list of positive integers, e.g. [32, 32]",
+    tuple,
+)
+KERNEL = Check(
+    _kernel,
+    "use a positive integer, or a list with one positive integer (or "
+    "per-axis list of them) per convolutional layer",
+)
+DTMIN = Check(
+    lambda v: v is False or (_is_number(v) and v > 0),
+    "use a number > 0, or false for no step floor",
+    lambda v: None if v is False else float(v),
+)
+REQUIRED = object()  # a default that means "the key must be given"
+
+MODEL_KINDS = ("mlp", "deep-linear", "cnn")
+KIND_KEYS = {
+    "mlp": ("widths", "activation"),
+    "deep-linear": ("widths",),
+    "cnn": ("channels", "kernel_sizes", "strides", "last"),
+}
+DYNAMICS = ("flow", "sde", "gd", "sgd")
+_RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
+_STEPS = {"lr": (one_or_many(POSITIVE), REQUIRED), "momentum": (number(ge=0, lt=1), 0.0)}
+
+#: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
+#: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
+SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
+    "scenario": {"name": (FILE_NAME, None), "description": (TEXT, ""), "question": (TEXT, "")},
+    "data": {"name": (TEXT, REQUIRED)},
+    "model": {
+        "kind": (choice(MODEL_KINDS), REQUIRED),
+        "init_scale": (POSITIVE, 1.0),
+        "seed": (integer(0), 0),
+        "widths": (WIDTHS, REQUIRED),
+        "activation": (choice(("relu", "linear")), "relu"),
+        "channels": (WIDTHS, REQUIRED),
+        "kernel_sizes": (KERNEL, REQUIRED),
+        "strides": (KERNEL, 1),
+        "last": (choice(("dense", "conv")), "dense"),
+    },
+    "problem": {
+        "weight_decay": (number(ge=0), 0.0),
+        "normalization": (choice(NORMALIZATIONS), "none"),
+        "freeze_directions": (BOOLEAN, False),
+    },
+    "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
+    "flow": {
+        **_RUN,
+        "solver": (choice(SOLVERS), DEFAULT_SOLVER),
+        "rtol": (POSITIVE, DEFAULT_RTOL),
+        "atol": (POSITIVE, DEFAULT_ATOL),
+        "dtmin": (DTMIN, DEFAULT_DTMIN),
+        "dt0": (POSITIVE, None),
+        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "on_max_steps": (choice(("raise", "truncate")), "raise"),
+    },
+    "sde": {
+        **_RUN,
+        "lr": _STEPS["lr"],
+        "batch_size": (None, REQUIRED),
+        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "seeds": (integer(1), 1),
+        "seed": (integer(0), 0),
+        "solver": (choice(SDE_SOLVERS), SDE_SOLVERS[0]),
+        "dt0": (POSITIVE, None),
+        "rtol": (POSITIVE, 1e-2),
+        "atol": (POSITIVE, 1e-4),
+        "dtmin": (DTMIN, DEFAULT_DTMIN),
+        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "on_max_steps": (choice(("raise", "truncate")), "raise"),
+    },
+    "gd": {**_RUN, **_STEPS},
+    "sgd": {
+        **_RUN,
+        **_STEPS,
+        "batch_size": (None, REQUIRED),
+        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "seeds": (integer(1), 1),
+        "seed": (integer(0), 0),
+    },
+    "output": {"plot": (None, None), "logy": (None, ()), "observables": (None, ())},
+}
+#: Observables a scenario may plot (``balance_drift`` is derived by the plot:
+#: ``||balance_gap(t) − balance_gap(0)||`` over layer pairs), and what some of them need.
+PLOTTABLE = tuple(
+    "loss data_loss train_acc test_acc test_loss rho rho_eq rho_k margin_min margin_mean "
+    "margin_std balance_gap balance_drift unit_norm_error v_norm".split()
+)
+_NEEDS = {
+    "rho_eq": (lambda p, n: p == "lm-last", "problem.normalization = 'lm-last'"),
+    "v_norm": (lambda p, n: p == "wn", "problem.normalization = 'wn'"),
+    "unit_norm_error": (lambda p, n: p in LM, "problem.normalization = 'lm-all' or 'lm-last'"),
+    "test_acc": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
+    "test_loss": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
+}
+
+
+# ---- the validated scenario -------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run of a scenario: ``dynamics`` ("flow", "gd", "sgd") with its keyword arguments."""
+    """One run: ``dynamics`` ("flow", "gd", "sgd") with the keyword arguments of gf.flow/gf.sgd."""
 
     label: str
     dynamics: str
@@ -97,14 +276,10 @@ class Config:
     table: dict[str, Any]  # the merged TOML table that was validated (recorded in results)
 
 
-# ---- reading ----------------------------------------------------------------------------
-
-
 def parse_set(item: str) -> tuple[tuple[str, ...], Any]:
-    """``"sgd.lr=0.1"`` -> ``(("sgd", "lr"), 0.1)``; the value is a TOML literal or a bare string."""
-    key, sep, text = item.partition("=")
-    key, text = key.strip(), text.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+", key) or not text:
+    """``"sgd.lr=0.1"`` -> ``(("sgd", "lr"), 0.1)``; a TOML literal, else a bare string."""
+    key, sep, text = (part.strip() for part in item.partition("="))
+    if not sep or not text or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+", key):
         raise ConfigError(f"--set {item!r} is not allowed; use --set section.key=value")
     try:
         value = tomllib.loads(f"v = {text}")["v"]
@@ -125,8 +300,7 @@ def load_config(path, sets=(), fast: bool = False) -> Config:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot be read ({err})") from None
-    overrides = [parse_set(item) for item in sets]
-    return validate(table, overrides, fast=fast, source=path)
+    return validate(table, [parse_set(item) for item in sets], fast=fast, source=path)
 
 
 def validate(table: dict, overrides=(), *, fast: bool = False, source=None) -> Config:
@@ -142,390 +316,316 @@ def _show(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class _Validator:
     def __init__(self, table, overrides, fast, source):
         self.source = source
-        self.origin: dict[str, str] = {}
-        self.table = {k: dict(v) if isinstance(v, dict) else v for k, v in table.items()}
+        self.origin: dict[str, str] = {}  # dotted key -> "fast" | "--set"
+        self.table = copy.deepcopy(table)
+        for path, value in overrides:  # --set fast.x.y=... edits the [fast] table itself
+            if path[0] == "fast":
+                self.put(self.table, path, value, "--set")
         fast_table = self.table.pop("fast", {})
-        self._check_fast(fast_table)
+        self.check_fast(fast_table)
         if fast:
             for section, values in fast_table.items():
                 for key, value in values.items():
-                    self._put((section, key), value, "fast")
+                    self.put(self.table, (section, key), value, "fast")
         for path, value in overrides:
-            self._put(path, value, "--set")
+            if path[0] != "fast":
+                self.put(self.table, path, value, "--set")
 
-    # -- error helpers --
-    def label(self, key: str) -> str:
-        return ("fast." + key) if self.origin.get(key) == "fast" else key
+    def bad(self, key: str, value, allowed: str, what: str = "is not allowed") -> ConfigError:
+        origin = self.origin.get(key)
+        name = "fast." + key if origin == "fast" else key
+        note = " (from --set)" if origin == "--set" else ""
+        return ConfigError(f"{name}={_show(value)} {what}; {allowed}{note}")
 
-    def bad(self, key: str, value, allowed: str) -> ConfigError:
-        note = " (from --set)" if self.origin.get(key) == "--set" else ""
-        return ConfigError(f"{self.label(key)}={_show(value)} is not allowed; {allowed}{note}")
-
-    def missing(self, key: str, allowed: str) -> ConfigError:
-        return ConfigError(f"{key} is missing; {allowed}")
-
-    def _put(self, path, value, origin):
-        where = self.table
+    def put(self, where: dict, path, value, origin):
         for i, part in enumerate(path[:-1]):
-            node = where.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise self.bad(".".join(path[: i + 1]), node, "use a table")
-            where = node
+            where = where.setdefault(part, {})
+            if not isinstance(where, dict):
+                raise self.bad(".".join(path[: i + 1]), where, "use a table")
         where[path[-1]] = value
         self.origin[".".join(path)] = origin
 
-    def _check_fast(self, fast):
+    def check_fast(self, fast):
         if not isinstance(fast, dict):
-            raise self.bad("fast", fast, "use a table of sections, e.g. [fast.sgd]")
+            raise self.bad("fast", fast, "use sub-tables named after sections, e.g. [fast.sgd]")
         for section, values in fast.items():
-            if section not in KEYS or not isinstance(values, dict):
-                raise self.bad(f"fast.{section}", values,
-                               "use sub-tables named after sections: " + ", ".join(KEYS))
-            if section == "data":
-                continue  # checked against the loader's options once merged
+            if section not in SCHEMA or not isinstance(values, dict):
+                raise self.bad(
+                    f"fast.{section}",
+                    values,
+                    "use sub-tables named after sections: " + ", ".join(SCHEMA),
+                )
+            allowed = (
+                self.data_keys(self.table.get("data")) if section == "data" else SCHEMA[section]
+            )
             for key, value in values.items():
-                if key not in KEYS[section]:
-                    raise ConfigError(f"fast.{section}.{key}={_show(value)} is not a known key; "
-                                      f"allowed in [{section}]: {', '.join(KEYS[section])}")
+                if key not in allowed:
+                    raise self.bad(
+                        f"fast.{section}.{key}",
+                        value,
+                        f"allowed in [{section}]: {', '.join(allowed)}",
+                        "is not a known key",
+                    )
 
-    # -- typed getters --
+    @staticmethod
+    def data_keys(table) -> tuple[str, ...]:
+        """``name`` and the options of the data set named in ``table`` (all loaders' if unknown)."""
+        from . import data as gfdata
+
+        name = table.get("name") if isinstance(table, dict) else None
+        names = [name] if name in gfdata.names() else gfdata.names()
+        return ("name", *sorted({k for n in names for k in gfdata.options(n)}))
+
     def section(self, name: str, required: bool = False) -> dict:
+        """The table ``[name]``, its keys checked against ``SCHEMA`` (data: by :meth:`data`)."""
         value = self.table.get(name)
         if value is None:
             if required:
-                raise self.missing(f"[{name}]", f"a scenario needs a [{name}] table")
+                raise ConfigError(f"[{name}] is missing; a scenario needs a [{name}] table")
             return {}
         if not isinstance(value, dict):
             raise self.bad(name, value, f"use a table [{name}]")
-        allowed = KEYS[name] if name != "data" else None
         for key, item in value.items():
-            if allowed is not None and key not in allowed:
-                note = " (from --set)" if self.origin.get(f"{name}.{key}") == "--set" else ""
-                raise ConfigError(f"{self.label(f'{name}.{key}')}={_show(item)} is not a known "
-                                  f"key; allowed in [{name}]: {', '.join(allowed)}{note}")
+            if name != "data" and key not in SCHEMA[name]:
+                raise self.bad(
+                    f"{name}.{key}",
+                    item,
+                    f"allowed in [{name}]: {', '.join(SCHEMA[name])}",
+                    "is not a known key",
+                )
         return value
 
-    def number(self, key, value, *, gt=None, ge=None, lt=None) -> float:
-        ok = _is_number(value) and (gt is None or value > gt) and (ge is None or value >= ge)
-        ok = ok and (lt is None or value < lt)
-        if not ok:
-            parts = [f"> {gt}" if gt is not None else "", f">= {ge}" if ge is not None else "",
-                     f"< {lt}" if lt is not None else ""]
-            raise self.bad(key, value, "use a number " + " and ".join(p for p in parts if p))
-        return float(value)
-
-    def integer(self, key, value, *, ge=None, le=None) -> int:
-        if not _is_int(value) or (ge is not None and value < ge) or (le is not None and value > le):
-            rng = f"in [{ge}, {le}]" if le is not None else f">= {ge}"
-            raise self.bad(key, value, f"use an integer {rng}")
-        return int(value)
-
-    def choice(self, key, value, options):
-        if not isinstance(value, str) or value not in options:
-            raise self.bad(key, value, "use one of " + ", ".join(map(repr, options)))
-        return value
-
-    def boolean(self, key, value) -> bool:
-        if not isinstance(value, bool):
-            raise self.bad(key, value, "use true or false")
-        return value
-
-    def text(self, key, value) -> str:
-        if not isinstance(value, str):
-            raise self.bad(key, value, "use a string")
-        return value
-
-    def many(self, key, value, check, what: str) -> tuple:
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            raise self.bad(key, value, f"use {what} or a non-empty list of them")
-        out = []
-        for item in items:
-            try:
-                out.append(check(item))
-            except ConfigError:
-                raise self.bad(key, value, f"use {what} or a non-empty list of them") from None
-        return tuple(out)
-
-    def get(self, table, section, key, check, default=..., need=""):
-        dotted = f"{section}.{key}"
+    def get(self, table: dict, section: str, key: str, check: Check | None = None, default=...):
+        """``table[key]`` checked (``SCHEMA``'s check and default unless given)."""
+        spec_check, spec_default = SCHEMA[section].get(key, (None, REQUIRED))
+        check = check or spec_check
+        default = spec_default if default is ... else default
         if key not in table:
-            if default is ...:
-                raise self.missing(dotted, need or f"set {dotted}")
+            if default is REQUIRED:
+                raise ConfigError(f"{section}.{key} is missing; {check.allowed}")
             return default
-        return check(dotted, table[key])
+        if not check.test(table[key]):
+            raise self.bad(f"{section}.{key}", table[key], check.allowed)
+        return check.convert(table[key])
+
+    def read(self, section: str, keys) -> dict:
+        table = self.section(section)
+        return {key: self.get(table, section, key) for key in keys}
 
     # -- the sections --
     def config(self) -> Config:
         for name, value in self.table.items():
-            if name not in KEYS:
-                raise ConfigError(f"{name}={_show(value)} is not a known section; "
-                                  f"allowed: {', '.join(KEYS)}, fast")
-        scenario = self.section("scenario")
-        default_name = self.source.stem if self.source else None
-        name = self.get(scenario, "scenario", "name", self.text, default_name)
-        if name is None or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise self.bad("scenario.name", name, "use letters, digits, '_', '-', '.' (a file name)")
-        description = self.get(scenario, "scenario", "description", self.text, "")
-        question = self.get(scenario, "scenario", "question", self.text, "")
+            if name not in SCHEMA:
+                raise self.bad(
+                    name, value, f"allowed: {', '.join(SCHEMA)}, fast", "is not a known section"
+                )
+        scenario = self.read("scenario", SCHEMA["scenario"])
+        name = scenario["name"] or (self.source.stem if self.source else None)
+        if not FILE_NAME.test(name):
+            raise self.bad("scenario.name", name, FILE_NAME.allowed)
         dataset, data = self.data()
-        model = self.model(dataset)
-        problem = self.problem()
-        output = self.output(problem, dataset)
+        model = self.model(dataset.input_shape)
+        problem = self.read("problem", SCHEMA["problem"])
+        if problem["freeze_directions"] and problem["normalization"] != "lm-last":
+            raise self.bad(
+                "problem.freeze_directions",
+                True,
+                "it applies to problem.normalization = 'lm-last' only",
+            )
+        output = self.output(problem["normalization"], dataset.n_test)
         runs = self.runs(dataset.n_train, output["observables"])
-        table = {k: v for k, v in self.table.items()}
-        table["data"] = data
-        return Config(name, description, question, str(self.source or ""), dataset, model,
-                      problem, runs, output, table)
+        table = dict(self.table, data=data)
+        return Config(
+            name,
+            scenario["description"],
+            scenario["question"],
+            str(self.source or ""),
+            dataset,
+            model,
+            problem,
+            runs,
+            output,
+            table,
+        )
 
     def data(self):
         from . import data as gfdata
 
-        table = dict(self.section("data", required=True))
-        name = self.get(table, "data", "name", lambda k, v: self.choice(k, v, gfdata.names()),
-                        need="use one of " + ", ".join(map(repr, gfdata.names())))
-        allowed = gfdata.options(name)
+        table = self.section("data", required=True)
+        name = self.get(table, "data", "name", choice(gfdata.names()))
         opts = {k: v for k, v in table.items() if k != "name"}
+        allowed = self.data_keys(table)[1:]
         for key, value in opts.items():
             if key not in allowed:
-                raise ConfigError(f"{self.label('data.' + key)}={_show(value)} is not an option "
-                                  f"of dataset {name!r}; allowed: {', '.join(allowed)}")
+                raise self.bad(
+                    f"data.{key}",
+                    value,
+                    f"options of dataset {name!r}: {', '.join(allowed)}",
+                    "is not a known option",
+                )
         if name == "npz" and isinstance(opts.get("path"), str) and self.source is not None:
-            path = Path(opts["path"]).expanduser()
+            path = Path(opts["path"]).expanduser()  # relative to the scenario file
             opts["path"] = str(path if path.is_absolute() else self.source.parent / path)
         try:
             dataset = gfdata.load(name, **opts)
-        except ValueError as err:
-            raise ConfigError(f"[data] {str(err).splitlines()[0]}") from None
+        except (ValueError, TypeError) as err:  # "dataset 'x': option K=V is not allowed; ..."
+            text = str(err).splitlines()[0]
+            found = re.match(r"dataset '[^']*': option (\w+)=.*? is not allowed; (.*)$", text)
+            if found and found[1] in opts:
+                raise self.bad(
+                    f"data.{found[1]}", table[found[1]], f"{found[2]} (dataset {name!r})"
+                ) from None
+            raise ConfigError(f"[data] {text}") from None
         return dataset, {"name": name, **opts}
 
-    def model(self, dataset) -> dict:
+    def model(self, in_shape) -> dict:
         table = self.section("model", required=True)
-        kind = self.get(table, "model", "kind", lambda k, v: self.choice(k, v, MODEL_KINDS),
-                        need="use one of " + ", ".join(map(repr, MODEL_KINDS)))
-        for key in table:
-            if key in ("kind", "init_scale", "seed") or key in KIND_KEYS[kind]:
-                continue
-            owners = [k for k, keys in KIND_KEYS.items() if key in keys]
-            raise self.bad(f"model.{key}", table[key],
-                           f"it applies to kind {' or '.join(map(repr, owners))}, "
-                           f"and model.kind is {kind!r}")
-        out = {
-            "kind": kind,
-            "init_scale": self.get(table, "model", "init_scale",
-                                   lambda k, v: self.number(k, v, gt=0), 1.0),
-            "seed": self.get(table, "model", "seed", lambda k, v: self.integer(k, v, ge=0), 0),
-        }
-        positive = lambda k, v: self.many(  # noqa: E731
-            k, v, lambda i: self.integer(k, i, ge=1), "a positive integer")
-        if kind in ("mlp", "deep-linear"):
-            widths = table.get("widths")
-            if widths == []:
-                out["widths"] = ()
-            else:
-                out["widths"] = self.get(table, "model", "widths", positive,
-                                         need="use a list of hidden widths, e.g. [32, 32]")
-        if kind == "mlp":
-            out["activation"] = self.get(table, "model", "activation",
-                                         lambda k, v: self.choice(k, v, ("relu", "linear")), "relu")
+        kind = self.get(table, "model", "kind")
+        for key, value in table.items():
+            if key not in ("kind", "init_scale", "seed", *KIND_KEYS[kind]):
+                owners = " or ".join(repr(k) for k, keys in KIND_KEYS.items() if key in keys)
+                raise self.bad(
+                    f"model.{key}",
+                    value,
+                    f"it applies to kind {owners}, and model.kind is {kind!r}",
+                )
+        model = self.read("model", ("kind", "init_scale", "seed", *KIND_KEYS[kind]))
         if kind == "cnn":
-            out["channels"] = self.get(table, "model", "channels", positive,
-                                       need="use a list of hidden channel counts, e.g. [8, 8]")
-            out["last"] = self.get(table, "model", "last",
-                                   lambda k, v: self.choice(k, v, ("dense", "conv")), "dense")
-            out["kernel_sizes"] = self.get(table, "model", "kernel_sizes", self.kernel,
-                                           need="use a list of kernel sizes, one per conv layer")
-            out["strides"] = self.get(table, "model", "strides", self.kernel, 1)
-            self.cnn_geometry(out, dataset.input_shape)
-        return out
-
-    def kernel(self, key, value):
-        ok = lambda v: _is_int(v) and v >= 1  # noqa: E731
-        if ok(value):
-            return int(value)
-        if isinstance(value, list) and value and all(
-            ok(v) or (isinstance(v, list) and v and all(ok(i) for i in v)) for v in value
-        ):
-            return value
-        raise self.bad(key, value, "use a positive integer, or a list with one positive "
-                       "integer (or per-axis list of them) per convolutional layer")
+            self.cnn_geometry(model, in_shape)
+        return model
 
     def cnn_geometry(self, model, in_shape):
+        """Check the LocalCNN's layer sizes against the data without building it."""
         if len(in_shape) not in (2, 3):
-            raise self.bad("model.kind", "cnn", f"it needs channel-first inputs (C, H) or "
-                           f"(C, H, W) and the data give {in_shape}; use data.image = true "
-                           "(digits) or data.channel_first = true (mnist1d)")
+            raise self.bad(
+                "model.kind",
+                "cnn",
+                f"it needs channel-first inputs (C, H) or (C, H, W) and the data give "
+                f"{in_shape}; use data.image = true (digits) or data.channel_first = "
+                "true (mnist1d)",
+            )
         nd, n_conv = len(in_shape) - 1, len(model["channels"]) + (model["last"] == "conv")
-        size = in_shape[1:]
         per_layer = {}
         for key in ("kernel_sizes", "strides"):
             value = model[key]
             entries = [value] * n_conv if isinstance(value, int) else value
-            if len(entries) != n_conv:
-                raise self.bad(f"model.{key}", value, f"use one entry per convolutional layer "
-                               f"({n_conv} with model.last = {model['last']!r})")
             per_layer[key] = [(e,) * nd if isinstance(e, int) else tuple(e) for e in entries]
-            if any(len(e) != nd for e in per_layer[key]):
-                raise self.bad(f"model.{key}", value, f"per-axis entries need {nd} values")
-        for i, (ks, ss) in enumerate(zip(per_layer["kernel_sizes"], per_layer["strides"])):
-            size = tuple((n - k) // s + 1 for n, k, s in zip(size, ks, ss))
+            if len(entries) != n_conv or any(len(e) != nd for e in per_layer[key]):
+                raise self.bad(
+                    f"model.{key}",
+                    value,
+                    f"use one entry per convolutional layer ({n_conv} with "
+                    f"model.last = {model['last']!r}), each an integer or {nd} of them",
+                )
+        size = in_shape[1:]
+        layers = zip(per_layer["kernel_sizes"], per_layer["strides"], strict=True)
+        for i, (ks, ss) in enumerate(layers):
+            size = tuple((n - k) // s + 1 for n, k, s in zip(size, ks, ss, strict=True))
             if min(size) < 1:
-                raise self.bad("model.kernel_sizes", model["kernel_sizes"],
-                               f"layer {i + 1} leaves no output positions for inputs {in_shape}")
+                raise self.bad(
+                    "model.kernel_sizes",
+                    model["kernel_sizes"],
+                    f"layer {i + 1} leaves no output positions for inputs {in_shape}",
+                )
         if model["last"] == "conv" and any(n != 1 for n in size):
-            raise self.bad("model.kernel_sizes", model["kernel_sizes"],
-                           f"with model.last = 'conv' the last layer must leave one output "
-                           f"position, it leaves {size}")
+            raise self.bad(
+                "model.kernel_sizes",
+                model["kernel_sizes"],
+                f"with model.last = 'conv' the last layer must leave one output "
+                f"position, it leaves {size}",
+            )
 
-    def problem(self) -> dict:
-        from ._normalization import NORMALIZATIONS
-
-        table = self.section("problem")
-        out = {
-            "weight_decay": self.get(table, "problem", "weight_decay",
-                                     lambda k, v: self.number(k, v, ge=0), 0.0),
-            "normalization": self.get(table, "problem", "normalization",
-                                      lambda k, v: self.choice(k, v, NORMALIZATIONS), "none"),
-            "freeze_directions": self.get(table, "problem", "freeze_directions", self.boolean,
-                                          False),
-        }
-        if out["freeze_directions"] and out["normalization"] != "lm-last":
-            raise self.bad("problem.freeze_directions", True,
-                           "it applies to problem.normalization = 'lm-last' only")
-        return out
-
-    def output(self, problem, dataset) -> dict:
+    def output(self, normalization: str, n_test: int) -> dict:
         from ._observables import GROUPS
 
         table = self.section("output")
-        groups = self.get(table, "output", "observables", lambda k, v: self.names(
-            k, v, tuple(GROUPS), allow_empty=True), ())
+        groups = self.get(table, "output", "observables", names(tuple(GROUPS)))
         default = ["loss", "rho", "margin_min", "balance_gap"]
-        default += ["v_norm"] if problem["normalization"] == "wn" else []
-        allowed = None if groups else PLOTTABLE  # a group's names are known after a run only
-        plot = self.get(table, "output", "plot", lambda k, v: self.names(k, v, allowed),
-                        tuple(default))
-        facts = {"normalization": problem["normalization"], "n_test": dataset.n_test}
+        default += ["v_norm"] if normalization == "wn" else []
+        # a group's observables are named by the run only: any name goes when groups are asked
+        plot = self.get(
+            table, "output", "plot", names(None if groups else PLOTTABLE, False), tuple(default)
+        )
         for item in plot:
-            if item in _NEEDS and not _NEEDS[item][0](facts):
-                raise self.bad("output.plot", list(plot),
-                               f"{item!r} is recorded with {_NEEDS[item][1]} only")
-        logy = self.get(table, "output", "logy", lambda k, v: self.names(
-            k, v, plot, allow_empty=True), ())
+            if item in _NEEDS and not _NEEDS[item][0](normalization, n_test):
+                raise self.bad(
+                    "output.plot", list(plot), f"{item!r} is recorded with {_NEEDS[item][1]} only"
+                )
+        logy = self.get(table, "output", "logy", names(plot))
         return {"plot": plot, "logy": logy, "observables": groups}
 
-    def names(self, key, value, allowed, allow_empty=False) -> tuple:
-        items = value if isinstance(value, list) else None
-        if items is None or (not items and not allow_empty) or not all(
-            isinstance(i, str) and (allowed is None or i in allowed) for i in items
-        ):
-            what = "a list of names" + (" among " + ", ".join(allowed) if allowed else "")
-            raise self.bad(key, value, "use " + what)
-        return tuple(items)
-
     # -- the dynamics --
-    def timing(self, table, section):
-        base = self.section("time")
-        t1 = self.get(base, "time", "t1", lambda k, v: self.number(k, v, gt=0), None)
-        every = self.get(base, "time", "save_every", lambda k, v: self.number(k, v, gt=0), None)
-        t1 = self.get(table, section, "t1", lambda k, v: self.number(k, v, gt=0), t1)
-        if t1 is None:
-            raise self.missing(f"{section}.t1", f"set {section}.t1 or time.t1 (a number > 0)")
-        every = self.get(table, section, "save_every", lambda k, v: self.number(k, v, gt=0), every)
-        return t1, every
-
     def runs(self, n: int, groups) -> tuple[RunSpec, ...]:
+        time = self.read("time", SCHEMA["time"])
+        batch = one_or_many(integer(1, n, f" (N = {n} training samples)"))
         runs: list[RunSpec] = []
-        enabled = {}
         for section in DYNAMICS:
             table = self.section(section)
-            enabled[section] = bool(table) and self.get(table, section, "enabled", self.boolean,
-                                                        True)
-        if not any(enabled.values()):
-            raise ConfigError("nothing to run: add a [flow], [gd] or [sgd] table (or enable one)")
-        if enabled["flow"]:
-            runs.append(self.flow_run(self.section("flow"), groups))
-        lr_check = lambda k, v: self.many(  # noqa: E731
-            k, v, lambda i: self.number(k, i, gt=0), "a number > 0")
-        momentum = lambda k, v: self.number(k, v, ge=0, lt=1)  # noqa: E731
-        for section in ("gd", "sgd"):
-            if not enabled[section]:
+            if not table or not self.get(table, section, "enabled"):
                 continue
-            table = self.section(section)
-            t1, every = self.timing(table, section)
-            lrs = self.get(table, section, "lr", lr_check, need=f"set {section}.lr (a number > 0 "
-                           "or a list of them)")
-            common = {"t1": t1, "save_every": every, "observables": tuple(groups),
-                      "momentum": self.get(table, section, "momentum", momentum, 0.0)}
-            if section == "gd":
-                batches, seed = (n,), 0
-                common["sampling"] = "without-replacement"
-            else:
-                batches = self.get(table, "sgd", "batch_size", lambda k, v: self.many(
-                    k, v, lambda i: self.integer(k, i, ge=1, le=n),
-                    f"an integer in [1, N] (N = {n} training samples)"),
-                    need=f"set sgd.batch_size (an integer in [1, {n}] or a list of them)")
-                from ._sgd import SAMPLING
-
-                common["sampling"] = self.get(table, "sgd", "sampling",
-                                              lambda k, v: self.choice(k, v, SAMPLING), SAMPLING[0])
-                seeds = self.get(table, "sgd", "seeds", lambda k, v: self.integer(k, v, ge=1), 1)
-                common["seeds"] = None if seeds == 1 else seeds
-                seed = self.get(table, "sgd", "seed", lambda k, v: self.integer(k, v, ge=0), 0)
-            for key, values in ((f"{section}.lr", lrs), ("sgd.batch_size", batches)):
-                if len(set(values)) != len(values):
-                    raise self.bad(key, list(values), "use distinct values")
-            for lr in lrs:
-                if round(t1 / lr) < 1:
-                    raise self.bad(f"{section}.lr", lr, f"it gives no step before t1 = {t1}; "
-                                   "use lr <= t1")
-                for b in batches:
-                    label = f"{section}_lr{lr:g}" + (f"_b{b}" if section == "sgd" else "")
-                    runs.append(RunSpec(label, section, {"lr": lr, "batch_size": b, **common},
-                                        seed))
+            keys = [k for k in SCHEMA[section] if k != "batch_size"]
+            opts = {k: self.get(table, section, k) for k in keys}
+            if section in ("sde", "sgd"):
+                opts["batch_size"] = self.get(table, section, "batch_size", batch)
+            elif section == "gd":  # GD is SGD with B = N
+                opts["batch_size"] = (n,)
+            del opts["enabled"]
+            for key in ("t1", "save_every"):
+                opts[key] = time[key] if opts[key] is None else opts[key]
+            if opts["t1"] is None:
+                raise ConfigError(
+                    f"{section}.t1 is missing; set {section}.t1 or time.t1 (a number > 0)"
+                )
+            opts["observables"] = groups
+            runs.extend(self.flow_run(opts) if section == "flow" else self.step_runs(section, opts))
+        if not runs:
+            raise ConfigError("nothing to run: add a [flow], [sde], [gd] or [sgd] table")
         return tuple(runs)
 
-    def flow_run(self, table, groups) -> RunSpec:
-        from ._flow import (DEFAULT_ATOL, DEFAULT_DTMIN, DEFAULT_MAX_STEPS, DEFAULT_RTOL,
-                            DEFAULT_SOLVER, SOLVERS)
+    def flow_run(self, opts) -> list[RunSpec]:
+        if opts["dt0"] is None and not issubclass(
+            SOLVERS[opts["solver"]], diffrax.AbstractAdaptiveSolver
+        ):
+            raise ConfigError(
+                f"flow.dt0 is missing; solver {opts['solver']!r} takes fixed "
+                "steps: use a number > 0"
+            )
+        return [RunSpec("flow", "flow", opts)]
 
-        t1, every = self.timing(table, "flow")
-        positive = lambda k, v: self.number(k, v, gt=0)  # noqa: E731
-        solver = self.get(table, "flow", "solver", lambda k, v: self.choice(k, v, tuple(SOLVERS)),
-                          DEFAULT_SOLVER)
+    def step_runs(self, section: str, opts) -> list[RunSpec]:
+        lrs, batches = opts.pop("lr"), opts.pop("batch_size")
+        seed = opts.pop("seed", 0)
+        if section == "gd":
+            opts["sampling"] = "without-replacement"
+        else:
+            opts["seeds"] = None if opts["seeds"] == 1 else opts["seeds"]
+        runs = []
+        for lr in lrs:
+            if section != "sde" and round(opts["t1"] / lr) < 1:
+                raise self.bad(
+                    f"{section}.lr", lr, f"it gives no step before t1 = {opts['t1']}; use lr <= t1"
+                )
+            if section == "sde":
+                self.check_sde_steps(opts, lr)
+            for b in batches:
+                label = f"{section}_lr{lr:g}" + (f"_b{b}" if section != "gd" else "")
+                runs.append(RunSpec(label, section, {"lr": lr, "batch_size": b, **opts}, seed))
+        return runs
 
-        def dtmin(key, value):
-            if value is False:
-                return None
-            if not _is_number(value) or value <= 0:
-                raise self.bad(key, value, "use a number > 0, or false for no step floor")
-            return float(value)
-
-        opts = {
-            "t1": t1, "save_every": every, "solver": solver,
-            "rtol": self.get(table, "flow", "rtol", positive, DEFAULT_RTOL),
-            "atol": self.get(table, "flow", "atol", positive, DEFAULT_ATOL),
-            "dtmin": self.get(table, "flow", "dtmin", dtmin, DEFAULT_DTMIN),
-            "dt0": self.get(table, "flow", "dt0", positive, None),
-            "max_steps": self.get(table, "flow", "max_steps",
-                                  lambda k, v: self.integer(k, v, ge=1), DEFAULT_MAX_STEPS),
-            "on_max_steps": self.get(table, "flow", "on_max_steps",
-                                     lambda k, v: self.choice(k, v, ("raise", "truncate")), "raise"),
-            "observables": tuple(groups),
-        }
-        import diffrax
-
-        if opts["dt0"] is None and not isinstance(SOLVERS[solver](), diffrax.AbstractAdaptiveSolver):
-            raise self.missing("flow.dt0", f"solver {solver!r} takes fixed steps; set flow.dt0 > 0")
-        return RunSpec("flow", "flow", opts)
+    def check_sde_steps(self, opts, lr: float) -> None:
+        """Euler–Maruyama takes ``ceil(t1/dt0)`` steps (``dt0`` defaults to ``lr/4``)."""
+        if opts["solver"] == "euler-adaptive":
+            if opts["dtmin"] is None:
+                raise self.bad("sde.dtmin", False, "'euler-adaptive' needs a number > 0")
+            return
+        dt0 = opts["dt0"] or lr / DEFAULT_STEPS_PER_LR
+        steps = math.ceil(opts["t1"] / dt0 - 1e-9)
+        if steps > opts["max_steps"]:
+            raise self.bad(
+                "sde.max_steps",
+                opts["max_steps"],
+                f"t1 / dt0 = {steps} steps are needed (dt0 = {dt0:g})",
+            )

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import bad_value, check_choice
@@ -80,18 +81,13 @@ class SGDNoise(eqx.Module):
     sampling: str = "without-replacement"
 
     def __check_init__(self):
-        if (
-            isinstance(self.lr, bool)
-            or not isinstance(self.lr, (int, float))
-            or not (math.isfinite(self.lr) and self.lr > 0)
+        lr, b = self.lr, self.batch_size
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or (
+            not (math.isfinite(lr) and lr > 0)
         ):
-            raise bad_value("SGDNoise", "lr", self.lr, "use a finite number > 0")
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or (self.batch_size < 1)
-        ):
-            raise bad_value("SGDNoise", "batch_size", self.batch_size, "use an integer >= 1")
+            raise bad_value("SGDNoise", "lr", lr, "use a finite number > 0")
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise bad_value("SGDNoise", "batch_size", b, "use an integer >= 1")
         check_choice("SGDNoise", "sampling", self.sampling, SAMPLING)
 
     def coefficient(self, n: int) -> float:
@@ -100,14 +96,14 @@ class SGDNoise(eqx.Module):
             raise bad_value(
                 "SGDNoise", "batch_size", self.batch_size, f"use at most N={n} (the data's size)"
             )
-        return noise_coefficient(n, self.batch_size, self.sampling)
+        return noise_coefficient(n, int(self.batch_size), self.sampling)
 
     def scale(self, n: int) -> float:
         """``sqrt(η c / N)``: the weight of ``(ξ_n − ξ̄)`` in ``G ξ``."""
-        return math.sqrt(self.lr * self.coefficient(n) / n)
+        return math.sqrt(float(self.lr) * self.coefficient(n) / n)
 
     def describe(self) -> dict:
-        return {"lr": self.lr, "batch_size": self.batch_size, "sampling": self.sampling}
+        return {"lr": float(self.lr), "batch_size": int(self.batch_size), "sampling": self.sampling}
 
 
 def diffusion(problem, state, xi: Float[Array, " N"], scale: Float[Array, ""]):

@@ -45,25 +45,46 @@ def build_problem(config: Config):
     key = jax.random.PRNGKey(m["seed"])
     out_dim, shape = data.num_outputs, data.input_shape
     if m["kind"] == "mlp":
-        net = MLP(math.prod(shape), m["widths"], out_dim, activation=m["activation"],
-                  init_scale=m["init_scale"], key=key)
+        net = MLP(
+            math.prod(shape),
+            m["widths"],
+            out_dim,
+            activation=m["activation"],
+            init_scale=m["init_scale"],
+            key=key,
+        )
     elif m["kind"] == "deep-linear":
-        net = DeepLinear(math.prod(shape), m["widths"], out_dim, init_scale=m["init_scale"],
-                         key=key)
+        net = DeepLinear(
+            math.prod(shape), m["widths"], out_dim, init_scale=m["init_scale"], key=key
+        )
     else:
-        net = LocalCNN(shape, m["channels"], m["kernel_sizes"], m["strides"], out_dim,
-                       last=m["last"], init_scale=m["init_scale"], key=key)
+        net = LocalCNN(
+            shape,
+            m["channels"],
+            m["kernel_sizes"],
+            m["strides"],
+            out_dim,
+            last=m["last"],
+            init_scale=m["init_scale"],
+            key=key,
+        )
     return Problem(net, data, **config.problem)
 
 
 def run_one(problem, spec: RunSpec):
     """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory."""
     from ._flow import flow
+    from ._noise import SGDNoise
     from ._sgd import sgd
 
+    key = jax.random.PRNGKey(spec.seed)
     if spec.dynamics == "flow":
         return flow(problem, **spec.options)
-    return sgd(problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
+    if spec.dynamics == "sde":
+        opts = dict(spec.options)
+        noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
+        return flow(problem, noise=noise, key=key, **opts)
+    return sgd(problem, key=key, **spec.options)
 
 
 def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcome:
@@ -76,8 +97,14 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
     out_dir = Path(out_dir)
     problem = build_problem(config)
     trajectories, files, diverged = {}, [], {}
-    bar = tqdm(config.runs, desc=config.name, unit="run", file=sys.stderr, leave=False,
-               disable=None if progress and len(config.runs) > 1 else True)
+    bar = tqdm(
+        config.runs,
+        desc=config.name,
+        unit="run",
+        file=sys.stderr,
+        leave=False,
+        disable=None if progress and len(config.runs) > 1 else True,
+    )
     for spec in bar:
         bar.set_postfix_str(spec.label)
         try:
@@ -92,8 +119,15 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
         files.append(traj.save(path))
     bar.close()
     files.append(write_combined(config, trajectories, out_dir / f"{config.name}.nc"))
-    files.append(summary_plot(trajectories, config.output["plot"], out_dir / f"{config.name}.png",
-                              logy=config.output["logy"], title=_title(config)))
+    files.append(
+        summary_plot(
+            trajectories,
+            config.output["plot"],
+            out_dir / f"{config.name}.png",
+            logy=config.output["logy"],
+            title=_title(config),
+        )
+    )
     for line in summary(config, trajectories, diverged):
         echo(line)
     return Outcome(trajectories, files, diverged)
@@ -101,8 +135,10 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
 
 def _title(config: Config) -> str:
     p = config.problem
-    return (f"{config.name}: {config.dataset.name}, {config.model['kind']}, "
-            f"{p['normalization']}, λ={p['weight_decay']:g}")
+    return (
+        f"{config.name}: {config.dataset.name}, {config.model['kind']}, "
+        f"{p['normalization']}, λ={p['weight_decay']:g}"
+    )
 
 
 def write_combined(config: Config, trajectories: dict, path) -> Path:
@@ -123,8 +159,10 @@ def write_combined(config: Config, trajectories: dict, path) -> Path:
     combined = combined.assign_coords(
         dynamics=("run", [s.dynamics for s in specs if s.label in trajectories]),
         lr=("run", [s.options.get("lr", np.nan) for s in specs if s.label in trajectories]),
-        batch_size=("run", [float(s.options.get("batch_size", np.nan))
-                            for s in specs if s.label in trajectories]),
+        batch_size=(
+            "run",
+            [float(s.options.get("batch_size", np.nan)) for s in specs if s.label in trajectories],
+        ),
         status=("run", [t.stats.get("status", "") for t in trajectories.values()]),
     )
     combined.attrs.update(
@@ -156,14 +194,21 @@ def summary(config: Config, trajectories: dict, diverged: dict) -> list[str]:
     cols = [c for c in cols if any(c in t.observables for t in trajectories.values())]
     width = max(len(label) for label in trajectories) + 2
     lines = [f"{config.name}: {config.question}" if config.question else config.name]
-    lines.append("run".ljust(width) + "status".ljust(10) + "t_end".rjust(9)
-                 + "".join(c.rjust(12) for c in cols))
+    lines.append(
+        "run".ljust(width)
+        + "status".ljust(10)
+        + "t_end".rjust(9)
+        + "".join(c.rjust(12) for c in cols)
+    )
     for label, traj in trajectories.items():
         t_end = float(traj.t[-1]) if len(traj.t) else float("nan")
         values = [_final(traj, c) for c in cols]
-        lines.append(label.ljust(width) + str(traj.stats.get("status", "")).ljust(10)
-                     + f"{t_end:9.4g}"
-                     + "".join("—".rjust(12) if v is None else f"{v:12.5g}" for v in values))
+        lines.append(
+            label.ljust(width)
+            + str(traj.stats.get("status", "")).ljust(10)
+            + f"{t_end:9.4g}"
+            + "".join("—".rjust(12) if v is None else f"{v:12.5g}" for v in values)
+        )
     if any(c == "v_norm" for c in cols):
         lines.append("(v_norm: the largest |v_k| over layers)")
     labels = list(trajectories)

@@ -190,12 +190,12 @@ def sde(
             diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True),
             step_ts=jnp.asarray(grid),
         )
-        tol, steps = 0.5 * dtmin, int(max_steps)
+        tol = 0.5 * dtmin
     else:
         num = int(np.ceil(span / dt0 - 1e-9))
         if num > max_steps:
             raise bad_value("flow", "dt0", dt0, f"{num} steps exceed max_steps={max_steps}")
-        dt0, tol, steps = span / num, None, num + 16
+        dt0, tol = span / num, None  # equal steps: StepBrownianPath keys by step index
         controller = diffrax.ConstantStepSize()
     keys = jax.random.split(key, 1 if seeds is None else seeds)
     y0 = problem.initial_state() if state0 is None else state0
@@ -212,7 +212,7 @@ def sde(
         controller,
         jnp.asarray(dt0, float),
         tol,
-        steps,
+        int(max_steps),
         tuple(observables),
         meter,
     )
@@ -253,7 +253,7 @@ def sde(
         where = "a non-finite state" if status == "diverged" else "max_steps"
         raise RuntimeError(
             f"flow (SDE): {where} in {max(int(np.sum(~finite)), 1)} of {len(keys)} seeds "
-            f"(dt0={dt0:.4g}, lr={noise.lr}, max_steps={steps}); lower dt0 or lr, raise "
+            f"(dt0={dt0:.4g}, lr={noise.lr}, max_steps={max_steps}); lower dt0 or lr, raise "
             "max_steps, or pass on_max_steps='truncate' to keep the partial trajectory"
         )
     params = jax.vmap(problem.to_weights)(final) if seeds else problem.to_weights(final)

@@ -66,8 +66,9 @@ def sgd_step(problem, state, opt_state, idx):
 
 
 def _optimizer_from_state(opt_state):
-    momentum = opt_state.hyperparams.get("momentum")
-    return _optimizer(0.0 if momentum is None else momentum)
+    # Only the structure matters (inject_hyperparams reads the values from opt_state, where
+    # momentum is a traced array that `momentum or None` could not test).
+    return _optimizer(0.5 if "momentum" in opt_state.hyperparams else 0.0)
 
 
 @eqx.filter_jit
