@@ -1,7 +1,8 @@
 """The summary PNG of a scenario: chosen observables of every run against ``t`` (one axis).
 
 One panel per observable, one colour per run (flow solid and thick, SDE dash-dot, GD dashed,
-SGD thin). The ``rho`` panel adds ``rho_eq`` (THEORY 4.1) dotted in the run's colour when it was recorded.
+SGD thin). The ``rho`` panel adds ``rho_eq`` (THEORY 4.1) dotted in the run's colour when
+recorded.
 Per-layer observables (``rho_k``, ``v_norm``, ``balance_gap``) draw one line per component;
 ``balance_drift`` is ``||balance_gap(t) − balance_gap(0)||`` over layer pairs. Ensembles are
 averaged over seeds. Uses Matplotlib's Agg canvas directly (no pyplot, no global backend).

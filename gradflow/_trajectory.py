@@ -131,6 +131,7 @@ def write_netcdf(ds: xr.Dataset, path) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="h5netcdf")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
