@@ -20,7 +20,7 @@ Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
     [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
     [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
                 sampling, seeds, seed, enabled
-    [output]    plot, logy, observables
+    [output]    plot, logy, observables, predictions (print THEORY 4's report)
     [fast]      sub-tables ([fast.sgd], ...) overriding any of the above under ``--fast``
 
 Order of precedence: the file, then ``[fast]`` (with ``--fast``), then each ``--set``.
@@ -230,7 +230,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "seeds": (integer(1), 1),
         "seed": (integer(0), 0),
     },
-    "output": {"plot": (None, None), "logy": (None, ()), "observables": (None, ())},
+    "output": {
+        "plot": (None, None),
+        "logy": (None, ()),
+        "observables": (None, ()),
+        "predictions": (BOOLEAN, False),
+    },
 }
 #: Observables a scenario may plot (``balance_drift`` is derived by the plot:
 #: ``||balance_gap(t) − balance_gap(0)||`` over layer pairs), and what some of them need.
@@ -555,7 +560,13 @@ class _Validator:
                     "output.plot", list(plot), f"{item!r} is recorded with {_NEEDS[item][1]} only"
                 )
         logy = self.get(table, "output", "logy", names(plot))
-        return {"plot": plot, "logy": logy, "observables": groups}
+        predictions = self.get(table, "output", "predictions")
+        if predictions and normalization != "lm-last":
+            raise self.bad(
+                "output.predictions", predictions, "the report applies to problem.normalization "
+                "= 'lm-last' (THEORY 4.1, 4.3, 4.4)"
+            )
+        return {"plot": plot, "logy": logy, "observables": groups, "predictions": predictions}
 
     # -- the dynamics --
     def runs(self, n: int, groups) -> tuple[RunSpec, ...]:

@@ -130,6 +130,12 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
     )
     for line in summary(config, trajectories, diverged):
         echo(line)
+    if config.output.get("predictions"):
+        from .predict import format_report, report
+
+        ok = {k: v for k, v in trajectories.items() if k not in diverged}
+        echo("predictions (THEORY 4; predicted vs simulated at the end of each run):")
+        echo(format_report(report(problem, ok)))
     return Outcome(trajectories, files, diverged)
 
 
