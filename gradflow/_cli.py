@@ -2,6 +2,7 @@
 
     gradflow run FILE [--out DIR] [--set key=value ...] [--fast]
     gradflow info
+    gradflow figs [--fast] [--only NAME ...] [--out DIR]
 
 ``run`` validates the scenario (and every ``--set``) before computing anything, then writes
 ``DIR/<name>.nc``, one ``DIR/<name>__<run>.nc`` per run and ``DIR/<name>.png`` (DIR defaults to
@@ -64,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         help="apply the scenario's [fast] table (a run of seconds, for checks)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    # ---- figs: paper_figs/ (not an installed package; see figs() below) ----
+    figs_parser = sub.add_parser(
+        "figs",
+        help="run (cached) the scenarios of the paper figures and draw them",
+        description="Run every paper figure's scenarios (cached under paper_figs/cache/ by "
+        "the hash of their configuration), draw each figure and print its verdict line.",
+    )
+    figs_parser.add_argument("--fast", action="store_true", help="shrunken scenarios")
+    figs_parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
+                             help="only these figures")
+    figs_parser.add_argument("--out", metavar="DIR", default=None,
+                             help="folder for the PNGs (default: paper_figs/figures/)")
     sub.add_parser(
         "info",
         help="versions, devices and float precision",
@@ -88,6 +101,8 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     if args.command == "info":
         return info()
+    if args.command == "figs":
+        return figs(fast=args.fast, only=args.only, out=args.out)
     return run(args.file, out=args.out, sets=args.sets, fast=args.fast, progress=not args.quiet)
 
 
@@ -121,6 +136,18 @@ def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
             f"gradflow: {label} diverged (partial trajectory written): {message}", file=sys.stderr
         )
     return EXIT_DIVERGED if outcome.diverged else EXIT_OK
+
+
+def figs(*, fast=False, only=(), out=None) -> int:
+    """``gradflow figs``: ``paper_figs._build.build`` (paper_figs/ sits at the repository root)."""
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from paper_figs._build import build
+
+    return build(fast=fast, only=tuple(only), out=out)
 
 
 def info() -> int:

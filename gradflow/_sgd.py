@@ -78,10 +78,25 @@ def _run(problem, state, lr, key, save_steps, batch_size, sampling, momentum, gr
     opt_state = opt.init(state)
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.result_type(float))
     n = problem.x_train.shape[0]
+    per_epoch = n // batch_size
+
+    def indices(j, perm):
+        if sampling == "with-replacement":
+            return batch_indices(key, j, n, batch_size, sampling), perm
+        if batch_size == n:  # GD: every epoch is one batch of all samples, in order
+            return jnp.arange(n), perm
+        # the epoch's permutation, drawn once per epoch (as batch_indices draws it)
+        perm = jax.lax.cond(
+            j % per_epoch == 0,
+            lambda: jax.random.permutation(jax.random.fold_in(key, j // per_epoch), n),
+            lambda: perm,
+        )
+        block = j % per_epoch
+        return jnp.sort(jax.lax.dynamic_slice(perm, (block * batch_size,), (batch_size,))), perm
 
     def one(j, carry):
-        state, opt_state, bad_step, last_loss = carry
-        idx = batch_indices(key, j, n, batch_size, sampling)
+        state, opt_state, bad_step, last_loss, perm = carry
+        idx, perm = indices(j, perm)
         new_state, new_opt, loss = sgd_step(problem, state, opt_state, idx)
         finite = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(new_state)])
@@ -92,14 +107,15 @@ def _run(problem, state, lr, key, save_steps, batch_size, sampling, momentum, gr
         opt_state = jax.tree.map(keep, new_opt, opt_state)
         bad_step = jnp.where((bad_step < 0) & ~finite, j, bad_step)
         last_loss = jnp.where(ok, loss, last_loss)
-        return state, opt_state, bad_step, last_loss
+        return state, opt_state, bad_step, last_loss, perm
 
     def chunk(carry, bounds):
         start, stop = bounds
         carry = jax.lax.fori_loop(start, stop, one, carry)
         return carry, observe(problem, carry[0], groups)
 
-    init = (state, opt_state, jnp.asarray(-1), jnp.asarray(jnp.nan, jnp.result_type(float)))
+    init = (state, opt_state, jnp.asarray(-1), jnp.asarray(jnp.nan, jnp.result_type(float)),
+            jnp.arange(n))
     obs0 = observe(problem, state, groups)
     starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
     carry, obs = jax.lax.scan(chunk, init, (starts[1:], save_steps[1:]))

@@ -13,7 +13,6 @@ import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src import dispatch
 
 import gradflow as gf
 from gradflow import _sgd
@@ -41,8 +40,15 @@ def _slope(x, y):
 
 def _gd(problem, lr, **kw):
     """GD = ``gf.sgd`` with the full batch, saved at ``t = 0`` and ``t = T``."""
-    return gf.sgd(problem, lr=lr, batch_size=problem.n_train, t1=T, ts=[0.0, T],
-                  key=jax.random.PRNGKey(0), **kw)
+    return gf.sgd(
+        problem,
+        lr=lr,
+        batch_size=problem.n_train,
+        t1=T,
+        ts=[0.0, T],
+        key=jax.random.PRNGKey(0),
+        **kw,
+    )
 
 
 class _CompileCounter:
@@ -53,7 +59,8 @@ class _CompileCounter:
     cache hits emit nothing.
     """
 
-    EVENTS = (dispatch.BACKEND_COMPILE_EVENT, dispatch.JAXPR_TRACE_EVENT)
+    COMPILE = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch's names
+    TRACE = "/jax/core/compile/jaxpr_trace_duration"
 
     def __init__(self, *names):
         self.names = names
@@ -61,11 +68,11 @@ class _CompileCounter:
         self.traces = 0
 
     def __call__(self, event, duration, **kw):
-        if event not in self.EVENTS:
+        if event not in (self.COMPILE, self.TRACE):
             return
         if not any(n in str(kw.get("fun_name", "")) for n in self.names):
             return
-        if event == dispatch.BACKEND_COMPILE_EVENT:
+        if event == self.COMPILE:
             self.compiles += 1
         else:
             self.traces += 1
@@ -131,8 +138,9 @@ def test_plain_gd_balance_step_is_exactly_lr_squared_gradient_gap():
     computed here with ``jax.grad``."""
     lr, steps = 0.05, 30
     p = gf.Problem(_relu(seed=4, scale=1.0), _data(seed=1))
-    tr = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr,
-                key=jax.random.PRNGKey(0))
+    tr = gf.sgd(
+        p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr, key=jax.random.PRNGKey(0)
+    )
     assert tr["balance_gap"].shape == (steps + 1, 2)
 
     def data_loss(ws):
@@ -145,12 +153,12 @@ def test_plain_gd_balance_step_is_exactly_lr_squared_gradient_gap():
     for _ in range(steps):
         g = grad(ws)
         sq = np.array([float(jnp.sum(x**2)) for x in g])
-        inner = np.array([float(jnp.vdot(w, x)) for w, x in zip(ws, g)])
+        inner = np.array([float(jnp.vdot(w, x)) for w, x in zip(ws, g, strict=True)])
         np.testing.assert_allclose(inner, inner[0], rtol=1e-12, atol=1e-15)
         norms = np.array([float(jnp.sum(w**2)) for w in ws])
         gaps.append(norms[:-1] - norms[1:])
         incr.append(lr**2 * (sq[:-1] - sq[1:]))
-        ws = tuple(w - lr * x for w, x in zip(ws, g))
+        ws = tuple(w - lr * x for w, x in zip(ws, g, strict=True))
     gaps, incr = np.array(gaps), np.array(incr)
     np.testing.assert_allclose(gaps, tr["balance_gap"][:-1], rtol=1e-12, atol=1e-14)
     step = np.diff(tr["balance_gap"], axis=0)
@@ -164,8 +172,9 @@ def test_wn_gd_v_norm_grows_by_lr_squared_gradient_norm_each_step():
     """||v_{j+1}||² = ||v_j||² + η²||∇_v L(state_j)||² at every step (no decay on v)."""
     lr, steps = 0.05, 50
     p = gf.Problem(_relu(), _data(), weight_decay=1e-2, normalization="wn")
-    tr = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr,
-                key=jax.random.PRNGKey(0))
+    tr = gf.sgd(
+        p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr, key=jax.random.PRNGKey(0)
+    )
     v_norm = tr["v_norm"]  # (steps + 1, L)
     assert v_norm.shape == (steps + 1, 3)
     np.testing.assert_allclose(tr.t, lr * np.arange(steps + 1), rtol=1e-15)
@@ -181,9 +190,10 @@ def test_wn_gd_v_norm_grows_by_lr_squared_gradient_norm_each_step():
         gnorm2.append([float(jnp.sum(x**2)) for x in g["v"]])
         # the v-gradient is orthogonal to v (scale invariance), which is what makes the
         # identity exact
-        for x, gx in zip(v, g["v"]):
+        for x, gx in zip(v, g["v"], strict=True):
             assert abs(float(jnp.vdot(x, gx))) <= 1e-13 * float(
-                jnp.linalg.norm(x) * jnp.linalg.norm(gx))
+                jnp.linalg.norm(x) * jnp.linalg.norm(gx)
+            )
         state = jax.tree.map(lambda a, b: a - lr * b, state, g)
     vnorm2.append([float(jnp.sum(x**2)) for x in state["v"]])
     vnorm2, gnorm2 = np.array(vnorm2), np.array(gnorm2)
@@ -198,8 +208,9 @@ def test_wn_gd_v_norm_grows_by_lr_squared_gradient_norm_each_step():
 def test_wn_flow_keeps_v_norm_while_gd_does_not():
     p = gf.Problem(_relu(), _data(), weight_decay=1e-2, normalization="wn")
     flow = gf.flow(p, t1=2.5, save_every=0.25, rtol=1e-9, atol=1e-11, dtmin=1e-4)
-    gd = gf.sgd(p, lr=0.05, batch_size=p.n_train, t1=2.5, save_every=0.25,
-                key=jax.random.PRNGKey(0))
+    gd = gf.sgd(
+        p, lr=0.05, batch_size=p.n_train, t1=2.5, save_every=0.25, key=jax.random.PRNGKey(0)
+    )
     flow_err = np.max(np.abs(flow["v_norm"] - 1.0))
     assert flow_err <= 1e-6
     assert flow_err < 1e-2 * np.min(gd["v_norm"][-1] - 1.0)
@@ -227,14 +238,14 @@ def test_full_batch_without_replacement_is_gd(normalization):
     assert tr.kind == "gd"
     got = jax.tree.leaves(tr.final_state)
     if normalization == "none":  # the same floating-point operations: bit for bit
-        for a, b in zip(got, ref):
+        for a, b in zip(got, ref, strict=True):
             np.testing.assert_array_equal(a, b)
     else:  # WN may fuse ||v|| differently: one or two ulps
-        for a, b in zip(got, ref):
+        for a, b in zip(got, ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15 * np.max(np.abs(b)))
     # the key is irrelevant at B = N
     other = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, key=jax.random.PRNGKey(9))
-    for a, b in zip(jax.tree.leaves(other.final_state), got):
+    for a, b in zip(jax.tree.leaves(other.final_state), got, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -242,15 +253,14 @@ def test_full_batch_momentum_is_heavy_ball():
     """``momentum=m``: ``b ← ∇L + m b``, ``W ← W − η b`` (Optax's trace), as a hand loop."""
     lr, m, steps = 0.05, 0.9, 30
     p = gf.Problem(_relu(seed=0), _data(), weight_decay=1e-2)
-    tr = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, momentum=m,
-                key=jax.random.PRNGKey(0))
+    tr = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, momentum=m, key=jax.random.PRNGKey(0))
     grad = jax.jit(jax.grad(p.loss))
     s = p.initial_state()
     buf = jax.tree.map(jnp.zeros_like, s)
     for _ in range(steps):
         buf = jax.tree.map(lambda b, g: g + m * b, buf, grad(s))
         s = jax.tree.map(lambda a, b: a - lr * b, s, buf)
-    for a, b in zip(jax.tree.leaves(tr.final_state), jax.tree.leaves(s)):
+    for a, b in zip(jax.tree.leaves(tr.final_state), jax.tree.leaves(s), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14 * np.max(np.abs(b)))
 
 
@@ -264,7 +274,7 @@ def test_same_key_same_run_other_key_other_run(sampling):
     assert a.kind == "sgd" and np.all(np.isfinite(a["loss"]))
     for name in a.observables:
         np.testing.assert_array_equal(a[name], b[name])
-    for x, y in zip(a.final_params, b.final_params):
+    for x, y in zip(a.final_params, b.final_params, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.allclose(a["loss"][1:], c["loss"][1:], rtol=1e-6, atol=0)
     assert a["loss"][-1] < a["loss"][0]
@@ -274,10 +284,12 @@ def test_batch_indices_partition_each_epoch():
     """Without replacement, the N//B batches of one epoch are disjoint (a permutation)."""
     key, n, b = jax.random.PRNGKey(0), 32, 8
     for epoch in range(2):
-        idx = np.concatenate([
-            np.asarray(_sgd.batch_indices(key, epoch * 4 + j, n, b, "without-replacement"))
-            for j in range(4)
-        ])
+        idx = np.concatenate(
+            [
+                np.asarray(_sgd.batch_indices(key, epoch * 4 + j, n, b, "without-replacement"))
+                for j in range(4)
+            ]
+        )
         np.testing.assert_array_equal(np.sort(idx), np.arange(n))
     wr = np.asarray(_sgd.batch_indices(key, 0, n, 32, "with-replacement"))
     assert wr.shape == (32,) and wr.min() >= 0 and wr.max() < n
@@ -293,12 +305,20 @@ def test_new_lr_weight_decay_or_key_does_not_recompile():
     p = gf.Problem(net, data, weight_decay=1e-3)
     gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), **kw)  # warm
     with _CompileCounter("_run", "_vmapped") as count:
-        for lr, lam, seed in [(0.05, 1e-3, 0), (0.02, 1e-3, 0), (0.05, 0.3, 0),
-                              (0.05, 1e-3, 7), (0.11, 0.0, 3)]:
+        for lr, lam, seed in [
+            (0.05, 1e-3, 0),
+            (0.02, 1e-3, 0),
+            (0.05, 0.3, 0),
+            (0.05, 1e-3, 7),
+            (0.11, 0.0, 3),
+        ]:
             q = gf.Problem(net, data, weight_decay=lam)
             tr = gf.sgd(q, lr=lr, save_every=10 * lr, key=jax.random.PRNGKey(seed), **kw)
             assert tr.config["lr"] == lr and tr.config["problem"]["weight_decay"] == lam
     assert count.compiles == 0 and count.traces == 0, vars(count)
+    with _CompileCounter("_run", "_vmapped") as control:  # the counter does see compiles
+        gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), batch_size=5, steps=40)
+    assert control.compiles == 1, vars(control)
     if hasattr(_sgd._run, "_cached") and hasattr(_sgd._run._cached, "_cache_size"):
         before = _sgd._run._cached._cache_size()
         gf.sgd(p, lr=0.07, save_every=0.7, key=jax.random.PRNGKey(11), **kw)
@@ -365,8 +385,9 @@ def test_divergence_raises_with_step_loss_and_stable_lr():
     assert 50 < first_bad < steps
 
     with pytest.raises(gf.Diverged) as info:
-        gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr,
-               key=jax.random.PRNGKey(0))
+        gf.sgd(
+            p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr, key=jax.random.PRNGKey(0)
+        )
     msg = str(info.value)
     step = int(re.search(r"at step (\d+)", msg).group(1))
     last = float(re.search(r"last finite batch loss was (\S+?)\.\s", msg).group(1))
@@ -380,13 +401,26 @@ def test_divergence_raises_with_step_loss_and_stable_lr():
     assert partial.t[-1] <= step * lr + 1e-12 and partial.t[-1] < steps * lr
     assert np.all(np.isfinite(partial["loss"][:-1]))
     # on_divergence="return" gives the same partial trajectory without raising
-    tr = gf.sgd(p, lr=lr, batch_size=p.n_train, steps=steps, save_every=lr,
-                key=jax.random.PRNGKey(0), on_divergence="return")
+    tr = gf.sgd(
+        p,
+        lr=lr,
+        batch_size=p.n_train,
+        steps=steps,
+        save_every=lr,
+        key=jax.random.PRNGKey(0),
+        on_divergence="return",
+    )
     assert tr.stats["status"] == "diverged"
     np.testing.assert_array_equal(tr.t, partial.t)
     # and a stable lr does not diverge
-    ok = gf.sgd(p, lr=0.9 * 2 / lam_max, batch_size=p.n_train, steps=steps,
-                save_every=lr, key=jax.random.PRNGKey(0))
+    ok = gf.sgd(
+        p,
+        lr=0.9 * 2 / lam_max,
+        batch_size=p.n_train,
+        steps=steps,
+        save_every=lr,
+        key=jax.random.PRNGKey(0),
+    )
     assert ok.stats["status"] == "success" and ok["loss"][-1] < ok["loss"][0]
 
 

@@ -1,0 +1,88 @@
+"""``gradflow figs``: compute (cached) what each figure needs, then draw it and print its verdict.
+
+Each figure module ``paper_figs/fig_<name>.py`` defines
+
+* ``compute(fast, log) -> dict``: the cached scenario results it reads (:func:`_common.scenario`);
+* ``draw(inputs, out_dir) -> str``: the figure, from those results only (never trains), and ONE
+  verdict line: the prediction, what was measured and the gap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from . import _common
+
+FIGURES = (
+    "rho_dynamics",
+    "conservation",
+    "margins",
+    "sgd_noise",
+    "rank",
+)
+
+
+def build(fast: bool = False, only=(), out=None, log=print) -> int:
+    """Compute and draw the figures ``only`` (default: all); returns an exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    unknown = [n for n in only if n not in FIGURES]
+    if unknown:
+        print(
+            f"gradflow: error: --only {unknown[0]!r} is not allowed; use one of "
+            + ", ".join(FIGURES),
+            file=sys.stderr,
+        )
+        return 2
+    out_dir = Path(out) if out else _common.FIGS / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [n for n in FIGURES if not only or n in only]
+    start, failed = time.perf_counter(), []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            mod = importlib.import_module(f"paper_figs.fig_{name}")
+            inputs = mod.compute(fast, log)
+            cached = all(r.cached for r in inputs.values())
+            verdict = mod.draw(inputs, out_dir)
+        except Exception as err:  # one broken figure must not hide the others
+            failed.append(name)
+            print(
+                f"gradflow: error: figure {name} failed: {type(err).__name__}: {err}",
+                file=sys.stderr,
+            )
+            continue
+        state = "cached" if cached else "computed"
+        log(
+            f"figure {name} ({state}, {time.perf_counter() - t0:.1f} s) -> "
+            f"{out_dir / (name + '.png')}"
+        )
+        log(f"verdict {verdict}")
+    log(
+        f"figs: {len(names) - len(failed)}/{len(names)} figures in "
+        f"{time.perf_counter() - start:.1f} s{' (fast)' if fast else ''}"
+    )
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """``python -m paper_figs._build [--fast] [--only NAME ...] [--out DIR]``."""
+    import argparse
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(prog="paper_figs")
+    parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--only", nargs="+", default=[])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    return build(args.fast, args.only, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

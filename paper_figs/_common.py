@@ -1,0 +1,152 @@
+"""Shared helpers of the figure scripts: repository paths, the scenario cache, verdict lines.
+
+Every path is rooted at the repository (``ROOT``), never at the working directory. A scenario
+``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
+``gradflow._config.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
+that of the validated configuration (the merged table, the run specifications, ``fast``). A
+finished folder holds ``DONE``; a second request for the same configuration is 'cached'.
+
+Importing this module registers two observable groups that the figure scenarios ask for:
+
+* ``margins``: the per-sample normalized margins ``y_n f(V; x_n)`` (THEORY 5), dims ``sample``;
+* ``weights``: every layer's weights ``W_k`` flattened (``w0``, ``w1``, ...), so that saving once
+  per epoch gives ``gf.metrics.sgd_noise`` its epoch-to-epoch pairs (THEORY 4.7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGS = ROOT / "paper_figs"
+SCENARIOS = FIGS / "scenarios"
+CACHE = FIGS / "cache"
+MAX_LAYERS = 8
+
+
+def _margins_group(problem, state) -> dict:
+    from gradflow import _normalization as nz
+    from gradflow.metrics import margins
+
+    rho = jnp.prod(nz.layer_norms(problem.to_weights(state)))
+    return {"margins": margins(problem.outputs(state) / rho, problem.y_train)}
+
+
+def _weights_group(problem, state) -> dict:
+    return {f"w{k}": jnp.ravel(w) for k, w in enumerate(problem.to_weights(state))}
+
+
+def _register() -> None:
+    from gradflow._observables import GROUPS, register_group
+
+    if "margins" not in GROUPS:
+        register_group("margins", _margins_group, {"margins": ("sample",)})
+    if "weights" not in GROUPS:
+        register_group(
+            "weights", _weights_group, {f"w{k}": (f"w{k}_index",) for k in range(MAX_LAYERS)}
+        )
+
+
+_register()
+
+
+def config_hash(payload) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class Result:
+    """A scenario's cached results: its folder, its name and whether it was already there."""
+
+    name: str
+    folder: Path
+    cached: bool
+    seconds: float
+
+    def runs(self) -> dict:
+        """Run label -> :class:`gradflow.Trajectory` (read with ``gf.load``)."""
+        import gradflow as gf
+
+        prefix = f"{self.name}__"
+        files = sorted(self.folder.glob(f"{prefix}*.nc"))
+        return {p.stem[len(prefix) :]: gf.load(p) for p in files}
+
+    def config(self) -> dict:
+        return json.loads((self.folder / "DONE").read_text())
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
+    """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``) once.
+
+    The result folder is ``cache/<name>-<hash>``; the hash is that of the validated config.
+    """
+    from gradflow._config import load_config
+    from gradflow._scenario import run
+
+    config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
+    payload = {
+        "table": config.table,
+        "fast": bool(fast),
+        "runs": [dataclasses.asdict(r) for r in config.runs],
+        "model": config.model,
+        "problem": config.problem,
+        "observables": config.output["observables"],
+    }
+    key = config_hash(payload)
+    folder = CACHE / f"{config.name}-{key}"
+    tag = f"{name} {' '.join(sets)}".strip()
+    if (folder / "DONE").is_file():
+        log(f"  scenario {tag}: cached ({_show(folder)})")
+        return Result(config.name, folder, True, 0.0)
+    start = time.perf_counter()
+    tmp = CACHE / f".{config.name}-{key}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    outcome = run(config, tmp, progress=False, echo=lambda line: None)
+    if outcome.diverged:
+        log(f"  scenario {tag}: runs diverged: {', '.join(outcome.diverged)}")
+    (tmp / "DONE").write_text(json.dumps(payload, sort_keys=True, default=str, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    seconds = time.perf_counter() - start
+    log(f"  scenario {tag}: computed in {seconds:.1f} s ({_show(folder)})")
+    return Result(config.name, folder, False, seconds)
+
+
+def savefig(fig, out_dir, name: str) -> Path:
+    out = Path(out_dir) / f"{name}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return out
+
+
+def tail_mean(values, frac: float = 0.1) -> float:
+    """Mean over the last ``frac`` of the save points (SGD's values fluctuate)."""
+    values = np.asarray(values, dtype=float)
+    k = max(1, int(round(frac * len(values))))
+    return float(np.nanmean(values[-k:]))
+
+
+def slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x``."""
+    x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    return float(np.polyfit(x, y, 1)[0])

@@ -1,0 +1,58 @@
+"""``gradflow figs --fast``: every figure is drawn and states a verdict; a second call is cached."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gradflow._cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _figures():
+    sys.path.insert(0, str(ROOT))
+    from paper_figs._build import FIGURES
+
+    return FIGURES
+
+
+@pytest.mark.slow
+def test_figs_fast_then_cached(tmp_path, capsys, monkeypatch):
+    figures = _figures()
+    from paper_figs import _common
+
+    # a fresh cache, so that the first call computes and the second must find every result
+    monkeypatch.setattr(_common, "CACHE", tmp_path / "cache")
+    start = time.perf_counter()
+    assert main(["figs", "--fast", "--out", str(tmp_path)]) == 0
+    first = time.perf_counter() - start
+    out = capsys.readouterr().out
+    for name in figures:
+        png = tmp_path / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 1000, name
+        lines = [ln for ln in out.splitlines() if ln.startswith(f"verdict {name}: ")]
+        assert len(lines) == 1, (name, out)
+        # the line states the prediction, the measurement and whether it was borne out
+        assert "predicted" in lines[0] and "measured" in lines[0], lines[0]
+        assert re.search(r"\d", lines[0]) and "borne out" in lines[0], lines[0]
+
+    start = time.perf_counter()
+    assert main(["figs", "--fast", "--out", str(tmp_path)]) == 0
+    second = time.perf_counter() - start
+    out2 = capsys.readouterr().out
+    for name in figures:
+        assert f"figure {name} (cached" in out2, out2
+    assert "computed in" in out and "computed in" not in out2
+    assert len(list((tmp_path / "cache").iterdir())) > 0
+    # redrawing reads NetCDF only: far faster than the first call, which computed everything
+    assert second < 0.5 * first, (first, second)
+
+
+def test_figs_unknown_name_is_bad_input(capsys):
+    assert main(["figs", "--only", "nope"]) == 2
+    assert "'nope' is not allowed" in capsys.readouterr().err
