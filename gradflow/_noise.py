@@ -82,8 +82,10 @@ class SGDNoise(eqx.Module):
 
     def __check_init__(self):
         lr, b = self.lr, self.batch_size
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or (
-            not (math.isfinite(lr) and lr > 0)
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, (int, float, np.integer, np.floating))
+            or (not (math.isfinite(lr) and lr > 0))
         ):
             raise bad_value("SGDNoise", "lr", lr, "use a finite number > 0")
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:

@@ -8,10 +8,10 @@ with ``v`` the flow's velocity and ``G`` the matrix-free operator of :mod:`gradf
 SDE: its Euler–Maruyama discretization with ``dt = η`` has SGD's one-step mean and covariance.
 The diffusion depends on the state, so a Stratonovich solver (Heun, EulerHeun, Midpoint, SPaRK,
 …) would converge to a different process, whose drift differs from the Itô one by
-``½ Σ_n (∂G_n) G_n`` — an ``O(η)`` term, the same order as the effect being modelled. Only Itô
-solvers are allowed here (names in :data:`SDE_SOLVERS`, or a ``diffrax.AbstractItoSolver``);
-a Stratonovich one raises ``ValueError``. No Itô–Stratonovich correction is attempted (it
-would need ``N`` Jacobian-vector products per step).
+``½ Σ_n (∂G_n) G_n`` — an ``O(η)`` term, the same order as the effect being modelled. Only the
+Itô schemes of :data:`SDE_SOLVERS` are allowed; a Stratonovich solver raises ``ValueError``.
+No Itô–Stratonovich correction is attempted (it would need ``N`` Jacobian-vector products
+per step).
 
 * ``"euler"`` (default): fixed-step Euler–Maruyama, step ``dt0`` (default ``η/4``, rounded
   down so that it divides ``t1 − t0``), increments from :class:`StepBrownianPath`. Its weak
@@ -53,6 +53,7 @@ import xarray as xr
 
 from ._errors import bad_value, check_choice
 from ._flow import save_times
+from ._hessian import stable_learning_rate
 from ._noise import SGDNoise, SGDTerm, StepBrownianPath
 from ._observables import GROUPS, dims_of, observe
 from ._problem import Problem
@@ -83,7 +84,7 @@ class HalfStepEuler(diffrax.HalfSolver, diffrax.AbstractItoSolver):
 
 
 def resolve_sde_solver(solver, normalization: str):
-    """``(solver, adaptive)`` for a name in :data:`SDE_SOLVERS` or an Itô Diffrax solver."""
+    """``(solver, adaptive)`` for a name in :data:`SDE_SOLVERS` (or ``diffrax.Euler()``)."""
     if solver is None:
         solver = "euler"
     if isinstance(solver, str):
@@ -109,17 +110,18 @@ def resolve_sde_solver(solver, normalization: str):
             "solver",
             type(solver).__name__,
             "it converges to the Stratonovich SDE, whose drift differs from the Itô SDE of "
-            "SGD by ½ Σ_n (∂G_n) G_n = O(η); use 'euler' or an Itô solver",
+            "SGD by ½ Σ_n (∂G_n) G_n = O(η); use 'euler' or 'euler-adaptive'",
         )
-    if not isinstance(solver, diffrax.AbstractItoSolver):
+    if type(solver) is not diffrax.Euler:
         raise bad_value(
             "flow",
             "solver",
             type(solver).__name__,
-            "with noise use 'euler', 'euler-adaptive' or a diffrax Itô solver",
+            "with noise use 'euler', 'euler-adaptive' or diffrax.Euler() (drift and diffusion "
+            "are one fused term, so solvers that need MultiTerm(ODETerm, ControlTerm), such as "
+            "ItoMilstein, do not apply)",
         )
-    adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
-    return ItoProjectedSolver(solver, normalization), adaptive
+    return ItoProjectedSolver(solver, normalization), False
 
 
 def sde(
@@ -249,12 +251,20 @@ def sde(
     if seeds is None:
         for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
             stats[k] = stats[k][0]
-    if status != "success" and on_max_steps == "raise":
-        where = "a non-finite state" if status == "diverged" else "max_steps"
+    if status == "diverged" and on_max_steps == "raise":
+        bad_t = t_grid[np.argmax(~np.isfinite(obs["loss"].reshape(-1, t_grid.size)).any(0))]
+        eta_max, lam = stable_learning_rate(problem)
         raise RuntimeError(
-            f"flow (SDE): {where} in {max(int(np.sum(~finite)), 1)} of {len(keys)} seeds "
-            f"(dt0={dt0:.4g}, lr={noise.lr}, max_steps={max_steps}); lower dt0 or lr, raise "
-            "max_steps, or pass on_max_steps='truncate' to keep the partial trajectory"
+            f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
+            f"{int(np.sum(~finite))} of {len(keys)} seeds (dt0={dt0:.4g}, lr={noise.lr}). The "
+            f"stable step is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); "
+            "lower dt0, or pass on_max_steps='truncate' to keep the partial trajectory"
+        )
+    if status != "success" and on_max_steps == "raise":
+        raise RuntimeError(
+            f"flow (SDE): max_steps={max_steps} reached before t1={t1} in some of {len(keys)} "
+            "seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to keep the "
+            "partial trajectory"
         )
     params = jax.vmap(problem.to_weights)(final) if seeds else problem.to_weights(final)
     config = {

@@ -78,9 +78,7 @@ def test_g_gt_is_the_minibatch_covariance(normalization, sampling):
     expected = noise.lr * proj @ sigma @ proj.T
     np.testing.assert_allclose(cols @ cols.T, expected, atol=1e-13 * np.abs(expected).max())
     # column n is −sqrt(η c / N) P (g_n − ḡ): one VJP per ξ reproduces it exactly
-    np.testing.assert_allclose(
-        cols, -noise.scale(n) * proj @ gc.T, atol=1e-13 * np.abs(cols).max()
-    )
+    np.testing.assert_allclose(cols, -noise.scale(n) * proj @ gc.T, atol=1e-13 * np.abs(cols).max())
     if normalization == "none":
         np.testing.assert_allclose(cols @ cols.T, noise.lr * sigma, atol=1e-12)
 
@@ -124,16 +122,21 @@ def test_ensembles_one_compilation_and_the_adaptive_path(monkeypatch):
     """Seeds are one vmap; LM norms stay 1; changing lr, B or sampling does not recompile;
     ``euler-adaptive`` (HalfSolver(Euler) on a Brownian tree) samples the same law."""
     data = gf.data.load("gaussian-mixture", n_train=11, n_test=5, dim=4, seed=1)
-    p = gf.Problem(MLP(4, (5,), 1, init_scale=0.5, key=jax.random.PRNGKey(1)), data,
-                   weight_decay=0.02, normalization="lm-all")
+    p = gf.Problem(
+        MLP(4, (5,), 1, init_scale=0.5, key=jax.random.PRNGKey(1)),
+        data,
+        weight_decay=0.02,
+        normalization="lm-all",
+    )
     traces = []
     real = _sde.observe
     monkeypatch.setattr(_sde, "observe", lambda *a: traces.append(1) or real(*a))
     kw = dict(t1=1.0, save_every=0.25, seeds=48)
     fixed = gf.flow(p, noise=SGDNoise(0.05, 2), key=jax.random.key(0), dt0=0.01, **kw)
     n_traces = len(traces)
-    other = gf.flow(p, noise=SGDNoise(0.2, 4, "with-replacement"), key=jax.random.key(0),
-                    dt0=0.01, **kw)
+    other = gf.flow(
+        p, noise=SGDNoise(0.2, 4, "with-replacement"), key=jax.random.key(0), dt0=0.01, **kw
+    )
     assert len(traces) == n_traces > 0  # the same compiled function for another lr, B
     assert fixed["loss"].shape == (48, 5) and np.allclose(fixed.t, [0, 0.25, 0.5, 0.75, 1])
     assert np.max(fixed["unit_norm_error"]) < 1e-13 and np.max(other["unit_norm_error"]) < 1e-13
@@ -142,18 +145,30 @@ def test_ensembles_one_compilation_and_the_adaptive_path(monkeypatch):
     ds = fixed.to_xarray()
     assert ds["loss"].dims == ("seed", "t") and ds.attrs["kind"] == "sde"
 
-    adapt = gf.flow(p, noise=SGDNoise(0.05, 2), key=jax.random.key(1), solver="euler-adaptive",
-                    rtol=1e-2, atol=1e-4, dtmin=2e-3, dt0=0.01, **kw)
+    adapt = gf.flow(
+        p,
+        noise=SGDNoise(0.05, 2),
+        key=jax.random.key(1),
+        solver="euler-adaptive",
+        rtol=1e-2,
+        atol=1e-4,
+        dtmin=2e-3,
+        dt0=0.01,
+        **kw,
+    )
     assert np.max(adapt["unit_norm_error"]) < 1e-13
     # saved values are the accepted (two half-step) states, not Diffrax's full-step dense output
-    np.testing.assert_allclose(adapt["loss"][:, -1], jax.vmap(p.loss)(adapt.final_state),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        adapt["loss"][:, -1], jax.vmap(p.loss)(adapt.final_state), rtol=1e-12
+    )
     assert min(adapt.stats["num_accepted_steps"]) > 10
     assert max(adapt.stats["num_rejected_steps"]) > 0  # the controller did adapt
     a, b = fixed["data_loss"][:, -1], adapt["data_loss"][:, -1]
     z = (a.mean() - b.mean()) / np.hypot(a.std(), b.std()) * np.sqrt(48)
-    print(f"\nadaptive vs fixed EM: data_loss {b.mean():.5f} vs {a.mean():.5f} (z = {z:.2f}), "
-          f"steps {np.mean(adapt.stats['num_steps']):.0f} vs 100")
+    print(
+        f"\nadaptive vs fixed EM: data_loss {b.mean():.5f} vs {a.mean():.5f} (z = {z:.2f}), "
+        f"steps {np.mean(adapt.stats['num_steps']):.0f} vs 100"
+    )
     assert abs(z) < 3.5
 
 
@@ -168,12 +183,17 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"solver='heun'.*Stratonovich"):
         gf.flow(p, t1=1.0, noise=SGDNoise(0.1, 2), key=jax.random.key(0), solver="heun")
     with pytest.raises(ValueError, match=r"solver='SPaRK'.*Stratonovich"):
-        gf.flow(p, t1=1.0, noise=SGDNoise(0.1, 2), key=jax.random.key(0),
-                solver=diffrax.SPaRK())
+        gf.flow(p, t1=1.0, noise=SGDNoise(0.1, 2), key=jax.random.key(0), solver=diffrax.SPaRK())
     with pytest.raises(ValueError, match=r"key=None is not allowed; the SDE needs a PRNG key"):
         gf.flow(p, t1=1.0, noise=SGDNoise(0.1, 2))
     with pytest.raises(ValueError, match=r"seeds=4 is not allowed; key and seeds apply to the SDE"):
         gf.flow(p, t1=1.0, seeds=4)
+    with pytest.raises(RuntimeError, match=r"loss stopped being finite by t=.*2/λ_max = "):
+        gf.flow(p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0)
+    tr = gf.flow(
+        p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0, on_max_steps="truncate"
+    )
+    assert tr.stats["status"] == "diverged" and not np.isfinite(tr["loss"][-1])
 
 
 # ---- statistics: linear regression ---------------------------------------------------------
@@ -201,8 +221,7 @@ def test_stationary_covariance_solves_the_lyapunov_equation():
     sigma = (1 / b) * gc.T @ gc / n
     lyap = scipy.linalg.solve_continuous_lyapunov(hess, eta * sigma)
     kw = dict(t1=36.0, save_every=0.5, seeds=1024, observables=("_test_w",))
-    sgd = gf.sgd(p, lr=eta, batch_size=b, sampling="with-replacement", key=jax.random.key(1),
-                 **kw)
+    sgd = gf.sgd(p, lr=eta, batch_size=b, sampling="with-replacement", key=jax.random.key(1), **kw)
     sde = gf.flow(p, noise=SGDNoise(eta, b, "with-replacement"), key=jax.random.key(2), **kw)
     bias = eta * np.linalg.eigvalsh(hess).max()
     report = [f"\nλ(H) = {np.linalg.eigvalsh(hess).round(3)}, ηλ_max = {bias:.3f}"]
@@ -211,14 +230,11 @@ def test_stationary_covariance_solves_the_lyapunov_equation():
         per_seed = np.einsum("sti,stj->sij", dw, dw) / dw.shape[1]
         cov = per_seed.mean(0)
         err = np.linalg.norm(cov - lyap) / np.linalg.norm(lyap)
-        se = np.linalg.norm(per_seed.std(0, ddof=1) / np.sqrt(len(per_seed))) / np.linalg.norm(
-            lyap
-        )
+        se = np.linalg.norm(per_seed.std(0, ddof=1) / np.sqrt(len(per_seed))) / np.linalg.norm(lyap)
         report.append(f"{name}: relative Frobenius error {err:.4f} (standard error {se:.4f})")
         assert err <= 3 * se + bias, (name, err, se)
     # epoch reshuffling: much less noise than the independent-batch SDE
-    rr = gf.sgd(p, lr=eta, batch_size=b, key=jax.random.key(3),
-                **{**kw, "seeds": 128, "t1": 21.0})
+    rr = gf.sgd(p, lr=eta, batch_size=b, key=jax.random.key(3), **{**kw, "seeds": 128, "t1": 21.0})
     dw = rr["w"][:, rr.t >= 6.0, :] - wstar
     ratio = np.trace(np.einsum("sti,stj->ij", dw, dw) / dw.shape[0] / dw.shape[1]) / np.trace(
         lyap * (n - b) / (n - 1)
@@ -253,10 +269,25 @@ def test_weak_error_against_sgd_is_first_order_in_eta():
     seeds, ts = 65536, [0.0, 0.25, 0.5]
     rows = []
     for eta in etas:
-        sgd = gf.sgd(p, lr=float(eta), batch_size=2, sampling="with-replacement", ts=ts,
-                     t1=0.5, key=jax.random.key(1), seeds=seeds)
-        sde = gf.flow(p, noise=SGDNoise(float(eta), 2, "with-replacement"), t1=0.5, ts=ts,
-                      key=jax.random.key(2), seeds=seeds, dt0=float(eta) / 4)
+        sgd = gf.sgd(
+            p,
+            lr=float(eta),
+            batch_size=2,
+            sampling="with-replacement",
+            ts=ts,
+            t1=0.5,
+            key=jax.random.key(1),
+            seeds=seeds,
+        )
+        sde = gf.flow(
+            p,
+            noise=SGDNoise(float(eta), 2, "with-replacement"),
+            t1=0.5,
+            ts=ts,
+            key=jax.random.key(2),
+            seeds=seeds,
+            dt0=float(eta) / 4,
+        )
         a, b = sgd["data_loss"][:, -1], sde["data_loss"][:, -1]
         dm = a.mean() - b.mean()
         sem = np.sqrt((a.var() + b.var()) / seeds)
@@ -264,8 +295,8 @@ def test_weak_error_against_sgd_is_first_order_in_eta():
         # delta method: Var(s²) ≈ (m4 − s⁴)/S for each ensemble
         va = np.mean((a - a.mean()) ** 4) - a.var() ** 2
         vb = np.mean((b - b.mean()) ** 4) - b.var() ** 2
-        se_rv = (a.var() / b.var()) * np.sqrt(va / a.var() ** 2 + vb / b.var() ** 2) / np.sqrt(
-            seeds
+        se_rv = (
+            (a.var() / b.var()) * np.sqrt(va / a.var() ** 2 + vb / b.var() ** 2) / np.sqrt(seeds)
         )
         rows.append((dm, sem, rv, se_rv))
     dm, sem, rv, se_rv = map(np.array, zip(*rows, strict=True))
@@ -274,8 +305,9 @@ def test_weak_error_against_sgd_is_first_order_in_eta():
     print("\nη      E_SGD−E_SDE (se)        Var_SGD/Var_SDE−1 (se)")
     for row in zip(etas, dm, sem, rv, se_rv, strict=True):
         print("{:<6} {:+.5f} ({:.5f})   {:+.4f} ({:.4f})".format(*row))
-    print(f"slopes: mean {slope_m:.3f} ± {err_m:.3f}, "
-          f"relative variance {slope_v:.3f} ± {err_v:.3f}")
+    print(
+        f"slopes: mean {slope_m:.3f} ± {err_m:.3f}, relative variance {slope_v:.3f} ± {err_v:.3f}"
+    )
     assert np.all(np.abs(dm[1:]) > 3 * sem[1:])
     assert err_m <= 0.15 and err_v <= 0.15
     assert abs(slope_m - 1) <= 0.3 and abs(slope_v - 1) <= 0.3
@@ -291,24 +323,34 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
     η = 0.02, 256 seeds each, at t = 2, 5, 10 (SDE step η/4). The test has power: an SDE
     with B = 3 instead of 4 (noise 15% larger) fails it by several standard errors.
     """
-    data = gf.data.load("gaussian-mixture", n_train=32, n_test=0, dim=5, seed=0,
-                        separation=1.5)
+    data = gf.data.load("gaussian-mixture", n_train=32, n_test=0, dim=5, seed=0, separation=1.5)
     net = MLP(5, (8,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
     p = gf.Problem(net, data, weight_decay=0.01, normalization="lm-last")
-    ds = _sde.sde_vs_sgd(p, lr=0.02, batch_size=4, t1=10.0, ts=[0.0, 2.0, 5.0, 10.0],
-                         seeds=256, key=jax.random.key(0))
+    ds = _sde.sde_vs_sgd(
+        p,
+        lr=0.02,
+        batch_size=4,
+        t1=10.0,
+        ts=[0.0, 2.0, 5.0, 10.0],
+        seeds=256,
+        key=jax.random.key(0),
+    )
     assert ds["rho"].dims == ("dynamics", "seed", "t")
     assert list(ds["dynamics"].values) == ["sde", "sgd"]
     summary = _sde.ensemble_summary(ds)
-    print("\nobservable  t     SDE mean ± se        SGD mean ± se        SDE std   SGD std   "
-          "z_mean z_std")
+    print(
+        "\nobservable  t     SDE mean ± se        SGD mean ± se        SDE std   SGD std   "
+        "z_mean z_std"
+    )
     worst = 0.0
     for name in ("data_loss", "rho", "margin_min"):
         for i in (1, 2, 3):
             s = {k: summary[f"{name}_{k}"].values[..., i] for k in ("mean", "sem", "std")}
             zm, zs = summary[f"{name}_z_mean"].values[i], summary[f"{name}_z_std"].values[i]
-            print(f"{name:<10} {ds.t.values[i]:<5} {s['mean'][0]:.5f} ± {s['sem'][0]:.5f}  "
-                  f"{s['mean'][1]:.5f} ± {s['sem'][1]:.5f}  {s['std'][0]:.5f}  {s['std'][1]:.5f}"
-                  f"  {zm:+.2f}  {zs:+.2f}")
+            print(
+                f"{name:<10} {ds.t.values[i]:<5} {s['mean'][0]:.5f} ± {s['sem'][0]:.5f}  "
+                f"{s['mean'][1]:.5f} ± {s['sem'][1]:.5f}  {s['std'][0]:.5f}  {s['std'][1]:.5f}"
+                f"  {zm:+.2f}  {zs:+.2f}"
+            )
             worst = max(worst, abs(zm), abs(zs))
     assert worst < 3.0
