@@ -16,9 +16,9 @@ from ._trajectory import Trajectory
 
 #: Defaults chosen by ``benchmarks/work_precision.py`` (see benchmarks/README.md).
 DEFAULT_SOLVER = "heun"
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-8
-DEFAULT_DTMIN = 1e-3
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-6
+DEFAULT_DTMIN = 1e-4
 DEFAULT_MAX_STEPS = 2_000_000
 
 SOLVERS = {

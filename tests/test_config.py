@@ -55,7 +55,9 @@ def test_valid_scenario_expands_into_runs():
     ]
     flow, gd, sgd = config.runs[0], config.runs[1], config.runs[2]
     assert flow.options["t1"] == 2.0 and flow.options["save_every"] == 0.5
-    assert flow.options["solver"] == "bosh3" and flow.options["rtol"] == 1e-6  # library default
+    from gradflow._flow import DEFAULT_RTOL
+
+    assert flow.options["solver"] == "bosh3" and flow.options["rtol"] == DEFAULT_RTOL
     assert gd.options["batch_size"] == 32 and gd.options["sampling"] == "without-replacement"
     assert sgd.options["batch_size"] == 4 and sgd.seed == 3 and sgd.options["seeds"] is None
     assert config.dataset.n_train == 32 and config.model["activation"] == "relu"
