@@ -73,10 +73,15 @@ def _parser() -> argparse.ArgumentParser:
         "the hash of their configuration), draw each figure and print its verdict line.",
     )
     figs_parser.add_argument("--fast", action="store_true", help="shrunken scenarios")
-    figs_parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
-                             help="only these figures")
-    figs_parser.add_argument("--out", metavar="DIR", default=None,
-                             help="folder for the PNGs (default: paper_figs/figures/)")
+    figs_parser.add_argument(
+        "--only", nargs="+", default=[], metavar="NAME", help="only these figures"
+    )
+    figs_parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="folder for the PNGs (default: paper_figs/figures/)",
+    )
     sub.add_parser(
         "info",
         help="versions, devices and float precision",

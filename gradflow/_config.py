@@ -563,8 +563,9 @@ class _Validator:
         predictions = self.get(table, "output", "predictions")
         if predictions and normalization != "lm-last":
             raise self.bad(
-                "output.predictions", predictions, "the report applies to problem.normalization "
-                "= 'lm-last' (THEORY 4.1, 4.3, 4.4)"
+                "output.predictions",
+                predictions,
+                "the report applies to problem.normalization = 'lm-last' (THEORY 4.1, 4.3, 4.4)",
             )
         return {"plot": plot, "logy": logy, "observables": groups, "predictions": predictions}
 

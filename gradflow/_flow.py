@@ -123,14 +123,32 @@ def flow(
         from ._sde import sde
 
         return sde(
-            problem, noise, key=key, seeds=seeds, t1=t1, t0=t0, save_every=save_every, ts=ts,
-            solver=solver, dt0=dt0, rtol=rtol, atol=atol, dtmin=dtmin, max_steps=max_steps,
-            on_max_steps=on_max_steps, observables=observables, state0=state0,
+            problem,
+            noise,
+            key=key,
+            seeds=seeds,
+            t1=t1,
+            t0=t0,
+            save_every=save_every,
+            ts=ts,
+            solver=solver,
+            dt0=dt0,
+            rtol=rtol,
+            atol=atol,
+            dtmin=dtmin,
+            max_steps=max_steps,
+            on_max_steps=on_max_steps,
+            observables=observables,
+            state0=state0,
             progress=progress,
         )
     if key is not None or seeds is not None:
-        raise bad_value("flow", "seeds" if key is None else "key", seeds if key is None else key,
-                        "key and seeds apply to the SDE only: pass noise=gf.SGDNoise(...)")
+        raise bad_value(
+            "flow",
+            "seeds" if key is None else "key",
+            seeds if key is None else key,
+            "key and seeds apply to the SDE only: pass noise=gf.SGDNoise(...)",
+        )
     # ---------------------------------------------------------------------------------------
     for name, value in (("t1", t1), ("rtol", rtol), ("atol", atol), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -152,15 +170,26 @@ def flow(
         )
     else:
         if dt0 is None:
-            raise bad_value("flow", "dt0", dt0, f"solver {type(inner).__name__} needs a fixed dt0 > 0")
+            raise bad_value(
+                "flow", "dt0", dt0, f"solver {type(inner).__name__} needs a fixed dt0 > 0"
+            )
         controller = diffrax.ConstantStepSize()
         dtmin = None
     solver_obj = ProjectedSolver(inner, problem.normalization)
     y0 = problem.initial_state() if state0 is None else state0
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     out = _integrate(
-        problem, y0, jnp.asarray(t0, float), jnp.asarray(t1, float), jnp.asarray(grid),
-        solver_obj, controller, dt0, int(max_steps), tuple(observables), meter,
+        problem,
+        y0,
+        jnp.asarray(t0, float),
+        jnp.asarray(t1, float),
+        jnp.asarray(grid),
+        solver_obj,
+        controller,
+        dt0,
+        int(max_steps),
+        tuple(observables),
+        meter,
     )
     saved_t, obs, final_state, stats, result, t_end, n_floor, n_guard = jax.device_get(out)
     ok = bool(result == 0)
@@ -176,7 +205,10 @@ def flow(
         "status": "success" if ok else _result_name(result),
         "t_reached": t_reached,
         "solver": type(inner).__name__,
-        "rtol": rtol, "atol": atol, "dtmin": dtmin, "dt0": dt0,
+        "rtol": rtol,
+        "atol": atol,
+        "dtmin": dtmin,
+        "dt0": dt0,
     }
     if not ok and on_max_steps == "raise":
         raise RuntimeError(
@@ -184,8 +216,13 @@ def flow(
             f"({stats['status']}); raise max_steps (now {max_steps}), raise dtmin, or pass "
             "on_max_steps='truncate' to keep the partial trajectory"
         )
-    config = {"dynamics": "flow", "problem": problem.describe(), "t0": t0, "t1": t1,
-              "observables": list(observables)}
+    config = {
+        "dynamics": "flow",
+        "problem": problem.describe(),
+        "t0": t0,
+        "t1": t1,
+        "observables": list(observables),
+    }
     config.update({k: stats[k] for k in ("solver", "rtol", "atol", "dtmin", "dt0")})
     return Trajectory(
         kind="flow",
@@ -205,8 +242,10 @@ def _controller(rtol, atol, dtmin):
 
 
 def _result_name(result) -> str:
-    return "max_steps_reached" if result == diffrax.RESULTS.max_steps_reached._value else (
-        f"diffrax result code {int(result)}"
+    return (
+        "max_steps_reached"
+        if result == diffrax.RESULTS.max_steps_reached._value
+        else (f"diffrax result code {int(result)}")
     )
 
 
@@ -221,8 +260,17 @@ def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, gr
         controller_state=True,
     )
     sol = diffrax.diffeqsolve(
-        term, solver, t0, t1, dt0, y0, args=problem, saveat=saveat,
-        stepsize_controller=controller, max_steps=max_steps, throw=False,
+        term,
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args=problem,
+        saveat=saveat,
+        stepsize_controller=controller,
+        max_steps=max_steps,
+        throw=False,
         progress_meter=meter,
     )
     saved_t, t_end = sol.ts

@@ -65,7 +65,9 @@ class Problem(eqx.Module):
             raise bad_value("Problem", "weight_decay", weight_decay, "use a finite number >= 0")
         if freeze_directions and normalization not in nz.LM:
             raise bad_value(
-                "Problem", "freeze_directions", freeze_directions,
+                "Problem",
+                "freeze_directions",
+                freeze_directions,
                 "it applies to normalization 'lm-all' or 'lm-last' only",
             )
         dtype = jnp.result_type(float)

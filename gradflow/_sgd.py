@@ -114,8 +114,13 @@ def _run(problem, state, lr, key, save_steps, batch_size, sampling, momentum, gr
         carry = jax.lax.fori_loop(start, stop, one, carry)
         return carry, observe(problem, carry[0], groups)
 
-    init = (state, opt_state, jnp.asarray(-1), jnp.asarray(jnp.nan, jnp.result_type(float)),
-            jnp.arange(n))
+    init = (
+        state,
+        opt_state,
+        jnp.asarray(-1),
+        jnp.asarray(jnp.nan, jnp.result_type(float)),
+        jnp.arange(n),
+    )
     obs0 = observe(problem, state, groups)
     starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
     carry, obs = jax.lax.scan(chunk, init, (starts[1:], save_steps[1:]))
@@ -160,8 +165,10 @@ def sgd(
     n = problem.n_train
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise bad_value("sgd", "lr", lr, "use a number > 0")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
-        1 <= batch_size <= n
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or not (1 <= batch_size <= n)
     ):
         raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
     check_choice("sgd", "sampling", sampling, SAMPLING)
@@ -184,8 +191,15 @@ def sgd(
     save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
     if save_steps[0] != 0:
         save_steps = np.insert(save_steps, 0, 0)
-    args = (jnp.asarray(lr), None, jnp.asarray(save_steps), int(batch_size), sampling,
-            float(momentum), tuple(observables))
+    args = (
+        jnp.asarray(lr),
+        None,
+        jnp.asarray(save_steps),
+        int(batch_size),
+        sampling,
+        float(momentum),
+        tuple(observables),
+    )
     state0 = problem.initial_state()
     if seeds is None:
         final, obs, bad, last = _run(problem, state0, args[0], key, *args[2:])
@@ -208,9 +222,17 @@ def sgd(
         "diverged_at_step": [int(b) for b in bad_steps] if seeds else int(bad_steps[0]),
         "t_reached": float(steps * lr if not diverged else np.min(bad_steps[bad_steps >= 0]) * lr),
     }
-    config = {"dynamics": kind, "problem": problem.describe(), "lr": lr,
-              "batch_size": int(batch_size), "sampling": sampling, "momentum": momentum,
-              "steps": int(steps), "seeds": seeds, "observables": list(observables)}
+    config = {
+        "dynamics": kind,
+        "problem": problem.describe(),
+        "lr": lr,
+        "batch_size": int(batch_size),
+        "sampling": sampling,
+        "momentum": momentum,
+        "steps": int(steps),
+        "seeds": seeds,
+        "observables": list(observables),
+    }
     traj = Trajectory(
         kind=kind,
         t=t,
@@ -238,6 +260,7 @@ def sgd(
 
 @eqx.filter_jit
 def _vmapped(problem, state0, lr, keys, save_steps, batch_size, sampling, momentum, groups):
-    run = lambda k: _run(problem, state0, lr, k, save_steps, batch_size, sampling,  # noqa: E731
-                         momentum, groups)
+    def run(k):
+        return _run(problem, state0, lr, k, save_steps, batch_size, sampling, momentum, groups)
+
     return jax.vmap(run)(keys)

@@ -70,8 +70,8 @@ class FloorController(diffrax.AbstractAdaptiveStepSizeController):
     does not rise by more than ``max_rise`` (1%) relative in that step. The flow itself never
     increases the loss, but explicit steps on a sliding surface chatter across it and can
     raise the loss slightly; a rise of 1% in one step is instead the signature of a step
-    beyond the local stability limit. If that happens (the step exceeds the local stability limit ``2/λ_max``, e.g. early in a stiff
-    run) the step is rejected and the floor halves; each accepted step raises it by 2% back towards
+    beyond the local stability limit ``2/λ_max`` (e.g. early in a stiff run). Then the step
+    is rejected and the floor halves; each accepted step raises it by 2% back towards
     ``dtmin``.
 
     Controller state: ``(pid_state, floor, num_forced, num_floor_rejections)``.

@@ -37,7 +37,9 @@ def versions() -> dict[str, str]:
     try:
         rev = subprocess.run(
             ["git", "-C", str(_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if rev.returncode == 0:
             out["git_revision"] = rev.stdout.strip()

@@ -46,8 +46,9 @@ def test_total_loss_never_increases(normalization, seed, lam, scale):
 @settings(max_examples=4)
 @given(seed=st.integers(0, 10_000), lam=st.sampled_from([1e-2, 0.1]))
 def test_lm_flows_keep_unit_norms(normalization, seed, lam):
-    p = gf.Problem(_mlp(seed=seed, scale=0.5), _data(seed=seed), weight_decay=lam,
-                   normalization=normalization)
+    p = gf.Problem(
+        _mlp(seed=seed, scale=0.5), _data(seed=seed), weight_decay=lam, normalization=normalization
+    )
     tr = gf.flow(p, t1=50.0, save_every=1.0)
     assert tr.t[-1] == 50.0
     assert np.max(tr["unit_norm_error"]) <= 1e-8
@@ -80,8 +81,13 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     net = MLP(5, (7, 5), 1, activation=activation, init_scale=0.5, key=jax.random.PRNGKey(3))
     data = _data(seed=3)
     tight = activation == "linear"
-    kw = dict(t1=10.0, save_every=0.5, rtol=1e-10 if tight else 1e-8,
-              atol=1e-12 if tight else 1e-10, dtmin=None if tight else 1e-4)
+    kw = dict(
+        t1=10.0,
+        save_every=0.5,
+        rtol=1e-10 if tight else 1e-8,
+        atol=1e-12 if tight else 1e-10,
+        dtmin=None if tight else 1e-4,
+    )
     wn = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="wn"), **kw)
     lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
     tol = 1e-8 if tight else 1e-6
@@ -97,8 +103,7 @@ def test_frozen_directions_relax_rho_as_closed_form(seed, lam):
     """4.1: with V frozen, ρ(t) = ρ_eq + (ρ0 − ρ_eq) e^{−κt}, κ = (2/N)Σ||f_n||² + λ."""
     data = _data(seed=seed)
     net = _mlp(seed=seed)
-    p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last",
-                   freeze_directions=True)
+    p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last", freeze_directions=True)
     # the closed form, from the definitions (not from the library)
     w = net.weights
     norms = [jnp.linalg.norm(x) for x in w]
@@ -156,8 +161,19 @@ def test_trajectory_round_trips_through_netcdf(tmp_path):
     p = gf.Problem(_mlp(), _data(), weight_decay=1e-3, normalization="wn")
     tr = gf.flow(p, t1=2.0, save_every=0.5)
     ds = tr.to_xarray()
-    for name in ("loss", "data_loss", "train_acc", "test_acc", "rho", "rho_k", "balance_gap",
-                 "margin_min", "margin_mean", "margin_std", "v_norm"):
+    for name in (
+        "loss",
+        "data_loss",
+        "train_acc",
+        "test_acc",
+        "rho",
+        "rho_k",
+        "balance_gap",
+        "margin_min",
+        "margin_mean",
+        "margin_std",
+        "v_norm",
+    ):
         assert name in ds, name
     assert ds["rho_k"].dims == ("t", "layer") and ds["balance_gap"].dims == ("t", "layer_pair")
     path = tr.save(tmp_path / "run.nc")
@@ -180,10 +196,11 @@ def test_trajectory_round_trips_through_netcdf(tmp_path):
         (lambda n, d: gf.flow(gf.Problem(n, d), t1=0.0), r"t1=0.0.*> 0"),
         (lambda n, d: gf.flow(gf.Problem(n, d), t1=-3), r"t1=-3"),
         (lambda n, d: gf.flow(gf.Problem(n, d), t1=1.0, solver="rk9"), r"solver='rk9'"),
-        (lambda n, d: gf.Problem(MLP(7, (3,), 1, key=jax.random.PRNGKey(0)), d),
-         r"sample shape \(5,\)"),
-        (lambda n, d: gf.Problem(MLP(5, (3,), 4, key=jax.random.PRNGKey(0)), d),
-         r"4 outputs.*C=1"),
+        (
+            lambda n, d: gf.Problem(MLP(7, (3,), 1, key=jax.random.PRNGKey(0)), d),
+            r"sample shape \(5,\)",
+        ),
+        (lambda n, d: gf.Problem(MLP(5, (3,), 4, key=jax.random.PRNGKey(0)), d), r"4 outputs.*C=1"),
     ],
 )
 def test_bad_input_names_argument_value_and_allowed(make, match):

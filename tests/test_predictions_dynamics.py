@@ -49,8 +49,9 @@ def test_balanced_equilibria_and_their_stability_match_the_flow(binary):
     net = _net(seed=1)
     warm = gf.flow(gf.Problem(net, binary, weight_decay=0.002, normalization="lm-all"), t1=30.0)
     v_state = warm.final_state
-    frozen = gf.Problem(net, binary, weight_decay=lam, normalization="lm-all",
-                        freeze_directions=True)
+    frozen = gf.Problem(
+        net, binary, weight_decay=lam, normalization="lm-all", freeze_directions=True
+    )
     a, b = _sums(frozen, v_state)
     eqs = gf.predict.balanced_equilibria(a, b, binary.n_train, lam, L, flow="lm-all")
     positive = [e for e in eqs if e.rho > 0]
@@ -84,14 +85,22 @@ def test_neural_collapse_appears_with_weight_decay():
     and NC3 ~13×, far below the λ = 0 run; NC2 only halves (the ≥10× collapse of NC2 is not
     borne out at this scale), but is still clearly lower than without decay.
     """
-    data = gf.data.load("digits", classes=(0, 1, 2, 3), n_train=120, n_test=0, seed=0,
-                        unit_norm=True)
+    data = gf.data.load(
+        "digits", classes=(0, 1, 2, 3), n_train=120, n_test=0, seed=0, unit_norm=True
+    )
     net = MLP(64, (48, 48), 4, key=jax.random.PRNGKey(2))
     out = {}
     for lam in (0.0, 3e-3):
         p = gf.Problem(net, data, weight_decay=lam)
-        tr = gf.sgd(p, lr=0.1, batch_size=120, t1=3000.0, save_every=1500.0,
-                    key=jax.random.PRNGKey(0), observables=("nc",))
+        tr = gf.sgd(
+            p,
+            lr=0.1,
+            batch_size=120,
+            t1=3000.0,
+            save_every=1500.0,
+            key=jax.random.PRNGKey(0),
+            observables=("nc",),
+        )
         out[lam] = {k: (tr[k][0], tr[k][-1]) for k in ("nc1", "nc2", "nc3", "data_loss")}
         print(lam, {k: f"{a:.3g} -> {b:.3g}" for k, (a, b) in out[lam].items()})
     decay, free = out[3e-3], out[0.0]

@@ -8,8 +8,8 @@ arrays (so a sweep can ``vmap`` them). :func:`balanced_equilibria` and
 from ._balanced import Equilibrium, balanced_equilibria, balanced_rhs_symbolic
 from ._collapse import etf_gram, nc_kappa
 from ._laws import balance_law, wn_norm_growth
-from ._rank import rank_bound
 from ._problem import format_report, normalized_outputs, report, rho_eq
+from ._rank import rank_bound
 from ._rho import kappa, quasi_interpolation, rho_relaxation
 
 __all__ = [

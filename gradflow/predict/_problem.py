@@ -64,22 +64,36 @@ def report(problem, runs: dict) -> list[dict]:
         finals[label] = (np.asarray(f), float(rho), m)
     ref_label = next(iter(runs))
     f_ref, rho_ref, _ = finals[ref_label]
-    rows.append(_row(
-        "rho = rho_eq(V)", "4.1", "exact at equilibrium",
-        float(_rho_eq_arrays(jnp.asarray(f_ref), problem.y_train, lam)),
-        {k: v[1] for k, v in finals.items()},
-    ))
+    rows.append(
+        _row(
+            "rho = rho_eq(V)",
+            "4.1",
+            "exact at equilibrium",
+            float(_rho_eq_arrays(jnp.asarray(f_ref), problem.y_train, lam)),
+            {k: v[1] for k, v in finals.items()},
+        )
+    )
     if problem.y_train.shape[1] == 1:
         m_mean = float(np.mean(finals[ref_label][2]))
         _, eps = quasi_interpolation(m_mean, lam)
-        rows.append(_row(
-            "residual 1 - mean(y rho f) = eps", "4.3", "exact under equal margins",
-            float(eps), {k: 1 - np.mean(v[2]) * v[1] for k, v in finals.items()},
-        ))
-        rows.append(_row(
-            "margin min(y f) = 1/rho", "4.4", "paper claim", 1.0 / rho_ref,
-            {k: np.min(v[2]) for k, v in finals.items()},
-        ))
+        rows.append(
+            _row(
+                "residual 1 - mean(y rho f) = eps",
+                "4.3",
+                "exact under equal margins",
+                float(eps),
+                {k: 1 - np.mean(v[2]) * v[1] for k, v in finals.items()},
+            )
+        )
+        rows.append(
+            _row(
+                "margin min(y f) = 1/rho",
+                "4.4",
+                "paper claim",
+                1.0 / rho_ref,
+                {k: np.min(v[2]) for k, v in finals.items()},
+            )
+        )
     return rows
 
 
@@ -87,9 +101,14 @@ def format_report(rows: list[dict]) -> str:
     """A plain-text table of :func:`report`'s rows."""
     lines = []
     for r in rows:
-        sims = [k for k in r if k not in ("prediction", "theory", "tag", "predicted")
-                and not k.startswith("gap[")]
+        sims = [
+            k
+            for k in r
+            if k not in ("prediction", "theory", "tag", "predicted") and not k.startswith("gap[")
+        ]
         parts = ", ".join(f"{k}={r[k]:.6g} (gap {r[f'gap[{k}]']:.2e})" for k in sims)
-        lines.append(f"[{r['theory']}, {r['tag']}] {r['prediction']}: predicted "
-                     f"{r['predicted']:.6g}; {parts}")
+        lines.append(
+            f"[{r['theory']}, {r['tag']}] {r['prediction']}: predicted "
+            f"{r['predicted']:.6g}; {parts}"
+        )
     return "\n".join(lines)
