@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import bad_value, check_choice
-from ._observables import dims_of, observe
+from ._observables import GROUPS, dims_of
+from ._observables import saveat as observation_saveat
 from ._problem import Problem
 from ._solver import FloorController, ProjectedSolver
 from ._trajectory import Trajectory
@@ -159,7 +160,7 @@ def flow(
         raise bad_value("flow", "dtmin", dtmin, "use a number > 0 or None")
     check_choice("flow", "on_max_steps", on_max_steps, ("raise", "truncate"))
     for g in observables:
-        check_choice("flow", "observables", g, tuple(dims_of.__globals__["GROUPS"]))
+        check_choice("flow", "observables", g, tuple(GROUPS))
     grid = save_times(t0, t1, save_every, ts)
     inner = resolve_solver(solver)
     adaptive = isinstance(inner, diffrax.AbstractAdaptiveSolver)
@@ -252,13 +253,7 @@ def _result_name(result) -> str:
 @eqx.filter_jit
 def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
     term = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
-    saveat = diffrax.SaveAt(
-        subs=[
-            diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
-            diffrax.SubSaveAt(t1=True),
-        ],
-        controller_state=True,
-    )
+    saveat = observation_saveat(grid, groups)
     sol = diffrax.diffeqsolve(
         term,
         solver,

@@ -11,9 +11,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
+def square_error(f: Float[Array, "*b C"], y: Float[Array, "*b C"]) -> Float[Array, "*b"]:
+    """``||f − y||²`` over the last (output) axis: the per-sample loss from outputs."""
+    return jnp.sum((f - y) ** 2, axis=-1)
+
+
 def sample_loss(model, weights, x: Array, y: Float[Array, " C"]) -> Float[Array, ""]:
     """``ℓ(W; x, y) = ||f(W; x) − y||²`` for one sample (sum over the C outputs)."""
-    return jnp.sum((model.apply(weights, x) - y) ** 2)
+    return square_error(model.apply(weights, x), y)
 
 
 def sample_losses(model, weights, x: Array, y: Float[Array, "N C"]) -> Float[Array, " N"]:
@@ -27,6 +32,6 @@ def data_loss(model, weights, x: Array, y: Float[Array, "N C"], w=None) -> Float
     return jnp.mean(losses) if w is None else jnp.sum(w * losses)
 
 
-def outputs(model, weights, x: Array) -> Float[Array, "N C"]:
+def outputs(model, weights, x: Array) -> Float[Array, "*batch"]:
     """``f(W; x_n)`` for every row of ``x``."""
     return jax.vmap(model.apply, in_axes=(None, 0))(weights, x)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _normalization as nz
+from ._loss import square_error
 from .metrics import margins, neural_collapse, numerical_rank, stable_rank
 from .predict._rho import rho_eq
 
@@ -44,7 +45,7 @@ def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
     rho = jnp.prod(rho_k)
     f_train = problem.outputs(state)
     y = problem.y_train
-    data_loss = jnp.mean(jnp.sum((f_train - y) ** 2, axis=1))
+    data_loss = jnp.mean(square_error(f_train, y))
     decay = problem.decay_term(state)
     m = margins(f_train / rho, y)
     obs = {
@@ -62,7 +63,7 @@ def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
     if problem.x_test is not None:
         f_test = problem.outputs(state, problem.x_test)
         obs["test_acc"] = accuracy(f_test, problem.y_test)
-        obs["test_loss"] = jnp.mean(jnp.sum((f_test - problem.y_test) ** 2, axis=1))
+        obs["test_loss"] = jnp.mean(square_error(f_test, problem.y_test))
     if problem.normalization in nz.LM:
         obs["unit_norm_error"] = nz.unit_norm_error(problem.normalization, state)
     if problem.normalization == "wn":
@@ -72,6 +73,19 @@ def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
     for name in groups:
         obs.update(GROUPS[name][0](problem, state))
     return obs
+
+
+def saveat(grid, groups: tuple[str, ...] = ()):
+    """Diffrax ``SaveAt``: :func:`observe` at the times ``grid``, and the state at ``t1``."""
+    import diffrax
+
+    return diffrax.SaveAt(
+        subs=[
+            diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
+            diffrax.SubSaveAt(t1=True),
+        ],
+        controller_state=True,
+    )
 
 
 def dims_of(groups: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:

@@ -55,7 +55,8 @@ from ._errors import bad_value, check_choice
 from ._flow import save_times
 from ._hessian import stable_learning_rate
 from ._noise import SGDNoise, SGDTerm, StepBrownianPath
-from ._observables import GROUPS, dims_of, observe
+from ._observables import GROUPS, dims_of
+from ._observables import saveat as observation_saveat
 from ._problem import Problem
 from ._solver import ProjectedSolver
 from ._trajectory import Trajectory
@@ -295,12 +296,7 @@ def _integrate(
     problem, y0, t0, t1, grid, scale, keys, solver, controller, dt0, tol, max_steps, groups, meter
 ):
     n = problem.x_train.shape[0]
-    saveat = diffrax.SaveAt(
-        subs=[
-            diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
-            diffrax.SubSaveAt(t1=True),
-        ]
-    )
+    saveat = observation_saveat(grid, groups)
 
     def one(key):
         if tol is None:

@@ -97,10 +97,13 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     np.testing.assert_allclose(wn["loss"], lm["loss"], rtol=10 * tol)
 
 
-@settings(max_examples=5)
 @given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 1e-3, 0.2]))
 def test_frozen_directions_relax_rho_as_closed_form(seed, lam):
-    """4.1: with V frozen, ρ(t) = ρ_eq + (ρ0 − ρ_eq) e^{−κt}, κ = (2/N)Σ||f_n||² + λ."""
+    """4.1: with V frozen, ρ(t) = ρ_eq + (ρ0 − ρ_eq) e^{−κt}, κ = (2/N)Σ||f_n||² + λ.
+
+    With V frozen the ρ-equation is smooth, so no step floor (a forced floor step would
+    cap the accuracy at the floor's, not at rtol's).
+    """
     data = _data(seed=seed)
     net = _mlp(seed=seed)
     p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last", freeze_directions=True)
@@ -113,10 +116,12 @@ def test_frozen_directions_relax_rho_as_closed_form(seed, lam):
     rho_eq = np.sum(y * f) / (np.sum(f**2) + n * lam / 2)
     kappa = 2 / n * np.sum(f**2) + lam
     rho0 = float(np.prod(norms))
-    tr = gf.flow(p, t1=10.0, save_every=0.5, rtol=1e-10, atol=1e-12)
+    tr = gf.flow(p, t1=10.0, save_every=0.5, rtol=1e-10, atol=1e-12, dtmin=None)
     expected = rho_eq + (rho0 - rho_eq) * np.exp(-kappa * tr.t)
-    np.testing.assert_allclose(tr["rho"], expected, rtol=1e-8)
-    np.testing.assert_allclose(tr["rho_eq"], rho_eq, rtol=1e-10)
+    # The state's ρ is signed and crosses 0 when ρ_eq < 0; the observable ρ = Π||W_k|| is |ρ|,
+    # and the network then is |ρ|·(−V_L), whose ρ_eq is −ρ_eq.
+    np.testing.assert_allclose(tr["rho"], np.abs(expected), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(tr["rho_eq"], np.sign(expected) * rho_eq, rtol=1e-10)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.1])

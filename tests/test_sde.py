@@ -129,8 +129,8 @@ def test_ensembles_one_compilation_and_the_adaptive_path(monkeypatch):
         normalization="lm-all",
     )
     traces = []
-    real = _sde.observe
-    monkeypatch.setattr(_sde, "observe", lambda *a: traces.append(1) or real(*a))
+    real = _observables.observe  # traced once per compilation, through _observables.saveat
+    monkeypatch.setattr(_observables, "observe", lambda *a: traces.append(1) or real(*a))
     kw = dict(t1=1.0, save_every=0.25, seeds=48)
     fixed = gf.flow(p, noise=SGDNoise(0.05, 2), key=jax.random.key(0), dt0=0.01, **kw)
     n_traces = len(traces)
