@@ -22,6 +22,8 @@ FIGURES = (
     "margins",
     "sgd_noise",
     "rank",
+    "neural_collapse",
+    "sde_vs_sgd",
 )
 
 

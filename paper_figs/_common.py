@@ -3,7 +3,8 @@
 Every path is rooted at the repository (``ROOT``), never at the working directory. A scenario
 ``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
 ``gradflow._config.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
-that of the validated configuration (the merged table, the run specifications, ``fast``). A
+that of the validated configuration (the merged table, the run specifications, ``fast``) and of
+the code (:func:`code_version`: the sources of ``gradflow/`` and ``models/``, package versions). A
 finished folder holds ``DONE``; a second request for the same configuration is 'cached'.
 
 Importing this module registers two observable groups that the figure scenarios ask for:
@@ -58,6 +59,21 @@ def _register() -> None:
 _register()
 
 
+def code_version() -> dict:
+    """What the results depend on besides the configuration: a hash of the library's sources
+    (``gradflow/`` and ``models/``) and the versions of the numerical packages, so that a change
+    of the code invalidates the cache instead of silently serving stale results."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for package in ("gradflow", "models"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    versions = {name: version(name) for name in ("jax", "jaxlib", "diffrax", "equinox", "optax")}
+    return {"sources": digest.hexdigest()[:16], **versions}
+
+
 def config_hash(payload) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -91,23 +107,29 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
-    """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``) once.
-
-    The result folder is ``cache/<name>-<hash>``; the hash is that of the validated config.
-    """
-    from gradflow._config import load_config
-    from gradflow._scenario import run
-
-    config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
-    payload = {
+def cache_payload(config, fast: bool) -> dict:
+    """What identifies a scenario's results: the validated configuration and the code."""
+    return {
         "table": config.table,
         "fast": bool(fast),
         "runs": [dataclasses.asdict(r) for r in config.runs],
         "model": config.model,
         "problem": config.problem,
         "observables": config.output["observables"],
+        "code": code_version(),
     }
+
+
+def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
+    """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``) once.
+
+    The result folder is ``cache/<name>-<hash>``; the hash is that of :func:`cache_payload`.
+    """
+    from gradflow._config import load_config
+    from gradflow._scenario import run
+
+    config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
+    payload = cache_payload(config, fast)
     key = config_hash(payload)
     folder = CACHE / f"{config.name}-{key}"
     tag = f"{name} {' '.join(sets)}".strip()

@@ -56,3 +56,21 @@ def test_figs_fast_then_cached(tmp_path, capsys, monkeypatch):
 def test_figs_unknown_name_is_bad_input(capsys):
     assert main(["figs", "--only", "nope"]) == 2
     assert "'nope' is not allowed" in capsys.readouterr().err
+
+
+def test_cache_key_covers_configuration_and_code(monkeypatch):
+    """A changed scenario setting or a changed library source gives a new cache folder."""
+    _figures()
+    from gradflow._config import load_config
+    from paper_figs import _common
+
+    path = _common.SCENARIOS / "margins.toml"
+    base = load_config(path, [], fast=True)
+    key = _common.config_hash(_common.cache_payload(base, True))
+    assert key == _common.config_hash(_common.cache_payload(load_config(path, [], fast=True), True))
+    changed = load_config(path, ["problem.weight_decay=0.02"], fast=True)
+    assert _common.config_hash(_common.cache_payload(changed, True)) != key
+    assert _common.config_hash(_common.cache_payload(base, False)) != key
+    real = _common.code_version()
+    monkeypatch.setattr(_common, "code_version", lambda: {**real, "sources": "0" * 16})
+    assert _common.config_hash(_common.cache_payload(base, True)) != key
