@@ -7,11 +7,12 @@ run; NC4 (nearest-class-mean agreement) → 0. Checked along the gradient flow, 
 and SGD itself (with-replacement batches, ensembles of seeds) on four digit classes, reading
 ``neural_collapse.toml``'s cached runs (``--set problem.weight_decay=…``).
 
-Reference line on the NC3 panel [reconstruction, not in THEORY]: the network is bias-free and
-the targets one-hot, so the outputs of the mean feature cannot vanish as ``W_L ∝ M̃ᵀ`` would
-require (SQI outputs sum to 1, ``M̃ᵀ``'s rows sum to 0). If the class means ``μ_c`` (uncentred)
-form an orthogonal equinorm frame and ``W_L ∝ Mᵀ`` — the minimizer of the bias-free
-unconstrained-features model — then NC2 = 0 but NC3 = 2 − 2 sqrt((C−1)/C), not 0.
+Why NC3 cannot reach 0 here [exact, a caveat to THEORY 4.8]: the network is bias-free and the
+targets one-hot, so at quasi-interpolation the outputs sum to ``1`` on every sample
+(``1ᵀ W_L h_n ≈ 1``), while the rows of ``M̃ᵀ`` sum to the zero vector (balanced classes:
+``Σ_c μ̃_c = 0``); ``W_L = κ M̃ᵀ`` would make every output sum 0. The last layer must keep a
+component outside the span of ``M̃ᵀ``, which bounds NC3 away from 0 (measured: the λ > 0 runs
+end at NC3 ≈ 0.14, between ``M̃ᵀ`` and the uncentred ``Mᵀ``).
 """
 
 from __future__ import annotations
@@ -67,14 +68,11 @@ def draw(inputs: dict, out_dir) -> str:
                 )
             finals[(lam, kind)] = {k: (_mean(traj, k)[0], _mean(traj, k)[-1]) for k in KEYS}
     c = _classes(inputs)
-    floor = 2.0 - 2.0 * np.sqrt((c - 1) / c)
-    axes[2].axhline(floor, color="gray", lw=0.8, ls="-.", label="bias-free frame")
     for ax, key in zip(axes, KEYS, strict=True):
         if key != "nc4":
             ax.set_yscale("log")
         ax.set(xlabel="t = η·step", title=key.upper())
     axes[0].legend(fontsize=6, ncol=2)
-    axes[2].legend(fontsize=6, loc="upper right")
     fig.suptitle(
         f"Neural collapse on {c} digit classes: flow (solid), SDE (dashed), SGD (dotted; "
         "ensemble means); red λ>0, blue λ=0",
@@ -103,7 +101,7 @@ def draw(inputs: dict, out_dir) -> str:
         "borne out"
         if ok
         else f"NOT borne out at this scale ({worst[1]} falls only {worst[0]:.1f}x, "
-        f"or ends above λ=0's; bias-free NC3 frame value {floor:.3f})"
+        "or ends above λ=0's)"
     )
     return (
         f"{NAME}: predicted NC1-NC3 fall >= {FALL:g}x with λ={lam:g} and end below λ=0, NC4 -> 0; "
