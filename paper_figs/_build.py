@@ -23,6 +23,8 @@ FIGURES = (
     "sgd_noise",
     "rank",
     "neural_collapse",
+    "init_scale",
+    "random_labels",
     "sde_vs_sgd",
 )
 

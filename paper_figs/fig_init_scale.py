@@ -87,9 +87,10 @@ def draw(inputs: dict, out_dir) -> str:
         ax.legend(fontsize=7)
     for ax in axes.ravel():
         ax.title.set_fontsize(8)
+    classes = inputs[(scales[0], DECAYS[0])].config()["table"]["data"]["classes"]
     fig.suptitle(
-        "LM-last flow, digits 1 vs 8: final state against the init scale, with and without "
-        "weight decay (THEORY 4.4)",
+        f"LM-last flow, digits {classes[0]} vs {classes[1]}: final state against the init "
+        "scale, with and without weight decay (THEORY 4.4)",
         fontsize=9,
     )
     fig.tight_layout()
