@@ -25,7 +25,9 @@ FIGURES = (
     "neural_collapse",
     "init_scale",
     "random_labels",
+    "bounds",
     "sde_vs_sgd",
+    "work_precision",
 )
 
 

@@ -1,0 +1,172 @@
+"""Figure work_precision: error at t1 against gradient evaluations for gf.flow's ODE solvers.
+
+Prediction [classical ODE theory, for a smooth right-hand side]: a method of order p has global
+error ∝ h^p, i.e. ∝ evals^(−p): Euler 1 (fixed step = gradient descent), Heun 2, Bosh3 3,
+Tsit5 5 (adaptive, on an rtol ladder with atol = rtol·1e-2 and no step floor). The ReLU flow's
+right-hand side is only piecewise smooth (THEORY 1: it jumps across switching surfaces), so the
+measured slopes may fall short of p; the figure reports the fitted log-log slopes, their gap to
+p, and the methods' ranking at equal work (fitted lines at a common number of evaluations).
+
+Error: relative L2 error of the concatenated final weights against the scenario's tight
+reference (Tsit5, rtol 1e-11); the reference's own error is its distance to the same at rtol
+1e-10, and only errors above 10x that (and below 1e-2, past the pre-asymptotic Euler steps)
+enter the fits. Gradient evaluations: steps taken (accepted + rejected, ``stats["num_steps"]``)
+times new stages per step, plus the FSAL first stage, as ``benchmarks/work_precision.py``'s
+STAGES: Euler 1, Heun 2, Bosh3 3 + 1, Tsit5 6 + 1. Reads ``work_precision.toml``'s cached runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from paper_figs import _common
+
+NAME = "work_precision"
+#: new gradient evaluations per step, and once at the start (FSAL), as the benchmark's STAGES
+STAGES = {"euler": (1, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
+ORDER = {"euler": 1, "heun": 2, "bosh3": 3, "tsit5": 5}
+REF_CHECK_RTOL = 1e-10
+MAX_ERROR = 1e-2  # above: pre-asymptotic (Euler's largest steps), left out of the fits
+REF_MARGIN = 10.0  # errors must exceed this multiple of the reference's own error
+
+
+def _ladders(fast: bool) -> dict:
+    if fast:
+        # every setting compiles anew (~2.5 s on 2 cores): two points per method, no Bosh3
+        return {"euler": (0.025, 0.00625), "heun": (1e-3, 1e-5), "tsit5": (1e-5, 1e-7)}
+    return {
+        "euler": (0.025, 0.0125, 0.00625, 0.003125),
+        "heun": (1e-3, 1e-4, 1e-5, 1e-6),
+        "bosh3": (1e-4, 1e-5, 1e-6, 1e-7),
+        "tsit5": (1e-5, 1e-6, 1e-7, 1e-8),
+    }
+
+
+def _sets(method: str, x: float) -> list[str]:
+    if method == "euler":
+        return ["flow.solver=euler", f"flow.dt0={x!r}"]
+    atol = float(f"{x * 1e-2:.6g}")
+    return [f"flow.solver={method}", f"flow.rtol={x!r}", f"flow.atol={atol!r}", "flow.dtmin=false"]
+
+
+def compute(fast: bool, log=print) -> dict:
+    out = {
+        ("reference", None): _common.scenario("work_precision", fast, log=log),
+        ("ref-check", REF_CHECK_RTOL): _common.scenario(
+            "work_precision", fast, sets=_sets("tsit5", REF_CHECK_RTOL), log=log
+        ),
+    }
+    for method, ladder in _ladders(fast).items():
+        for x in ladder:
+            out[(method, x)] = _common.scenario(
+                "work_precision", fast, sets=_sets(method, x), log=log
+            )
+    return out
+
+
+def _final(res):
+    (traj,) = res.runs().values()
+    return traj, np.concatenate([np.ravel(np.asarray(w)) for w in traj.final_params])
+
+
+def _fit(evals, errs):
+    """Least-squares ``log err = c + s log evals``; returns (s, c)."""
+    s, c = np.polyfit(np.log(evals), np.log(errs), 1)
+    return float(s), float(c)
+
+
+def draw(inputs: dict, out_dir) -> str:
+    import matplotlib.pyplot as plt
+
+    ref_traj, ref = _final(inputs[("reference", None)])
+    t1 = float(ref_traj.t[-1])
+    _, check = _final(inputs[("ref-check", REF_CHECK_RTOL)])
+    ref_err = float(np.linalg.norm(check - ref) / np.linalg.norm(ref))
+    ran = {method for method, _ in inputs if method in STAGES}
+    points = {m: [] for m in STAGES if m in ran}
+    for (method, x), res in inputs.items():
+        if method not in STAGES:
+            continue
+        traj, w = _final(res)
+        if traj.stats["status"] != "success" or not np.isclose(traj.t[-1], t1):
+            continue
+        per, fsal = STAGES[method]
+        evals = traj.stats["num_steps"] * per + fsal
+        points[method].append((x, evals, float(np.linalg.norm(w - ref) / np.linalg.norm(ref))))
+    fits = {}
+    fig, (ax0, ax1) = plt.subplots(
+        1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1], "wspace": 0.3}
+    )
+    colors = {"euler": "k", "heun": "tab:blue", "bosh3": "tab:green", "tsit5": "tab:red"}
+    for m, pts in points.items():
+        pts.sort(key=lambda p: p[1])
+        ev = np.array([p[1] for p in pts], float)
+        er = np.array([p[2] for p in pts], float)
+        use = (er > REF_MARGIN * ref_err) & (er < MAX_ERROR)
+        if use.sum() >= 2:
+            fits[m] = (*_fit(ev[use], er[use]), ev[use])
+        label = m + (" (fixed dt)" if m == "euler" else " (rtol ladder)")
+        if m in fits:
+            label += f": slope {-fits[m][0]:.2f} (p = {ORDER[m]})"
+        ax0.loglog(ev, er, "o-", color=colors[m], ms=4, label=label)
+        ax0.loglog(ev[~use], er[~use], "x", color=colors[m], ms=8)
+        if m in fits:
+            s, c, e = fits[m]
+            xs = np.array([e.min(), e.max()])
+            ax0.loglog(xs, np.exp(c) * xs**s, ":", color=colors[m], lw=2, alpha=0.6)
+    ax0.axhline(ref_err, color="0.5", lw=0.8, ls="--", label="reference's own error")
+    ax0.set(
+        xlabel="gradient evaluations",
+        ylabel="rel. L2 error of final weights",
+        title=f"ReLU MLP flow on [0, {t1:g}]; x: left out of the fit",
+    )
+    ax0.grid(True, which="major", alpha=0.3)
+    ax0.legend(fontsize=7, loc="lower left")
+    names = [m for m in STAGES if m in ran]
+    xs = np.arange(len(names))
+    ax1.bar(xs - 0.2, [ORDER[m] for m in names], 0.4, color="0.8", label="order p (smooth)")
+    ax1.bar(
+        xs + 0.2,
+        [-fits[m][0] if m in fits else np.nan for m in names],
+        0.4,
+        color=[colors[m] for m in names],
+        label="fitted slope",
+    )
+    ax1.set_xticks(xs, names)
+    ax1.set(ylabel="−d log error / d log evals", title="order: predicted vs measured")
+    ax1.legend(fontsize=7)
+    for ax in (ax0, ax1):
+        ax.title.set_fontsize(8)
+    fig.suptitle("Work-precision of gf.flow's solvers on a piecewise-smooth ReLU flow", fontsize=9)
+    _common.savefig(fig, out_dir, NAME)
+
+    missing = [m for m in names if m not in fits]
+    # ranking at equal work: the fitted lines at a common number of evaluations
+    all_evals = np.concatenate([fits[m][2] for m in fits]) if fits else np.array([1.0])
+    work = float(10 ** np.round(np.mean(np.log10(all_evals)), 1))
+    at_work = {m: float(np.exp(c) * work**s) for m, (s, c, _) in fits.items()}
+    ranking = sorted(at_work, key=at_work.get)
+    predicted_rank = sorted(fits, key=lambda m: -ORDER[m])
+    gaps = {m: -fits[m][0] - ORDER[m] for m in fits}
+    ok = not missing and all(abs(g) <= 0.5 for g in gaps.values())
+    text = ", ".join(
+        f"{m} {-fits[m][0]:.2f} (p={ORDER[m]}, gap {gaps[m]:+.2f}, {len(fits[m][2])} pts)"
+        for m in names
+        if m in fits
+    )
+    if missing:
+        text += f"; no fit (< 2 points in range) for {', '.join(missing)}"
+    outside = {m for m in fits if not fits[m][2].min() <= work <= fits[m][2].max()}
+    rank_text = " < ".join(f"{m} {at_work[m]:.1e}" + ("*" * (m in outside)) for m in ranking)
+    if outside:
+        rank_text += " (*: extrapolated beyond its measured range)"
+    status = "borne out" if ok else "NOT borne out at this scale"
+    reason = "" if ok else " (criterion |slope − p| ≤ 0.5 for every method)"
+    return (
+        f"{NAME}: predicted error ∝ evals^-p, p = "
+        + ", ".join(f"{ORDER[m]} ({m})" for m in names)
+        + f", higher order better at equal work ({' < '.join(predicted_rank)}); "
+        f"measured slopes {text}; "
+        f"error at {work:.0f} evals (fitted): {rank_text}; reference's own error {ref_err:.1e}: "
+        f"{status}{reason}"
+    )
