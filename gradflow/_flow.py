@@ -166,7 +166,7 @@ def flow(
     adaptive = isinstance(inner, diffrax.AbstractAdaptiveSolver)
     if adaptive:
         controller = diffrax.ClipStepSizeController(
-            _controller(rtol, atol, dtmin),
+            _controller(_traced(rtol), _traced(atol), _traced(dtmin)),
             step_ts=jnp.asarray(grid),
         )
     else:
@@ -187,7 +187,7 @@ def flow(
         jnp.asarray(grid),
         solver_obj,
         controller,
-        dt0,
+        _traced(dt0),
         int(max_steps),
         tuple(observables),
         meter,
@@ -235,6 +235,13 @@ def flow(
         config=config,
         final_state=final_state,
     )
+
+
+def _traced(value):
+    """A numerical setting as a NumPy float64 scalar, which ``eqx.filter_jit`` traces (a Python
+    float would be static): one compilation serves every ``rtol``, ``atol``, ``dtmin`` and
+    ``dt0`` of a sweep. ``None`` stays ``None``."""
+    return None if value is None else np.float64(value)
 
 
 def _controller(rtol, atol, dtmin):

@@ -190,7 +190,10 @@ def sde(
                 "'euler-adaptive' needs dtmin > 0 (it sets the Brownian tree's resolution dtmin/2)",
             )
         controller = diffrax.ClipStepSizeController(
-            diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=True),
+            diffrax.PIDController(
+                rtol=np.float64(rtol), atol=np.float64(atol), dtmin=np.float64(dtmin),
+                force_dtmin=True,
+            ),
             step_ts=jnp.asarray(grid),
         )
         tol = 0.5 * dtmin

@@ -155,3 +155,19 @@ def test_all_bounds_on_a_network(mixture, kind):
     assert best["bound_dense"] <= out["bound_dense"] + 1e-12  # γ=None minimizes over margins
     if kind == "mlp":
         assert out["bound_kernel"] == pytest.approx(out["bound_dense"], rel=1e-14)
+
+
+def test_best_gamma_is_a_positive_margin_even_when_some_are_not():
+    """A misclassified point must not make γ = +inf (the trivial bound) the minimizer."""
+    from gradflow.bounds._all import _best_gamma
+    from gradflow.bounds._margin import confidence_term
+
+    m = jnp.array([-0.2, 0.0, 0.3, 0.5, 0.9])
+    gamma, value = _best_gamma(m, 1.0, 5, 0.05)
+    brute = min((float(bounds.margin_bound(m, g, 1.0, 5, 0.05)), g) for g in (0.3, 0.5, 0.9))
+    assert float(gamma) == brute[1] == 0.9
+    assert float(value) == pytest.approx(brute[0], rel=1e-14)
+    assert float(value) > 1 + float(confidence_term(5, 0.05))  # vacuous, but honest
+    gamma, value = _best_gamma(-jnp.abs(m), 1.0, 5, 0.05)  # nothing fitted: trivial bound
+    assert math.isinf(float(gamma))
+    assert float(value) == pytest.approx(1 + float(confidence_term(5, 0.05)), rel=1e-14)

@@ -211,3 +211,19 @@ def test_trajectory_round_trips_through_netcdf(tmp_path):
 def test_bad_input_names_argument_value_and_allowed(make, match):
     with pytest.raises(ValueError, match=match):
         make(_mlp(), _data())
+
+
+def test_a_tolerance_sweep_compiles_once():
+    """rtol, atol, dtmin travel to the jitted integrator as traced scalars, not constants."""
+    from gradflow import _flow
+
+    cached = getattr(_flow._integrate, "_cached", None)
+    if cached is None or not hasattr(cached, "_cache_size"):
+        pytest.skip("this Equinox version does not expose the jit cache")
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=4, seed=3)
+    problem = gf.Problem(MLP(4, (5,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-3)
+    gf.flow(problem, t1=0.5, rtol=1e-3, atol=1e-5, dtmin=1e-3)
+    before = cached._cache_size()
+    for rtol in (1e-4, 1e-5):
+        gf.flow(problem, t1=0.5, rtol=rtol, atol=rtol * 1e-2, dtmin=rtol)
+    assert cached._cache_size() == before

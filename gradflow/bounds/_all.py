@@ -26,9 +26,17 @@ def _error_rate(margin: Array) -> Array:
 
 
 def _best_gamma(margin: Array, rademacher: Array, n: int, delta: float):
-    candidates = jnp.where(margin > 0, margin, jnp.inf)
+    """The positive training margin γ that minimizes the bound, and the bound there.
+
+    Only positive margins are candidates: a non-positive margin must not smuggle in γ = +inf,
+    whose bound is the trivial ``1 + confidence`` (it would be chosen while any training point
+    is misclassified and vanish once all are fitted, so the reported bound would jump). With no
+    positive margin at all, γ = +inf and the bound is that trivial value.
+    """
+    positive = margin > 0
+    candidates = jnp.where(positive, margin, jnp.inf)
     values = margin_bound(margin, candidates, rademacher, n, delta)
-    i = jnp.argmin(values)
+    i = jnp.argmin(jnp.where(positive, values, jnp.inf))
     return candidates[i], values[i]
 
 
@@ -47,7 +55,7 @@ def all_bounds(
     and ``R_kernel`` (RECONSTRUCTION, see :func:`kernel_rademacher`).
 
     ``gamma=None`` picks, for each bound separately, the positive training margin that minimizes
-    it (γ = +inf when none is positive). That choice looks at the data, so strictly the bound
+    it (γ = +inf, and the trivial bound ``1 + confidence``, only when no margin is positive). That choice looks at the data, so strictly the bound
     needs a union bound over γ (an extra O(sqrt(ln ln(1/γ) / N)) term, not added here).
 
     Returns floats: ``train_error``, ``test_error`` (NaN without a test split; a margin ≤ 0
