@@ -11,8 +11,9 @@ Reads ``bounds.toml``'s cached SGD runs, one per N; each saves every layer's ker
 training (``weights`` group), so ``gf.bounds.all_bounds`` is evaluated at every save on the
 rebuilt (deterministic) data. ``all_bounds`` picks γ among the positive training margins; only
 while no margin is positive is γ = ∞, with the trivial value 1 + confidence (drawn as open
-circles); the correlation along training (all N pooled) uses only the points with a finite γ. The Toeplitz matrices of the
-final weights are built explicitly (``gf.bounds.toeplitz_matrices``) to measure the norm ratio.
+circles); the correlation along training (all N pooled) uses only the points with a finite γ.
+The Toeplitz matrices of the final weights are built explicitly (``gf.bounds.toeplitz_matrices``)
+to measure the norm ratio.
 """
 
 from __future__ import annotations
