@@ -191,7 +191,9 @@ def sde(
             )
         controller = diffrax.ClipStepSizeController(
             diffrax.PIDController(
-                rtol=np.float64(rtol), atol=np.float64(atol), dtmin=np.float64(dtmin),
+                rtol=np.float64(rtol),
+                atol=np.float64(atol),
+                dtmin=np.float64(dtmin),
                 force_dtmin=True,
             ),
             step_ts=jnp.asarray(grid),

@@ -56,8 +56,8 @@ def all_bounds(
 
     ``gamma=None`` picks, for each bound separately, the positive training margin that minimizes
     it (γ = +inf, and the trivial bound ``1 + confidence``, only when no margin is positive).
-    That choice looks at the data, so strictly the bound
-    needs a union bound over γ (an extra O(sqrt(ln ln(1/γ) / N)) term, not added here).
+    That choice looks at the data, so strictly the bound needs a union bound over γ (an extra
+    O(sqrt(ln ln(1/γ) / N)) term, not added here).
 
     Returns floats: ``train_error``, ``test_error`` (NaN without a test split; a margin ≤ 0
     counts as an error), ``rho``, ``min_margin``, ``input_bound``, ``patch_bound``,
