@@ -32,8 +32,13 @@ REF_MARGIN = 10.0  # errors must exceed this multiple of the reference's own err
 
 def _ladders(fast: bool) -> dict:
     if fast:
-        # every setting compiles anew (~2.5 s on 2 cores): two points per method, no Bosh3
-        return {"euler": (0.025, 0.00625), "heun": (1e-3, 1e-5), "tsit5": (1e-5, 1e-7)}
+        # tolerances and dt0 are traced (one compilation per solver): three points per method
+        return {
+            "euler": (0.025, 0.0125, 0.00625),
+            "heun": (1e-3, 1e-4, 1e-5),
+            "bosh3": (1e-4, 1e-5, 1e-6),
+            "tsit5": (1e-5, 1e-6, 1e-7),
+        }
     return {
         "euler": (0.025, 0.0125, 0.00625, 0.003125),
         "heun": (1e-3, 1e-4, 1e-5, 1e-6),
