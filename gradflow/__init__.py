@@ -5,11 +5,11 @@ See shared/THEORY.md for the conventions every function here follows.
 
 from . import bounds, data, metrics, predict
 from ._compare import compare
+from ._ensembles import ensemble_summary, sde_vs_sgd
 from ._flow import SOLVERS, flow
 from ._hessian import stable_learning_rate, top_hessian_eigenvalue
 from ._noise import SGDNoise
 from ._problem import Problem
-from ._sde import ensemble_summary, sde_vs_sgd
 from ._sgd import Diverged, sgd
 from ._trajectory import Trajectory, load
 

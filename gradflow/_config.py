@@ -1,4 +1,4 @@
-"""Scenario files: the TOML schema, ``--set`` overrides, ``--fast``, and validation.
+"""Scenario files: reading, ``--set`` overrides, ``--fast``, and validation.
 
 A scenario is validated completely before anything is computed (DESIGN.md, "Bad input"): every
 section and key is known, every value has the right type and an allowed value, and the cross
@@ -6,22 +6,8 @@ checks that need the data (``1 <= sgd.batch_size <= N``) are done by loading the
 is cheap. No model is built and no dynamics run here. Each problem is a :class:`ConfigError`
 whose message is ONE line naming the dotted key, the value received and what is allowed.
 
-Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
-
-    [scenario]  name, description, question
-    [data]      name + the loader's options (gf.data.options(name))
-    [model]     kind = "mlp" | "deep-linear" | "cnn", init_scale, seed,
-                widths, activation (mlp, deep-linear) / channels, kernel_sizes, strides, last (cnn)
-    [problem]   weight_decay, normalization, freeze_directions
-    [time]      t1, save_every: defaults for the dynamics below
-    [flow]      t1, save_every, solver, rtol, atol, dtmin, dt0, max_steps, on_max_steps, enabled
-    [sde]       the SDE of SGD: lr, batch_size (one run per pair), sampling, seeds, seed, solver
-                ("euler" | "euler-adaptive"), dt0, rtol, atol, dtmin, max_steps, t1, save_every
-    [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
-    [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
-                sampling, seeds, seed, enabled
-    [output]    plot, logy, observables, predictions (print THEORY 4's report)
-    [fast]      sub-tables ([fast.sgd], ...) overriding any of the above under ``--fast``
+The sections and keys, with each key's check and default, are :data:`gradflow._schema.SCHEMA`
+(built from the value checks of :mod:`gradflow._checks`).
 
 Order of precedence: the file, then ``[fast]`` (with ``--fast``), then each ``--set``.
 """
@@ -33,224 +19,25 @@ import dataclasses
 import math
 import re
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import diffrax
 
-from ._flow import (
-    DEFAULT_ATOL,
-    DEFAULT_DTMIN,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_RTOL,
-    DEFAULT_SOLVER,
-    SOLVERS,
+# ConfigError is also imported from this module (by the CLI, the tests and the figures).
+from ._checks import (
+    FILE_NAME,
+    REQUIRED,
+    Check,
+    ConfigError,
+    choice,
+    integer,
+    names,
+    one_or_many,
 )
-from ._normalization import LM, NORMALIZATIONS
-from ._sde import DEFAULT_STEPS_PER_LR, SDE_SOLVERS
-from ._sgd import SAMPLING
-
-
-class ConfigError(ValueError):
-    """A scenario that cannot run; the message is one line naming key, value and what is allowed."""
-
-
-# ---- value checks -----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """A test of one value, the text of what it allows, and the conversion of a valid value."""
-
-    test: Callable[[Any], bool]
-    allowed: str
-    convert: Callable[[Any], Any] = lambda v: v
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def number(gt=None, ge=None, lt=None) -> Check:
-    bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt)) if b is not None]
-    return Check(
-        lambda v: (
-            _is_number(v)
-            and (gt is None or v > gt)
-            and (ge is None or v >= ge)
-            and (lt is None or v < lt)
-        ),
-        "use a number " + " and ".join(bounds),
-        float,
-    )
-
-
-def integer(ge: int, le: int | None = None, note: str = "") -> Check:
-    return Check(
-        lambda v: _is_int(v) and v >= ge and (le is None or v <= le),
-        f"use an integer in [{ge}, {le}]{note}" if le is not None else f"use an integer >= {ge}",
-        int,
-    )
-
-
-def choice(options) -> Check:
-    options = tuple(options)
-    return Check(
-        lambda v: isinstance(v, str) and v in options, "use one of " + ", ".join(map(repr, options))
-    )
-
-
-def one_or_many(item: Check) -> Check:
-    """One value or a non-empty list of distinct values; converts to a tuple."""
-
-    def test(v):
-        items = v if isinstance(v, list) else [v]
-        return bool(items) and all(item.test(i) for i in items) and len(set(items)) == len(items)
-
-    return Check(
-        test,
-        item.allowed + " or a non-empty list of distinct ones",
-        lambda v: tuple(item.convert(i) for i in (v if isinstance(v, list) else [v])),
-    )
-
-
-def names(allowed=None, empty_ok: bool = True) -> Check:
-    return Check(
-        lambda v: (
-            isinstance(v, list)
-            and (empty_ok or bool(v))
-            and all(isinstance(i, str) and (allowed is None or i in allowed) for i in v)
-        ),
-        "use a list of names" + (" among " + ", ".join(allowed) if allowed else ""),
-        tuple,
-    )
-
-
-def _kernel(v) -> bool:
-    ok = lambda i: _is_int(i) and i >= 1  # noqa: E731
-    return ok(v) or (
-        isinstance(v, list)
-        and bool(v)
-        and all(ok(e) or (isinstance(e, list) and bool(e) and all(ok(i) for i in e)) for e in v)
-    )
-
-
-BOOLEAN = Check(lambda v: isinstance(v, bool), "use true or false")
-TEXT = Check(lambda v: isinstance(v, str), "use a string")
-FILE_NAME = Check(
-    lambda v: isinstance(v, str) and bool(re.fullmatch(r"[\w][\w.-]*", v)),
-    "use letters, digits, '_', '-' and '.' (it names the output files)",
-)
-POSITIVE = number(gt=0)
-WIDTHS = Check(
-    lambda v: isinstance(v, list) and all(_is_int(i) and i >= 1 for i in v),
-    "use a list of positive integers, e.g. [32, 32]",
-    tuple,
-)
-KERNEL = Check(
-    _kernel,
-    "use a positive integer, or a list with one positive integer (or "
-    "per-axis list of them) per convolutional layer",
-)
-DTMIN = Check(
-    lambda v: v is False or (_is_number(v) and v > 0),
-    "use a number > 0, or false for no step floor",
-    lambda v: None if v is False else float(v),
-)
-REQUIRED = object()  # a default that means "the key must be given"
-
-MODEL_KINDS = ("mlp", "deep-linear", "cnn")
-KIND_KEYS = {
-    "mlp": ("widths", "activation"),
-    "deep-linear": ("widths",),
-    "cnn": ("channels", "kernel_sizes", "strides", "last"),
-}
-DYNAMICS = ("flow", "sde", "gd", "sgd")
-_RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
-_STEPS = {"lr": (one_or_many(POSITIVE), REQUIRED), "momentum": (number(ge=0, lt=1), 0.0)}
-
-#: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
-#: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
-SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
-    "scenario": {"name": (FILE_NAME, None), "description": (TEXT, ""), "question": (TEXT, "")},
-    "data": {"name": (TEXT, REQUIRED)},
-    "model": {
-        "kind": (choice(MODEL_KINDS), REQUIRED),
-        "init_scale": (POSITIVE, 1.0),
-        "seed": (integer(0), 0),
-        "widths": (WIDTHS, REQUIRED),
-        "activation": (choice(("relu", "linear")), "relu"),
-        "channels": (WIDTHS, REQUIRED),
-        "kernel_sizes": (KERNEL, REQUIRED),
-        "strides": (KERNEL, 1),
-        "last": (choice(("dense", "conv")), "dense"),
-    },
-    "problem": {
-        "weight_decay": (number(ge=0), 0.0),
-        "normalization": (choice(NORMALIZATIONS), "none"),
-        "freeze_directions": (BOOLEAN, False),
-    },
-    "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
-    "flow": {
-        **_RUN,
-        "solver": (choice(SOLVERS), DEFAULT_SOLVER),
-        "rtol": (POSITIVE, DEFAULT_RTOL),
-        "atol": (POSITIVE, DEFAULT_ATOL),
-        "dtmin": (DTMIN, DEFAULT_DTMIN),
-        "dt0": (POSITIVE, None),
-        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
-        "on_max_steps": (choice(("raise", "truncate")), "raise"),
-    },
-    "sde": {
-        **_RUN,
-        "lr": _STEPS["lr"],
-        "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SAMPLING[0]),
-        "seeds": (integer(1), 1),
-        "seed": (integer(0), 0),
-        "solver": (choice(SDE_SOLVERS), SDE_SOLVERS[0]),
-        "dt0": (POSITIVE, None),
-        "rtol": (POSITIVE, 1e-2),
-        "atol": (POSITIVE, 1e-4),
-        "dtmin": (DTMIN, DEFAULT_DTMIN),
-        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
-        "on_max_steps": (choice(("raise", "truncate")), "raise"),
-    },
-    "gd": {**_RUN, **_STEPS},
-    "sgd": {
-        **_RUN,
-        **_STEPS,
-        "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SAMPLING[0]),
-        "seeds": (integer(1), 1),
-        "seed": (integer(0), 0),
-    },
-    "output": {
-        "plot": (None, None),
-        "logy": (None, ()),
-        "observables": (None, ()),
-        "predictions": (BOOLEAN, False),
-    },
-}
-#: Observables a scenario may plot (``balance_drift`` is derived by the plot:
-#: ``||balance_gap(t) − balance_gap(0)||`` over layer pairs), and what some of them need.
-PLOTTABLE = tuple(
-    "loss data_loss train_acc test_acc test_loss rho rho_eq rho_k margin_min margin_mean "
-    "margin_std balance_gap balance_drift unit_norm_error v_norm".split()
-)
-_NEEDS = {
-    "rho_eq": (lambda p, n: p == "lm-last", "problem.normalization = 'lm-last'"),
-    "v_norm": (lambda p, n: p == "wn", "problem.normalization = 'wn'"),
-    "unit_norm_error": (lambda p, n: p in LM, "problem.normalization = 'lm-all' or 'lm-last'"),
-    "test_acc": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
-    "test_loss": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
-}
-
+from ._flow import SOLVERS
+from ._schema import DYNAMICS, KIND_KEYS, NEEDS, PLOTTABLE, SCHEMA
+from ._sde import DEFAULT_STEPS_PER_LR
 
 # ---- the validated scenario -------------------------------------------------------------
 
@@ -555,9 +342,9 @@ class _Validator:
             table, "output", "plot", names(None if groups else PLOTTABLE, False), tuple(default)
         )
         for item in plot:
-            if item in _NEEDS and not _NEEDS[item][0](normalization, n_test):
+            if item in NEEDS and not NEEDS[item][0](normalization, n_test):
                 raise self.bad(
-                    "output.plot", list(plot), f"{item!r} is recorded with {_NEEDS[item][1]} only"
+                    "output.plot", list(plot), f"{item!r} is recorded with {NEEDS[item][1]} only"
                 )
         logy = self.get(table, "output", "logy", names(plot))
         predictions = self.get(table, "output", "predictions")

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import bad_value, check_choice
-from ._observables import GROUPS, dims_of
+from ._observables import GROUPS
 from ._observables import saveat as observation_saveat
 from ._problem import Problem
 from ._solver import FloorController, ProjectedSolver
-from ._trajectory import Trajectory
+from ._trajectory import Trajectory, from_run
 
 #: Defaults chosen by ``benchmarks/work_precision.py`` (see benchmarks/README.md).
 DEFAULT_SOLVER = "heun"
@@ -225,15 +225,15 @@ def flow(
         "observables": list(observables),
     }
     config.update({k: stats[k] for k in ("solver", "rtol", "atol", "dtmin", "dt0")})
-    return Trajectory(
-        kind="flow",
-        t=saved_t[keep],
-        observables={k: np.asarray(v)[keep] for k, v in obs.items()},
-        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
-        final_params=tuple(np.asarray(w) for w in problem.to_weights(final_state)),
+    return from_run(
+        problem,
+        "flow",
+        saved_t[keep],
+        {k: np.asarray(v)[keep] for k, v in obs.items()},
+        final_state,
+        groups=observables,
         stats=stats,
         config=config,
-        final_state=final_state,
     )
 
 

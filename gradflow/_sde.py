@@ -42,24 +42,21 @@ is part of the ``O(η)`` discretization gap to any first-order SDE.) WN is not p
 
 from __future__ import annotations
 
-import json
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
 from ._errors import bad_value, check_choice
 from ._flow import save_times
 from ._hessian import stable_learning_rate
 from ._noise import SGDNoise, SGDTerm, StepBrownianPath
-from ._observables import GROUPS, dims_of
+from ._observables import GROUPS
 from ._observables import saveat as observation_saveat
 from ._problem import Problem
 from ._solver import ProjectedSolver
-from ._trajectory import Trajectory
+from ._trajectory import Trajectory, from_run
 
 SDE_SOLVERS = ("euler", "euler-adaptive")
 #: Default fixed step: ``η / DEFAULT_STEPS_PER_LR``.
@@ -272,7 +269,6 @@ def sde(
             "seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to keep the "
             "partial trajectory"
         )
-    params = jax.vmap(problem.to_weights)(final) if seeds else problem.to_weights(final)
     config = {
         "dynamics": "sde",
         "problem": problem.describe(),
@@ -283,16 +279,16 @@ def sde(
         "observables": list(observables),
     }
     config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
-    return Trajectory(
-        kind="sde",
-        t=t_grid[keep],
-        observables={k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
-        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
-        final_params=tuple(np.asarray(w) for w in params),
+    return from_run(
+        problem,
+        "sde",
+        t_grid[keep],
+        {k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
+        final,
+        groups=observables,
         stats=stats,
         config=config,
-        seeds=None if seeds is None else np.arange(seeds),
-        final_state=final,
+        seeds=seeds,
     )
 
 
@@ -327,121 +323,3 @@ def _integrate(
         return saved_t, obs, final, sol.stats, sol.result._value
 
     return jax.vmap(one)(keys)
-
-
-# ---- SDE and SGD ensembles side by side ------------------------------------------------------
-
-#: Observables compared by :func:`sde_vs_sgd` (THEORY 4: loss, ρ, margins).
-COMPARED = ("data_loss", "rho", "margin_min", "margin_mean")
-
-
-def ensembles(runs: dict, names=COMPARED) -> xr.Dataset:
-    """Seed ensembles side by side: ``{dynamics: Trajectory}`` -> dims ``(dynamics, seed, t)``.
-
-    The time axis is the first run's; each other run is taken at its nearest saved time
-    (SGD saves at ``t = η · round(t/η)``), which must lie within half a step (``lr/2``) or
-    ``1e-9``. Runs with fewer seeds are padded with NaN. Every run must have seeds.
-    """
-    runs = dict(runs)
-    first = next(iter(runs.values()))
-    t = np.asarray(first.t)
-    arrays = {}
-    for label, tr in runs.items():
-        if tr.seeds is None:
-            raise bad_value("ensembles", label, tr.kind, "every run needs seeds=k")
-        tol = 0.5 * tr.config.get("lr", 0.0) + 1e-9
-        idx = np.clip(np.searchsorted(tr.t, t), 0, len(tr.t) - 1)
-        left = (idx > 0) & (np.abs(tr.t[idx - 1] - t) <= np.abs(tr.t[idx] - t))
-        idx = np.where(left, idx - 1, idx)
-        if np.any(np.abs(tr.t[idx] - t) > tol):
-            raise bad_value("ensembles", label, f"t={tr.t}", f"it must contain the times {t}")
-        arrays[label] = {
-            k: xr.DataArray(
-                np.asarray(tr[k])[:, idx],
-                dims=("seed", "t"),
-                coords={"seed": np.asarray(tr.seeds), "t": t},
-            )
-            for k in names
-        }
-    out = {
-        k: xr.concat([arrays[label][k] for label in runs], dim="dynamics", join="outer")
-        for k in names
-    }
-    ds = xr.Dataset(out).assign_coords(dynamics=list(runs))
-    ds.attrs["configs"] = json.dumps({k: tr.config for k, tr in runs.items()}, default=str)
-    return ds
-
-
-def ensemble_summary(ds: xr.Dataset) -> xr.Dataset:
-    """Mean, std and their standard errors over ``seed``, and z-scores of the first two.
-
-    ``sem = std/sqrt(S)``; ``sem_std = sqrt((m4 − std⁴)/(4 std² S))`` (delta method with the
-    sample fourth central moment). ``z_mean``/``z_std`` compare ``dynamics[0]`` with
-    ``dynamics[1]``: the difference over the root sum of squared standard errors.
-    """
-    count = ds.count("seed")
-    mean, std = ds.mean("seed"), ds.std("seed", ddof=1)
-    m4 = ((ds - mean) ** 4).mean("seed")
-    sem = std / np.sqrt(count)
-    sem_std = np.sqrt(np.maximum(m4 - std**4, 0.0) / (4 * std**2 * count))
-    out = xr.concat(
-        [mean, std, sem, sem_std], dim=xr.DataArray(["mean", "std", "sem", "sem_std"], dims="stat")
-    )
-    a, b = ds["dynamics"].values[:2]
-    pick = lambda x, d: x.sel(dynamics=d)  # noqa: E731
-    z_mean = (pick(mean, a) - pick(mean, b)) / np.hypot(pick(sem, a), pick(sem, b))
-    z_std = (pick(std, a) - pick(std, b)) / np.hypot(pick(sem_std, a), pick(sem_std, b))
-    return _summary(out, z_mean, z_std)
-
-
-def _summary(out, z_mean, z_std) -> xr.Dataset:
-    data = {}
-    for k in out.data_vars:
-        for stat in out["stat"].values:
-            data[f"{k}_{stat}"] = out[k].sel(stat=stat, drop=True)
-        data[f"{k}_z_mean"] = z_mean[k]
-        data[f"{k}_z_std"] = z_std[k]
-    return xr.Dataset(data)
-
-
-def sde_vs_sgd(
-    problem: Problem,
-    *,
-    lr: float,
-    batch_size: int,
-    sampling: str = "with-replacement",
-    t1: float,
-    ts=None,
-    save_every: float | None = None,
-    seeds: int,
-    key,
-    dt0: float | None = None,
-    names=COMPARED,
-) -> xr.Dataset:
-    """Run the SDE (``gf.flow(..., noise=…)``) and ``gf.sgd`` with ``seeds`` seeds each.
-
-    Both use the same problem, ``lr``, ``batch_size`` and ``sampling`` (default
-    ``"with-replacement"``, whose independent batches the SDE models exactly; see
-    :class:`SGDNoise`). Returns :func:`ensembles` of ``{"sde": …, "sgd": …}``: the
-    distributions over seeds of ``names`` at the save times, dims ``(dynamics, seed, t)``,
-    ready for a figure; :func:`ensemble_summary` reduces it.
-    """
-    from ._sgd import sgd
-
-    k_sde, k_sgd = jax.random.split(key)
-    noise = SGDNoise(lr, batch_size, sampling)
-    run_sde = sde(
-        problem, noise, key=k_sde, seeds=seeds, t1=t1, ts=ts, save_every=save_every, dt0=dt0
-    )
-    run_sgd = sgd(
-        problem,
-        lr=lr,
-        batch_size=batch_size,
-        sampling=sampling,
-        t1=t1,
-        ts=ts,
-        save_every=save_every,
-        key=k_sgd,
-        seeds=seeds,
-    )
-    return ensembles({"sde": run_sde, "sgd": run_sgd}, names)

@@ -18,9 +18,9 @@ import optax
 from ._errors import bad_value, check_choice
 from ._flow import save_times
 from ._hessian import stable_learning_rate
-from ._observables import GROUPS, dims_of, observe
+from ._observables import GROUPS, observe
 from ._problem import Problem
-from ._trajectory import Trajectory
+from ._trajectory import Trajectory, from_run
 
 SAMPLING = ("without-replacement", "with-replacement")
 
@@ -215,7 +215,6 @@ def sgd(
     if diverged and seeds is None:
         keep = save_steps <= bad_steps[0]
         t, obs = t[keep], {k: v[keep] for k, v in obs.items()}
-    params = problem.to_weights(final) if seeds is None else jax.vmap(problem.to_weights)(final)
     stats = {
         "steps": int(steps),
         "status": "diverged" if diverged else "success",
@@ -233,16 +232,8 @@ def sgd(
         "seeds": seeds,
         "observables": list(observables),
     }
-    traj = Trajectory(
-        kind=kind,
-        t=t,
-        observables=obs,
-        dims={k: v for k, v in dims_of(tuple(observables)).items() if k in obs},
-        final_params=tuple(np.asarray(w) for w in params),
-        stats=stats,
-        config=config,
-        seeds=None if seeds is None else np.arange(seeds),
-        final_state=final,
+    traj = from_run(
+        problem, kind, t, obs, final, groups=observables, stats=stats, config=config, seeds=seeds
     )
     if diverged and on_divergence == "raise":
         step = int(np.min(bad_steps[bad_steps >= 0]))

@@ -10,8 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import xarray as xr
+
+from ._observables import dims_of
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,6 +126,29 @@ class Trajectory:
             config=json.loads(ds.attrs["config"]),
             seeds=ds["seed"].values if "seed" in ds.coords else None,
         )
+
+
+def from_run(
+    problem, kind: str, t, observables: dict, final_state, *, groups, stats, config, seeds=None
+) -> Trajectory:
+    """The :class:`Trajectory` of a run of ``problem`` that ended at ``final_state``.
+
+    Adds what every dynamics records alike: the trailing ``dims`` of the observables present
+    (optional ``groups`` included), the layer weights of ``final_state`` (per seed when
+    ``seeds=k``, whose states have a leading seed axis) and the seed labels ``0 .. k-1``.
+    """
+    weights = problem.to_weights if seeds is None else jax.vmap(problem.to_weights)
+    return Trajectory(
+        kind=kind,
+        t=t,
+        observables=observables,
+        dims={k: v for k, v in dims_of(tuple(groups)).items() if k in observables},
+        final_params=tuple(np.asarray(w) for w in weights(final_state)),
+        stats=stats,
+        config=config,
+        seeds=None if seeds is None else np.arange(seeds),
+        final_state=final_state,
+    )
 
 
 def write_netcdf(ds: xr.Dataset, path) -> Path:

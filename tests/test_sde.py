@@ -12,7 +12,7 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
-from gradflow import _loss, _noise, _observables, _sde
+from gradflow import _ensembles, _loss, _noise, _observables
 from gradflow._noise import SGDNoise
 from gradflow.data import Dataset
 from models import MLP, DeepLinear
@@ -326,7 +326,7 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
     data = gf.data.load("gaussian-mixture", n_train=32, n_test=0, dim=5, seed=0, separation=1.5)
     net = MLP(5, (8,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
     p = gf.Problem(net, data, weight_decay=0.01, normalization="lm-last")
-    ds = _sde.sde_vs_sgd(
+    ds = _ensembles.sde_vs_sgd(
         p,
         lr=0.02,
         batch_size=4,
@@ -337,7 +337,7 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
     )
     assert ds["rho"].dims == ("dynamics", "seed", "t")
     assert list(ds["dynamics"].values) == ["sde", "sgd"]
-    summary = _sde.ensemble_summary(ds)
+    summary = _ensembles.ensemble_summary(ds)
     print(
         "\nobservable  t     SDE mean ± se        SGD mean ± se        SDE std   SGD std   "
         "z_mean z_std"

@@ -1,0 +1,138 @@
+"""The scenario schema: its sections, their keys, and each key's check and default.
+
+Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
+
+    [scenario]  name, description, question
+    [data]      name + the loader's options (gf.data.options(name))
+    [model]     kind = "mlp" | "deep-linear" | "cnn", init_scale, seed,
+                widths, activation (mlp, deep-linear) / channels, kernel_sizes, strides, last (cnn)
+    [problem]   weight_decay, normalization, freeze_directions
+    [time]      t1, save_every: defaults for the dynamics below
+    [flow]      t1, save_every, solver, rtol, atol, dtmin, dt0, max_steps, on_max_steps, enabled
+    [sde]       the SDE of SGD: lr, batch_size (one run per pair), sampling, seeds, seed, solver
+                ("euler" | "euler-adaptive"), dt0, rtol, atol, dtmin, max_steps, t1, save_every
+    [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
+    [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
+                sampling, seeds, seed, enabled
+    [output]    plot, logy, observables, predictions (print THEORY 4's report)
+    [fast]      sub-tables ([fast.sgd], ...) overriding any of the above under ``--fast``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._checks import (
+    BOOLEAN,
+    DTMIN,
+    FILE_NAME,
+    KERNEL,
+    POSITIVE,
+    REQUIRED,
+    TEXT,
+    WIDTHS,
+    Check,
+    choice,
+    integer,
+    number,
+    one_or_many,
+)
+from ._flow import (
+    DEFAULT_ATOL,
+    DEFAULT_DTMIN,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_RTOL,
+    DEFAULT_SOLVER,
+    SOLVERS,
+)
+from ._normalization import LM, NORMALIZATIONS
+from ._sde import SDE_SOLVERS
+from ._sgd import SAMPLING
+
+MODEL_KINDS = ("mlp", "deep-linear", "cnn")
+KIND_KEYS = {
+    "mlp": ("widths", "activation"),
+    "deep-linear": ("widths",),
+    "cnn": ("channels", "kernel_sizes", "strides", "last"),
+}
+DYNAMICS = ("flow", "sde", "gd", "sgd")
+_RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
+_STEPS = {"lr": (one_or_many(POSITIVE), REQUIRED), "momentum": (number(ge=0, lt=1), 0.0)}
+
+#: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
+#: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
+SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
+    "scenario": {"name": (FILE_NAME, None), "description": (TEXT, ""), "question": (TEXT, "")},
+    "data": {"name": (TEXT, REQUIRED)},
+    "model": {
+        "kind": (choice(MODEL_KINDS), REQUIRED),
+        "init_scale": (POSITIVE, 1.0),
+        "seed": (integer(0), 0),
+        "widths": (WIDTHS, REQUIRED),
+        "activation": (choice(("relu", "linear")), "relu"),
+        "channels": (WIDTHS, REQUIRED),
+        "kernel_sizes": (KERNEL, REQUIRED),
+        "strides": (KERNEL, 1),
+        "last": (choice(("dense", "conv")), "dense"),
+    },
+    "problem": {
+        "weight_decay": (number(ge=0), 0.0),
+        "normalization": (choice(NORMALIZATIONS), "none"),
+        "freeze_directions": (BOOLEAN, False),
+    },
+    "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
+    "flow": {
+        **_RUN,
+        "solver": (choice(SOLVERS), DEFAULT_SOLVER),
+        "rtol": (POSITIVE, DEFAULT_RTOL),
+        "atol": (POSITIVE, DEFAULT_ATOL),
+        "dtmin": (DTMIN, DEFAULT_DTMIN),
+        "dt0": (POSITIVE, None),
+        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "on_max_steps": (choice(("raise", "truncate")), "raise"),
+    },
+    "sde": {
+        **_RUN,
+        "lr": _STEPS["lr"],
+        "batch_size": (None, REQUIRED),
+        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "seeds": (integer(1), 1),
+        "seed": (integer(0), 0),
+        "solver": (choice(SDE_SOLVERS), SDE_SOLVERS[0]),
+        "dt0": (POSITIVE, None),
+        "rtol": (POSITIVE, 1e-2),
+        "atol": (POSITIVE, 1e-4),
+        "dtmin": (DTMIN, DEFAULT_DTMIN),
+        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "on_max_steps": (choice(("raise", "truncate")), "raise"),
+    },
+    "gd": {**_RUN, **_STEPS},
+    "sgd": {
+        **_RUN,
+        **_STEPS,
+        "batch_size": (None, REQUIRED),
+        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "seeds": (integer(1), 1),
+        "seed": (integer(0), 0),
+    },
+    "output": {
+        "plot": (None, None),
+        "logy": (None, ()),
+        "observables": (None, ()),
+        "predictions": (BOOLEAN, False),
+    },
+}
+#: Observables a scenario may plot (``balance_drift`` is derived by the plot:
+#: ``||balance_gap(t) − balance_gap(0)||`` over layer pairs), and what some of them need.
+PLOTTABLE = tuple(
+    "loss data_loss train_acc test_acc test_loss rho rho_eq rho_k margin_min margin_mean "
+    "margin_std balance_gap balance_drift unit_norm_error v_norm".split()
+)
+#: observable -> (test of (normalization, n_test), what it is recorded with).
+NEEDS = {
+    "rho_eq": (lambda p, n: p == "lm-last", "problem.normalization = 'lm-last'"),
+    "v_norm": (lambda p, n: p == "wn", "problem.normalization = 'wn'"),
+    "unit_norm_error": (lambda p, n: p in LM, "problem.normalization = 'lm-all' or 'lm-last'"),
+    "test_acc": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
+    "test_loss": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
+}
