@@ -406,3 +406,27 @@ def test_error_teacher_class_impossible():
         n_train=8,
         n_test=0,
     )
+
+
+@pytest.mark.parametrize("name", sorted(set(SMALL) - {"compositional"}))  # it has 2 labels
+def test_centre_targets_subtracts_one_over_c(name):
+    """``centre_targets``: one-hot − 1/C on every split; labels, inputs, noise unchanged."""
+    opts = dict(SMALL[name], classes=3, label_noise=0.25, seed=4)
+    plain = gd.load(name, **opts)
+    centred = gd.load(name, **opts, centre_targets=True)
+    np.testing.assert_array_equal(centred.x_train, plain.x_train)
+    np.testing.assert_array_equal(centred.y_train, plain.y_train - 1.0 / 3)
+    np.testing.assert_array_equal(centred.y_test, plain.y_test - 1.0 / 3)
+    np.testing.assert_array_equal(centred.y_train_clean, plain.y_train_clean - 1.0 / 3)
+    np.testing.assert_allclose(centred.y_train.sum(axis=1), 0.0, atol=1e-15)
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(centred.labels(split), plain.labels(split))
+    binary = dict(SMALL[name], classes=2, seed=4)
+    np.testing.assert_array_equal(
+        gd.load(name, **binary, centre_targets=True).y_train, gd.load(name, **binary).y_train
+    )
+
+
+def test_error_centre_targets():
+    with pytest.raises(ValueError, match=r"option centre_targets='yes' is not allowed; use True"):
+        gd.load("gaussian-mixture", centre_targets="yes")

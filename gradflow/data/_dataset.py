@@ -1,7 +1,8 @@
 """The dataset container shared by every loader.
 
 Labels follow THEORY.md section 1: binary tasks have ``C = 1`` and ``y_n in {-1, +1}``
-(shape ``(N, 1)``); multiclass tasks have one-hot rows (shape ``(N, C)``).
+(shape ``(N, 1)``); multiclass tasks have one-hot rows (shape ``(N, C)``), or one-hot minus
+``1/C`` with the loaders' ``centre_targets`` option.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class Dataset:
     Attributes:
         name: the loader's name (``"gaussian-mixture"``, ``"digits"``, ...).
         x_train: inputs, shape ``(N, ...)`` (vectors, or channel-first images).
-        y_train: targets, shape ``(N, C)``: ``±1`` when ``C = 1``, one-hot otherwise.
+        y_train: targets, shape ``(N, C)``: ``±1`` when ``C = 1``, one-hot otherwise (minus
+            ``1/C`` with ``centre_targets``).
         x_test, y_test: held-out arrays of the same trailing shapes, or ``None``.
         options: the options the loader was called with, resolved (``classes`` and the
             split sizes filled in), recorded in results.

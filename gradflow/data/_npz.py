@@ -39,6 +39,7 @@ def npz(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """Load ``path`` (see the module docstring for shapes and layouts)."""

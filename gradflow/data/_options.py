@@ -16,6 +16,12 @@ Every loader accepts the common options
 * ``standardize``: per-feature standardization with the TRAIN mean and std, applied to both
   splits (features with zero train std are only centred).
 * ``unit_norm``: each input scaled to unit L2 norm (applied after ``standardize``).
+* ``centre_targets``: multiclass targets become ``onehot − 1/C`` (train, test and clean
+  targets), so that every target sums to 0. THEORY 1's convention is one-hot (the default);
+  centring is the variant under which THEORY 4.8's ``W_L = κ M̃ᵀ`` is attainable by a bias-free
+  last layer (one-hot targets make the outputs sum to 1, while ``M̃ᵀ``'s rows sum to 0).
+  Class labels, accuracies and margins are unchanged. Binary ``±1`` targets are already
+  centred: there it changes nothing.
 * ``seed``: an integer; the same seed gives the same arrays.
 
 Real datasets come as a *pool* (inputs and integer labels) split by :func:`split_pool`;
@@ -31,7 +37,16 @@ import numpy as np
 
 from ._dataset import Dataset, encode_labels
 
-COMMON = ("classes", "n_train", "n_test", "label_noise", "unit_norm", "standardize", "seed")
+COMMON = (
+    "classes",
+    "n_train",
+    "n_test",
+    "label_noise",
+    "unit_norm",
+    "standardize",
+    "centre_targets",
+    "seed",
+)
 TEST_FRACTION = 0.2  # of the balanced pool, when neither n_train nor n_test is given
 
 
@@ -62,6 +77,7 @@ def check_common(dataset: str, opts: dict[str, Any], pool: bool) -> None:
         raise bad(dataset, "label_noise", p, "use a fraction in [0, 1]")
     check_bool(dataset, "unit_norm", opts["unit_norm"])
     check_bool(dataset, "standardize", opts["standardize"])
+    check_bool(dataset, "centre_targets", opts["centre_targets"])
     check_int(dataset, "seed", opts["seed"], 0)
 
 
@@ -262,10 +278,14 @@ def finish(
     options = dict(
         opts, classes=classes, n_train=len(lab), n_test=0 if y_test is None else len(y_test)
     )
+    y_train = encode_labels(lab, k)
+    if opts["centre_targets"] and k > 2:
+        y_train, y_clean = y_train - 1.0 / k, y_clean - 1.0 / k
+        y_test = None if y_test is None else y_test - 1.0 / k
     return Dataset(
         dataset,
         x_train,
-        encode_labels(lab, k),
+        y_train,
         x_test,
         y_test,
         options,

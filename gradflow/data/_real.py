@@ -3,7 +3,7 @@
 Neither loader opens a network connection. Both build a pool of inputs with integer digit
 labels ``0..9`` and hand it to :func:`._options.from_pools`, which selects ``classes``, splits
 train/test disjointly and class-balanced by ``seed`` and applies the common options
-(``n_train``, ``n_test``, ``label_noise``, ``unit_norm``, ``standardize``; see
+(``n_train``, ``n_test``, ``label_noise``, ``unit_norm``, ``standardize``, ``centre_targets``; see
 :mod:`._options`). ``n_train``/``n_test`` default to ``None``: the balanced pool split 80/20,
 or, when one is given, the balanced remainder for the other.
 """
@@ -28,6 +28,7 @@ def digits(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """scikit-learn's shipped 8x8 handwritten digits (1797 samples, 174 to 183 per digit).
@@ -58,6 +59,7 @@ def mnist1d(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """MNIST-1D (Greydanus 2020), generated locally by the ``mnist1d`` package.

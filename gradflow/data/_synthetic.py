@@ -58,6 +58,7 @@ def gaussian_mixture(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """Balanced Gaussian mixture: class ``c`` is ``N(separation * m_c / ||m_c||, noise² I)``.
@@ -96,6 +97,7 @@ def teacher(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """Gaussian inputs ``x ~ N(0, I_dim)`` (shape ``(N, dim)``) labelled by a random teacher.
@@ -141,6 +143,7 @@ def compositional(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
     """Binary task of a compositionally sparse function on ``d = 2**levels`` Gaussian inputs.
