@@ -69,11 +69,9 @@ from models import MLP  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL).
-#: Heun's second stage is at ``y0 + h k1``, not at ``y1``, so it is not FSAL: 2 per step,
-#: rejected steps included. Bosh3 (4 stages) and Tsit5 (7 stages) are FSAL: the first stage
-#: of a step is the last of the previous one (or of the same start after a rejection).
-STAGES = {"euler": (1, 0), "heun-fixed": (2, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
+#: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL): the
+#: library's table (``gradflow._flow.EVALS_PER_STEP``), plus fixed-step Heun.
+STAGES = {**_flow.EVALS_PER_STEP, "heun-fixed": _flow.EVALS_PER_STEP["heun"]}
 ADAPTIVE = ("heun", "bosh3", "tsit5")
 FLOORS = (None, 1e-2, 1e-3, 1e-4)
 RTOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)

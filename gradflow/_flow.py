@@ -22,6 +22,14 @@ DEFAULT_ATOL = 1e-6
 DEFAULT_DTMIN = 1e-4
 DEFAULT_MAX_STEPS = 2_000_000
 
+#: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
+#: solvers whose work ``benchmarks/work_precision.py`` and the ``work_precision`` figure count
+#: (``evals = stats["num_steps"] * per_step + at_start``; rejected steps included, the initial
+#: step-size selection not). Heun's second stage is at ``y0 + h k1``, not at ``y1``, so it is not
+#: FSAL; Bosh3 (4 stages) and Tsit5 (7 stages) are: the first stage of a step is the last of
+#: the previous one (or of the same start after a rejection).
+EVALS_PER_STEP = {"euler": (1, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
+
 SOLVERS = {
     "euler": diffrax.Euler,
     "heun": diffrax.Heun,

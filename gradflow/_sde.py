@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import bad_value, check_choice
-from ._flow import save_times
+from ._flow import _traced, save_times
 from ._hessian import stable_learning_rate
 from ._noise import SGDNoise, SGDTerm, StepBrownianPath
 from ._observables import GROUPS
@@ -188,10 +188,7 @@ def sde(
             )
         controller = diffrax.ClipStepSizeController(
             diffrax.PIDController(
-                rtol=np.float64(rtol),
-                atol=np.float64(atol),
-                dtmin=np.float64(dtmin),
-                force_dtmin=True,
+                rtol=_traced(rtol), atol=_traced(atol), dtmin=_traced(dtmin), force_dtmin=True
             ),
             step_ts=jnp.asarray(grid),
         )

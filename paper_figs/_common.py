@@ -17,6 +17,7 @@ Importing this module registers two observable groups that the figure scenarios 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -59,6 +60,7 @@ def _register() -> None:
 _register()
 
 
+@functools.cache
 def code_version() -> dict:
     """What the results depend on besides the configuration: a hash of the library's sources
     (``gradflow/`` and ``models/``) and the versions of the numerical packages, so that a change

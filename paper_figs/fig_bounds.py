@@ -77,22 +77,14 @@ def _evaluate(res) -> dict:
     }
 
 
-def _ranks(x) -> np.ndarray:
-    x = np.asarray(x, float)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    for v in np.unique(x):  # ties share their mean rank
-        ranks[x == v] = ranks[x == v].mean()
-    return ranks
-
-
 def spearman(x, y) -> float:
     """Spearman rank correlation (NaN when one side is constant)."""
-    rx, ry = _ranks(x), _ranks(y)
-    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
 
 
 def draw(inputs: dict, out_dir) -> str:

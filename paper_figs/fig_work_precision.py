@@ -11,19 +11,19 @@ Error: relative L2 error of the concatenated final weights against the scenario'
 reference (Tsit5, rtol 1e-11); the reference's own error is its distance to the same at rtol
 1e-10, and only errors above 10x that (and below 1e-2, past the pre-asymptotic Euler steps)
 enter the fits. Gradient evaluations: steps taken (accepted + rejected, ``stats["num_steps"]``)
-times new stages per step, plus the FSAL first stage, as ``benchmarks/work_precision.py``'s
-STAGES: Euler 1, Heun 2, Bosh3 3 + 1, Tsit5 6 + 1. Reads ``work_precision.toml``'s cached runs.
+times new stages per step, plus the FSAL first stage (``gradflow._flow.EVALS_PER_STEP``, which
+``benchmarks/work_precision.py`` uses too): Euler 1, Heun 2, Bosh3 3 + 1, Tsit5 6 + 1.
+Reads ``work_precision.toml``'s cached runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gradflow._flow import EVALS_PER_STEP
 from paper_figs import _common
 
 NAME = "work_precision"
-#: new gradient evaluations per step, and once at the start (FSAL), as the benchmark's STAGES
-STAGES = {"euler": (1, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
 ORDER = {"euler": 1, "heun": 2, "bosh3": 3, "tsit5": 5}
 REF_CHECK_RTOL = 1e-10
 MAX_ERROR = 1e-2  # above: pre-asymptotic (Euler's largest steps), left out of the fits
@@ -87,15 +87,15 @@ def draw(inputs: dict, out_dir) -> str:
     t1 = float(ref_traj.t[-1])
     _, check = _final(inputs[("ref-check", REF_CHECK_RTOL)])
     ref_err = float(np.linalg.norm(check - ref) / np.linalg.norm(ref))
-    ran = {method for method, _ in inputs if method in STAGES}
-    points = {m: [] for m in STAGES if m in ran}
+    ran = {method for method, _ in inputs if method in EVALS_PER_STEP}
+    points = {m: [] for m in EVALS_PER_STEP if m in ran}
     for (method, x), res in inputs.items():
-        if method not in STAGES:
+        if method not in EVALS_PER_STEP:
             continue
         traj, w = _final(res)
         if traj.stats["status"] != "success" or not np.isclose(traj.t[-1], t1):
             continue
-        per, fsal = STAGES[method]
+        per, fsal = EVALS_PER_STEP[method]
         evals = traj.stats["num_steps"] * per + fsal
         points[method].append((x, evals, float(np.linalg.norm(w - ref) / np.linalg.norm(ref))))
     fits = {}
@@ -127,7 +127,7 @@ def draw(inputs: dict, out_dir) -> str:
     )
     ax0.grid(True, which="major", alpha=0.3)
     ax0.legend(fontsize=7, loc="lower left")
-    names = [m for m in STAGES if m in ran]
+    names = [m for m in EVALS_PER_STEP if m in ran]
     xs = np.arange(len(names))
     ax1.bar(xs - 0.2, [ORDER[m] for m in names], 0.4, color="0.8", label="order p (smooth)")
     ax1.bar(

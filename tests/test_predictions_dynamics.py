@@ -78,6 +78,22 @@ def test_balanced_equilibria_and_their_stability_match_the_flow(binary):
     np.testing.assert_allclose(tr["rho"][-1], stable, rtol=1e-4)
 
 
+def _gd_collapse(net, data, lam, lr=0.1, t1=3000.0) -> dict:
+    """Full-batch GD with weight decay ``lam``: ``{nc1..nc4, data_loss: (first, last)}``."""
+    tr = gf.sgd(
+        gf.Problem(net, data, weight_decay=lam),
+        lr=lr,
+        batch_size=data.n_train,
+        t1=t1,
+        save_every=t1 / 2,
+        key=jax.random.PRNGKey(0),
+        observables=("nc",),
+    )
+    out = {k: (tr[k][0], tr[k][-1]) for k in ("nc1", "nc2", "nc3", "nc4", "data_loss")}
+    print(lam, {k: f"{a:.3g} -> {b:.3g}" for k, (a, b) in out.items()})
+    return out
+
+
 def test_neural_collapse_appears_with_weight_decay():
     """4.8 [paper claim, measured]: GD on 4 digit classes to quasi-interpolation.
 
@@ -94,21 +110,7 @@ def test_neural_collapse_appears_with_weight_decay():
         "digits", classes=(0, 1, 2, 3), n_train=120, n_test=0, seed=0, unit_norm=True
     )
     net = MLP(64, (48, 48), 4, key=jax.random.PRNGKey(2))
-    out = {}
-    for lam in (0.0, 3e-3):
-        p = gf.Problem(net, data, weight_decay=lam)
-        tr = gf.sgd(
-            p,
-            lr=0.1,
-            batch_size=120,
-            t1=3000.0,
-            save_every=1500.0,
-            key=jax.random.PRNGKey(0),
-            observables=("nc",),
-        )
-        out[lam] = {k: (tr[k][0], tr[k][-1]) for k in ("nc1", "nc2", "nc3", "data_loss")}
-        print(lam, {k: f"{a:.3g} -> {b:.3g}" for k, (a, b) in out[lam].items()})
-    decay, free = out[3e-3], out[0.0]
+    decay, free = (_gd_collapse(net, data, lam) for lam in (3e-3, 0.0))
     for k in ("nc1", "nc3"):
         assert decay[k][1] < decay[k][0] / 10, (k, decay[k])
     assert decay["nc2"][1] < decay["nc2"][0]
@@ -134,20 +136,7 @@ def test_neural_collapse_with_centred_targets_falls_tenfold():
         "digits", classes=4, n_train=40, n_test=0, seed=0, unit_norm=True, centre_targets=True
     )
     net = MLP(64, (64,) * 8, 4, key=jax.random.PRNGKey(2))
-    out = {}
-    for lam in (0.0, 1e-2):
-        tr = gf.sgd(
-            gf.Problem(net, data, weight_decay=lam),
-            lr=0.1,
-            batch_size=40,
-            t1=3000.0,
-            save_every=1500.0,
-            key=jax.random.PRNGKey(0),
-            observables=("nc",),
-        )
-        out[lam] = {k: (tr[k][0], tr[k][-1]) for k in ("nc1", "nc2", "nc3", "nc4", "data_loss")}
-        print(lam, {k: f"{a:.3g} -> {b:.3g}" for k, (a, b) in out[lam].items()})
-    decay, free = out[1e-2], out[0.0]
+    decay, free = (_gd_collapse(net, data, lam) for lam in (1e-2, 0.0))
     for k in ("nc1", "nc2", "nc3"):
         assert decay[k][1] < decay[k][0] / 10, (k, decay[k])
         assert decay[k][1] < free[k][1], (k, decay[k][1], free[k][1])
