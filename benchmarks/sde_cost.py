@@ -63,10 +63,9 @@ import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import gradflow as gf  # noqa: E402
-from gradflow import _loss, _noise  # noqa: E402
-from gradflow._sde import ItoProjectedSolver  # noqa: E402
-from gradflow._solver import ProjectedSolver  # noqa: E402
-from models import MLP  # noqa: E402
+from gradflow import diffrax_ext as _noise  # noqa: E402
+from gradflow.diffrax_ext import ItoProjectedSolver, ProjectedSolver  # noqa: E402
+from gradflow.models import MLP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -99,7 +98,7 @@ def run_steps(name, problem, y0, scale, key, dt, steps):
     term, wrap = _terms(name, problem, scale, key, dt)
     sol = diffrax.diffeqsolve(
         term,
-        wrap(diffrax.Euler(), problem.normalization),
+        wrap(diffrax.Euler(), problem.parametrization),
         0.0,
         steps * dt,
         dt,
@@ -145,7 +144,7 @@ def _one_step(name, problem, y, key, scale, dt):
         flat, unravel = ravel_pytree(y)
 
         def losses(f):
-            return _loss.sample_losses(
+            return gf.sample_losses(
                 problem.model, problem.to_weights(unravel(f)), problem.x_train, problem.y_train
             )
 
@@ -155,7 +154,7 @@ def _one_step(name, problem, y, key, scale, dt):
         drift = ravel_pytree(problem.velocity(y))[0]
         return problem.project(unravel(flat + dt * drift - noise))
     term, wrap = _terms(name, problem, scale, key, dt)
-    y1, *_ = wrap(diffrax.Euler(), problem.normalization).step(
+    y1, *_ = wrap(diffrax.Euler(), problem.parametrization).step(
         term, 0.0, dt, y, problem, None, False
     )
     return y1
@@ -189,15 +188,13 @@ def machine() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    from gradflow._trajectory import versions
-
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu": sh("lscpu | grep 'Model name' | sed 's/.*: *//'"),
         "nproc": os.cpu_count(),
         "loadavg": os.getloadavg(),
         "python": platform.python_version(),
-        "versions": versions(),
+        "versions": gf.versions(),
         "devices": [str(d) for d in jax.devices()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "gradflow_dirty": sh(f"git -C {ROOT} status --porcelain gradflow models"),

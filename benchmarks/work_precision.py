@@ -63,52 +63,18 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import gradflow as gf  # noqa: E402
-from gradflow import _flow  # noqa: E402
-from models import MLP  # noqa: E402
+from gradflow.models import MLP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 #: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL): the
-#: library's table (``gradflow._flow.EVALS_PER_STEP``), plus fixed-step Heun.
-STAGES = {**_flow.EVALS_PER_STEP, "heun-fixed": _flow.EVALS_PER_STEP["heun"]}
+#: library's table (``gradflow.dynamics.EVALS_PER_STEP``), plus fixed-step Heun.
+EVALS = gf.dynamics.EVALS_PER_STEP
+STAGES = {**EVALS, "heun-fixed": EVALS["heun"]}
 ADAPTIVE = ("heun", "bosh3", "tsit5")
 FLOORS = (None, 1e-2, 1e-3, 1e-4)
 RTOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
-
-
-class FixedStep(diffrax.AbstractSolver):
-    """A Diffrax solver run without its error estimate, so ``gf.flow`` gives it a constant step.
-
-    ``gf.flow`` controls every ``AbstractAdaptiveSolver`` adaptively; this wrapper is not one,
-    so ``gf.flow(..., solver=FixedStep(diffrax.Heun()), dt0=h)`` is fixed-step Heun.
-    """
-
-    solver: diffrax.AbstractSolver
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        return self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
 
 # ---------------------------------------------------------------------------------------
@@ -177,7 +143,9 @@ class Runner:
         if method == "euler":
             kw.update(solver="euler", dt0=np.float64(dt))
         elif method == "heun-fixed":
-            kw.update(solver=FixedStep(diffrax.Heun()), dt0=np.float64(dt))
+            kw.update(
+                solver="heun", stepsize_controller=diffrax.ConstantStepSize(), dt0=np.float64(dt)
+            )
         else:
             floor = floor_value(dtmin, self.t1)
             kw.update(
@@ -311,8 +279,10 @@ REF_CACHE = HERE / "results" / "work_precision_references.json"
 #: these files, and the source text of ``gf.flow`` and of its integrator (not the values of
 #: the default settings, which a fixed-step reference does not use).
 REF_SOURCES = (
-    "gradflow/_solver.py",
-    "gradflow/_normalization.py",
+    "gradflow/diffrax_ext/_floor.py",
+    "gradflow/diffrax_ext/_projection.py",
+    "gradflow/dynamics/_core.py",
+    "gradflow/_parametrization.py",
     "gradflow/_problem.py",
     "gradflow/_loss.py",
     "models/_mlp.py",
@@ -339,8 +309,7 @@ def fingerprint(problem: gf.Problem, t1: float, h: float) -> str:
     for src in REF_SOURCES:
         path = ROOT / src
         d.update(path.read_bytes() if path.exists() else b"")
-    for fn in (_flow.flow, _flow._integrate):
-        d.update(inspect.getsource(fn).encode())
+    d.update(inspect.getsource(gf.dynamics.flow).encode())
     return d.hexdigest()[:20]
 
 
@@ -709,21 +678,14 @@ def machine() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    from gradflow._trajectory import versions
-
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "lscpu": sh("lscpu | head -20"),
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
-        "versions": versions(),
+        "versions": gf.versions(),
         "devices": [str(d) for d in jax.devices()],
-        "library_defaults": {
-            "solver": _flow.DEFAULT_SOLVER,
-            "rtol": _flow.DEFAULT_RTOL,
-            "atol": _flow.DEFAULT_ATOL,
-            "dtmin": _flow.DEFAULT_DTMIN,
-        },
+        "library_defaults": dict(gf.dynamics.ODE_DEFAULTS),
         "gradflow_dirty": sh(f"git -C {ROOT} status --porcelain gradflow models"),
     }
 

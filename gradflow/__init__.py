@@ -1,37 +1,80 @@
 """gradflow: gradient flows, SDEs and SGD of normalized homogeneous networks.
 
-See shared/THEORY.md for the conventions every function here follows.
+The conventions every function here follows are in the documentation's theory page
+(``docs/theory.md``); citations "THEORY n.m" in docstrings refer to its sections.
+
+Public API (``import gradflow as gf``):
+
+* problem: :class:`Problem`, the parametrizations :class:`Plain`, :class:`LMAll`,
+  :class:`LMLast`, :class:`WeightNorm` (shorthands ``"none"``, ``"lm-all"``, ``"lm-last"``,
+  ``"wn"``);
+* dynamics: :func:`flow` (ODE; SDE with ``noise=SGDNoise(...)``), :func:`sgd`;
+* results: :class:`Trajectory`, :func:`load`, :func:`register_observable`;
+* analysis: :func:`compare`, :func:`sde_vs_sgd`, :func:`ensemble_summary`,
+  :func:`top_hessian_eigenvalue`, :func:`stable_learning_rate`;
+* sub-packages: ``data``, ``models``, ``metrics``, ``predict``, ``bounds``, ``dynamics``,
+  ``diffrax_ext``, ``analysis``, ``scenario``.
 """
 
-from . import bounds, data, metrics, predict
-from ._compare import compare
-from ._ensembles import ensemble_summary, sde_vs_sgd
-from ._flow import SOLVERS, flow
-from ._hessian import stable_learning_rate, top_hessian_eigenvalue
-from ._noise import SGDNoise
-from ._problem import Problem
-from ._sgd import Diverged, sgd
-from ._trajectory import Trajectory, load
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
-__version__ = "0.1.0"
+from . import analysis, bounds, data, diffrax_ext, dynamics, metrics, models, predict, scenario
+from ._hessian import stable_learning_rate, top_hessian_eigenvalue
+from ._loss import sample_losses, square_error
+from ._observables import observable_groups, register_observable
+from ._parametrization import (
+    AbstractParametrization,
+    LMAll,
+    LMLast,
+    Plain,
+    WeightNorm,
+)
+from ._problem import Problem
+from ._trajectory import Trajectory, load, versions
+from .analysis import compare, ensemble_summary, sde_vs_sgd
+from .diffrax_ext import FloorController, ProjectedSolver, SGDNoise
+from .dynamics import SOLVERS, Diverged, flow, sgd
+
+try:
+    __version__ = _version("gradflow")
+except PackageNotFoundError:  # running from a checkout that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
-    "data",
-    "metrics",
-    "predict",
-    "bounds",
-    "Problem",
-    "flow",
-    "sgd",
-    "compare",
-    "SOLVERS",
+    "AbstractParametrization",
     "Diverged",
+    "FloorController",
+    "LMAll",
+    "LMLast",
+    "Plain",
+    "Problem",
+    "ProjectedSolver",
     "SGDNoise",
-    "sde_vs_sgd",
-    "ensemble_summary",
+    "SOLVERS",
     "Trajectory",
+    "WeightNorm",
+    "analysis",
+    "bounds",
+    "compare",
+    "data",
+    "diffrax_ext",
+    "dynamics",
+    "ensemble_summary",
+    "flow",
     "load",
+    "metrics",
+    "models",
+    "observable_groups",
+    "predict",
+    "register_observable",
+    "scenario",
+    "sde_vs_sgd",
+    "sample_losses",
+    "sgd",
+    "square_error",
     "stable_learning_rate",
     "top_hessian_eigenvalue",
+    "versions",
     "__version__",
 ]

@@ -115,7 +115,7 @@ def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
     """``gradflow run``: validate, then run and write; returns the exit status."""
     from pathlib import Path
 
-    from ._config import ConfigError, load_config
+    from .scenario import ConfigError, load_config
 
     try:
         config = load_config(file, sets, fast=fast)
@@ -125,7 +125,7 @@ def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
-    from ._scenario import run as run_scenario
+    from .scenario import run as run_scenario
 
     try:
         outcome = run_scenario(config, out_dir, progress=progress)

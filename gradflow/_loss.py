@@ -1,4 +1,4 @@
-"""The per-sample square loss, written once (THEORY.md 1).
+"""The per-sample square loss, written once (THEORY 1).
 
 ``ℓ_n(W) = ||f(W; x_n) − y_n||²``; the data loss is ``(1/N) Σ_n ℓ_n``. The ODE, the SDE,
 SGD and every metric use these two functions.

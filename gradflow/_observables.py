@@ -1,8 +1,15 @@
 """Observables recorded at save times by every dynamics (one function for all of them).
 
 ``observe(problem, state)`` returns a dict of arrays; :data:`DIMS` names the extra
-dimensions of the non-scalar ones. Optional groups (``observables=("nc", "rank")``) are
-registered in :data:`GROUPS` as ``name -> (fn(problem, state) -> dict, dims)``.
+dimensions of the non-scalar ones. Optional groups (``gf.flow(..., observables=("nc",))``,
+the scenario key ``output.observables``) come from a public registry:
+:func:`register_observable` adds one, :func:`observable_groups` lists them. Built in:
+
+* ``nc``: NC1–NC4 of the training features (THEORY 5);
+* ``rank``: numerical and stable rank of every layer (THEORY 5);
+* ``margins``: the per-sample normalized margins ``y_n f(V; x_n)`` (THEORY 5), dims ``sample``;
+* ``weights``: every layer's weights ``W_k`` flattened (``w0``, ``w1``, ...), so that saving once
+  per epoch gives ``gf.metrics.sgd_noise`` its epoch-to-epoch pairs (THEORY 4.7).
 """
 
 from __future__ import annotations
@@ -10,10 +17,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import _normalization as nz
 from ._loss import square_error
+from ._parametrization import layer_norms
+from ._validate import bad_value
 from .metrics import margins, neural_collapse, numerical_rank, stable_rank
-from .predict._rho import rho_eq
 
 DIMS: dict[str, tuple[str, ...]] = {
     "rho_k": ("layer",),
@@ -22,11 +29,32 @@ DIMS: dict[str, tuple[str, ...]] = {
 }
 
 GROUPS: dict = {}
+#: The most layers the ``weights`` group names dimensions for.
+MAX_LAYERS = 8
 
 
-def register_group(name: str, fn, dims: dict[str, tuple[str, ...]]) -> None:
-    """Make ``observables=(name,)`` add ``fn(problem, state)``'s entries to a trajectory."""
-    GROUPS[name] = (fn, dims)
+def register_observable(name: str, fn, dims: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Make ``observables=(name,)`` add ``fn(problem, state)``'s entries to a trajectory.
+
+    Args:
+        name: the group's name, as given to ``gf.flow/gf.sgd(observables=...)`` and to the
+            scenario key ``output.observables``. Registering a name twice replaces it.
+        fn: ``fn(problem, state) -> dict[str, Array]``, traceable by JAX (it runs inside the
+            compiled integrator at every save time). Its keys must not collide with the
+            standard observables.
+        dims: the extra dimension names of the non-scalar entries, e.g.
+            ``{"margins": ("sample",)}``; scalars need none.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise bad_value("register_observable", "name", name, "use an identifier-like string")
+    if not callable(fn):
+        raise bad_value("register_observable", "fn", fn, "use a function (problem, state) -> dict")
+    GROUPS[name] = (fn, dict(dims or {}))
+
+
+def observable_groups() -> tuple[str, ...]:
+    """The names of the registered optional observable groups."""
+    return tuple(GROUPS)
 
 
 def accuracy(outputs, targets):
@@ -41,7 +69,7 @@ def accuracy(outputs, targets):
 def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
     """Every standard observable of ``state`` (see ``gf.flow``'s docstring for the list)."""
     weights = problem.to_weights(state)
-    rho_k = nz.layer_norms(weights)
+    rho_k = layer_norms(weights)
     rho = jnp.prod(rho_k)
     f_train = problem.outputs(state)
     y = problem.y_train
@@ -64,12 +92,9 @@ def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
         f_test = problem.outputs(state, problem.x_test)
         obs["test_acc"] = accuracy(f_test, problem.y_test)
         obs["test_loss"] = jnp.mean(square_error(f_test, problem.y_test))
-    if problem.normalization in nz.LM:
-        obs["unit_norm_error"] = nz.unit_norm_error(problem.normalization, state)
-    if problem.normalization == "wn":
-        obs["v_norm"] = nz.direction_norms(state)
-    if problem.normalization == "lm-last":
-        obs["rho_eq"] = rho_eq(f_train / rho, y, problem.weight_decay)
+    obs.update(
+        problem.parametrization.extra_observables(state, f_train / rho, y, problem.weight_decay)
+    )
     for name in groups:
         obs.update(GROUPS[name][0](problem, state))
     return obs
@@ -119,5 +144,20 @@ def _rank_group(problem, state) -> dict:
     }
 
 
-register_group("nc", _nc_group, {})
-register_group("rank", _rank_group, {"rank": ("layer",), "stable_rank": ("layer",)})
+def _margins_group(problem, state) -> dict:
+    """The per-sample normalized margins (THEORY 5), dims ``sample``."""
+    rho = jnp.prod(layer_norms(problem.to_weights(state)))
+    return {"margins": margins(problem.outputs(state) / rho, problem.y_train)}
+
+
+def _weights_group(problem, state) -> dict:
+    """Every layer's weights ``W_k``, flattened."""
+    return {f"w{k}": jnp.ravel(w) for k, w in enumerate(problem.to_weights(state))}
+
+
+register_observable("nc", _nc_group, {})
+register_observable("rank", _rank_group, {"rank": ("layer",), "stable_rank": ("layer",)})
+register_observable("margins", _margins_group, {"margins": ("sample",)})
+register_observable(
+    "weights", _weights_group, {f"w{k}": (f"w{k}_index",) for k in range(MAX_LAYERS)}
+)

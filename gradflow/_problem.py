@@ -2,7 +2,7 @@
 
 Every dynamics (``gf.flow``, the SDE, ``gf.sgd``) takes a ``Problem``, so "the same network"
 holds by construction: the same per-sample loss (:mod:`gradflow._loss`), the same λ and the
-same parametrization (:mod:`gradflow._normalization`).
+same parametrization (:mod:`gradflow._parametrization`).
 """
 
 from __future__ import annotations
@@ -16,21 +16,24 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _loss
-from . import _normalization as nz
-from ._errors import bad_value, check_choice
+from ._parametrization import AbstractParametrization, resolve_parametrization
+from ._validate import bad_value
 
 
 class Problem(eqx.Module):
     """The training problem ``L(W) = (1/N) Σ_n ||f(W; x_n) − y_n||² + (λ/2) D`` (THEORY 1, 3).
 
     Args:
-        model: a :class:`models.HomogeneousNet`; its weights are the initial point.
+        model: a :class:`gradflow.models.HomogeneousNet`; its weights are the initial point.
         data: a :class:`gradflow.data.Dataset` (targets ``(N, C)``: ±1 or one-hot).
         weight_decay: ``λ ≥ 0``; stored as an array so that changing it does not recompile.
-        normalization: ``"none"`` (3.1), ``"lm-all"``, ``"lm-last"`` (3.2) or ``"wn"`` (3.3).
+        normalization: a parametrization object (:class:`gradflow.Plain` (THEORY 3.1),
+            :class:`gradflow.LMAll`, :class:`gradflow.LMLast` (3.2),
+            :class:`gradflow.WeightNorm` (3.3)) or its shorthand ``"none"``, ``"lm-all"``,
+            ``"lm-last"``, ``"wn"``.
         freeze_directions: LM variants only: hold every ``V_k`` fixed, so that ρ follows the
             scalar laws of THEORY 4.1 (lm-last: closed-form relaxation) and 4.2 (lm-all: the
-            balanced reduced ODE).
+            balanced reduced ODE). Shorthand for ``LMLast(freeze_directions=True)``.
 
     Time is the flow's time ``t``; SGD step ``j`` is ``t = η j``.
     """
@@ -41,8 +44,7 @@ class Problem(eqx.Module):
     x_test: Array | None
     y_test: Float[Array, "M C"] | None
     weight_decay: Float[Array, ""]
-    normalization: str = eqx.field(static=True)
-    freeze_directions: bool = eqx.field(static=True)
+    parametrization: AbstractParametrization
     data_name: str = eqx.field(static=True)
     data_options: str = eqx.field(static=True)
 
@@ -52,10 +54,10 @@ class Problem(eqx.Module):
         data,
         *,
         weight_decay: float = 0.0,
-        normalization: str = "none",
+        normalization: str | AbstractParametrization = "none",
         freeze_directions: bool = False,
     ):
-        check_choice("Problem", "normalization", normalization, nz.NORMALIZATIONS)
+        parametrization = resolve_parametrization(normalization, freeze_directions)
         if (
             isinstance(weight_decay, bool)
             or not isinstance(weight_decay, (int, float, np.floating, np.integer))
@@ -63,13 +65,6 @@ class Problem(eqx.Module):
             or weight_decay < 0
         ):
             raise bad_value("Problem", "weight_decay", weight_decay, "use a finite number >= 0")
-        if freeze_directions and normalization not in nz.LM:
-            raise bad_value(
-                "Problem",
-                "freeze_directions",
-                freeze_directions,
-                "it applies to normalization 'lm-all' or 'lm-last' only",
-            )
         dtype = jnp.result_type(float)
         self.model = model
         self.x_train = jnp.asarray(data.x_train, dtype)
@@ -77,22 +72,30 @@ class Problem(eqx.Module):
         self.x_test = None if data.x_test is None else jnp.asarray(data.x_test, dtype)
         self.y_test = None if data.y_test is None else jnp.asarray(data.y_test, dtype)
         self.weight_decay = jnp.asarray(weight_decay, dtype)
-        self.normalization = normalization
-        self.freeze_directions = bool(freeze_directions)
+        self.parametrization = parametrization
         self.data_name = getattr(data, "name", "custom")
         self.data_options = json.dumps(getattr(data, "options", {}), default=str, sort_keys=True)
         _check_shapes(model, self.x_train, self.y_train)
 
+    @property
+    def normalization(self) -> str:
+        """The parametrization's shorthand (``"none"``, ``"lm-all"``, ``"lm-last"``, ``"wn"``)."""
+        return self.parametrization.name
+
+    @property
+    def freeze_directions(self) -> bool:
+        return self.parametrization.freezes_directions
+
     # ---- maps between W and the state --------------------------------------------------
     def initial_state(self):
         """The state of the model's current weights."""
-        return nz.to_state(self.normalization, self.model.weights)
+        return self.parametrization.to_state(self.model.weights)
 
     def to_state(self, weights):
-        return nz.to_state(self.normalization, weights)
+        return self.parametrization.to_state(weights)
 
     def to_weights(self, state) -> tuple:
-        return nz.to_weights(self.normalization, state)
+        return self.parametrization.to_weights(state)
 
     @property
     def n_train(self) -> int:
@@ -111,7 +114,7 @@ class Problem(eqx.Module):
 
     def decay_term(self, state, weight_decay=None):
         lam = self.weight_decay if weight_decay is None else weight_decay
-        return 0.5 * lam * nz.decay(self.normalization, state)
+        return 0.5 * lam * self.parametrization.decay(state)
 
     def loss(self, state, x=None, y=None, w=None, weight_decay=None):
         """Total loss ``L_data + (λ/2) D(state)``."""
@@ -123,13 +126,11 @@ class Problem(eqx.Module):
         return self.velocity_from_grad(state, grad)
 
     def velocity_from_grad(self, state, grad):
-        return nz.velocity(
-            self.normalization, state, grad, freeze_directions=self.freeze_directions
-        )
+        return self.parametrization.velocity(state, grad)
 
     def project(self, state):
         """Retract onto the constraint set (unit directions for LM; identity otherwise)."""
-        return nz.project(self.normalization, state)
+        return self.parametrization.project(state)
 
     def outputs(self, state, x=None):
         """``f(W; x_n)``, shape ``(N, C)``."""

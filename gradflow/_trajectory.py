@@ -21,15 +21,15 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 def versions() -> dict[str, str]:
     """Versions of gradflow and the numerical stack, and the git revision if any."""
+    from importlib.metadata import version
+
     import diffrax
     import equinox
     import jax
     import optax
 
-    from . import __version__
-
     out = {
-        "gradflow": __version__,
+        "gradflow": version("gradflow"),
         "jax": jax.__version__,
         "diffrax": diffrax.__version__,
         "equinox": equinox.__version__,

@@ -10,7 +10,7 @@ from jaxtyping import Array, Float
 
 
 class HomogeneousNet(eqx.Module):
-    """A bias-free network ``f(W; x) = W_L σ(... σ(W_1 x))`` (THEORY.md 1).
+    """A bias-free network ``f(W; x) = W_L σ(... σ(W_1 x))`` (THEORY 1).
 
     Subclasses hold their layer weights in ``weights`` (a tuple, first layer first) and
     implement :meth:`apply` / :meth:`apply_features` as pure functions of a weight tuple, so

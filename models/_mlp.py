@@ -81,7 +81,7 @@ class MLP(HomogeneousNet):
 
 
 class DeepLinear(HomogeneousNet):
-    """A deep linear network ``f(W; x) = W_L ... W_1 x`` (THEORY.md 7: Saxe et al.)."""
+    """A deep linear network ``f(W; x) = W_L ... W_1 x`` (THEORY 7: Saxe et al.)."""
 
     weights: tuple[Array, ...]
 

@@ -2,16 +2,14 @@
 
 Every path is rooted at the repository (``ROOT``), never at the working directory. A scenario
 ``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
-``gradflow._config.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
+``gradflow.scenario.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
 that of the validated configuration (the merged table, the run specifications, ``fast``) and of
 the code (:func:`code_version`: the sources of ``gradflow/`` and ``models/``, package versions). A
 finished folder holds ``DONE``; a second request for the same configuration is 'cached'.
 
-Importing this module registers two observable groups that the figure scenarios ask for:
-
-* ``margins``: the per-sample normalized margins ``y_n f(V; x_n)`` (THEORY 5), dims ``sample``;
-* ``weights``: every layer's weights ``W_k`` flattened (``w0``, ``w1``, ...), so that saving once
-  per epoch gives ``gf.metrics.sgd_noise`` its epoch-to-epoch pairs (THEORY 4.7).
+The observable groups the figure scenarios ask for (``margins``, ``weights``) are built into
+gradflow's registry (``gf.observable_groups()``), so every figure scenario also runs with plain
+``gradflow run``.
 """
 
 from __future__ import annotations
@@ -24,40 +22,12 @@ import shutil
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "paper_figs"
 SCENARIOS = FIGS / "scenarios"
 CACHE = FIGS / "cache"
-MAX_LAYERS = 8
-
-
-def _margins_group(problem, state) -> dict:
-    from gradflow import _normalization as nz
-    from gradflow.metrics import margins
-
-    rho = jnp.prod(nz.layer_norms(problem.to_weights(state)))
-    return {"margins": margins(problem.outputs(state) / rho, problem.y_train)}
-
-
-def _weights_group(problem, state) -> dict:
-    return {f"w{k}": jnp.ravel(w) for k, w in enumerate(problem.to_weights(state))}
-
-
-def _register() -> None:
-    from gradflow._observables import GROUPS, register_group
-
-    if "margins" not in GROUPS:
-        register_group("margins", _margins_group, {"margins": ("sample",)})
-    if "weights" not in GROUPS:
-        register_group(
-            "weights", _weights_group, {f"w{k}": (f"w{k}_index",) for k in range(MAX_LAYERS)}
-        )
-
-
-_register()
 
 
 @functools.cache
@@ -127,8 +97,7 @@ def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
 
     The result folder is ``cache/<name>-<hash>``; the hash is that of :func:`cache_payload`.
     """
-    from gradflow._config import load_config
-    from gradflow._scenario import run
+    from gradflow.scenario import load_config, run
 
     config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
     payload = cache_payload(config, fast)

@@ -38,8 +38,7 @@ def compute(fast: bool, log=print) -> dict:
 
 def _rebuild(res):
     """The validated config (its data set, regenerated) and the model of a cached result."""
-    from gradflow._config import validate
-    from gradflow._scenario import build_problem
+    from gradflow.scenario import build_problem, validate
 
     config = validate(res.config()["table"])
     return config, build_problem(config).model

@@ -60,7 +60,7 @@ def _measure(flow, pairs: dict, t_star: float) -> dict:
     """Per φ and η: means, standard errors, stds, KS p-value at ``t_star``."""
     from scipy.stats import ks_2samp
 
-    from gradflow._ensembles import ensemble_summary, ensembles
+    from gradflow.analysis import ensemble_summary, ensembles
 
     out = {}
     for name, _ in PHIS:

@@ -11,7 +11,7 @@ Error: relative L2 error of the concatenated final weights against the scenario'
 reference (Tsit5, rtol 1e-11); the reference's own error is its distance to the same at rtol
 1e-10, and only errors above 10x that (and below 1e-2, past the pre-asymptotic Euler steps)
 enter the fits. Gradient evaluations: steps taken (accepted + rejected, ``stats["num_steps"]``)
-times new stages per step, plus the FSAL first stage (``gradflow._flow.EVALS_PER_STEP``, which
+times new stages per step, plus the FSAL first stage (``gradflow.dynamics.EVALS_PER_STEP``, which
 ``benchmarks/work_precision.py`` uses too): Euler 1, Heun 2, Bosh3 3 + 1, Tsit5 6 + 1.
 Reads ``work_precision.toml``'s cached runs.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradflow._flow import EVALS_PER_STEP
+from gradflow.dynamics import EVALS_PER_STEP
 from paper_figs import _common
 
 NAME = "work_precision"

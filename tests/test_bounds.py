@@ -1,4 +1,4 @@
-"""Tests of gradflow.bounds against THEORY.md section 6."""
+"""Tests of gradflow.bounds against THEORY 6."""
 
 import functools
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gradflow import bounds, data
-from models import MLP, LocalCNN
+from gradflow.models import MLP, LocalCNN
 
 CNNS = {  # overlapping windows (kernel > stride) in 1-D and, anisotropically, in 2-D
     "1d-dense-last": dict(in_shape=(2, 13), channels=(3, 2), kernel_sizes=(3, 2), strides=(1, 2)),

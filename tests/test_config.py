@@ -1,4 +1,4 @@
-"""Scenario validation (gradflow._config): each bad input is one line: key, value, allowed."""
+"""Scenario validation (gradflow.scenario): each bad input is one line: key, value, allowed."""
 
 import copy
 import tomllib
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gradflow._config import ConfigError, load_config, parse_set, validate
+from gradflow.scenario import ConfigError, load_config, parse_set, validate
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -55,9 +55,9 @@ def test_valid_scenario_expands_into_runs():
     ]
     flow, gd, sgd = config.runs[0], config.runs[1], config.runs[2]
     assert flow.options["t1"] == 2.0 and flow.options["save_every"] == 0.5
-    from gradflow._flow import DEFAULT_RTOL
+    from gradflow.dynamics import ODE_DEFAULTS
 
-    assert flow.options["solver"] == "bosh3" and flow.options["rtol"] == DEFAULT_RTOL
+    assert flow.options["solver"] == "bosh3" and flow.options["rtol"] == ODE_DEFAULTS["rtol"]
     assert gd.options["batch_size"] == 32 and gd.options["sampling"] == "without-replacement"
     assert sgd.options["batch_size"] == 4 and sgd.seed == 3 and sgd.options["seeds"] is None
     assert config.dataset.n_train == 32 and config.model["activation"] == "relu"

@@ -61,7 +61,7 @@ def test_figs_unknown_name_is_bad_input(capsys):
 def test_cache_key_covers_configuration_and_code(monkeypatch):
     """A changed scenario setting or a changed library source gives a new cache folder."""
     _figures()
-    from gradflow._config import load_config
+    from gradflow.scenario import load_config
     from paper_figs import _common
 
     path = _common.SCENARIOS / "margins.toml"

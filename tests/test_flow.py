@@ -1,4 +1,4 @@
-"""The gradient-flow ODE (THEORY.md 3): invariants, closed forms, reporting, bad input."""
+"""The gradient-flow ODE (THEORY 3): invariants, closed forms, reporting, bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradflow as gf
-from models import MLP, DeepLinear
+from gradflow.models import MLP, DeepLinear
 
 NORMS = ("none", "lm-all", "lm-last", "wn")
 
@@ -215,15 +215,15 @@ def test_bad_input_names_argument_value_and_allowed(make, match):
 
 def test_a_tolerance_sweep_compiles_once():
     """rtol, atol, dtmin travel to the jitted integrator as traced scalars, not constants."""
-    from gradflow import _flow
+    from compile_counter import CompileCounter
 
-    cached = getattr(_flow._integrate, "_cached", None)
-    if cached is None or not hasattr(cached, "_cache_size"):
-        pytest.skip("this Equinox version does not expose the jit cache")
     data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=4, seed=3)
     problem = gf.Problem(MLP(4, (5,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-3)
     gf.flow(problem, t1=0.5, rtol=1e-3, atol=1e-5, dtmin=1e-3)
-    before = cached._cache_size()
-    for rtol in (1e-4, 1e-5):
-        gf.flow(problem, t1=0.5, rtol=rtol, atol=rtol * 1e-2, dtmin=rtol)
-    assert cached._cache_size() == before
+    with CompileCounter("_integrate") as count:
+        for rtol in (1e-4, 1e-5):
+            gf.flow(problem, t1=0.5, rtol=rtol, atol=rtol * 1e-2, dtmin=rtol)
+    assert count.compiles == 0 and count.traces == 0, vars(count)
+    with CompileCounter("_integrate") as control:  # the counter does see a new compilation
+        gf.flow(problem, t1=0.5, rtol=1e-4, atol=1e-6, dtmin=None)
+    assert control.compiles == 1, vars(control)

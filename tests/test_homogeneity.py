@@ -1,4 +1,4 @@
-"""THEORY.md 2.1–2.3: homogeneity identities, for every model, to relative 1e-10."""
+"""THEORY 2.1–2.3: homogeneity identities, for every model, to relative 1e-10."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import MLP, DeepLinear, LocalCNN
+from gradflow.models import MLP, DeepLinear, LocalCNN
 
 MODELS = {
     "mlp": (lambda k: MLP(6, (9, 7), 3, key=k), (6,)),

@@ -1,4 +1,4 @@
-"""Tests of gradflow.metrics against THEORY.md section 5's definitions."""
+"""Tests of gradflow.metrics against THEORY 5's definitions."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Tests of gradflow.predict against THEORY.md section 4 (and 3.1, 3.3)."""
+"""Tests of gradflow.predict against THEORY 4 (and 3.1, 3.3)."""
 
 import functools
 import math
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gradflow import metrics, predict
+from gradflow.models import MLP
 from gradflow.predict._balanced import LAM, N_SAMPLES, RHO, A, B
-from models import MLP
 
 N, CLASSES = 12, 3
 

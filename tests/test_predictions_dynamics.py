@@ -1,4 +1,4 @@
-"""Predictions of THEORY.md 4 held against the simulated dynamics (issue: predictions)."""
+"""Predictions of THEORY 4 held against the simulated dynamics (issue: predictions)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from models import MLP
+from gradflow.models import MLP
 
 L = 3
 

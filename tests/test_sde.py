@@ -1,4 +1,4 @@
-"""The SDE of SGD (THEORY.md 3.4): the noise operator, Itô handling, and SDE against SGD.
+"""The SDE of SGD (THEORY 3.4): the noise operator, Itô handling, and SDE against SGD.
 
 Statistical tests report their numbers with ``-s`` (pytest's capture off).
 """
@@ -12,16 +12,16 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
-from gradflow import _ensembles, _loss, _noise, _observables
-from gradflow._noise import SGDNoise
+from gradflow import _loss, _observables
+from gradflow import diffrax_ext as _noise
+from gradflow.analysis import ensemble_summary, sde_vs_sgd
 from gradflow.data import Dataset
-from models import MLP, DeepLinear
+from gradflow.diffrax_ext import SGDNoise
+from gradflow.models import MLP, DeepLinear
 
 NORMS = ("none", "lm-all", "lm-last", "wn")
 
-_observables.register_group(
-    "_test_w", lambda p, s: {"w": p.to_weights(s)[0].ravel()}, {"w": ("param",)}
-)
+gf.register_observable("_test_w", lambda p, s: {"w": p.to_weights(s)[0].ravel()}, {"w": ("param",)})
 
 
 def _small_problem(normalization="none", lam=0.1, n=7, seed=0):
@@ -326,7 +326,7 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
     data = gf.data.load("gaussian-mixture", n_train=32, n_test=0, dim=5, seed=0, separation=1.5)
     net = MLP(5, (8,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
     p = gf.Problem(net, data, weight_decay=0.01, normalization="lm-last")
-    ds = _ensembles.sde_vs_sgd(
+    ds = sde_vs_sgd(
         p,
         lr=0.02,
         batch_size=4,
@@ -337,7 +337,7 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
     )
     assert ds["rho"].dims == ("dynamics", "seed", "t")
     assert list(ds["dynamics"].values) == ["sde", "sgd"]
-    summary = _ensembles.ensemble_summary(ds)
+    summary = ensemble_summary(ds)
     print(
         "\nobservable  t     SDE mean ± se        SGD mean ± se        SDE std   SGD std   "
         "z_mean z_std"

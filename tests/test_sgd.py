@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow import _sgd
-from models import MLP, DeepLinear
+from compile_counter import CompileCounter
+from gradflow.dynamics import batch_indices
+from gradflow.models import MLP, DeepLinear
 
 LRS = np.array([0.04, 0.02, 0.01, 0.005])  # η ladder (all well below 2/λ_max ≈ 0.5 here)
 T = 2.0  # the fixed flow time at which GD and the flow are compared
@@ -49,40 +50,6 @@ def _gd(problem, lr, **kw):
         key=jax.random.PRNGKey(0),
         **kw,
     )
-
-
-class _CompileCounter:
-    """Counts XLA compilations (and traces) of jitted functions whose name contains ``name``.
-
-    Uses ``jax.monitoring``'s duration events, which JAX emits once per trace and once per
-    backend compilation (``fun_name`` is the jitted function's name, e.g. ``jit(_run)``);
-    cache hits emit nothing.
-    """
-
-    COMPILE = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch's names
-    TRACE = "/jax/core/compile/jaxpr_trace_duration"
-
-    def __init__(self, *names):
-        self.names = names
-        self.compiles = 0
-        self.traces = 0
-
-    def __call__(self, event, duration, **kw):
-        if event not in (self.COMPILE, self.TRACE):
-            return
-        if not any(n in str(kw.get("fun_name", "")) for n in self.names):
-            return
-        if event == self.COMPILE:
-            self.compiles += 1
-        else:
-            self.traces += 1
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self)
 
 
 # ---- GD converges to the flow (first order in η) --------------------------------------
@@ -286,12 +253,12 @@ def test_batch_indices_partition_each_epoch():
     for epoch in range(2):
         idx = np.concatenate(
             [
-                np.asarray(_sgd.batch_indices(key, epoch * 4 + j, n, b, "without-replacement"))
+                np.asarray(batch_indices(key, epoch * 4 + j, n, b, "without-replacement"))
                 for j in range(4)
             ]
         )
         np.testing.assert_array_equal(np.sort(idx), np.arange(n))
-    wr = np.asarray(_sgd.batch_indices(key, 0, n, 32, "with-replacement"))
+    wr = np.asarray(batch_indices(key, 0, n, 32, "with-replacement"))
     assert wr.shape == (32,) and wr.min() >= 0 and wr.max() < n
     assert len(np.unique(wr)) < n  # 32 draws from 32 almost surely repeat one
 
@@ -304,7 +271,7 @@ def test_new_lr_weight_decay_or_key_does_not_recompile():
     kw = dict(batch_size=8, steps=40)
     p = gf.Problem(net, data, weight_decay=1e-3)
     gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), **kw)  # warm
-    with _CompileCounter("_run", "_vmapped") as count:
+    with CompileCounter("_run", "_vmapped") as count:
         for lr, lam, seed in [
             (0.05, 1e-3, 0),
             (0.02, 1e-3, 0),
@@ -316,20 +283,19 @@ def test_new_lr_weight_decay_or_key_does_not_recompile():
             tr = gf.sgd(q, lr=lr, save_every=10 * lr, key=jax.random.PRNGKey(seed), **kw)
             assert tr.config["lr"] == lr and tr.config["problem"]["weight_decay"] == lam
     assert count.compiles == 0 and count.traces == 0, vars(count)
-    with _CompileCounter("_run", "_vmapped") as control:  # the counter does see compiles
+    with CompileCounter("_run", "_vmapped") as control:  # the counter does see compiles
         gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), batch_size=5, steps=40)
     assert control.compiles == 1, vars(control)
-    if hasattr(_sgd._run, "_cached") and hasattr(_sgd._run._cached, "_cache_size"):
-        before = _sgd._run._cached._cache_size()
+    with CompileCounter("_run", "_vmapped") as again:  # a new save grid of the same length
         gf.sgd(p, lr=0.07, save_every=0.7, key=jax.random.PRNGKey(11), **kw)
-        assert _sgd._run._cached._cache_size() == before
+    assert again.compiles == 0, vars(again)
 
 
 def test_seeds_add_a_dimension_of_independent_runs_with_one_compilation():
     p = gf.Problem(_relu(seed=6), _data(), weight_decay=1e-3)
     key = jax.random.PRNGKey(4)
     kw = dict(batch_size=4, steps=24, save_every=0.3)
-    with _CompileCounter("_run", "_vmapped") as first:
+    with CompileCounter("_run", "_vmapped") as first:
         tr = gf.sgd(p, lr=0.05, key=key, seeds=3, **kw)
     assert first.compiles <= 1
     assert tr["loss"].shape == (3, len(tr.t)) and tr["rho_k"].shape == (3, len(tr.t), 3)
@@ -343,7 +309,7 @@ def test_seeds_add_a_dimension_of_independent_runs_with_one_compilation():
     for i in (0, 2):
         one = gf.sgd(p, lr=0.05, key=keys[i], **kw)
         np.testing.assert_allclose(tr["loss"][i], one["loss"], rtol=1e-12)
-    with _CompileCounter("_run", "_vmapped") as second:
+    with CompileCounter("_run", "_vmapped") as second:
         gf.sgd(p, lr=0.03, key=jax.random.PRNGKey(8), seeds=3, **{**kw, "save_every": 0.18})
     assert second.compiles == 0, vars(second)
 

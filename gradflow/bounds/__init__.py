@@ -1,4 +1,4 @@
-"""Norm-based generalization bounds of THEORY.md section 6.
+"""Norm-based generalization bounds of THEORY 6.
 
 ``dense_rademacher`` (Golowich, Rakhlin & Shamir 2018) is exact as stated there;
 ``kernel_rademacher`` is a RECONSTRUCTION of Galanti et al. (2023) whose constants are unverified;

@@ -1,4 +1,4 @@
-"""All of THEORY.md 6's bounds for one trained network, next to its measured errors."""
+"""All of THEORY 6's bounds for one trained network, next to its measured errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from models import HomogeneousNet
-
 from ..data import Dataset
 from ..metrics import margins as margins_fn
+from ..models import HomogeneousNet
 from ._margin import confidence_term, margin_bound
 from ._rademacher import (
     dense_rademacher,

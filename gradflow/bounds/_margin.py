@@ -1,4 +1,4 @@
-"""The margin bound of THEORY.md 6."""
+"""The margin bound of THEORY 6."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 

@@ -1,4 +1,4 @@
-"""Rademacher-complexity bounds for dense and local-kernel networks (THEORY.md 6)."""
+"""Rademacher-complexity bounds for dense and local-kernel networks (THEORY 6)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from models import HomogeneousNet, LocalCNN
+from ..models import HomogeneousNet, LocalCNN
 
 
 def _weights_and_positions(net, positions):

@@ -1,4 +1,4 @@
-"""Explicit Toeplitz ("patch") matrices of a network's layers (THEORY.md 1 and 6)."""
+"""Explicit Toeplitz ("patch") matrices of a network's layers (THEORY 1 and 6)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from models import HomogeneousNet, LocalCNN
+from ..models import HomogeneousNet, LocalCNN
 
 
 def _conv_input_shapes(model: LocalCNN) -> list[tuple[int, ...]]:

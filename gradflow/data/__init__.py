@@ -4,7 +4,7 @@ Names: ``"digits"``, ``"mnist1d"``, ``"npz"``, ``"gaussian-mixture"``, ``"teache
 ``"compositional"``. Every loader takes keyword options only, never opens a network
 connection, and accepts the common options ``classes``, ``n_train``, ``n_test``,
 ``label_noise``, ``unit_norm``, ``standardize``, ``centre_targets`` and ``seed`` (see
-:mod:`._options`). Targets follow THEORY.md section 1: two selected classes give ``(N, 1)``
+:mod:`._options`). Targets follow THEORY 1: two selected classes give ``(N, 1)``
 targets in ``±1`` (first listed class ``-1``, second ``+1``); more give one-hot ``(N, C)``
 (``centre_targets=True``: one-hot minus ``1/C``). Inputs are float64,
 ``(N, D)`` vectors or channel-first ``(N, C, ...)`` arrays. Bad options raise ``ValueError``

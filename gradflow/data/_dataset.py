@@ -1,6 +1,6 @@
 """The dataset container shared by every loader.
 
-Labels follow THEORY.md section 1: binary tasks have ``C = 1`` and ``y_n in {-1, +1}``
+Labels follow THEORY 1: binary tasks have ``C = 1`` and ``y_n in {-1, +1}``
 (shape ``(N, 1)``); multiclass tasks have one-hot rows (shape ``(N, C)``), or one-hot minus
 ``1/C`` with the loaders' ``centre_targets`` option.
 """

@@ -1,4 +1,4 @@
-"""Metrics of THEORY.md section 5: neural collapse, margins, rank and SGD noise.
+"""Metrics of THEORY 5: neural collapse, margins, rank and SGD noise.
 
 Every function is pure, works on one unbatched problem and is ``jax.jit``-friendly (shapes are
 static, values may be traced).

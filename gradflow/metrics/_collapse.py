@@ -1,4 +1,4 @@
-"""Neural-collapse metrics NC1-NC4 (THEORY.md 5; Papyan, Han & Donoho 2020)."""
+"""Neural-collapse metrics NC1-NC4 (THEORY 5; Papyan, Han & Donoho 2020)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 
@@ -57,7 +57,7 @@ def neural_collapse(
     last_layer: Float[Array, "C p"],
     outputs: Float[Array, "N C"] | None = None,
 ) -> dict[str, Float[Array, ""]]:
-    """NC1-NC4 of THEORY.md 5 for features ``h_n`` (the input of the last layer).
+    """NC1-NC4 of THEORY 5 for features ``h_n`` (the input of the last layer).
 
     With ``K`` classes, class means ``μ_c``, global mean ``μ_G`` (the mean of all ``N`` features),
     ``μ̃_c = μ_c − μ_G`` and ``M̃ = [μ̃_1, …, μ̃_K]`` (``p × K``):

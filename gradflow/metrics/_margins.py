@@ -1,4 +1,4 @@
-"""Classification margins (THEORY.md 4.4 and 5)."""
+"""Classification margins (THEORY 4.4 and 5)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 

@@ -1,4 +1,4 @@
-"""Inherent SGD noise: per-epoch relative change of each layer (THEORY.md 4.7)."""
+"""Inherent SGD noise: per-epoch relative change of each layer (THEORY 4.7)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 

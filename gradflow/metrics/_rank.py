@@ -1,4 +1,4 @@
-"""Rank measures of a layer (THEORY.md 4.6 and 5).
+"""Rank measures of a layer (THEORY 4.6 and 5).
 
 A convolutional kernel of shape ``(C_out, C_in, *kernel)`` is reshaped to ``(C_out, -1)`` (one
 row per output channel); a vector is treated as a single row. Every measure here is of

@@ -1,4 +1,4 @@
-"""Closed-form and reduced-ODE predictions of THEORY.md section 4 (and 3.3).
+"""Closed-form and reduced-ODE predictions of THEORY 4 (and 3.3).
 
 Array-level functions: they take the normalized outputs ``f_n``, targets and hyperparameters as
 arrays (so a sweep can ``vmap`` them). :func:`balanced_equilibria` and

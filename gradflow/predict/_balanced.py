@@ -1,4 +1,4 @@
-"""Balanced equilibria of the all-layer-decay flows (THEORY.md 4.2), derived with sympy.
+"""Balanced equilibria of the all-layer-decay flows (THEORY 4.2), derived with sympy.
 
 The directions ``V`` are frozen, so ``a = Σ_n ⟨y_n, f_n⟩`` and ``b = Σ_n ||f_n||²`` are constants
 and ``s = (2/N)(a − ρ b)``. Each layer scale obeys (THEORY 3.1 and 3.2 LM-all alike)

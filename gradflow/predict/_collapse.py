@@ -1,4 +1,4 @@
-"""Neural collapse under symmetric quasi-interpolation (THEORY.md 4.8)."""
+"""Neural collapse under symmetric quasi-interpolation (THEORY 4.8)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 

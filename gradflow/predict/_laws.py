@@ -1,4 +1,4 @@
-"""Exact conservation/decay laws: balancedness (THEORY.md 3.1, 4.5) and WN norm growth (3.3)."""
+"""Exact conservation/decay laws: balancedness (THEORY 3.1, 4.5) and WN norm growth (3.3)."""
 
 from __future__ import annotations
 

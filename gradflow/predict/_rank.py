@@ -1,4 +1,4 @@
-"""The low-rank bound for SGD with weight decay (THEORY.md 4.6; Galanti et al. 2022)."""
+"""The low-rank bound for SGD with weight decay (THEORY 4.6; Galanti et al. 2022)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scale ρ for frozen directions (THEORY.md 4.1) and at quasi-interpolation (4.3)."""
+"""The scale ρ for frozen directions (THEORY 4.1) and at quasi-interpolation (4.3)."""
 
 # ruff: noqa: F722 (jaxtyping shape strings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ._trajectory import Trajectory
+from .._trajectory import Trajectory
 
 
 def _mean_over_seeds(ds: xr.Dataset) -> xr.Dataset:

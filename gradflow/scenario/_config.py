@@ -6,8 +6,8 @@ checks that need the data (``1 <= sgd.batch_size <= N``) are done by loading the
 is cheap. No model is built and no dynamics run here. Each problem is a :class:`ConfigError`
 whose message is ONE line naming the dotted key, the value received and what is allowed.
 
-The sections and keys, with each key's check and default, are :data:`gradflow._schema.SCHEMA`
-(built from the value checks of :mod:`gradflow._checks`).
+The sections and keys, with each key's check and default, are
+:data:`gradflow.scenario._schema.SCHEMA` (built from the value checks of :mod:`gradflow._validate`).
 
 Order of precedence: the file, then ``[fast]`` (with ``--fast``), then each ``--set``.
 """
@@ -25,7 +25,9 @@ from typing import Any
 import diffrax
 
 # ConfigError is also imported from this module (by the CLI, the tests and the figures).
-from ._checks import (
+from .._observables import GROUPS
+from .._parametrization import PARAMETRIZATIONS
+from .._validate import (
     FILE_NAME,
     REQUIRED,
     Check,
@@ -35,9 +37,8 @@ from ._checks import (
     names,
     one_or_many,
 )
-from ._flow import SOLVERS
-from ._schema import DYNAMICS, KIND_KEYS, NEEDS, PLOTTABLE, SCHEMA
-from ._sde import DEFAULT_STEPS_PER_LR
+from ..dynamics import SDE_DEFAULTS, SOLVERS
+from ._schema import DYNAMICS, FREEZABLE, KIND_KEYS, NEEDS, PLOTTABLE, SCHEMA
 
 # ---- the validated scenario -------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class _Validator:
     @staticmethod
     def data_keys(table) -> tuple[str, ...]:
         """``name`` and the options of the data set named in ``table`` (all loaders' if unknown)."""
-        from . import data as gfdata
+        from .. import data as gfdata
 
         name = table.get("name") if isinstance(table, dict) else None
         names = [name] if name in gfdata.names() else gfdata.names()
@@ -221,11 +222,13 @@ class _Validator:
         dataset, data = self.data()
         model = self.model(dataset.input_shape)
         problem = self.read("problem", SCHEMA["problem"])
-        if problem["freeze_directions"] and problem["normalization"] != "lm-last":
+        if problem["freeze_directions"] and problem["normalization"] not in FREEZABLE:
             raise self.bad(
                 "problem.freeze_directions",
                 True,
-                "it applies to problem.normalization = 'lm-last' only",
+                "it applies to problem.normalization = "
+                + " or ".join(map(repr, FREEZABLE))
+                + " only",
             )
         output = self.output(problem["normalization"], dataset.n_test)
         runs = self.runs(dataset.n_train, output["observables"])
@@ -244,7 +247,7 @@ class _Validator:
         )
 
     def data(self):
-        from . import data as gfdata
+        from .. import data as gfdata
 
         table = self.section("data", required=True)
         name = self.get(table, "data", "name", choice(gfdata.names()))
@@ -331,12 +334,10 @@ class _Validator:
             )
 
     def output(self, normalization: str, n_test: int) -> dict:
-        from ._observables import GROUPS
-
         table = self.section("output")
         groups = self.get(table, "output", "observables", names(tuple(GROUPS)))
         default = ["loss", "rho", "margin_min", "balance_gap"]
-        default += ["v_norm"] if normalization == "wn" else []
+        default += ["v_norm"] if "v_norm" in PARAMETRIZATIONS[normalization].observables else []
         # a group's observables are named by the run only: any name goes when groups are asked
         plot = self.get(
             table, "output", "plot", names(None if groups else PLOTTABLE, False), tuple(default)
@@ -348,7 +349,7 @@ class _Validator:
                 )
         logy = self.get(table, "output", "logy", names(plot))
         predictions = self.get(table, "output", "predictions")
-        if predictions and normalization != "lm-last":
+        if predictions and "rho_eq" not in PARAMETRIZATIONS[normalization].observables:
             raise self.bad(
                 "output.predictions",
                 predictions,
@@ -420,7 +421,7 @@ class _Validator:
             if opts["dtmin"] is None:
                 raise self.bad("sde.dtmin", False, "'euler-adaptive' needs a number > 0")
             return
-        dt0 = opts["dt0"] or lr / DEFAULT_STEPS_PER_LR
+        dt0 = opts["dt0"] or lr / SDE_DEFAULTS["steps_per_lr"]
         steps = math.ceil(opts["t1"] / dt0 - 1e-9)
         if steps > opts["max_steps"]:
             raise self.bad(

@@ -37,9 +37,8 @@ class Outcome:
 
 def build_problem(config: Config):
     """The :class:`gradflow.Problem` of ``config`` (the model is built here, not in validation)."""
-    from models import MLP, DeepLinear, LocalCNN
-
-    from ._problem import Problem
+    from .._problem import Problem
+    from ..models import MLP, DeepLinear, LocalCNN
 
     m, data = config.model, config.dataset
     key = jax.random.PRNGKey(m["seed"])
@@ -73,9 +72,8 @@ def build_problem(config: Config):
 
 def run_one(problem, spec: RunSpec):
     """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory."""
-    from ._flow import flow
-    from ._noise import SGDNoise
-    from ._sgd import sgd
+    from ..diffrax_ext import SGDNoise
+    from ..dynamics import flow, sgd
 
     key = jax.random.PRNGKey(spec.seed)
     if spec.dynamics == "flow":
@@ -91,8 +89,8 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
     """Run every :class:`RunSpec` of ``config``, writing results into ``out_dir``."""
     from tqdm.auto import tqdm
 
+    from ..dynamics import Diverged
     from ._plot import summary_plot
-    from ._sgd import Diverged
 
     out_dir = Path(out_dir)
     problem = build_problem(config)
@@ -131,7 +129,7 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
     for line in summary(config, trajectories, diverged):
         echo(line)
     if config.output.get("predictions"):
-        from .predict import format_report, report
+        from ..predict import format_report, report
 
         ok = {k: v for k, v in trajectories.items() if k not in diverged}
         echo("predictions (THEORY 4; predicted vs simulated at the end of each run):")
@@ -149,7 +147,7 @@ def _title(config: Config) -> str:
 
 def write_combined(config: Config, trajectories: dict, path) -> Path:
     """``<name>.nc``: the runs' observables along a ``run`` dimension (see module docstring)."""
-    from ._trajectory import versions, write_netcdf
+    from .._trajectory import versions, write_netcdf
 
     parts = []
     for label, traj in trajectories.items():
@@ -194,7 +192,7 @@ def _final(traj, name):
 
 def summary(config: Config, trajectories: dict, diverged: dict) -> list[str]:
     """Final values of every run, and ``gf.compare`` distances to the reference run."""
-    from ._compare import compare
+    from ..analysis import compare
 
     cols = ("loss", "rho", "rho_eq", "margin_min", "train_acc", "v_norm")
     cols = [c for c in cols if any(c in t.observables for t in trajectories.values())]

@@ -1,9 +1,14 @@
-"""Checks of one scenario value: a test, the text of what it allows, and a conversion.
+"""Validation, in one vocabulary: every refusal is ONE line naming the argument (or the
+scenario key), the value received and what is allowed::
 
-:class:`Check` and the combinators that build them (:func:`number`, :func:`integer`,
-:func:`choice`, :func:`one_or_many`, :func:`names`) and the common checks (``BOOLEAN``,
-``POSITIVE``, ``WIDTHS``, ...) of which the scenario schema (``gradflow._schema``) is made.
-A value that fails one is reported as a :class:`ConfigError`.
+    <where>: <name>=<value> is not allowed; <what is allowed>
+
+* :func:`bad_value` / :func:`check_choice`: the Python API's ``ValueError``.
+* :class:`Check` and the combinators that build them (:func:`number`, :func:`integer`,
+  :func:`choice`, :func:`one_or_many`, :func:`names`) and the common checks (``BOOLEAN``,
+  ``POSITIVE``, ``WIDTHS``, ...) of which the scenario schema (``gradflow.scenario._schema``)
+  is made. A scenario value that fails one is reported as a :class:`ConfigError` (a
+  ``ValueError``) in the same words.
 """
 
 from __future__ import annotations
@@ -13,6 +18,17 @@ import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+
+def bad_value(where: str, name: str, value, allowed: str) -> ValueError:
+    """``ValueError("<where>: <name>=<value> is not allowed; <allowed>")``."""
+    return ValueError(f"{where}: {name}={value!r} is not allowed; {allowed}")
+
+
+def check_choice(where: str, name: str, value, choices) -> None:
+    """Refuse ``value`` unless it is one of ``choices`` (with the list in the message)."""
+    if value not in choices:
+        raise bad_value(where, name, value, "use one of " + ", ".join(map(repr, choices)))
 
 
 class ConfigError(ValueError):

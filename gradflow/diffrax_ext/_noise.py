@@ -1,4 +1,4 @@
-"""The noise of SGD as a matrix-free Diffrax diffusion (THEORY.md 3.4).
+"""The noise of SGD as a matrix-free Diffrax diffusion (THEORY 3.4).
 
 A mini-batch gradient has covariance ``Σ = c(B) (1/N) Σ_n (g_n − ḡ)(g_n − ḡ)ᵀ`` with
 ``g_n = ∇ℓ_n`` and ``c = 1/B`` (with replacement) or ``(N − B)/(B (N − 1))`` (without). The
@@ -45,7 +45,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._errors import bad_value, check_choice
+from .._validate import bad_value, check_choice
 
 SAMPLING = ("without-replacement", "with-replacement")
 

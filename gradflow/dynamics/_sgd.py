@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._errors import bad_value, check_choice
-from ._flow import save_times
-from ._hessian import stable_learning_rate
-from ._observables import GROUPS, observe
-from ._problem import Problem
-from ._trajectory import Trajectory, from_run
-
-SAMPLING = ("without-replacement", "with-replacement")
+from .._hessian import stable_learning_rate
+from .._observables import GROUPS, observe
+from .._problem import Problem
+from .._trajectory import Trajectory, from_run
+from .._validate import bad_value, check_choice
+from ..diffrax_ext import SAMPLING
+from . import _defaults
+from ._core import save_times
 
 
 class Diverged(RuntimeError):
@@ -135,8 +135,8 @@ def sgd(
     batch_size: int,
     t1: float | None = None,
     steps: int | None = None,
-    momentum: float = 0.0,
-    sampling: str = "without-replacement",
+    momentum: float = _defaults.SGD["momentum"],
+    sampling: str = _defaults.SGD["sampling"],
     save_every: float | None = None,
     ts=None,
     key,

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._checks import (
+from .._parametrization import FREEZABLE, NORMALIZATIONS, PARAMETRIZATIONS
+from .._validate import (
     BOOLEAN,
     DTMIN,
     FILE_NAME,
@@ -37,17 +38,10 @@ from ._checks import (
     number,
     one_or_many,
 )
-from ._flow import (
-    DEFAULT_ATOL,
-    DEFAULT_DTMIN,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_RTOL,
-    DEFAULT_SOLVER,
-    SOLVERS,
-)
-from ._normalization import LM, NORMALIZATIONS
-from ._sde import SDE_SOLVERS
-from ._sgd import SAMPLING
+from ..diffrax_ext import SAMPLING
+from ..dynamics import ODE_DEFAULTS, SDE_DEFAULTS, SDE_SOLVERS, SGD_DEFAULTS, SOLVERS
+
+__all__ = ["SCHEMA", "REQUIRED", "DYNAMICS", "KIND_KEYS", "NEEDS", "PLOTTABLE", "FREEZABLE"]
 
 MODEL_KINDS = ("mlp", "deep-linear", "cnn")
 KIND_KEYS = {
@@ -57,7 +51,10 @@ KIND_KEYS = {
 }
 DYNAMICS = ("flow", "sde", "gd", "sgd")
 _RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
-_STEPS = {"lr": (one_or_many(POSITIVE), REQUIRED), "momentum": (number(ge=0, lt=1), 0.0)}
+_STEPS = {
+    "lr": (one_or_many(POSITIVE), REQUIRED),
+    "momentum": (number(ge=0, lt=1), SGD_DEFAULTS["momentum"]),
+}
 
 #: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
 #: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
@@ -83,27 +80,27 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
     "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
     "flow": {
         **_RUN,
-        "solver": (choice(SOLVERS), DEFAULT_SOLVER),
-        "rtol": (POSITIVE, DEFAULT_RTOL),
-        "atol": (POSITIVE, DEFAULT_ATOL),
-        "dtmin": (DTMIN, DEFAULT_DTMIN),
+        "solver": (choice(SOLVERS), ODE_DEFAULTS["solver"]),
+        "rtol": (POSITIVE, ODE_DEFAULTS["rtol"]),
+        "atol": (POSITIVE, ODE_DEFAULTS["atol"]),
+        "dtmin": (DTMIN, ODE_DEFAULTS["dtmin"]),
         "dt0": (POSITIVE, None),
-        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "max_steps": (integer(1), ODE_DEFAULTS["max_steps"]),
         "on_max_steps": (choice(("raise", "truncate")), "raise"),
     },
     "sde": {
         **_RUN,
         "lr": _STEPS["lr"],
         "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
         "seeds": (integer(1), 1),
         "seed": (integer(0), 0),
-        "solver": (choice(SDE_SOLVERS), SDE_SOLVERS[0]),
+        "solver": (choice(SDE_SOLVERS), SDE_DEFAULTS["solver"]),
         "dt0": (POSITIVE, None),
-        "rtol": (POSITIVE, 1e-2),
-        "atol": (POSITIVE, 1e-4),
-        "dtmin": (DTMIN, DEFAULT_DTMIN),
-        "max_steps": (integer(1), DEFAULT_MAX_STEPS),
+        "rtol": (POSITIVE, SDE_DEFAULTS["rtol"]),
+        "atol": (POSITIVE, SDE_DEFAULTS["atol"]),
+        "dtmin": (DTMIN, SDE_DEFAULTS["dtmin"]),
+        "max_steps": (integer(1), SDE_DEFAULTS["max_steps"]),
         "on_max_steps": (choice(("raise", "truncate")), "raise"),
     },
     "gd": {**_RUN, **_STEPS},
@@ -111,7 +108,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         **_RUN,
         **_STEPS,
         "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SAMPLING[0]),
+        "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
         "seeds": (integer(1), 1),
         "seed": (integer(0), 0),
     },
@@ -128,11 +125,25 @@ PLOTTABLE = tuple(
     "loss data_loss train_acc test_acc test_loss rho rho_eq rho_k margin_min margin_mean "
     "margin_std balance_gap balance_drift unit_norm_error v_norm".split()
 )
-#: observable -> (test of (normalization, n_test), what it is recorded with).
+
+
+def _recorded_by(name: str) -> tuple[str, ...]:
+    return tuple(n for n, cls in PARAMETRIZATIONS.items() if name in cls.observables)
+
+
+def _needs_parametrization(name: str):
+    which = _recorded_by(name)
+    text = "problem.normalization = " + " or ".join(map(repr, which))
+    return (lambda p, n: p in which, text)
+
+
+#: observable -> (test of (normalization, n_test), what it is recorded with). The
+#: parametrization-specific ones come from each parametrization's ``observables``.
 NEEDS = {
-    "rho_eq": (lambda p, n: p == "lm-last", "problem.normalization = 'lm-last'"),
-    "v_norm": (lambda p, n: p == "wn", "problem.normalization = 'wn'"),
-    "unit_norm_error": (lambda p, n: p in LM, "problem.normalization = 'lm-all' or 'lm-last'"),
+    **{
+        name: _needs_parametrization(name)
+        for name in sorted({o for cls in PARAMETRIZATIONS.values() for o in cls.observables})
+    },
     "test_acc": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
     "test_loss": (lambda p, n: n > 0, "a test split (data.n_test > 0)"),
 }

@@ -1,63 +1,26 @@
-"""Diffrax pieces for non-smooth gradient flows.
+"""A step floor for adaptive control on non-smooth gradient flows.
 
-* :class:`ProjectedSolver` retracts the state onto the constraint set after each step (the
-  LM flows keep ``||V_k|| = 1`` to rounding rather than to the solver tolerance; the dense
-  output is patched so that values saved at step ends are the projected ones).
-* :class:`FloorController` wraps a ``PIDController`` with a step floor that bounds the
-  crawl of adaptive control on Filippov sliding surfaces, without letting a forced step
-  break the flow's descent.
+:class:`FloorController` wraps a ``PIDController`` with a step floor that bounds the crawl of
+adaptive control on Filippov sliding surfaces, without letting a forced step break the flow's
+descent. Its state is a :class:`FloorState`, whose counters the flow reports in its stats.
 """
 
 from __future__ import annotations
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Int, Real
 
-from . import _normalization as nz
 
+class FloorState(eqx.Module):
+    """The controller state of :class:`FloorController`."""
 
-class ProjectedSolver(diffrax.AbstractWrappedSolver):
-    """``solver``, followed by ``nz.project(normalization, ·)`` on every step's result."""
-
-    solver: diffrax.AbstractSolver
-    normalization: str
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        y1, y_error, dense_info, solver_state, result = self.solver.step(
-            terms, t0, t1, y0, args, solver_state, made_jump
-        )
-        y1 = nz.project(self.normalization, y1)
-        if "y1" in dense_info:
-            dense_info = dict(dense_info, y1=y1)
-        return y1, y_error, dense_info, solver_state, result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
+    inner: object
+    floor: Real[Array, ""]
+    num_forced: Int[Array, ""]
+    num_refused: Int[Array, ""]
 
 
 class FloorController(diffrax.AbstractAdaptiveStepSizeController):
@@ -74,7 +37,8 @@ class FloorController(diffrax.AbstractAdaptiveStepSizeController):
     is rejected and the floor halves; each accepted step raises it by 2% back towards
     ``dtmin``.
 
-    Controller state: ``(pid_state, floor, num_forced, num_floor_rejections)``.
+    Controller state: a :class:`FloorState` (the PID's state, the current floor, the numbers
+    of forced and refused floor steps).
     """
 
     controller: diffrax.PIDController
@@ -101,10 +65,11 @@ class FloorController(diffrax.AbstractAdaptiveStepSizeController):
         floor = jnp.asarray(self.dtmin, jnp.result_type(float))
         t1 = t0 + jnp.maximum(t1 - t0, floor)
         zero = jnp.zeros((), jnp.int32)
-        return t1, (state, floor, zero, zero)
+        return t1, FloorState(state, floor, zero, zero)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        pid_state, floor, n_forced, n_rejected = state
+        pid_state, floor = state.inner, state.floor
+        n_forced, n_rejected = state.num_forced, state.num_refused
         keep, pid_t0, pid_t1, jump, pid_state, result = self.controller.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, pid_state
         )
@@ -128,6 +93,6 @@ class FloorController(diffrax.AbstractAdaptiveStepSizeController):
             next_t0,
             next_t0 + dt,
             jump,
-            (pid_state, floor, n_forced + force, n_rejected + refuse),
+            FloorState(pid_state, floor, n_forced + force, n_rejected + refuse),
             result,
         )

@@ -1,4 +1,4 @@
-"""The SDE of SGD (THEORY.md 3.4), integrated with Diffrax: ``gf.flow(..., noise=SGDNoise(...))``.
+"""The SDE of SGD (THEORY 3.4), integrated with Diffrax: ``gf.flow(..., noise=SGDNoise(...))``.
 
     d state = v(state) dt + G(state) dβ,     G Gᵀ = η P Σ Pᵀ     (Itô)
 
@@ -48,43 +48,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import bad_value, check_choice
-from ._flow import _traced, save_times
-from ._hessian import stable_learning_rate
-from ._noise import SGDNoise, SGDTerm, StepBrownianPath
-from ._observables import GROUPS
-from ._observables import saveat as observation_saveat
-from ._problem import Problem
-from ._solver import ProjectedSolver
-from ._trajectory import Trajectory, from_run
+from .._hessian import stable_learning_rate
+from .._problem import Problem
+from .._trajectory import Trajectory, from_run
+from .._validate import bad_value
+from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
+from . import _defaults
+from ._core import check_run_arguments, run_stats, save_times, solve, traced
 
 SDE_SOLVERS = ("euler", "euler-adaptive")
-#: Default fixed step: ``η / DEFAULT_STEPS_PER_LR``.
-DEFAULT_STEPS_PER_LR = 4
 
 
-class ItoProjectedSolver(ProjectedSolver, diffrax.AbstractItoSolver):
-    """:class:`ProjectedSolver` around an Itô solver, marked Itô for Diffrax."""
-
-
-class HalfStepEuler(diffrax.HalfSolver, diffrax.AbstractItoSolver):
-    """``HalfSolver`` whose dense output is the accepted two-half-step value.
-
-    Diffrax's ``HalfSolver`` returns the dense information of the single full step, so a
-    value saved at a step's end would be the rejected full step; here it is ``y1``.
-    """
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        y1, y_error, _, solver_state, result = super().step(
-            terms, t0, t1, y0, args, solver_state, made_jump
-        )
-        return y1, y_error, dict(y0=y0, y1=y1), solver_state, result
-
-
-def resolve_sde_solver(solver, normalization: str):
+def resolve_sde_solver(solver, parametrization):
     """``(solver, adaptive)`` for a name in :data:`SDE_SOLVERS` (or ``diffrax.Euler()``)."""
     if solver is None:
-        solver = "euler"
+        solver = _defaults.SDE["solver"]
     if isinstance(solver, str):
         if solver not in SDE_SOLVERS:
             hint = (
@@ -100,8 +78,8 @@ def resolve_sde_solver(solver, normalization: str):
                 "with noise use one of " + ", ".join(map(repr, SDE_SOLVERS)) + hint,
             )
         if solver == "euler":
-            return ItoProjectedSolver(diffrax.Euler(), normalization), False
-        return HalfStepEuler(ItoProjectedSolver(diffrax.Euler(), normalization)), True
+            return ItoProjectedSolver(diffrax.Euler(), parametrization), False
+        return HalfStepEuler(ItoProjectedSolver(diffrax.Euler(), parametrization)), True
     if isinstance(solver, diffrax.AbstractStratonovichSolver):
         raise bad_value(
             "flow",
@@ -119,7 +97,7 @@ def resolve_sde_solver(solver, normalization: str):
             "are one fused term, so solvers that need MultiTerm(ODETerm, ControlTerm), such as "
             "ItoMilstein, do not apply)",
         )
-    return ItoProjectedSolver(solver, normalization), False
+    return ItoProjectedSolver(solver, parametrization), False
 
 
 def sde(
@@ -134,10 +112,10 @@ def sde(
     ts=None,
     solver=None,
     dt0: float | None = None,
-    rtol: float = 1e-2,
-    atol: float = 1e-4,
-    dtmin: float | None = 1e-3,
-    max_steps: int = 2_000_000,
+    rtol: float = _defaults.SDE["rtol"],
+    atol: float = _defaults.SDE["atol"],
+    dtmin: float | None = _defaults.SDE["dtmin"],
+    max_steps: int = _defaults.SDE["max_steps"],
     on_max_steps: str = "raise",
     observables: tuple[str, ...] = (),
     state0=None,
@@ -161,21 +139,21 @@ def sde(
         raise bad_value("flow", "key", key, "the SDE needs a PRNG key: pass key=jax.random.key(0)")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise bad_value("flow", "seeds", seeds, "use a positive integer or None")
-    for name, value in (("t1", t1), ("max_steps", max_steps)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise bad_value("flow", name, value, "use a number > 0")
-    if not t1 > t0:
-        raise bad_value("flow", "t1", t1, f"use t1 > t0 = {t0}")
-    check_choice("flow", "on_max_steps", on_max_steps, ("raise", "truncate"))
-    for g in observables:
-        check_choice("flow", "observables", g, tuple(GROUPS))
+    check_run_arguments(
+        "flow",
+        t0=t0,
+        t1=t1,
+        max_steps=max_steps,
+        on_max_steps=on_max_steps,
+        observables=observables,
+    )
     n = problem.n_train
     scale = noise.scale(n)
-    inner, adaptive = resolve_sde_solver(solver, problem.normalization)
+    inner, adaptive = resolve_sde_solver(solver, problem.parametrization)
     grid = save_times(t0, t1, save_every, ts)
     span = t1 - t0
     if dt0 is None:
-        dt0 = noise.lr / DEFAULT_STEPS_PER_LR
+        dt0 = noise.lr / _defaults.SDE["steps_per_lr"]
     if not (isinstance(dt0, (int, float)) and not isinstance(dt0, bool) and dt0 > 0):
         raise bad_value("flow", "dt0", dt0, "use a number > 0")
     if adaptive:
@@ -188,7 +166,7 @@ def sde(
             )
         controller = diffrax.ClipStepSizeController(
             diffrax.PIDController(
-                rtol=_traced(rtol), atol=_traced(atol), dtmin=_traced(dtmin), force_dtmin=True
+                rtol=traced(rtol), atol=traced(atol), dtmin=traced(dtmin), force_dtmin=True
             ),
             step_ts=jnp.asarray(grid),
         )
@@ -218,25 +196,22 @@ def sde(
         tuple(observables),
         meter,
     )
-    saved_t, obs, final, sstats, result = jax.device_get(out)
+    raw = jax.device_get(out)
     if seeds is None:
-        obs, final = jax.tree.map(lambda a: a[0], (obs, final))
-    obs = {k: np.asarray(v) for k, v in obs.items()}
-    finite = np.all(np.isfinite(obs["loss"]), axis=-1) if seeds else np.isfinite(obs["loss"]).all()
-    finite = np.atleast_1d(finite)
-    status = "success"
-    if np.any(result != 0):
-        status = "max_steps_reached"
-    if not np.all(finite):
-        status = "diverged"
-    t_grid = np.asarray(saved_t[0])
+        raw = jax.tree.map(lambda a: a[0], raw)
+    obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
+    final = raw["final"]
+    run = run_stats(raw, seeded=seeds is not None)
+    loss = obs["loss"].reshape(-1, obs["loss"].shape[-1])
+    finite = np.all(np.isfinite(loss) | ~np.isfinite(np.asarray(raw["t"]).reshape(loss.shape)), 1)
+    status = run["status"]
+    t_grid = np.asarray(raw["t"])[0] if seeds else np.asarray(raw["t"])
     keep = np.isfinite(t_grid)
     stats = {
-        "num_steps": [int(s) for s in sstats["num_steps"]],
-        "num_accepted_steps": [int(s) for s in sstats["num_accepted_steps"]],
-        "num_rejected_steps": [int(s) for s in sstats["num_rejected_steps"]],
+        **{k: run[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")},
         "num_diverged_seeds": int(np.sum(~finite)),
         "status": status,
+        "t_reached": run["t_reached"],
         "solver": solver
         if isinstance(solver, str)
         else ("euler" if solver is None else type(solver).__name__),
@@ -248,11 +223,8 @@ def sde(
         "noise_scale": scale,
         "noise_coefficient": noise.coefficient(n),
     }
-    if seeds is None:
-        for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
-            stats[k] = stats[k][0]
     if status == "diverged" and on_max_steps == "raise":
-        bad_t = t_grid[np.argmax(~np.isfinite(obs["loss"].reshape(-1, t_grid.size)).any(0))]
+        bad_t = t_grid[np.argmax(~np.isfinite(loss).any(0))]
         eta_max, lam = stable_learning_rate(problem)
         raise RuntimeError(
             f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
@@ -294,29 +266,15 @@ def _integrate(
     problem, y0, t0, t1, grid, scale, keys, solver, controller, dt0, tol, max_steps, groups, meter
 ):
     n = problem.x_train.shape[0]
-    saveat = observation_saveat(grid, groups)
 
     def one(key):
         if tol is None:
             path = StepBrownianPath((n,), key, t0, dt0)
         else:
             path = diffrax.VirtualBrownianTree(t0, t1, tol, (n,), key)
-        sol = diffrax.diffeqsolve(
-            SGDTerm(scale, path),
-            solver,
-            t0,
-            t1,
-            dt0,
-            y0,
-            args=problem,
-            saveat=saveat,
-            stepsize_controller=controller,
-            max_steps=max_steps,
-            throw=False,
-            progress_meter=meter,
+        term = SGDTerm(scale, path)
+        return solve(
+            term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter
         )
-        (saved_t, _), (obs, final) = sol.ts, sol.ys
-        final = jax.tree.map(lambda a: a[-1], final)
-        return saved_t, obs, final, sol.stats, sol.result._value
 
     return jax.vmap(one)(keys)

@@ -13,11 +13,10 @@ import jax
 import numpy as np
 import xarray as xr
 
-from ._errors import bad_value
-from ._noise import SGDNoise
-from ._problem import Problem
-from ._sde import sde
-from ._sgd import sgd
+from .._problem import Problem
+from .._validate import bad_value
+from ..diffrax_ext import SGDNoise
+from ..dynamics import sde, sgd
 
 #: Observables compared by :func:`sde_vs_sgd` (THEORY 4: loss, ρ, margins).
 COMPARED = ("data_loss", "rho", "margin_min", "margin_mean")

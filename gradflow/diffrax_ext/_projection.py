@@ -1,0 +1,60 @@
+"""Projection onto the constraint set after every step, as a Diffrax solver wrapper.
+
+:class:`ProjectedSolver` retracts the state onto the parametrization's constraint set after
+each step (the LM flows keep ``||V_k|| = 1`` to rounding rather than to the solver tolerance;
+the dense output is patched so that values saved at step ends are the projected ones).
+:class:`ItoProjectedSolver` is the same wrapper marked Itô, for the SDE of SGD.
+"""
+
+from __future__ import annotations
+
+import diffrax
+
+from .._parametrization import AbstractParametrization
+
+
+class ProjectedSolver(diffrax.AbstractWrappedSolver):
+    """``solver``, followed by ``parametrization.project`` on every step's result."""
+
+    solver: diffrax.AbstractSolver
+    parametrization: AbstractParametrization
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):  # pyright: ignore
+        return self.solver.interpolation_cls
+
+    @property
+    def term_compatible_contr_kwargs(self):
+        return self.solver.term_compatible_contr_kwargs
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def strong_order(self, terms):
+        return self.solver.strong_order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return self.solver.init(terms, t0, t1, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, dense_info, solver_state, result = self.solver.step(
+            terms, t0, t1, y0, args, solver_state, made_jump
+        )
+        y1 = self.parametrization.project(y1)
+        if "y1" in dense_info:
+            dense_info = dict(dense_info, y1=y1)
+        return y1, y_error, dense_info, solver_state, result
+
+    def func(self, terms, t0, y0, args):
+        return self.solver.func(terms, t0, y0, args)
+
+
+class ItoProjectedSolver(ProjectedSolver, diffrax.AbstractItoSolver):
+    """:class:`ProjectedSolver` around an Itô solver, marked Itô for Diffrax."""

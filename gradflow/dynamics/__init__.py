@@ -1,0 +1,35 @@
+"""The dynamics of a :class:`gradflow.Problem`, all on the flow's time axis ``t``.
+
+* :func:`flow` (``_ode.py``): the gradient-flow ODE; with ``noise=SGDNoise(...)`` the SDE of
+  SGD (:func:`sde`, ``_sde.py``). Both run on the integration core of ``_core.py`` (one
+  ``diffeqsolve`` call, one place that turns its result into stats).
+* :func:`sgd` (``_sgd.py``): discrete SGD / GD on the same problem, step ``j`` at ``t = η j``.
+* ``ODE_DEFAULTS``, ``SDE_DEFAULTS``, ``SGD_DEFAULTS`` (``_defaults.py``): one table of defaults
+  per dynamics, read by the API and by the scenario schema.
+"""
+
+from ._core import save_times
+from ._defaults import ODE as ODE_DEFAULTS
+from ._defaults import SDE as SDE_DEFAULTS
+from ._defaults import SGD as SGD_DEFAULTS
+from ._ode import DEFAULT, EVALS_PER_STEP, SOLVERS, default_controller, flow, resolve_solver
+from ._sde import SDE_SOLVERS, sde
+from ._sgd import Diverged, batch_indices, sgd
+
+__all__ = [
+    "DEFAULT",
+    "Diverged",
+    "EVALS_PER_STEP",
+    "ODE_DEFAULTS",
+    "SDE_DEFAULTS",
+    "SDE_SOLVERS",
+    "SGD_DEFAULTS",
+    "SOLVERS",
+    "batch_indices",
+    "default_controller",
+    "flow",
+    "resolve_solver",
+    "save_times",
+    "sde",
+    "sgd",
+]

@@ -1,0 +1,298 @@
+"""``gf.flow``: the gradient-flow ODE of a :class:`Problem`, integrated with Diffrax.
+
+The SDE of SGD shares this entry point (``noise=gf.SGDNoise(...)``, :mod:`._sde`) and the
+integration core (:mod:`._core`).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._problem import Problem
+from .._trajectory import Trajectory, from_run
+from .._validate import bad_value, check_choice
+from ..diffrax_ext import FloorController, ProjectedSolver
+from . import _defaults
+from ._core import check_run_arguments, run_stats, save_times, solve, traced
+
+#: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
+#: solvers whose work ``benchmarks/work_precision.py`` and the ``work_precision`` figure count
+#: (``evals = stats["num_steps"] * per_step + at_start``; rejected steps included, the initial
+#: step-size selection not). Heun's second stage is at ``y0 + h k1``, not at ``y1``, so it is not
+#: FSAL; Bosh3 (4 stages) and Tsit5 (7 stages) are: the first stage of a step is the last of
+#: the previous one (or of the same start after a rejection).
+EVALS_PER_STEP = {"euler": (1, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
+
+SOLVERS = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "midpoint": diffrax.Midpoint,
+    "ralston": diffrax.Ralston,
+    "bosh3": diffrax.Bosh3,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+}
+
+
+def resolve_solver(solver) -> diffrax.AbstractSolver:
+    """A Diffrax solver from a name in :data:`SOLVERS`, an instance, or ``None`` (default)."""
+    if solver is None:
+        solver = _defaults.ODE["solver"]
+    if isinstance(solver, str):
+        check_choice("flow", "solver", solver, tuple(SOLVERS))
+        return SOLVERS[solver]()
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise bad_value("flow", "solver", solver, "use a solver name or a diffrax solver")
+    return solver
+
+
+class _Default:
+    """The value of an argument left to the table of defaults (:mod:`._defaults`)."""
+
+    def __repr__(self):
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
+
+
+def default_controller(rtol=DEFAULT, atol=DEFAULT, dtmin=DEFAULT):
+    """The default step-size controller of ``gf.flow``: :class:`FloorController` around a
+    ``PIDController(rtol, atol)`` (no floor when ``dtmin`` is ``None``); ``DEFAULT`` takes the
+    value of ``gradflow.dynamics.ODE_DEFAULTS``. Tolerances enter traced, so a sweep over them
+    compiles once."""
+    d = _defaults.ODE
+    rtol, atol, dtmin = (
+        d[k] if v is DEFAULT else v for k, v in (("rtol", rtol), ("atol", atol), ("dtmin", dtmin))
+    )
+    pid = diffrax.PIDController(rtol=traced(rtol), atol=traced(atol))
+    return pid if dtmin is None else FloorController(pid, traced(dtmin))
+
+
+def flow(
+    problem: Problem,
+    *,
+    t1: float,
+    t0: float = 0.0,
+    save_every: float | None = None,
+    ts=None,
+    solver=None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    rtol=DEFAULT,
+    atol=DEFAULT,
+    dtmin=DEFAULT,
+    dt0: float | None = None,
+    max_steps: int = _defaults.ODE["max_steps"],
+    on_max_steps: str = "raise",
+    observables: tuple[str, ...] = (),
+    state0=None,
+    progress: bool = False,
+    noise=None,
+    key=None,
+    seeds: int | None = None,
+) -> Trajectory:
+    """Integrate the gradient flow ``d state/dt = −∇L`` of ``problem`` (THEORY 3.1–3.3).
+
+    Args:
+        problem: the :class:`Problem` (network, data, λ, parametrization).
+        t1, t0: the time interval, in flow time (SGD step ``j`` is ``t = η j``).
+        save_every, ts: the save grid (see :func:`save_times`); observables are computed at
+            these times by :func:`gradflow._observables.observe` (Diffrax ``SaveAt(fn=…)``).
+        solver: a name in :data:`SOLVERS` or any Diffrax solver (default ``"heun"``).
+            ``"euler"`` (gradient descent) and other non-adaptive solvers need a fixed ``dt0``.
+        stepsize_controller: any Diffrax step-size controller, e.g.
+            ``diffrax.ConstantStepSize()`` (with ``dt0``) for fixed-step Heun. Default, for
+            adaptive solvers: :func:`default_controller` (``rtol``, ``atol``, ``dtmin``). Every
+            adaptive controller is wrapped in ``diffrax.ClipStepSizeController`` so that it
+            steps exactly to each save time.
+        rtol, atol, dtmin: the default controller's settings (``gradflow.dynamics.ODE_DEFAULTS``:
+            Heun, 1e-4, 1e-6, 1e-4); they cannot be combined with ``stepsize_controller``.
+            ``dtmin`` is the step floor: the ReLU flow's right-hand side jumps on switching
+            surfaces and may slide along them (Filippov), where an adaptive controller would
+            shrink its step without end. A step at the floor that fails the tolerance is
+            accepted if it decreases the loss (counted in ``stats["num_floor_steps"]``), else
+            refused and the floor halves (``stats["num_floor_rejections"]``); see
+            :class:`gradflow.diffrax_ext.FloorController`. ``None`` disables the floor.
+        max_steps: hitting it raises a ``RuntimeError`` naming the time reached, unless
+            ``on_max_steps="truncate"`` (then the partial trajectory is returned).
+        observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
+            ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
+        state0: a starting state (default: the model's weights in the problem's form).
+        noise, key, seeds: with ``noise=gf.SGDNoise(lr, batch_size, sampling)``, integrate the
+            SDE of SGD (THEORY 3.4, Itô) instead: see :func:`gradflow.dynamics.sde` for its
+            solvers (``"euler"``: fixed-step Euler–Maruyama, ``dt0`` default ``lr/4``;
+            ``"euler-adaptive"``, with the SDE's own loose default tolerances
+            ``gradflow.dynamics.SDE_DEFAULTS``). ``key`` is required; ``seeds=k`` runs ``k``
+            Brownian paths in one ``vmap`` (leading ``seed`` dimension). The result has
+            ``kind="sde"``.
+
+    Returns:
+        A :class:`Trajectory` with ``loss``, ``data_loss``, ``train_acc``, ``test_acc``,
+        ``rho``, ``rho_k``, ``balance_gap``, ``margin_min/mean/std``, and per parametrization
+        ``unit_norm_error`` (LM), ``v_norm`` (WN), ``rho_eq`` (lm-last), against ``t``.
+    """
+    if not isinstance(problem, Problem):
+        raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
+    tolerances = {"rtol": rtol, "atol": atol, "dtmin": dtmin}
+    # ---- the SDE of SGD (gradflow/dynamics/_sde.py) ----------------------------------------
+    if noise is not None:
+        from ._sde import sde
+
+        if stepsize_controller is not None:
+            raise bad_value(
+                "flow",
+                "stepsize_controller",
+                stepsize_controller,
+                "with noise the SDE chooses its controller from solver ('euler' or "
+                "'euler-adaptive'); pass rtol, atol, dtmin instead",
+            )
+        given = {k: v for k, v in tolerances.items() if v is not DEFAULT}
+        return sde(
+            problem,
+            noise,
+            key=key,
+            seeds=seeds,
+            t1=t1,
+            t0=t0,
+            save_every=save_every,
+            ts=ts,
+            solver=solver,
+            dt0=dt0,
+            max_steps=max_steps,
+            on_max_steps=on_max_steps,
+            observables=observables,
+            state0=state0,
+            progress=progress,
+            **given,
+        )
+    if key is not None or seeds is not None:
+        raise bad_value(
+            "flow",
+            "seeds" if key is None else "key",
+            seeds if key is None else key,
+            "key and seeds apply to the SDE only: pass noise=gf.SGDNoise(...)",
+        )
+    # ---------------------------------------------------------------------------------------
+    check_run_arguments(
+        "flow",
+        t0=t0,
+        t1=t1,
+        max_steps=max_steps,
+        on_max_steps=on_max_steps,
+        observables=observables,
+    )
+    for name in ("rtol", "atol"):
+        if tolerances[name] is not DEFAULT:
+            value = tolerances[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise bad_value("flow", name, value, "use a number > 0")
+    if dtmin is not DEFAULT and dtmin is not None and not dtmin > 0:
+        raise bad_value("flow", "dtmin", dtmin, "use a number > 0 or None")
+    grid = save_times(t0, t1, save_every, ts)
+    inner = resolve_solver(solver)
+    if stepsize_controller is not None:
+        if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
+            raise bad_value(
+                "flow",
+                "stepsize_controller",
+                stepsize_controller,
+                "use a diffrax step-size controller",
+            )
+        given = [k for k, v in tolerances.items() if v is not DEFAULT]
+        if given:
+            raise bad_value(
+                "flow",
+                given[0],
+                tolerances[given[0]],
+                "it configures the default controller; with stepsize_controller set the "
+                "tolerances on the controller itself",
+            )
+        controller = stepsize_controller
+    elif isinstance(inner, diffrax.AbstractAdaptiveSolver):
+        controller = default_controller(rtol, atol, dtmin)
+    else:
+        controller = diffrax.ConstantStepSize()
+    adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    if adaptive and not isinstance(controller, diffrax.ClipStepSizeController):
+        controller = diffrax.ClipStepSizeController(controller, step_ts=jnp.asarray(grid))
+    if not adaptive and dt0 is None:
+        raise bad_value(
+            "flow",
+            "dt0",
+            dt0,
+            f"solver {type(inner).__name__} with {type(controller).__name__} needs a fixed dt0 > 0",
+        )
+    solver_obj = ProjectedSolver(inner, problem.parametrization)
+    y0 = problem.initial_state() if state0 is None else state0
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    raw = jax.device_get(
+        _integrate(
+            problem,
+            y0,
+            jnp.asarray(t0, float),
+            jnp.asarray(t1, float),
+            jnp.asarray(grid),
+            solver_obj,
+            controller,
+            traced(dt0),
+            int(max_steps),
+            tuple(observables),
+            meter,
+        )
+    )
+    settings = _settings(controller) if adaptive else {"rtol": None, "atol": None, "dtmin": None}
+    stats = run_stats(raw)
+    stats.update(
+        max_steps=int(max_steps), solver=type(inner).__name__, controller=type(controller).__name__
+    )
+    stats.update(settings, dt0=dt0)
+    if stats["status"] != "success" and on_max_steps == "raise":
+        raise RuntimeError(
+            f"flow: stopped at t={stats['t_reached']:.6g} of t1={t1} after {stats['num_steps']} "
+            f"steps ({stats['status']}); raise max_steps (now {max_steps}), raise dtmin, or pass "
+            "on_max_steps='truncate' to keep the partial trajectory"
+        )
+    config = {
+        "dynamics": "flow",
+        "problem": problem.describe(),
+        "t0": t0,
+        "t1": t1,
+        "observables": list(observables),
+    }
+    config.update({k: stats[k] for k in ("solver", "rtol", "atol", "dtmin", "dt0")})
+    keep = np.isfinite(raw["t"])
+    return from_run(
+        problem,
+        "flow",
+        raw["t"][keep],
+        {k: np.asarray(v)[keep] for k, v in raw["obs"].items()},
+        raw["final"],
+        groups=observables,
+        stats=stats,
+        config=config,
+    )
+
+
+def _settings(controller) -> dict:
+    """``rtol``, ``atol``, ``dtmin`` of a (clipped, floored) PID controller, as floats."""
+    clipped = isinstance(controller, diffrax.ClipStepSizeController)
+    inner = controller.controller if clipped else controller
+    floor = inner.dtmin if isinstance(inner, FloorController) else None
+    pid = inner.controller if isinstance(inner, FloorController) else inner
+    value = lambda v: None if v is None else float(v)  # noqa: E731
+    return {
+        "rtol": value(getattr(pid, "rtol", None)),
+        "atol": value(getattr(pid, "atol", None)),
+        "dtmin": value(floor),
+    }
+
+
+@eqx.filter_jit
+def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
+    term = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
+    return solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter)
