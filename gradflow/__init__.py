@@ -11,7 +11,8 @@ Public API (``import gradflow as gf``):
 * dynamics: :func:`flow` (ODE; SDE with ``noise=SGDNoise(...)``), :func:`sgd`;
 * results: :class:`Trajectory`, :func:`load`, :func:`register_observable`;
 * analysis: :func:`compare`, :func:`sde_vs_sgd`, :func:`ensemble_summary`,
-  :func:`top_hessian_eigenvalue`, :func:`stable_learning_rate`;
+  :func:`top_hessian_eigenvalue`, :func:`stable_learning_rate`, :func:`equilibrium` (exact
+  fixed points), :func:`hessian_spectrum`;
 * sub-packages: ``data``, ``models``, ``metrics``, ``predict``, ``bounds``, ``dynamics``,
   ``diffrax_ext``, ``analysis``, ``scenario``.
 """
@@ -32,9 +33,10 @@ from ._parametrization import (
 )
 from ._problem import Problem
 from ._trajectory import Trajectory, load, versions
-from .analysis import compare, ensemble_summary, sde_vs_sgd
+from .analysis import compare, ensemble_summary, equilibrium, hessian_spectrum, sde_vs_sgd
 from .diffrax_ext import FloorController, ProjectedSolver, SGDNoise
 from .dynamics import SOLVERS, Diverged, flow, sgd
+from .scenario import sweep
 
 try:
     __version__ = _version("gradflow")
@@ -61,7 +63,9 @@ __all__ = [
     "diffrax_ext",
     "dynamics",
     "ensemble_summary",
+    "equilibrium",
     "flow",
+    "hessian_spectrum",
     "load",
     "metrics",
     "models",
@@ -73,6 +77,7 @@ __all__ = [
     "sample_losses",
     "sgd",
     "square_error",
+    "sweep",
     "stable_learning_rate",
     "top_hessian_eigenvalue",
     "versions",

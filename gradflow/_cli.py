@@ -1,6 +1,7 @@
 """The ``gradflow`` command.
 
     gradflow run FILE [--out DIR] [--set key=value ...] [--fast]
+    gradflow sweep FILE [--out DIR] [--set ...] [--fast] [--workers K | --scheduler ADDR] [--resume]
     gradflow info
     gradflow figs [--fast] [--only NAME ...] [--out DIR]
 
@@ -65,6 +66,41 @@ def _parser() -> argparse.ArgumentParser:
         help="apply the scenario's [fast] table (a run of seconds, for checks)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    # ---- sweep: a scenario with a [sweep] table ----
+    sw = sub.add_parser(
+        "sweep",
+        help="run a scenario at every point of its [sweep] axes",
+        description="Validate every point of a sweep, run them (batched where only traced "
+        "values differ; on Dask workers with --workers/--scheduler) and write one NetCDF "
+        "Dataset with the axes as dimensions.",
+    )
+    sw.add_argument("file", metavar="FILE", help="the scenario TOML file with a [sweep] table")
+    sw.add_argument("--out", metavar="DIR", default="results", help="output folder")
+    sw.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="sets",
+        help="override a key at every point (repeatable)",
+    )
+    sw.add_argument("--fast", action="store_true", help="apply the scenario's [fast] table")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        metavar="K",
+        type=_nonnegative,
+        default=0,
+        help="a Dask LocalCluster of K worker processes (default 0: in this process)",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="the address of a running Dask scheduler (e.g. tcp://host:8786)",
+    )
+    sw.add_argument("--resume", action="store_true", help="skip the points already finished")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
     # ---- figs: paper_figs/ (not an installed package; see figs() below) ----
     figs_parser = sub.add_parser(
         "figs",
@@ -90,6 +126,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer >= 0")
+    return value
+
+
 def _error(message: str) -> None:
     print(f"gradflow: error: {' '.join(str(message).split())}", file=sys.stderr)
 
@@ -108,7 +154,55 @@ def main(argv=None) -> int:
         return info()
     if args.command == "figs":
         return figs(fast=args.fast, only=args.only, out=args.out)
+    if args.command == "sweep":
+        return sweep(
+            args.file,
+            out=args.out,
+            sets=args.sets,
+            fast=args.fast,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
     return run(args.file, out=args.out, sets=args.sets, fast=args.fast, progress=not args.quiet)
+
+
+def sweep(file, *, out, sets, fast, workers, scheduler, resume, progress) -> int:
+    """``gradflow sweep``: validate every point, run, write; returns the exit status
+    (0 every point succeeded, 3 some diverged, 1 some failed otherwise, 2 bad input)."""
+    from .scenario import ConfigError
+    from .scenario import sweep as run_sweep
+
+    try:
+        ds = run_sweep(
+            file,
+            sets=sets,
+            fast=fast,
+            out=out,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            progress=progress,
+        )
+    except ConfigError as err:
+        _error(err)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        _error(err)
+        return EXIT_FAILED
+    status = [str(s) for s in ds["status"].values.ravel()]
+    counts = {s: status.count(s) for s in sorted(set(status))}
+    print(
+        f"wrote {out}/{ds.attrs['scenario']}.sweep.nc: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
+    for s, m in zip(status, ds["message"].values.ravel()):
+        if s != "success":
+            print(f"gradflow: a point {s}: {m}", file=sys.stderr)
+    if set(status) <= {"success"}:
+        return EXIT_OK
+    return EXIT_DIVERGED if set(status) <= {"success", "diverged"} else EXIT_FAILED
 
 
 def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
@@ -168,10 +262,27 @@ def info() -> int:
     for name, version in versions().items():
         print(f"{name:16s}{version}")
     print(f"{'devices':16s}{', '.join(str(d) for d in jax.devices())}")
+    for device in jax.devices():
+        print(f"{'  ' + str(device):16s}{device.device_kind}; memory {_device_memory(device)}")
     print(f"{'backend':16s}{jax.default_backend()}")
     print(f"{'x64 enabled':16s}{bool(jax.config.jax_enable_x64)}")
     print(f"{'default float':16s}{jnp.dtype(jnp.result_type(float)).name}")
+    precisions = "float32, float64" if jax.config.jax_enable_x64 else "float32"
+    print(f"{'precisions':16s}{precisions} (Problem(precision=...), problem.precision)")
     return EXIT_OK
+
+
+def _device_memory(device) -> str:
+    """The device's memory as JAX reports it (``memory_stats()``; None on most CPUs)."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - a backend without the query says so, nothing more
+        stats = None
+    if not stats or "bytes_limit" not in stats:
+        return "not reported by JAX on this device"
+    gib = 2.0**30
+    used = stats.get("bytes_in_use", 0) / gib
+    return f"{stats['bytes_limit'] / gib:.1f} GiB ({used:.2f} GiB in use)"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Observables recorded at save times by every dynamics (one function for all of them).
 
+Every observable that needs the data takes them from ``problem.outputs`` / ``problem.features``,
+which run in chunks of ``problem.chunk_size`` samples (``lax.map``).
+
 ``observe(problem, state)`` returns a dict of arrays; :data:`DIMS` names the extra
 dimensions of the non-scalar ones. Optional groups (``gf.flow(..., observables=("nc",))``,
 the scenario key ``output.observables``) come from a public registry:
@@ -127,7 +130,7 @@ def _labels(y):
 def _nc_group(problem, state) -> dict:
     """THEORY 5's NC1–NC4 of the training features (the input of the last layer)."""
     weights = problem.to_weights(state)
-    feats = jax.vmap(problem.model.apply_features, (None, 0))(weights, problem.x_train)
+    feats = problem.features(state)  # in chunks of problem.chunk_size samples
     last = weights[-1].reshape(weights[-1].shape[0], -1)
     if last.shape[1] != feats.shape[1]:  # a convolutional last layer: its Toeplitz matrix
         last = jax.jacfwd(lambda h: problem.model.apply_last(weights[-1], h))(feats[0])

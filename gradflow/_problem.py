@@ -34,6 +34,20 @@ class Problem(eqx.Module):
         freeze_directions: LM variants only: hold every ``V_k`` fixed, so that ρ follows the
             scalar laws of THEORY 4.1 (lm-last: closed-form relaxation) and 4.2 (lm-all: the
             balanced reduced ODE). Shorthand for ``LMLast(freeze_directions=True)``.
+        chunk_size: ``k >= 1``: the loss, its gradient (the velocity), the SDE's noise and
+            every observable over the full data are computed ``k`` samples at a time
+            (:mod:`gradflow._loss`), so that peak memory is ``O(k · activations + P)``; the
+            results equal the unchunked ones to rounding, for any ``k`` (not only divisors of
+            ``N``; ``⌈N/k⌉ k`` samples are evaluated). ``None`` (the default): chunks whose
+            activations, ``k × model.activation_floats`` floats, fit in 256 MiB
+            (:data:`gradflow._loss.CHUNK_BUDGET_BYTES`), balanced over the larger split
+            (:func:`gradflow._loss.default_chunk_size`); no chunking when the data fit.
+            Batches of SGD of at most ``k`` samples are one chunk.
+        precision: ``"float32"`` or ``"float64"``: the dtype of the data, the weights, λ and
+            so of every computation. ``None`` (the default): JAX's default float, float64 when
+            ``jax_enable_x64`` is on (as in the tests and the ``gradflow`` command).
+            ``"float64"`` needs ``jax_enable_x64``. docs/scale.md gives the tolerances that
+            float32 supports.
 
     Time is the flow's time ``t``; SGD step ``j`` is ``t = η j``.
     """
@@ -47,6 +61,8 @@ class Problem(eqx.Module):
     parametrization: AbstractParametrization
     data_name: str = eqx.field(static=True)
     data_options: str = eqx.field(static=True)
+    chunk_size: int = eqx.field(static=True)
+    precision: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -56,8 +72,11 @@ class Problem(eqx.Module):
         weight_decay: float = 0.0,
         normalization: str | AbstractParametrization = "none",
         freeze_directions: bool = False,
+        chunk_size: int | None = None,
+        precision: str | None = None,
     ):
         parametrization = resolve_parametrization(normalization, freeze_directions)
+        dtype = _resolve_precision(precision)
         if (
             isinstance(weight_decay, bool)
             or not isinstance(weight_decay, (int, float, np.floating, np.integer))
@@ -65,7 +84,19 @@ class Problem(eqx.Module):
             or weight_decay < 0
         ):
             raise bad_value("Problem", "weight_decay", weight_decay, "use a finite number >= 0")
-        dtype = jnp.result_type(float)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1
+        ):
+            raise bad_value(
+                "Problem",
+                "chunk_size",
+                chunk_size,
+                "use an integer >= 1, or None for the default (activations within 256 MiB)",
+            )
+        if any(jnp.dtype(w.dtype) != dtype for w in model.weights):
+            model = model.with_weights(tuple(jnp.asarray(w, dtype) for w in model.weights))
         self.model = model
         self.x_train = jnp.asarray(data.x_train, dtype)
         self.y_train = jnp.asarray(data.y_train, dtype)
@@ -75,6 +106,12 @@ class Problem(eqx.Module):
         self.parametrization = parametrization
         self.data_name = getattr(data, "name", "custom")
         self.data_options = json.dumps(getattr(data, "options", {}), default=str, sort_keys=True)
+        self.precision = dtype.name
+        if chunk_size is None:  # balanced for the training set, within the budget for both
+            n_test = 0 if self.x_test is None else self.x_test.shape[0]
+            n_balance = self.x_train.shape[0] if self.x_train.shape[0] >= n_test else n_test
+            chunk_size = _loss.default_chunk_size(model, n_balance, dtype.itemsize)
+        self.chunk_size = int(chunk_size)
         _check_shapes(model, self.x_train, self.y_train)
 
     @property
@@ -97,6 +134,22 @@ class Problem(eqx.Module):
     def to_weights(self, state) -> tuple:
         return self.parametrization.to_weights(state)
 
+    def network_weights(self, state) -> tuple:
+        """The weights the network is applied with: :meth:`to_weights` in :attr:`precision`.
+
+        The cast matters where a dynamics keeps its state in another dtype (Diffrax keeps a
+        float32 problem's state in float64 under ``jax_enable_x64``, its times being float64):
+        the network's passes, the cost of a step, still run in the problem's precision.
+        """
+        return tuple(
+            w.astype(self.dtype) if w.dtype != self.dtype else w for w in self.to_weights(state)
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of every array of the problem (:attr:`precision`)."""
+        return jnp.dtype(self.precision)
+
     @property
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
@@ -110,7 +163,8 @@ class Problem(eqx.Module):
         """``(1/N) Σ ℓ_n`` at ``state`` (on the training set unless ``x, y`` are given)."""
         x = self.x_train if x is None else x
         y = self.y_train if y is None else y
-        return _loss.data_loss(self.model, self.to_weights(state), x, y, w)
+        w = None if w is None else jnp.asarray(w, self.dtype)
+        return _loss.data_loss(self.model, self.network_weights(state), x, y, w, self.chunk_size)
 
     def decay_term(self, state, weight_decay=None):
         lam = self.weight_decay if weight_decay is None else weight_decay
@@ -133,9 +187,14 @@ class Problem(eqx.Module):
         return self.parametrization.project(state)
 
     def outputs(self, state, x=None):
-        """``f(W; x_n)``, shape ``(N, C)``."""
+        """``f(W; x_n)``, shape ``(N, C)`` (in chunks of :attr:`chunk_size` samples)."""
         x = self.x_train if x is None else x
-        return _loss.outputs(self.model, self.to_weights(state), x)
+        return _loss.outputs(self.model, self.network_weights(state), x, self.chunk_size)
+
+    def features(self, state, x=None):
+        """The input of the last layer for every sample, ``(N, p)`` (in chunks)."""
+        x = self.x_train if x is None else x
+        return _loss.features(self.model, self.network_weights(state), x, self.chunk_size)
 
     def describe(self) -> dict:
         """A JSON-serialisable description (stored in results' attributes)."""
@@ -149,7 +208,29 @@ class Problem(eqx.Module):
             "data_options": json.loads(self.data_options),
             "n_train": self.n_train,
             "n_test": 0 if self.x_test is None else int(self.x_test.shape[0]),
+            "precision": self.precision,
+            "chunk_size": self.chunk_size,
         }
+
+
+PRECISIONS = ("float32", "float64")
+
+
+def _resolve_precision(precision) -> np.dtype:
+    """The dtype of ``Problem(precision=...)`` (``None``: JAX's default float)."""
+    if precision is None:
+        return jnp.dtype(jnp.result_type(float))
+    if precision not in PRECISIONS:
+        raise bad_value("Problem", "precision", precision, "use 'float32', 'float64' or None")
+    if precision == "float64" and not jax.config.jax_enable_x64:
+        raise bad_value(
+            "Problem",
+            "precision",
+            precision,
+            "it needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) before "
+            "building the problem), or use 'float32'",
+        )
+    return jnp.dtype(precision)
 
 
 def _check_shapes(model, x, y) -> None:

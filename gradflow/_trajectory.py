@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +19,25 @@ import xarray as xr
 from ._observables import dims_of
 
 _ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def code_hash() -> str:
+    """A hash of gradflow's sources (``gradflow/`` and ``models/``) and of the versions of the
+    numerical stack: what a cached result depends on besides its configuration."""
+    import gradflow
+    import gradflow.models
+
+    digest = hashlib.sha256()
+    for package in (gradflow, gradflow.models):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            if package is gradflow and path.is_relative_to(Path(gradflow.models.__file__).parent):
+                continue
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    digest.update(json.dumps({k: v for k, v in versions().items() if k != "git_revision"}).encode())
+    return digest.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:

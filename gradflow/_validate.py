@@ -25,10 +25,25 @@ def bad_value(where: str, name: str, value, allowed: str) -> ValueError:
     return ValueError(f"{where}: {name}={value!r} is not allowed; {allowed}")
 
 
+def did_you_mean(value, options) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``options`` to a misspelt ``value``."""
+    import difflib
+
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_choice(where: str, name: str, value, choices) -> None:
     """Refuse ``value`` unless it is one of ``choices`` (with the list in the message)."""
-    if value not in choices:
-        raise bad_value(where, name, value, "use one of " + ", ".join(map(repr, choices)))
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value is in no tuple of names
+        ok = False
+    if not ok:
+        allowed = "use one of " + ", ".join(map(repr, choices)) + did_you_mean(value, choices)
+        raise bad_value(where, name, value, allowed)
 
 
 class ConfigError(ValueError):
@@ -42,6 +57,8 @@ class Check:
     test: Callable[[Any], bool]
     allowed: str
     convert: Callable[[Any], Any] = lambda v: v
+    #: the names a ``choice`` allows (for a "did you mean" in the message)
+    options: tuple = ()
 
 
 def _is_number(v) -> bool:
@@ -77,7 +94,9 @@ def integer(ge: int, le: int | None = None, note: str = "") -> Check:
 def choice(options) -> Check:
     options = tuple(options)
     return Check(
-        lambda v: isinstance(v, str) and v in options, "use one of " + ", ".join(map(repr, options))
+        lambda v: isinstance(v, str) and v in options,
+        "use one of " + ", ".join(map(repr, options)),
+        options=options,
     )
 
 

@@ -1,7 +1,15 @@
 """Positively homogeneous, bias-free networks as Equinox modules."""
 
 from ._base import HomogeneousNet
-from ._cnn import LocalCNN
+from ._cnn import CONV_PATHS, LocalCNN, conv_batch, paper_cnn
 from ._mlp import MLP, DeepLinear
 
-__all__ = ["HomogeneousNet", "MLP", "DeepLinear", "LocalCNN"]
+__all__ = [
+    "HomogeneousNet",
+    "MLP",
+    "DeepLinear",
+    "LocalCNN",
+    "paper_cnn",
+    "conv_batch",
+    "CONV_PATHS",
+]

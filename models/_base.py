@@ -39,6 +39,48 @@ class HomogeneousNet(eqx.Module):
     def __call__(self, x: Array) -> Float[Array, " C"]:
         return self.apply(self.weights, x)
 
+    # ---- batch-native application: a batch (N, ...) in one call -----------------------------
+    def apply_features_batch(self, weights: tuple[Array, ...], x: Array) -> Float[Array, "N p"]:
+        """:meth:`apply_features` of every row of a batch ``x`` of shape ``(N, ...)``.
+
+        The base class maps the per-sample function over the rows; :class:`~gradflow.models.MLP`,
+        :class:`~gradflow.models.DeepLinear` and :class:`~gradflow.models.LocalCNN` apply their
+        layers to the batch directly (matrix products and convolutions with ``N`` as their
+        batch axis), which is what the loss (:mod:`gradflow._loss`) calls.
+        """
+        return jax.vmap(self.apply_features, in_axes=(None, 0))(weights, x)
+
+    def apply_last_batch(self, weight: Array, h: Float[Array, "N p"]) -> Float[Array, "N C"]:
+        """:meth:`apply_last` of every row of the features ``h`` of shape ``(N, p)``."""
+        return jax.vmap(self.apply_last, in_axes=(None, 0))(weight, h)
+
+    def apply_batch(self, weights: tuple[Array, ...], x: Array) -> Float[Array, "N C"]:
+        """``f(W; x_n)`` for every row of a batch ``x`` of shape ``(N, ...)``: ``(N, C)``.
+
+        Equal to ``jax.vmap(apply, (None, 0))(weights, x)`` to rounding.
+        """
+        return self.apply_last_batch(weights[-1], self.apply_features_batch(weights, x))
+
+    @property
+    def activation_floats(self) -> int:
+        """Floats per sample of every layer's output (the activations; not the input, which the
+        data already hold).
+
+        A forward and backward pass over ``k`` samples holds about ``k`` times this many floats
+        at once; :class:`gradflow.Problem` sizes its chunks of samples from it. The base class
+        counts ``W_k.shape[0]`` per layer (dense layers); subclasses count positions too.
+        """
+        return int(sum(int(w.shape[0]) for w in self.weights))
+
+    def pre_activations(self, weights: tuple[Array, ...], x: Array) -> tuple[Array, ...]:
+        """The inputs of the network's ReLUs for the given weights (unbatched ``x``), one array
+        per activated layer, first layer first; ``()`` for a network without activations.
+
+        Their signs are the network's activation pattern at ``x``: within one pattern the
+        flow's right-hand side is smooth (THEORY 1, "Non-smoothness").
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expose its pre-activations")
+
     def features(self, x: Array) -> Float[Array, " p"]:
         """The input of the last layer (the 'features' of neural collapse)."""
         return self.apply_features(self.weights, x)

@@ -21,6 +21,11 @@ def _dense_init(key, dims, gain, init_scale, dtype):
     )
 
 
+def _dense_activation_floats(weights) -> int:
+    """Every layer's output, per sample."""
+    return int(sum(w.shape[0] for w in weights))
+
+
 def _check_dims(cls: str, in_dim, widths, out_dim) -> tuple[int, ...]:
     for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
         if not isinstance(value, int) or value < 1:
@@ -76,6 +81,29 @@ class MLP(HomogeneousNet):
             h = act(w @ h)
         return h
 
+    def apply_features_batch(self, weights, x) -> Float[Array, "N p"]:
+        h = jnp.reshape(x, (x.shape[0], -1))
+        act = jax.nn.relu if self.activation == "relu" else (lambda z: z)
+        for w in weights[:-1]:
+            h = act(h @ w.T)
+        return h
+
+    def apply_last_batch(self, weight, h) -> Float[Array, "N C"]:
+        return h @ weight.T
+
+    @property
+    def activation_floats(self) -> int:
+        return _dense_activation_floats(self.weights)
+
+    def pre_activations(self, weights, x) -> tuple[Array, ...]:
+        if self.activation == "linear":
+            return ()
+        h, out = jnp.reshape(x, (-1,)), []
+        for w in weights[:-1]:
+            out.append(w @ h)
+            h = jax.nn.relu(out[-1])
+        return tuple(out)
+
     def apply_last(self, weight, h) -> Float[Array, " C"]:
         return weight @ h
 
@@ -104,6 +132,22 @@ class DeepLinear(HomogeneousNet):
         for w in weights[:-1]:
             h = w @ h
         return h
+
+    def apply_features_batch(self, weights, x) -> Float[Array, "N p"]:
+        h = jnp.reshape(x, (x.shape[0], -1))
+        for w in weights[:-1]:
+            h = h @ w.T
+        return h
+
+    def apply_last_batch(self, weight, h) -> Float[Array, "N C"]:
+        return h @ weight.T
+
+    @property
+    def activation_floats(self) -> int:
+        return _dense_activation_floats(self.weights)
+
+    def pre_activations(self, weights, x) -> tuple[Array, ...]:
+        return ()
 
     def apply_last(self, weight, h) -> Float[Array, " C"]:
         return weight @ h

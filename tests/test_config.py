@@ -4,6 +4,7 @@ import copy
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradflow.scenario import ConfigError, load_config, parse_set, validate
@@ -200,12 +201,38 @@ def test_file_errors(tmp_path):
         load_config(broken)
 
 
+def cifar_shaped_npz(path, n_per_class: int = 80, seed: int = 0):
+    """A random stand-in for a user's CIFAR-10 file: uint8 ``(N, 32, 32, 3)`` images with labels
+    0..9 (``n_per_class`` of labels 3 and 5, a few others) and a test split."""
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.repeat([3, 5], n_per_class), [0, 1, 2]])
+    x = rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8)
+    xt = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    np.savez(path, x_train=x, y_train=labels, x_test=xt, y_test=np.repeat([3, 5], 10))
+    return path
+
+
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.stem)
 @pytest.mark.parametrize("fast", [False, True])
-def test_shipped_scenarios_validate(path, fast):
-    config = load_config(path, fast=fast)
-    assert config.name == path.stem and config.question and config.description
-    assert config.runs
+def test_shipped_scenarios_validate(path, fast, tmp_path):
+    with open(path, "rb") as f:
+        data = tomllib.load(f)["data"]
+    sets = []
+    if data["name"] == "npz" and "path" not in data:  # the user's file: a generated stand-in
+        sets = [f"data.path={cifar_shaped_npz(tmp_path / 'user.npz')}"]
+    with open(path, "rb") as f:
+        swept = "sweep" in tomllib.load(f)
+    if swept:  # a sweep validates every point before anything runs (gradflow sweep FILE)
+        from gradflow.scenario._sweep_spec import load_sweep
+
+        spec = load_sweep(path, sets, fast=fast)
+        configs = [point.config for point in spec.points]
+        assert len(configs) > 1
+    else:
+        configs = [load_config(path, sets, fast=fast)]
+    for config in configs:
+        assert config.name == path.stem and config.question and config.description
+        assert config.runs
     with open(path, "rb") as f:
         assert "fast" in tomllib.load(f)  # every shipped scenario has a --fast mode
 

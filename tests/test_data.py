@@ -225,6 +225,65 @@ def test_npz_layouts_and_labels(tmp_path, shape, layout, expect, one_hot):
             assert len(match) == 1 and labels[match[0]] == c
 
 
+def _cifar_like(tmp_path, n=30, vectors=False):
+    """Channels-last CIFAR-shaped images whose channels have different means and scales."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, 32, 32, 3)) * [1.0, 3.0, 0.5] + [10.0, -2.0, 0.0]
+    xt = rng.standard_normal((12, 32, 32, 3)) * [1.0, 3.0, 0.5] + [10.0, -2.0, 0.0]
+    if vectors:
+        x, xt = x.reshape(n, -1), xt.reshape(12, -1)
+    labels = np.arange(n) % 2
+    path = tmp_path / "cifar_like.npz"
+    return _save(x.astype(np.float32), labels, path, x_test=xt, y_test=np.arange(12) % 2)
+
+
+def test_npz_channel_standardize_then_unit_norm(tmp_path):
+    """The paper's preprocessing: per-channel mean 0 and std 1 with the train statistics (the
+    test split standardized by them too), then unit norm per sample."""
+    path = _cifar_like(tmp_path)
+    raw = gd.load("npz", path=path, n_train=20, n_test=10)
+    std = gd.load("npz", path=path, n_train=20, n_test=10, channel_standardize=True)
+    both = gd.load(
+        "npz", path=path, n_train=20, n_test=10, channel_standardize=True, unit_norm=True
+    )
+    assert std.x_train.shape == (20, 3, 32, 32) and std.options["channel_standardize"] is True
+    np.testing.assert_allclose(std.x_train.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(std.x_train.std(axis=(0, 2, 3)), 1.0, rtol=1e-12)
+    mean = raw.x_train.mean(axis=(0, 2, 3))[None, :, None, None]
+    scale = raw.x_train.std(axis=(0, 2, 3))[None, :, None, None]
+    assert not np.allclose(scale, 1.0)  # the raw channels really differ
+    np.testing.assert_allclose(std.x_test, (raw.x_test - mean) / scale, rtol=1e-12, atol=1e-12)
+    for ds_std, ds_both in ((std.x_train, both.x_train), (std.x_test, both.x_test)):
+        norms = np.linalg.norm(ds_std.reshape(len(ds_std), -1), axis=1)
+        np.testing.assert_allclose(ds_both, ds_std / norms[:, None, None, None], rtol=1e-12)
+        np.testing.assert_allclose(
+            np.linalg.norm(ds_both.reshape(len(ds_both), -1), axis=1), 1.0, rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    ("opts", "vectors", "message"),
+    [
+        ({"channel_standardize": "yes"}, False, "option channel_standardize='yes' is not allowed"),
+        (
+            {"channel_standardize": True, "standardize": True},
+            False,
+            "option channel_standardize=True is not allowed; use it or standardize=True",
+        ),
+        (
+            {"channel_standardize": True},
+            True,
+            "option channel_standardize=True is not allowed; it needs channel-first inputs",
+        ),
+    ],
+)
+def test_npz_channel_standardize_bad_values(tmp_path, opts, vectors, message):
+    path = _cifar_like(tmp_path, vectors=vectors)
+    with pytest.raises(ValueError) as err:
+        gd.load("npz", path=path, **opts)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_npz_with_test_split_and_binary(tmp_path):
     rng = np.random.default_rng(1)
     x, xt = rng.standard_normal((20, 4, 4, 1)), rng.standard_normal((10, 4, 4, 1))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradflow as gf
+import gradflow.testing as gft
 from gradflow.models import MLP, DeepLinear
 
 NORMS = ("none", "lm-all", "lm-last", "wn")
@@ -24,51 +25,82 @@ def _mlp(dim=5, widths=(6, 6), out=1, seed=0, scale=1.0):
     return MLP(dim, widths, out, init_scale=scale, key=jax.random.PRNGKey(seed))
 
 
+#: The architectures of the Hypothesis tests below (gradflow.testing draws seeds and scales).
+MLP3 = gft.architecture("mlp-5-6-6-3", lambda k, s: MLP(5, (6, 6), 3, init_scale=s, key=k), (5,), 3)
+BALANCE = {
+    act: gft.architecture(
+        f"mlp-5-12-3-1-{act}",
+        lambda k, s, act=act: MLP(5, (12, 3), 1, activation=act, init_scale=s, key=k),
+        (5,),
+        1,
+    )
+    for act in ("relu", "linear")
+}
+
+
 @pytest.mark.parametrize("normalization", NORMS)
 @settings(max_examples=6)
-@given(
-    seed=st.integers(0, 10_000),
-    lam=st.sampled_from([0.0, 1e-3, 0.1]),
-    scale=st.floats(0.25, 0.6),
-)
-def test_total_loss_never_increases(normalization, seed, lam, scale):
-    data = _data(seed=seed, classes=3)
-    net = _mlp(out=3, seed=seed, scale=scale)
-    p = gf.Problem(net, data, weight_decay=lam, normalization=normalization)
+@given(data=st.data())
+def test_total_loss_never_increases(normalization, data):
+    p = data.draw(
+        gft.problems(
+            MLP3,
+            normalizations=normalization,
+            weight_decay=[0.0, 1e-3, 0.1],
+            init_scale=st.floats(0.25, 0.6),
+            n_train=32,
+            n_test=16,
+        )
+    )
     tr = gf.flow(p, t1=10.0, save_every=0.25)
     loss = tr["loss"]
     assert np.all(np.isfinite(loss))
-    assert np.all(np.diff(loss) <= 1e-12 * np.abs(loss[:-1])), np.max(np.diff(loss))
+    assert gft.loss_increase(tr) <= 1e-12, gft.loss_increase(tr)
     assert loss[-1] < loss[0]
 
 
 @pytest.mark.parametrize("normalization", ["lm-all", "lm-last"])
 @settings(max_examples=4)
-@given(seed=st.integers(0, 10_000), lam=st.sampled_from([1e-2, 0.1]))
-def test_lm_flows_keep_unit_norms(normalization, seed, lam):
-    p = gf.Problem(
-        _mlp(seed=seed, scale=0.5), _data(seed=seed), weight_decay=lam, normalization=normalization
+@given(data=st.data())
+def test_lm_flows_keep_unit_norms(normalization, data):
+    p = data.draw(
+        gft.problems(
+            "mlp-small",
+            normalizations=normalization,
+            weight_decay=[1e-2, 0.1],
+            init_scale=0.5,
+            n_train=32,
+            n_test=16,
+        )
     )
     tr = gf.flow(p, t1=50.0, save_every=1.0)
     assert tr.t[-1] == 50.0
-    assert np.max(tr["unit_norm_error"]) <= 1e-8
+    assert gft.unit_norm_error(tr) <= 1e-8  # the recorded observable and the final state
+    assert gft.tangency_error(p, tr.final_state) <= 1e-12
 
 
 @pytest.mark.parametrize("activation", ["relu", "linear"])
 @settings(max_examples=4)
-@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 0.05, 0.3]))
-def test_balancedness_law(activation, seed, lam):
+@given(data=st.data(), lam=st.sampled_from([0.0, 0.05, 0.3]))
+def test_balancedness_law(activation, data, lam):
     """3.1 / 4.5: ρ_k² − ρ_{k+1}² = gap(0) e^{−2λt} (constant when λ = 0).
 
     For ReLU the floor must be small: a forced step across a switching surface perturbs
     the invariant by O(dtmin²) (dtmin = 1e-4 gave 2.6e-6 relative drift by t = 5).
     """
-    net = MLP(5, (12, 3), 1, activation=activation, key=jax.random.PRNGKey(seed))
-    p = gf.Problem(net, _data(seed=seed), weight_decay=lam)
+    p = data.draw(
+        gft.problems(
+            BALANCE[activation],
+            normalizations="none",
+            weight_decay=lam,
+            init_scale=1.0,
+            n_train=32,
+            n_test=16,
+        )
+    )
+    assert gft.balance_rate_error(p, p.initial_state()) <= 1e-9  # the law of the vector field
     tr = gf.flow(p, t1=2.0, save_every=0.25, rtol=1e-10, atol=1e-12, dtmin=2e-5)
-    gap = tr["balance_gap"]
-    expected = gap[0][None, :] * np.exp(-2 * lam * tr.t)[:, None]
-    np.testing.assert_allclose(gap, expected, rtol=1e-6)
+    assert gft.balance_law_error(tr, lam) <= 1e-6  # elementwise relative, as assert_allclose
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
@@ -97,22 +129,31 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     np.testing.assert_allclose(wn["loss"], lm["loss"], rtol=10 * tol)
 
 
-@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 1e-3, 0.2]))
-def test_frozen_directions_relax_rho_as_closed_form(seed, lam):
+@given(data=st.data(), lam=st.sampled_from([0.0, 1e-3, 0.2]))
+def test_frozen_directions_relax_rho_as_closed_form(data, lam):
     """4.1: with V frozen, ρ(t) = ρ_eq + (ρ0 − ρ_eq) e^{−κt}, κ = (2/N)Σ||f_n||² + λ.
 
     With V frozen the ρ-equation is smooth, so no step floor (a forced floor step would
-    cap the accuracy at the floor's, not at rtol's).
+    cap the accuracy at the floor's, not at rtol's). The problems come from gradflow.testing
+    (data and network drawn per example, one compilation for all of them).
     """
-    data = _data(seed=seed)
-    net = _mlp(seed=seed)
-    p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last", freeze_directions=True)
+    p = data.draw(
+        gft.problems(
+            "mlp-small",
+            normalizations=gf.LMLast(freeze_directions=True),
+            weight_decay=lam,
+            init_scale=1.0,
+            n_train=32,
+            n_test=16,
+        )
+    )
+    net = p.model
     # the closed form, from the definitions (not from the library)
     w = net.weights
     norms = [jnp.linalg.norm(x) for x in w]
     v = tuple(x / n for x, n in zip(w, norms))
-    f = np.asarray(jax.vmap(net.apply, (None, 0))(v, jnp.asarray(data.x_train)))
-    y, n = data.y_train, data.n_train
+    f = np.asarray(jax.vmap(net.apply, (None, 0))(v, p.x_train))
+    y, n = np.asarray(p.y_train), p.n_train
     rho_eq = np.sum(y * f) / (np.sum(f**2) + n * lam / 2)
     kappa = 2 / n * np.sum(f**2) + lam
     rho0 = float(np.prod(norms))

@@ -1,4 +1,10 @@
-"""THEORY 2.1–2.3: homogeneity identities, for every model, to relative 1e-10."""
+"""THEORY 2.1–2.3: homogeneity identities, for every model, to relative 1e-10.
+
+The networks and inputs are drawn by gradflow.testing's strategies (every architecture of
+``gft.ARCHITECTURES``: MLPs with ReLU and linear activations, deep linear networks, 1-D and
+2-D local CNNs with dense and convolutional last layers); the identities are measured by its
+checkers, which return the deviation.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -7,96 +13,113 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gradflow.models import MLP, DeepLinear, LocalCNN
+import gradflow.testing as gft
+from gradflow.models import MLP, LocalCNN, paper_cnn
 
-MODELS = {
-    "mlp": (lambda k: MLP(6, (9, 7), 3, key=k), (6,)),
-    "mlp-binary": (lambda k: MLP(5, (8,), 1, key=k), (5,)),
-    "deep-linear": (lambda k: DeepLinear(4, (5, 6), 2, key=k), (4,)),
-    "cnn1d-dense": (lambda k: LocalCNN((2, 17), (3, 4), (3, 2), (2, 2), 2, key=k), (2, 17)),
-    "cnn1d-overlap-conv": (
-        lambda k: LocalCNN((1, 12), (3,), (4, 5), (2, 1), 3, last="conv", key=k),
-        (1, 12),
-    ),
-    "cnn2d-conv": (
-        lambda k: LocalCNN((1, 8, 8), (3, 3), 2, 2, 2, last="conv", key=k),
-        (1, 8, 8),
-    ),
-    "cnn2d-dense": (lambda k: LocalCNN((2, 7, 6), (3,), ((3, 2),), ((2, 1),), 1, key=k), (2, 7, 6)),
+#: Zero-padded CNNs (LocalCNN(padding=...), gradflow.models.paper_cnn, docs/scale.md): a
+#: convolution of a zero-padded input is linear, so the identities hold for them too.
+PADDED = {
+    a.name: a
+    for a in (
+        gft.architecture(
+            "cnn1d-pad-conv",
+            lambda k, s: LocalCNN(
+                (1, 12), (3,), (3, 6), (2, 1), 2, padding=(1, 0), last="conv", init_scale=s, key=k
+            ),
+            (1, 12),
+            2,
+        ),
+        gft.architecture(
+            "paper-cnn-small",
+            lambda k, s: paper_cnn((2, 5, 5), 2, channels=(2, 3), init_scale=s, key=k),
+            (2, 5, 5),
+            2,
+        ),
+    )
 }
-
-seeds = st.integers(0, 2**31 - 1)
+NAMES = list(gft.ARCHITECTURES) + list(PADDED)
 scales = st.floats(0.05, 20.0)
+TOL = 1e-10
 
 
-def _setup(name, seed):
-    make, shape = MODELS[name]
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    model = make(k1)
-    x = jax.random.normal(k2, shape)
-    return model, x
+def _arch(name):
+    return PADDED.get(name) or gft.ARCHITECTURES[name]
 
 
-def _close(a, b, tol=1e-10):
-    a, b = np.asarray(a), np.asarray(b)
-    scale = max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300)
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale)
+def _draw(data, name):
+    model = data.draw(gft.networks([_arch(name)], init_scale=1.0), label="model")
+    return model, data.draw(gft.inputs(model), label="x")
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@given(seed=seeds, alpha=scales, layer=st.integers(0, 10))
-def test_layer_scaling_and_product_of_norms(name, seed, alpha, layer):
+def test_the_architectures_cover_every_model_kind():
+    nets = {a.name: gft.build_network(a, 0) for a in gft.ARCHITECTURES.values()}
+    assert {type(n).__name__ for n in nets.values()} == {"MLP", "DeepLinear", "LocalCNN"}
+    lasts = {n.last for name, n in nets.items() if "cnn" in name}
+    assert lasts == {"dense", "conv"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data(), alpha=scales, layer=st.integers(0, 10))
+def test_layer_scaling_and_product_of_norms(name, data, alpha, layer):
     """2.1: f(W) = ρ f(V), and scaling one layer by α > 0 scales f by α."""
-    model, x = _setup(name, seed)
-    w = model.weights
-    norms = [jnp.linalg.norm(wk) for wk in w]
-    v = tuple(wk / n for wk, n in zip(w, norms))
-    _close(model.apply(w, x), np.prod(norms) * model.apply(v, x))
-    k = layer % len(w)
-    scaled = tuple(alpha * wk if i == k else wk for i, wk in enumerate(w))
-    _close(model.apply(scaled, x), alpha * model.apply(w, x))
-    assert model.degree == len(w)
+    model, x = _draw(data, name)
+    assert gft.homogeneity_error(model, x, alpha=alpha, layer=layer) <= TOL
+    assert model.degree == len(model.weights)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@given(seed=seeds, scale=scales)
-def test_euler_identity(name, seed, scale):
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data(), scale=scales)
+def test_euler_identity(name, data, scale):
     """2.2: <W_k, ∇_{W_k} f(W; x)> = f(W; x) for every layer and output; summed: L f."""
-    model, x = _setup(name, seed)
+    model, x = _draw(data, name)
     w = tuple(scale * wk for wk in model.weights)
-    f = model.apply(w, x)
-    jac = jax.jacrev(model.apply)(w, x)  # per layer: (C, *W_k.shape)
-    total = 0.0
-    for wk, jk in zip(w, jac):
-        inner = jnp.tensordot(jk, wk, axes=wk.ndim)
-        _close(inner, f)
-        total = total + inner
-    _close(total, model.degree * f)
+    assert gft.euler_identity_error(model, x, weights=w) <= TOL
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@given(seed=seeds, scale=scales)
-def test_gradient_scaling(name, seed, scale):
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data(), scale=scales)
+def test_gradient_scaling(name, data, scale):
     """2.3: ∇_{W_k} f(W) = (ρ/ρ_k) ∇_{V_k} f(V), and <V_k, ∇_{V_k} f(V)> = f(V)."""
-    model, x = _setup(name, seed)
+    model, x = _draw(data, name)
     w = tuple(scale * (i + 1.0) * wk for i, wk in enumerate(model.weights))
-    norms = [jnp.linalg.norm(wk) for wk in w]
-    rho = np.prod(norms)
-    v = tuple(wk / n for wk, n in zip(w, norms))
-    jw = jax.jacrev(model.apply)(w, x)
-    jv = jax.jacrev(model.apply)(v, x)
-    fv = model.apply(v, x)
-    for k in range(len(w)):
-        _close(jw[k], rho / norms[k] * jv[k])
-        _close(jnp.tensordot(jv[k], v[k], axes=v[k].ndim), fv)
+    assert gft.gradient_scaling_error(model, x, weights=w) <= TOL
+
+
+def test_the_checkers_measure_a_violation():
+    """Positive controls: a wrong factor is measured, not hidden."""
+    model = gft.build_network("mlp", 0)
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(6))
+    assert gft.homogeneity_error(model, x) <= TOL
+    # an output bias breaks every identity of THEORY 2: the checkers must see it
+    bias = lambda ws, x: MLP.apply(model, ws, x) + 1.0  # noqa: E731
+    broken = type("Biased", (), {"weights": model.weights, "apply": staticmethod(bias)})()
+    assert gft.homogeneity_error(broken, x) > 1e-3
+    assert gft.euler_identity_error(broken, x) > 1e-3
+    assert gft.gradient_scaling_error(broken, x) > 1e-3
 
 
 def test_features_are_the_input_of_the_last_layer():
-    model, x = _setup("cnn2d-dense", 3)
+    model = gft.build_network("cnn2d-dense", 3)
+    x = jnp.asarray(np.random.default_rng(4).standard_normal(model.in_shape))
     h = model.features(x)
-    _close(model.weights[-1] @ h, model(x))
-    model, x = _setup("mlp", 4)
-    _close(model.weights[-1] @ model.features(x), model(x))
+    np.testing.assert_allclose(model.weights[-1] @ h, model(x), rtol=1e-12, atol=1e-12)
+    model = gft.build_network("mlp", 5)
+    x = jnp.asarray(np.random.default_rng(6).standard_normal(6))
+    np.testing.assert_allclose(model.weights[-1] @ model.features(x), model(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pre_activations_are_the_inputs_of_the_relus(name):
+    """The activation pattern used by gf.equilibrium: the ReLUs' inputs, layer by layer."""
+    model = gft.build_network(_arch(name), 7)
+    x = jnp.asarray(np.random.default_rng(8).standard_normal(gft.input_shape(model)))
+    pre = model.pre_activations(model.weights, x)
+    linear = not isinstance(model, LocalCNN) and getattr(model, "activation", "linear") == "linear"
+    assert len(pre) == (0 if linear else len(model.weights) - 1)
+    if pre:  # the features are the ReLU of the last pre-activation
+        np.testing.assert_allclose(
+            jnp.ravel(jax.nn.relu(pre[-1])), model.features(x), rtol=1e-12, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize(

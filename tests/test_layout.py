@@ -207,14 +207,38 @@ def test_figures_and_benchmarks_use_only_public_names():
     assert not offenders, "\n".join(offenders)
 
 
-# ---- every figure scenario runs with plain `gradflow run` -------------------------------------
+# ---- every figure scenario is a plain scenario -------------------------------------------------
+#
+# `gradflow figs --fast` (tests/test_figs.py) runs every figure scenario through
+# gradflow.scenario.run, the runner behind `gradflow run`. Here: every one validates with no
+# help from the figure scripts, and the command line runs the cheap ones end to end (the
+# expensive ones are not run twice in CI).
 
 FIGURE_SCENARIOS = sorted((ROOT / "paper_figs" / "scenarios").glob("*.toml"))
+CHEAP = ("random_labels", "rank", "sgd_noise", "work_precision")
 
 
 @pytest.mark.parametrize("path", FIGURE_SCENARIOS, ids=lambda p: p.stem)
-def test_every_figure_scenario_runs_with_plain_gradflow_run(path, tmp_path):
+def test_every_figure_scenario_validates_as_a_plain_scenario(path):
+    from gradflow.scenario import load_config
+
+    for fast in (False, True):
+        config = load_config(path, [], fast=fast)
+        assert config.name == path.stem and config.runs
+
+
+def test_the_figures_run_their_scenarios_through_the_scenario_runner():
+    from paper_figs import _common
+
+    source = (ROOT / "paper_figs" / "_common.py").read_text(encoding="utf-8")
+    assert "from gradflow.scenario import load_config, run" in source
+    assert _common.SCENARIOS == ROOT / "paper_figs" / "scenarios"
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_cheap_figure_scenarios_run_with_plain_gradflow_run(name, tmp_path):
     from gradflow._cli import main
 
+    path = ROOT / "paper_figs" / "scenarios" / f"{name}.toml"
     assert main(["run", str(path), "--fast", "--quiet", "--out", str(tmp_path)]) == 0
     assert list(tmp_path.glob("*.nc"))

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import scipy.integrate
 import sympy as sp
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gradflow as gf
+import gradflow.testing as gft
 from gradflow import metrics, predict
 from gradflow.models import MLP
 from gradflow.predict._balanced import LAM, N_SAMPLES, RHO, A, B
@@ -51,7 +53,7 @@ def test_rho_relaxation_limits_and_ode():
     )  # κ = −d(rhs)/dρ
 
 
-@given(m=st.floats(0.05, 5.0), lam=st.floats(1e-6, 1.0), seed=st.integers(0, 2**16))
+@given(m=st.floats(0.05, 5.0), lam=st.floats(1e-6, 1.0), seed=gft.seeds())
 def test_quasi_interpolation_matches_rho_eq_on_equal_margins(m, lam, seed):
     y = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(seed), shape=(N, 1)), 1.0, -1.0)
     f = m * y  # y_n f_n = m for all n
@@ -60,6 +62,28 @@ def test_quasi_interpolation_matches_rho_eq_on_equal_margins(m, lam, seed):
     np.testing.assert_allclose(y * rho * f, 1 - eps, rtol=1e-13)
     # ε ≈ λρ²/2, with ratio (m² + λ/2)/m² exactly
     np.testing.assert_allclose(eps / (lam * rho**2 / 2), (m**2 + lam / 2) / m**2, rtol=1e-12)
+
+
+@settings(max_examples=10)
+@given(
+    problem_state=gft.problem_states(
+        "mlp-small", normalizations="lm-last", weight_decay=[0.0, 1e-3, 0.1], targets=gft.TARGETS
+    )
+)
+def test_rho_law_of_lm_last_on_the_vector_field(problem_state):
+    """4.1 at any state of LM-last: dρ/dt = s − λρ = κ (ρ_eq(V) − ρ), and ρ = ρ_eq(V) is its
+    zero (gft.rho_eq_error vanishes there, and only there)."""
+    problem, state = problem_state
+    lam = problem.weight_decay
+    f = problem.outputs(state) / state["rho"]
+    r_eq, k = predict.rho_eq(f, problem.y_train, lam), predict.kappa(f, lam)
+    drho = problem.velocity(state)["rho"]
+    np.testing.assert_allclose(drho, k * (r_eq - state["rho"]), rtol=1e-10, atol=1e-13 * abs(k))
+    at_eq = {**state, "rho": r_eq}
+    assert gft.rho_eq_error(problem, at_eq) <= 1e-13
+    assert abs(float(problem.velocity(at_eq)["rho"])) <= 1e-13 * float(abs(k * r_eq))
+    off = {**state, "rho": 1.5 * r_eq}
+    np.testing.assert_allclose(gft.rho_eq_error(problem, off), 0.5, rtol=1e-12)
 
 
 # ---- 4.2: balanced equilibria -------------------------------------------------------------
@@ -187,6 +211,12 @@ def test_balance_law_along_the_plain_flow():
 
     gaps = [gap(sol.y[:, i]) for i in range(len(ts))]
     np.testing.assert_allclose(gaps, predict.balance_law(gap(theta0), lam, ts), rtol=1e-6)
+    # the same law on the vector field of gf.Problem, at the states the ODE passed through
+    data = gf.data.Dataset("signs", np.asarray(x), np.asarray(y))
+    problem = gf.Problem(net, data, weight_decay=lam)
+    for i in range(len(ts)):
+        state = {"w": unflatten(jnp.asarray(sol.y[:, i]))}
+        assert gft.balance_rate_error(problem, state) <= 1e-12
 
 
 def test_wn_norm_growth_is_exact_for_gd_steps():
@@ -212,6 +242,32 @@ def test_wn_norm_growth_is_exact_for_gd_steps():
     np.testing.assert_allclose(
         predict.wn_norm_growth(2.0, lr, grads[0]), 2.0 + lr**2 * grads[0], rtol=1e-15
     )
+
+
+@settings(max_examples=8)
+@given(
+    problem_state=gft.problem_states(
+        "mlp-small", normalizations="wn", weight_decay=[0.0, 0.1], targets=["labels", "regression"]
+    ),
+    lr=st.floats(0.01, 0.5),
+)
+def test_wn_norm_growth_of_every_layer(problem_state, lr):
+    """3.3 on the full WN parametrization (every layer, with decay on the scales g only): each
+    GD step obeys ||v_{j+1}||² = ||v_j||² + η²||∇_v L||², to rounding; five steps accumulate as
+    predict.wn_norm_growth says."""
+    problem, state = problem_state
+    assert gft.wn_norm_growth_error(problem, state, lr) <= 1e-12
+    grad = jax.jit(jax.grad(problem.loss))
+    norms0 = [float(jnp.sum(v**2)) for v in state["v"]]
+    increments = [[] for _ in norms0]
+    for _ in range(5):
+        g = grad(state)
+        for k, gv in enumerate(g["v"]):
+            increments[k].append(float(jnp.sum(gv**2)))
+        state = jax.tree.map(lambda x, d: x - lr * d, state, g)
+    for k, v in enumerate(state["v"]):
+        predicted = predict.wn_norm_growth(norms0[k], lr, jnp.array(increments[k]))[-1]
+        np.testing.assert_allclose(float(jnp.sum(v**2)), predicted, rtol=1e-12)
 
 
 # ---- 4.6 low rank -------------------------------------------------------------------------

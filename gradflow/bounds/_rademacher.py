@@ -77,7 +77,8 @@ def patch_bound(model: HomogeneousNet, x: Float[Array, "N ..."]) -> Float[Array,
     w = model.weights[0]
     sq = jnp.sum(jnp.reshape(x, (n, *model.in_shape)) ** 2, axis=1, keepdims=True)
     ones = jnp.ones((1, 1, *w.shape[2:]), sq.dtype)
-    patches = jax.lax.conv_general_dilated(sq, ones, model.strides[0], "VALID")
+    padding = [(q, q) for q in model.paddings[0]]  # zero padding adds nothing to a patch norm
+    patches = jax.lax.conv_general_dilated(sq, ones, model.strides[0], padding)
     return jnp.sqrt(jnp.max(patches))
 
 

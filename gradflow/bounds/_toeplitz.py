@@ -23,11 +23,12 @@ def toeplitz_matrices(
 ) -> list[Float[Array, "out in"]]:
     """Each layer's weight as the matrix ``W_k`` acting on the flattened layer input.
 
-    For a :class:`LocalCNN` convolutional layer this is the Toeplitz matrix of the (linear, VALID,
-    bias-free) convolution, of shape ``(C_out d_k, C_in · input positions)``, built as
-    ``jax.jacfwd`` of the map from the flattened input to the flattened output (channel-major, as
-    the model flattens). Dense layers are returned as they are. So
-    ``f(x) = W_L σ(… σ(W_1 vec(x)))`` with these matrices, and ``||W_k||_F = sqrt(d_k) ||w_k||_F``.
+    For a :class:`LocalCNN` convolutional layer this is the Toeplitz matrix of the (linear,
+    bias-free, zero-padded where the model pads) convolution, of shape
+    ``(C_out d_k, C_in · input positions)``, built as ``jax.jacfwd`` of the map from the
+    flattened input to the flattened output (channel-major, as the model flattens). Dense
+    layers are returned as they are. So ``f(x) = W_L σ(… σ(W_1 vec(x)))`` with these matrices,
+    and ``||W_k||_F = sqrt(d_k) ||w_k||_F`` (``<=`` for a zero-padded layer).
     Builds dense matrices: meant for tests and small models.
     """
     weights = tuple(model.weights if weights is None else weights)
@@ -39,11 +40,10 @@ def toeplitz_matrices(
         if w.ndim == 2:  # the dense last layer
             out.append(w)
             continue
-        shape, stride = shapes[k], model.strides[k]
+        shape = shapes[k]
 
-        def layer(h, w=w, shape=shape, stride=stride):
-            y = jax.lax.conv_general_dilated(jnp.reshape(h, (1, *shape)), w, stride, "VALID")
-            return jnp.reshape(y, (-1,))
+        def layer(h, w=w, shape=shape, k=k):  # the model's own layer (its stride and padding)
+            return jnp.reshape(model.conv_layer(k, w, jnp.reshape(h, (1, *shape))), (-1,))
 
         size = 1
         for s in shape:

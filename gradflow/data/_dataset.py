@@ -111,6 +111,13 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray | None) -> N
             f"dataset {name!r}: x_{split} has {x.shape[0]} samples but y_{split} has "
             f"{y.shape[0]}; they must match"
         )
+    for label, a in ((f"x_{split}", x), (f"y_{split}", y)):
+        if np.issubdtype(np.asarray(a).dtype, np.number) and not np.all(np.isfinite(a)):
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(
+                f"dataset {name!r}: {label}=<array with {bad} NaN or inf entries> is not "
+                "allowed; every input and target must be finite"
+            )
 
 
 def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:

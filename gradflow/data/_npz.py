@@ -15,6 +15,12 @@ are these integers. Inputs become float64 and channel-first:
 Without a test split in the file, train and test are split from ``x_train`` by ``seed``
 (``n_test`` defaults to 20 % then, see :func:`._options.split_pool`); with one, each split is
 a class-balanced draw from its own arrays. All common options apply (:mod:`._options`).
+
+``channel_standardize=True`` standardizes each channel of channel-first inputs
+``(N, C, ...)`` with the train mean and std of that channel (over samples and positions),
+before ``unit_norm``. CIFAR-shaped files (``(N, 3, 32, 32)``, or ``(N, 32, 32, 3)``, which
+``layout="auto"`` reads as channels-last) with ``channel_standardize=True, unit_norm=True`` get
+the paper's preprocessing: per-channel standardization, then unit norm per sample.
 """
 
 from __future__ import annotations
@@ -39,15 +45,24 @@ def npz(
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
+    channel_standardize: bool = False,
     centre_targets: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """Load ``path`` (see the module docstring for shapes and layouts)."""
+    """Load ``path`` (see the module docstring for shapes, layouts and preprocessing)."""
     opts = dict(locals())
     opts["path"] = None if path is None else os.fspath(path)
     common.check_common("npz", opts, pool=True)
     if layout not in LAYOUTS:
         raise common.bad("npz", "layout", layout, f"use one of {', '.join(LAYOUTS)}")
+    common.check_bool("npz", "channel_standardize", channel_standardize)
+    if channel_standardize and standardize:
+        raise common.bad(
+            "npz",
+            "channel_standardize",
+            channel_standardize,
+            "use it or standardize=True (per feature), not both",
+        )
     if path is None or not os.path.isfile(path):
         raise common.bad(
             "npz", "path", opts["path"], "no such file; use the path of an existing .npz file"
@@ -70,6 +85,13 @@ def npz(
             "npz", "path", opts["path"], f"give both x_test and y_test or neither (arrays: {found})"
         )
     x = _inputs(opts, "x_train", arrays["x_train"], layout)
+    if channel_standardize and x.ndim < 3:
+        raise common.bad(
+            "npz",
+            "channel_standardize",
+            channel_standardize,
+            f"it needs channel-first inputs (N, C, ...) and x_train has shape {x.shape}",
+        )
     labels = _labels(opts, "y_train", arrays["y_train"], len(x))
     x_test = labels_test = None
     if "x_test" in arrays:

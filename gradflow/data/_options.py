@@ -16,6 +16,11 @@ Every loader accepts the common options
 * ``standardize``: per-feature standardization with the TRAIN mean and std, applied to both
   splits (features with zero train std are only centred).
 * ``unit_norm``: each input scaled to unit L2 norm (applied after ``standardize``).
+* ``channel_standardize`` (``npz`` only; :func:`gradflow.data.npz`): per-channel
+  standardization of channel-first inputs ``(N, C, ...)`` with the TRAIN mean and std of each
+  channel (over samples and positions), applied to both splits before ``unit_norm`` (channels
+  with zero train std are only centred). With ``unit_norm=True`` this is the paper's CIFAR
+  preprocessing: per-channel standardization, then unit norm per sample.
 * ``centre_targets``: multiclass targets become ``onehot − 1/C`` (train, test and clean
   targets), so that every target sums to 0. THEORY 1's convention is one-hot (the default);
   centring is the variant under which THEORY 4.8's ``W_L = κ M̃ᵀ`` is attainable by a bias-free
@@ -222,10 +227,22 @@ def sample_balanced(
     return x[order], lab[order]
 
 
-def _normalize(x_train, x_test, unit_norm: bool, standardize: bool):
+def _standardize_channels(x_train, x_test):
+    """Per-channel standardization of ``(N, C, ...)`` inputs with the train statistics."""
+    axes = (0, *range(2, x_train.ndim))
+    shape = (1, x_train.shape[1]) + (1,) * (x_train.ndim - 2)
+    mean = x_train.mean(axis=axes).reshape(shape)
+    std = x_train.std(axis=axes).reshape(shape)
+    std = np.where(std > 0, std, 1.0)
+    return (x_train - mean) / std, None if x_test is None else (x_test - mean) / std
+
+
+def _normalize(x_train, x_test, unit_norm: bool, standardize: bool, channels: bool = False):
     def flat(x):
         return None if x is None else x.reshape(x.shape[0], -1)
 
+    if channels:
+        x_train, x_test = _standardize_channels(x_train, x_test)
     a, b = flat(x_train), flat(x_test)
     if standardize:
         mean, std = a.mean(axis=0), a.std(axis=0)
@@ -274,7 +291,13 @@ def finish(
         y_test = encode_labels(encoded(labels_test), k)
     x_train = np.asarray(x_train, dtype=np.float64)
     x_test = None if x_test is None else np.asarray(x_test, dtype=np.float64)
-    x_train, x_test = _normalize(x_train, x_test, opts["unit_norm"], opts["standardize"])
+    x_train, x_test = _normalize(
+        x_train,
+        x_test,
+        opts["unit_norm"],
+        opts["standardize"],
+        bool(opts.get("channel_standardize", False)),
+    )
     options = dict(
         opts, classes=classes, n_train=len(lab), n_test=0 if y_test is None else len(y_test)
     )

@@ -70,10 +70,18 @@ def gaussian_mixture(
     name = "gaussian-mixture"
     common.check_common(name, opts, pool=False)
     common.check_int(name, "dim", dim, 1)
-    if isinstance(separation, bool) or not isinstance(separation, (int, float)):
-        raise common.bad(name, "separation", separation, "use a real number")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise common.bad(name, "noise", noise, "use noise >= 0")
+    if (
+        isinstance(separation, bool)
+        or not isinstance(separation, (int, float))
+        or not np.isfinite(separation)
+    ):
+        raise common.bad(name, "separation", separation, "use a finite real number")
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, (int, float))
+        or not (np.isfinite(noise) and noise >= 0)
+    ):
+        raise common.bad(name, "noise", noise, "use a finite noise >= 0")
     selected, k = _classes(name, classes)
     rng = np.random.default_rng(seed)
     means = rng.standard_normal((k, dim))

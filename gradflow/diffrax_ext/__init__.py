@@ -4,12 +4,18 @@
   the parametrization's constraint set after every step;
 * :class:`FloorController` (``_floor.py``): a PID controller with a descent-guarded step floor;
 * :class:`HalfStepEuler` (``_half_step.py``): step-doubling Euler–Maruyama (Itô);
+* :class:`RKC2` (``_rkc.py``): the second-order Runge–Kutta–Chebyshev method, stages chosen
+  per step from the spectral radius (THEORY 3.5);
+* :class:`SpectralRecord`, :func:`power_iteration`, :func:`stability_boundary`
+  (``_spectral.py``): the running stiffness estimate and its record;
+  :class:`SpectralMonitor` (``_monitor.py``): that record for any solver;
 * :class:`SGDNoise`, :class:`SGDTerm`, :class:`StepBrownianPath` (``_noise.py``): the noise of
   SGD as a matrix-free Diffrax term (THEORY 3.4).
 """
 
 from ._floor import FloorController, FloorState
 from ._half_step import HalfStepEuler
+from ._monitor import SpectralMonitor
 from ._noise import (
     SAMPLING,
     SGDNoise,
@@ -21,6 +27,13 @@ from ._noise import (
     noise_operator,
 )
 from ._projection import ItoProjectedSolver, ProjectedSolver
+from ._rkc import RKC2, RKC2State, chebyshev_weights, stages_for
+from ._spectral import (
+    SpectralRecord,
+    power_iteration,
+    spectral_stats,
+    stability_boundary,
+)
 
 __all__ = [
     "FloorController",
@@ -28,12 +41,21 @@ __all__ = [
     "HalfStepEuler",
     "ItoProjectedSolver",
     "ProjectedSolver",
+    "RKC2",
+    "RKC2State",
     "SAMPLING",
     "SGDNoise",
     "SGDTerm",
+    "SpectralMonitor",
+    "SpectralRecord",
     "StepBrownianPath",
+    "chebyshev_weights",
     "diffusion",
     "diffusion_term",
     "noise_coefficient",
     "noise_operator",
+    "power_iteration",
+    "spectral_stats",
+    "stability_boundary",
+    "stages_for",
 ]

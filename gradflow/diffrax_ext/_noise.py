@@ -16,6 +16,8 @@ directions, lm-last's ``1/ρ²`` on the last direction). For ``normalization="no
 ``G Gᵀ = η Σ`` exactly; in general ``G Gᵀ = η P Σ Pᵀ``. ``G ξ`` is ONE vector-Jacobian product
 of the per-sample losses (:func:`gradflow._loss.sample_losses`, through ``Problem.data_loss``
 with sample weights): no ``P × P`` covariance, no ``N × P`` matrix of per-sample gradients.
+Through ``Problem.data_loss`` it runs in chunks of ``problem.chunk_size`` samples, so its peak
+memory is ``O(chunk_size · activations + P)``; the weights are cast to ``problem.precision``.
 The sign makes the noise of the ``none`` SDE ``−η (g_S − ḡ)`` per unit ``dt = η``, as in SGD.
 
 Pieces:

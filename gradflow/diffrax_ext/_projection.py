@@ -31,6 +31,15 @@ class ProjectedSolver(diffrax.AbstractWrappedSolver):
     def term_compatible_contr_kwargs(self):
         return self.solver.term_compatible_contr_kwargs
 
+    @property
+    def root_finder(self):
+        """The wrapped implicit solver's root finder (Diffrax sets its tolerances)."""
+        return self.solver.root_finder
+
+    @property
+    def root_find_max_steps(self):
+        return self.solver.root_find_max_steps
+
     def order(self, terms):
         return self.solver.order(terms)
 

@@ -8,6 +8,7 @@
   per dynamics, read by the API and by the scenario schema.
 """
 
+from ._batch import Plan, plan, run_plans
 from ._core import save_times
 from ._defaults import ODE as ODE_DEFAULTS
 from ._defaults import SDE as SDE_DEFAULTS
@@ -21,14 +22,17 @@ __all__ = [
     "Diverged",
     "EVALS_PER_STEP",
     "ODE_DEFAULTS",
+    "Plan",
     "SDE_DEFAULTS",
     "SDE_SOLVERS",
     "SGD_DEFAULTS",
     "SOLVERS",
     "batch_indices",
     "default_controller",
+    "plan",
     "flow",
     "resolve_solver",
+    "run_plans",
     "save_times",
     "sde",
     "sgd",

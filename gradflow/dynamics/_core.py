@@ -18,7 +18,7 @@ import numpy as np
 from .._observables import GROUPS
 from .._observables import saveat as observation_saveat
 from .._validate import bad_value, check_choice
-from ..diffrax_ext import FloorState
+from ..diffrax_ext import FloorState, SpectralRecord
 
 
 def save_times(t0: float, t1: float, save_every=None, ts=None, where: str = "flow") -> np.ndarray:
@@ -68,8 +68,12 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
 
     Returns a dict: ``t`` (save times, ``inf`` past the end), ``obs``, ``final`` (the state at
     the last step), ``stats`` (Diffrax's), ``success``, ``max_steps_reached`` (booleans),
-    ``t_end``, and ``num_floor_steps`` / ``num_floor_rejections`` (zero without a floor).
+    ``t_end``, ``num_floor_steps`` / ``num_floor_rejections`` (zero without a floor), and
+    ``spectral``: the solver's :class:`gradflow.diffrax_ext.SpectralRecord` (RKC2, or a
+    :class:`gradflow.diffrax_ext.SpectralMonitor`), else ``None``.
     """
+    saveat = observation_saveat(grid, groups)
+    saveat = diffrax.SaveAt(subs=saveat.subs, controller_state=True, solver_state=True)
     sol = diffrax.diffeqsolve(
         term,
         solver,
@@ -78,7 +82,7 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
         dt0,
         y0,
         args=problem,
-        saveat=observation_saveat(grid, groups),
+        saveat=saveat,
         stepsize_controller=controller,
         max_steps=max_steps,
         throw=False,
@@ -90,6 +94,8 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
         for s in jax.tree.leaves(sol.controller_state, is_leaf=lambda s: isinstance(s, FloorState))
         if isinstance(s, FloorState)
     ]
+    is_record = lambda s: isinstance(s, SpectralRecord)  # noqa: E731
+    records = [s for s in jax.tree.leaves(sol.solver_state, is_leaf=is_record) if is_record(s)]
     zero = jnp.zeros((), jnp.int32)
     return {
         "t": saved_t,
@@ -101,6 +107,7 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
         "t_end": t_end[-1],
         "num_floor_steps": floors[0].num_forced if floors else zero,
         "num_floor_rejections": floors[0].num_refused if floors else zero,
+        "spectral": records[0] if records else None,
     }
 
 

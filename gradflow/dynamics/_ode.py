@@ -7,16 +7,22 @@ integration core (:mod:`._core`).
 from __future__ import annotations
 
 import diffrax
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._problem import Problem
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
-from ..diffrax_ext import FloorController, ProjectedSolver
+from ..diffrax_ext import (
+    RKC2,
+    FloorController,
+    ProjectedSolver,
+    SpectralMonitor,
+    spectral_stats,
+    stability_boundary,
+)
 from . import _defaults
+from ._batch import Plan
 from ._core import check_run_arguments, run_stats, save_times, solve, traced
 
 #: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
@@ -24,8 +30,19 @@ from ._core import check_run_arguments, run_stats, save_times, solve, traced
 #: (``evals = stats["num_steps"] * per_step + at_start``; rejected steps included, the initial
 #: step-size selection not). Heun's second stage is at ``y0 + h k1``, not at ``y1``, so it is not
 #: FSAL; Bosh3 (4 stages) and Tsit5 (7 stages) are: the first stage of a step is the last of
-#: the previous one (or of the same start after a rejection).
-EVALS_PER_STEP = {"euler": (1, 0), "heun": (2, 0), "bosh3": (3, 1), "tsit5": (6, 1)}
+#: the previous one (or of the same start after a rejection). Midpoint and Ralston are Heun's
+#: cost; Dopri5 (7 stages) and Dopri8 (14) are FSAL. RKC2's work varies per step (its stages and
+#: power iterations): it counts it in its solver state (see :func:`evaluations`).
+EVALS_PER_STEP = {
+    "euler": (1, 0),
+    "heun": (2, 0),
+    "bosh3": (3, 1),
+    "tsit5": (6, 1),
+    "midpoint": (2, 0),
+    "ralston": (2, 0),
+    "dopri5": (6, 1),
+    "dopri8": (13, 1),
+}
 
 SOLVERS = {
     "euler": diffrax.Euler,
@@ -36,6 +53,7 @@ SOLVERS = {
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
+    "rkc2": RKC2,
 }
 
 
@@ -92,9 +110,11 @@ def flow(
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool = False,
+    stiffness: bool = False,
     noise=None,
     key=None,
     seeds: int | None = None,
+    _plan: bool = False,
 ) -> Trajectory:
     """Integrate the gradient flow ``d state/dt = −∇L`` of ``problem`` (THEORY 3.1–3.3).
 
@@ -105,6 +125,9 @@ def flow(
             these times by :func:`gradflow._observables.observe` (Diffrax ``SaveAt(fn=…)``).
         solver: a name in :data:`SOLVERS` or any Diffrax solver (default ``"heun"``).
             ``"euler"`` (gradient descent) and other non-adaptive solvers need a fixed ``dt0``.
+            ``"rkc2"`` is the stabilized Runge–Kutta–Chebyshev method for stiff flows
+            (:class:`gradflow.diffrax_ext.RKC2`, THEORY 3.5); its stats add ``stages_mean``,
+            ``stages_max`` and the stiffness record (see ``stiffness``).
         stepsize_controller: any Diffrax step-size controller, e.g.
             ``diffrax.ConstantStepSize()`` (with ``dt0``) for fixed-step Heun. Default, for
             adaptive solvers: :func:`default_controller` (``rtol``, ``atol``, ``dtmin``). Every
@@ -123,6 +146,14 @@ def flow(
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
+        progress: show a progress bar.
+        stiffness: estimate the spectral radius ``ρ`` of the velocity's Jacobian at every step
+            (:class:`gradflow.diffrax_ext.SpectralMonitor`: three extra gradient evaluations per
+            step, reported as ``stats["num_spectral_evaluations"]``, not in
+            ``num_gradient_evaluations``) and report ``rho_max``, ``hrho_max``, the fraction of
+            accepted steps that were stability-bound (``h ρ ≥ ½ β``, ``β`` the solver's
+            stability boundary) and ``stiffness``, the same per log2 time bin. RKC2 records
+            this always, with its own estimate.
         noise, key, seeds: with ``noise=gf.SGDNoise(lr, batch_size, sampling)``, integrate the
             SDE of SGD (THEORY 3.4, Itô) instead: see :func:`gradflow.dynamics.sde` for its
             solvers (``"euler"``: fixed-step Euler–Maruyama, ``dt0`` default ``lr/4``;
@@ -134,7 +165,8 @@ def flow(
     Returns:
         A :class:`Trajectory` with ``loss``, ``data_loss``, ``train_acc``, ``test_acc``,
         ``rho``, ``rho_k``, ``balance_gap``, ``margin_min/mean/std``, and per parametrization
-        ``unit_norm_error`` (LM), ``v_norm`` (WN), ``rho_eq`` (lm-last), against ``t``.
+        ``unit_norm_error`` (LM), ``v_norm`` (WN), ``rho_eq`` (lm-last), against ``t``. Its
+        ``stats`` count steps and ``num_gradient_evaluations`` (see :func:`evaluations`).
     """
     if not isinstance(problem, Problem):
         raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
@@ -143,6 +175,8 @@ def flow(
     if noise is not None:
         from ._sde import sde
 
+        if stiffness:
+            raise bad_value("flow", "stiffness", stiffness, "the SDE has no stiffness record")
         if stepsize_controller is not None:
             raise bad_value(
                 "flow",
@@ -227,30 +261,52 @@ def flow(
             dt0,
             f"solver {type(inner).__name__} with {type(controller).__name__} needs a fixed dt0 > 0",
         )
-    solver_obj = ProjectedSolver(inner, problem.parametrization)
+    monitored = inner
+    if stiffness and not isinstance(inner, RKC2):
+        monitored = SpectralMonitor(inner, stability_boundary(inner))
+    solver_obj = ProjectedSolver(monitored, problem.parametrization)
     y0 = problem.initial_state() if state0 is None else state0
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    raw = jax.device_get(
-        _integrate(
-            problem,
-            y0,
-            jnp.asarray(t0, float),
-            jnp.asarray(t1, float),
-            jnp.asarray(grid),
-            solver_obj,
-            controller,
-            traced(dt0),
-            int(max_steps),
-            tuple(observables),
-            meter,
-        )
+    args = (
+        problem,
+        y0,
+        jnp.asarray(t0, float),
+        jnp.asarray(t1, float),
+        jnp.asarray(grid),
+        solver_obj,
+        controller,
+        traced(dt0),
+        int(max_steps),
+        tuple(observables),
+        meter,
     )
+
+    def finish(raw) -> Trajectory:
+        return _finish(raw, problem, inner, controller, adaptive, locals_)
+
+    locals_ = dict(
+        t0=t0,
+        t1=t1,
+        dt0=dt0,
+        max_steps=max_steps,
+        on_max_steps=on_max_steps,
+        observables=observables,
+    )
+    plan = Plan(_integrate_core, args, finish)
+    return plan if _plan else plan.run()
+
+
+def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
+    """The :class:`Trajectory` (or the error) of one flow from the host copy of its output."""
+    t0, t1, dt0, max_steps = kw["t0"], kw["t1"], kw["dt0"], kw["max_steps"]
+    on_max_steps, observables = kw["on_max_steps"], kw["observables"]
     settings = _settings(controller) if adaptive else {"rtol": None, "atol": None, "dtmin": None}
     stats = run_stats(raw)
     stats.update(
         max_steps=int(max_steps), solver=type(inner).__name__, controller=type(controller).__name__
     )
     stats.update(settings, dt0=dt0)
+    stats.update(evaluations(inner, stats, raw.get("spectral")))
     if stats["status"] != "success" and on_max_steps == "raise":
         raise RuntimeError(
             f"flow: stopped at t={stats['t_reached']:.6g} of t1={t1} after {stats['num_steps']} "
@@ -278,6 +334,47 @@ def flow(
     )
 
 
+def evaluations(solver, stats: dict, record=None) -> dict:
+    """``num_gradient_evaluations`` of a run, and the stiffness entries of its record.
+
+    Classical solvers: ``num_steps * per_step + at_start`` (:data:`EVALS_PER_STEP`, or the
+    solver's explicit Butcher tableau; rejected steps included, the initial step-size
+    selection not); ``None`` for implicit solvers (their Newton iterations are not counted).
+    RKC2 counts its work in its solver state: every stage, ``F(y1)`` and power iteration of
+    the accepted steps and of the start, exactly. Diffrax discards the solver state of a
+    rejected step, so each rejected step is charged the mean work of an accepted one
+    (``num_gradient_evaluations_rejected``; a rejected step is longer than the accepted retry
+    that follows it, so this is an estimate, not a bound).
+    """
+    if isinstance(solver, RKC2):
+        r = record
+        accepted = int(r.num_evaluations)
+        per, first = solver.spectral_cost  # the first step makes the longer power iteration
+        mean = (accepted - 1 - (first - per)) / max(int(r.num_steps), 1)
+        rejected = int(round(stats["num_rejected_steps"] * mean))
+        out = {
+            "num_gradient_evaluations": accepted + rejected,
+            "num_gradient_evaluations_rejected": rejected,
+        }
+        out.update(spectral_stats(r, stages=True))
+        return out
+    names = {cls: name for name, cls in SOLVERS.items()}
+    name = names.get(type(solver))
+    if name in EVALS_PER_STEP:
+        per, first = EVALS_PER_STEP[name]
+    elif isinstance(getattr(solver, "tableau", None), diffrax.ButcherTableau) and not (
+        solver.tableau.implicit
+    ):
+        first = int(solver.tableau.fsal)
+        per = solver.tableau.num_stages - first
+    else:
+        return {"num_gradient_evaluations": None}
+    out = {"num_gradient_evaluations": stats["num_steps"] * per + first}
+    if record is not None:
+        out.update(spectral_stats(record, stages=False))
+    return out
+
+
 def _settings(controller) -> dict:
     """``rtol``, ``atol``, ``dtmin`` of a (clipped, floored) PID controller, as floats."""
     clipped = isinstance(controller, diffrax.ClipStepSizeController)
@@ -292,7 +389,6 @@ def _settings(controller) -> dict:
     }
 
 
-@eqx.filter_jit
-def _integrate(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
+def _integrate_core(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
     term = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
     return solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter)

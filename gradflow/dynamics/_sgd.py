@@ -9,7 +9,6 @@ put ``V_k`` back on the unit sphere; WN does **not** renormalize ``v`` (THEORY 3
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +21,7 @@ from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
 from . import _defaults
+from ._batch import Plan
 from ._core import save_times
 
 
@@ -71,8 +71,7 @@ def _optimizer_from_state(opt_state):
     return _optimizer(0.5 if "momentum" in opt_state.hyperparams else 0.0)
 
 
-@eqx.filter_jit
-def _run(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
+def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
     """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
     opt = _optimizer(momentum)
     opt_state = opt.init(state)
@@ -143,6 +142,7 @@ def sgd(
     seeds: int | None = None,
     observables: tuple[str, ...] = (),
     on_divergence: str = "raise",
+    _plan: bool = False,
 ) -> Trajectory:
     """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``.
 
@@ -202,11 +202,33 @@ def sgd(
     )
     state0 = problem.initial_state()
     if seeds is None:
-        final, obs, bad, last = _run(problem, state0, args[0], key, *args[2:])
+        plan = Plan(_run_core, (problem, state0, args[0], key, *args[2:]), None)
     else:
         keys = jax.random.split(key, seeds)
-        final, obs, bad, last = _vmapped(problem, state0, args[0], keys, *args[2:])
-    final, obs, bad, last = jax.device_get((final, obs, bad, last))
+        plan = Plan(_vmapped_core, (problem, state0, args[0], keys, *args[2:]), None)
+    kw = dict(
+        lr=lr,
+        batch_size=batch_size,
+        steps=steps,
+        sampling=sampling,
+        momentum=momentum,
+        seeds=seeds,
+        observables=observables,
+        save_steps=save_steps,
+        on_divergence=on_divergence,
+    )
+    plan.finish = lambda out: _finish(out, problem, kw)
+    plan.batch_key = tuple(int(k) for k in save_steps)
+    return plan if _plan else plan.run()
+
+
+def _finish(out, problem, kw) -> Trajectory:
+    """The :class:`Trajectory` of one SGD run (or :class:`Diverged`) from its host output."""
+    lr, batch_size, steps, seeds = kw["lr"], kw["batch_size"], kw["steps"], kw["seeds"]
+    sampling, momentum, observables = kw["sampling"], kw["momentum"], kw["observables"]
+    save_steps, on_divergence = kw["save_steps"], kw["on_divergence"]
+    n = problem.n_train
+    final, obs, bad, last = out
     kind = "gd" if batch_size == n and sampling == "without-replacement" else "sgd"
     bad_steps = np.atleast_1d(bad)
     diverged = bool(np.any(bad_steps >= 0))
@@ -249,9 +271,8 @@ def sgd(
     return traj
 
 
-@eqx.filter_jit
-def _vmapped(problem, state0, lr, keys, save_steps, batch_size, sampling, momentum, groups):
+def _vmapped_core(problem, state0, lr, keys, save_steps, batch_size, sampling, momentum, groups):
     def run(k):
-        return _run(problem, state0, lr, k, save_steps, batch_size, sampling, momentum, groups)
+        return _run_core(problem, state0, lr, k, save_steps, batch_size, sampling, momentum, groups)
 
     return jax.vmap(run)(keys)

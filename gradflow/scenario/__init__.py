@@ -10,6 +10,8 @@ from ._config import Config, RunSpec, load_config, parse_set, validate
 from ._plot import summary_plot
 from ._run import Outcome, build_problem, run, run_one
 from ._schema import REQUIRED, SCHEMA
+from ._sweep import sweep
+from ._sweep_spec import TRACED, SweepSpec, load_sweep
 
 __all__ = [
     "Config",
@@ -24,5 +26,9 @@ __all__ = [
     "run",
     "run_one",
     "summary_plot",
+    "sweep",
+    "load_sweep",
+    "SweepSpec",
+    "TRACED",
     "validate",
 ]

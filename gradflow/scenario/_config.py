@@ -33,12 +33,13 @@ from .._validate import (
     Check,
     ConfigError,
     choice,
+    did_you_mean,
     integer,
     names,
     one_or_many,
 )
 from ..dynamics import SDE_DEFAULTS, SOLVERS
-from ._schema import DYNAMICS, FREEZABLE, KIND_KEYS, NEEDS, PLOTTABLE, SCHEMA
+from ._schema import DYNAMICS, FREEZABLE, KIND_KEYS, NEEDS, PAPER_CNN, PLOTTABLE, SCHEMA
 
 # ---- the validated scenario -------------------------------------------------------------
 
@@ -67,6 +68,8 @@ class Config:
     runs: tuple[RunSpec, ...]
     output: dict[str, Any]
     table: dict[str, Any]  # the merged TOML table that was validated (recorded in results)
+    #: ``[equilibrium]``: the options of gf.equilibrium after the flow run, or None.
+    equilibrium: dict[str, Any] | None = None
 
 
 def parse_set(item: str) -> tuple[tuple[str, ...], Any]:
@@ -84,16 +87,21 @@ def parse_set(item: str) -> tuple[tuple[str, ...], Any]:
 def load_config(path, sets=(), fast: bool = False) -> Config:
     """Read, merge (``[fast]`` under ``fast``, then ``--set`` items) and validate a scenario."""
     path = Path(path)
+    return validate(read_table(path), [parse_set(item) for item in sets], fast=fast, source=path)
+
+
+def read_table(path) -> dict:
+    """The parsed TOML table of a scenario file (a :class:`ConfigError` if it cannot be)."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"scenario file {str(path)!r} does not exist")
     try:
         with open(path, "rb") as f:
-            table = tomllib.load(f)
+            return tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot be read ({err})") from None
-    return validate(table, [parse_set(item) for item in sets], fast=fast, source=path)
 
 
 def validate(table: dict, overrides=(), *, fast: bool = False, source=None) -> Config:
@@ -114,23 +122,25 @@ class _Validator:
         self.source = source
         self.origin: dict[str, str] = {}  # dotted key -> "fast" | "--set"
         self.table = copy.deepcopy(table)
-        for path, value in overrides:  # --set fast.x.y=... edits the [fast] table itself
+        # an override is (path, value) from --set, or (path, value, origin), e.g. a sweep axis
+        overrides = [(o[0], o[1], o[2] if len(o) > 2 else "--set") for o in overrides]
+        for path, value, origin in overrides:  # --set fast.x.y=... edits the [fast] table itself
             if path[0] == "fast":
-                self.put(self.table, path, value, "--set")
+                self.put(self.table, path, value, origin)
         fast_table = self.table.pop("fast", {})
         self.check_fast(fast_table)
         if fast:
             for section, values in fast_table.items():
                 for key, value in values.items():
                     self.put(self.table, (section, key), value, "fast")
-        for path, value in overrides:
+        for path, value, origin in overrides:
             if path[0] != "fast":
-                self.put(self.table, path, value, "--set")
+                self.put(self.table, path, value, origin)
 
     def bad(self, key: str, value, allowed: str, what: str = "is not allowed") -> ConfigError:
         origin = self.origin.get(key)
         name = "fast." + key if origin == "fast" else key
-        note = " (from --set)" if origin == "--set" else ""
+        note = f" (from {origin})" if origin not in (None, "fast") else ""
         return ConfigError(f"{name}={_show(value)} {what}; {allowed}{note}")
 
     def put(self, where: dict, path, value, origin):
@@ -159,7 +169,8 @@ class _Validator:
                     raise self.bad(
                         f"fast.{section}.{key}",
                         value,
-                        f"allowed in [{section}]: {', '.join(allowed)}",
+                        f"allowed in [{section}]: {', '.join(allowed)}"
+                        + did_you_mean(key, allowed),
                         "is not a known key",
                     )
 
@@ -186,7 +197,8 @@ class _Validator:
                 raise self.bad(
                     f"{name}.{key}",
                     item,
-                    f"allowed in [{name}]: {', '.join(SCHEMA[name])}",
+                    f"allowed in [{name}]: {', '.join(SCHEMA[name])}"
+                    + did_you_mean(key, SCHEMA[name]),
                     "is not a known key",
                 )
         return value
@@ -201,7 +213,8 @@ class _Validator:
                 raise ConfigError(f"{section}.{key} is missing; {check.allowed}")
             return default
         if not check.test(table[key]):
-            raise self.bad(f"{section}.{key}", table[key], check.allowed)
+            hint = did_you_mean(table[key], check.options) if check.options else ""
+            raise self.bad(f"{section}.{key}", table[key], check.allowed + hint)
         return check.convert(table[key])
 
     def read(self, section: str, keys) -> dict:
@@ -211,9 +224,17 @@ class _Validator:
     # -- the sections --
     def config(self) -> Config:
         for name, value in self.table.items():
+            if name == "sweep":
+                raise ConfigError(
+                    "sweep: a scenario with a [sweep] table runs with `gradflow sweep FILE` "
+                    "(or gf.sweep); `gradflow run` runs one point"
+                )
             if name not in SCHEMA:
                 raise self.bad(
-                    name, value, f"allowed: {', '.join(SCHEMA)}, fast", "is not a known section"
+                    name,
+                    value,
+                    f"allowed: {', '.join(SCHEMA)}, fast" + did_you_mean(name, (*SCHEMA, "fast")),
+                    "is not a known section",
                 )
         scenario = self.read("scenario", SCHEMA["scenario"])
         name = scenario["name"] or (self.source.stem if self.source else None)
@@ -232,6 +253,7 @@ class _Validator:
             )
         output = self.output(problem["normalization"], dataset.n_test)
         runs = self.runs(dataset.n_train, output["observables"])
+        equilibrium = self.equilibrium(runs)
         table = dict(self.table, data=data)
         return Config(
             name,
@@ -244,6 +266,7 @@ class _Validator:
             runs,
             output,
             table,
+            equilibrium,
         )
 
     def data(self):
@@ -258,7 +281,8 @@ class _Validator:
                 raise self.bad(
                     f"data.{key}",
                     value,
-                    f"options of dataset {name!r}: {', '.join(allowed)}",
+                    f"options of dataset {name!r}: {', '.join(allowed)}"
+                    + did_you_mean(key, allowed),
                     "is not a known option",
                 )
         if name == "npz" and isinstance(opts.get("path"), str) and self.source is not None:
@@ -290,21 +314,23 @@ class _Validator:
         model = self.read("model", ("kind", "init_scale", "seed", *KIND_KEYS[kind]))
         if kind == "cnn":
             self.cnn_geometry(model, in_shape)
+        elif kind == "paper-cnn":
+            self.cnn_geometry(PAPER_CNN, in_shape, kind)
         return model
 
-    def cnn_geometry(self, model, in_shape):
+    def cnn_geometry(self, model, in_shape, kind: str = "cnn"):
         """Check the LocalCNN's layer sizes against the data without building it."""
         if len(in_shape) not in (2, 3):
             raise self.bad(
                 "model.kind",
-                "cnn",
+                kind,
                 f"it needs channel-first inputs (C, H) or (C, H, W) and the data give "
                 f"{in_shape}; use data.image = true (digits) or data.channel_first = "
                 "true (mnist1d)",
             )
         nd, n_conv = len(in_shape) - 1, len(model["channels"]) + (model["last"] == "conv")
         per_layer = {}
-        for key in ("kernel_sizes", "strides"):
+        for key in ("kernel_sizes", "strides", "padding"):
             value = model[key]
             entries = [value] * n_conv if isinstance(value, int) else value
             per_layer[key] = [(e,) * nd if isinstance(e, int) else tuple(e) for e in entries]
@@ -316,10 +342,16 @@ class _Validator:
                     f"model.last = {model['last']!r}), each an integer or {nd} of them",
                 )
         size = in_shape[1:]
-        layers = zip(per_layer["kernel_sizes"], per_layer["strides"], strict=True)
-        for i, (ks, ss) in enumerate(layers):
-            size = tuple((n - k) // s + 1 for n, k, s in zip(size, ks, ss, strict=True))
+        layers = zip(per_layer["kernel_sizes"], per_layer["strides"], per_layer["padding"])
+        for i, (ks, ss, ps) in enumerate(layers):
+            size = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, ks, ss, ps))
             if min(size) < 1:
+                if kind != "cnn":
+                    raise self.bad(
+                        "model.kind",
+                        kind,
+                        f"its layer {i + 1} leaves no output positions for inputs {in_shape}",
+                    )
                 raise self.bad(
                     "model.kernel_sizes",
                     model["kernel_sizes"],
@@ -349,13 +381,24 @@ class _Validator:
                 )
         logy = self.get(table, "output", "logy", names(plot))
         predictions = self.get(table, "output", "predictions")
-        if predictions and "rho_eq" not in PARAMETRIZATIONS[normalization].observables:
-            raise self.bad(
-                "output.predictions",
-                predictions,
-                "the report applies to problem.normalization = 'lm-last' (THEORY 4.1, 4.3, 4.4)",
-            )
         return {"plot": plot, "logy": logy, "observables": groups, "predictions": predictions}
+
+    def equilibrium(self, runs) -> dict | None:
+        """``[equilibrium]``: gf.equilibrium's options, started from the end of the flow run."""
+        if self.table.get("equilibrium") is None:
+            return None
+        table = self.section("equilibrium")  # present, even empty: enabled with the defaults
+        opts = {key: self.get(table, "equilibrium", key) for key in SCHEMA["equilibrium"]}
+        if not opts.pop("enabled"):
+            return None
+        if not any(spec.dynamics == "flow" for spec in runs):
+            raise self.bad(
+                "equilibrium.enabled",
+                True,
+                "the fixed point is polished from the end of the [flow] run: add a [flow] "
+                "table, or set equilibrium.enabled = false",
+            )
+        return opts
 
     # -- the dynamics --
     def runs(self, n: int, groups) -> tuple[RunSpec, ...]:

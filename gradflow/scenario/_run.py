@@ -18,6 +18,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -33,12 +34,14 @@ class Outcome:
     trajectories: dict
     files: list[Path]
     diverged: dict[str, str]
+    #: the :class:`gradflow.analysis.FixedPoint` of ``[equilibrium]``, or None.
+    equilibrium: Any = None
 
 
 def build_problem(config: Config):
     """The :class:`gradflow.Problem` of ``config`` (the model is built here, not in validation)."""
     from .._problem import Problem
-    from ..models import MLP, DeepLinear, LocalCNN
+    from ..models import MLP, DeepLinear, LocalCNN, paper_cnn
 
     m, data = config.model, config.dataset
     key = jax.random.PRNGKey(m["seed"])
@@ -56,6 +59,8 @@ def build_problem(config: Config):
         net = DeepLinear(
             math.prod(shape), m["widths"], out_dim, init_scale=m["init_scale"], key=key
         )
+    elif m["kind"] == "paper-cnn":
+        net = paper_cnn(shape, out_dim, init_scale=m["init_scale"], key=key)
     else:
         net = LocalCNN(
             shape,
@@ -63,6 +68,7 @@ def build_problem(config: Config):
             m["kernel_sizes"],
             m["strides"],
             out_dim,
+            padding=m["padding"],
             last=m["last"],
             init_scale=m["init_scale"],
             key=key,
@@ -128,13 +134,21 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
     )
     for line in summary(config, trajectories, diverged):
         echo(line)
-    if config.output.get("predictions"):
+    fixed = None
+    if config.equilibrium is not None and "flow" in trajectories and "flow" not in diverged:
+        from ..analysis import equilibrium
+
+        fixed = equilibrium(problem, trajectories["flow"], **config.equilibrium)
+        echo("equilibrium (gf.equilibrium from the end of the flow run):")
+        echo(fixed.describe())
+    if config.output.get("predictions") or fixed is not None:
         from ..predict import format_report, report
 
         ok = {k: v for k, v in trajectories.items() if k not in diverged}
-        echo("predictions (THEORY 4; predicted vs simulated at the end of each run):")
-        echo(format_report(report(problem, ok)))
-    return Outcome(trajectories, files, diverged)
+        where = "at the end of each run" + (" and at the fixed point" if fixed else "")
+        echo(f"predictions (THEORY 4; simulated vs predicted {where}):")
+        echo(format_report(report(problem, ok, equilibrium=fixed)))
+    return Outcome(trajectories, files, diverged, fixed)
 
 
 def _title(config: Config) -> str:

@@ -4,9 +4,10 @@ Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
 
     [scenario]  name, description, question
     [data]      name + the loader's options (gf.data.options(name))
-    [model]     kind = "mlp" | "deep-linear" | "cnn", init_scale, seed,
-                widths, activation (mlp, deep-linear) / channels, kernel_sizes, strides, last (cnn)
-    [problem]   weight_decay, normalization, freeze_directions
+    [model]     kind = "mlp" | "deep-linear" | "cnn" | "paper-cnn", init_scale, seed,
+                widths, activation (mlp, deep-linear) / channels, kernel_sizes, strides, padding,
+                last (cnn); paper-cnn is gradflow.models.paper_cnn (no further keys)
+    [problem]   weight_decay, normalization, freeze_directions, chunk_size, precision
     [time]      t1, save_every: defaults for the dynamics below
     [flow]      t1, save_every, solver, rtol, atol, dtmin, dt0, max_steps, on_max_steps, enabled
     [sde]       the SDE of SGD: lr, batch_size (one run per pair), sampling, seeds, seed, solver
@@ -14,12 +15,15 @@ Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
     [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
     [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
                 sampling, seeds, seed, enabled
+    [equilibrium]  the exact fixed point near the end of the [flow] run (gf.equilibrium):
+                enabled, tol, max_iter, spectrum; printed with THEORY 4's report
     [output]    plot, logy, observables, predictions (print THEORY 4's report)
     [fast]      sub-tables ([fast.sgd], ...) overriding any of the above under ``--fast``
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .._parametrization import FREEZABLE, NORMALIZATIONS, PARAMETRIZATIONS
@@ -43,12 +47,53 @@ from ..dynamics import ODE_DEFAULTS, SDE_DEFAULTS, SDE_SOLVERS, SGD_DEFAULTS, SO
 
 __all__ = ["SCHEMA", "REQUIRED", "DYNAMICS", "KIND_KEYS", "NEEDS", "PLOTTABLE", "FREEZABLE"]
 
-MODEL_KINDS = ("mlp", "deep-linear", "cnn")
+MODEL_KINDS = ("mlp", "deep-linear", "cnn", "paper-cnn")
 KIND_KEYS = {
     "mlp": ("widths", "activation"),
     "deep-linear": ("widths",),
-    "cnn": ("channels", "kernel_sizes", "strides", "last"),
+    "cnn": ("channels", "kernel_sizes", "strides", "padding", "last"),
+    "paper-cnn": (),
 }
+#: The geometry of ``kind = "paper-cnn"`` (gradflow.models.paper_cnn), for the checks.
+PAPER_CNN = {
+    "channels": (32, 64, 128),
+    "kernel_sizes": 3,
+    "strides": 2,
+    "padding": 1,
+    "last": "dense",
+}
+
+
+def _is_int(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _padding(v) -> bool:
+    return _is_int(v, 0) or (
+        isinstance(v, list)
+        and bool(v)
+        and all(
+            _is_int(e, 0) or (isinstance(e, list) and bool(e) and all(_is_int(i, 0) for i in e))
+            for e in v
+        )
+    )
+
+
+PADDING = Check(
+    _padding,
+    "use an integer >= 0, or a list with one integer >= 0 (or per-axis list of them) per "
+    "convolutional layer",
+)
+CHUNK_SIZE = dataclasses.replace(
+    integer(1),
+    allowed="use an integer >= 1 (absent: the largest chunk of samples whose activations fit "
+    "in 256 MiB)",
+)
+PRECISIONS = ("float32", "float64")
+PRECISION = dataclasses.replace(
+    choice(PRECISIONS),
+    allowed="use one of 'float32', 'float64' (absent: float64, as `gradflow run` enables x64)",
+)
 DYNAMICS = ("flow", "sde", "gd", "sgd")
 _RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
 _STEPS = {
@@ -70,12 +115,15 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "channels": (WIDTHS, REQUIRED),
         "kernel_sizes": (KERNEL, REQUIRED),
         "strides": (KERNEL, 1),
+        "padding": (PADDING, 0),
         "last": (choice(("dense", "conv")), "dense"),
     },
     "problem": {
         "weight_decay": (number(ge=0), 0.0),
         "normalization": (choice(NORMALIZATIONS), "none"),
         "freeze_directions": (BOOLEAN, False),
+        "chunk_size": (CHUNK_SIZE, None),
+        "precision": (PRECISION, None),
     },
     "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
     "flow": {
@@ -111,6 +159,12 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
         "seeds": (integer(1), 1),
         "seed": (integer(0), 0),
+    },
+    "equilibrium": {
+        "enabled": (BOOLEAN, True),
+        "tol": (number(gt=0, lt=1), 1e-12),
+        "max_iter": (integer(1), 50),
+        "spectrum": (BOOLEAN, True),
     },
     "output": {
         "plot": (None, None),

@@ -1,0 +1,430 @@
+"""Exact fixed points of the flows: ``velocity(state) = 0`` by Newton–Krylov on the manifold.
+
+:func:`equilibrium` polishes a state (the end of a run, typically) into a zero of the flow's
+right-hand side ``F = problem.velocity`` (THEORY 3) on the manifold of the problem's states
+(:mod:`._manifold`: ``R^P`` for Plain, the unit spheres of ``V_k`` for LM, the spheres of
+constant ``||v_k||`` for WN). Each iteration
+
+1. solves the Newton system ``S J S δ = −F`` on the tangent space, where ``J δ`` is a
+   Jacobian-vector product of the velocity (``jax.jvp``; ``J`` is never formed) and ``S`` the
+   tangent projection (THEORY 2.4), with a Lineax Krylov solver to the relative tolerance
+   ``η_k = min(10⁻³, 10⁻² r_k)`` (``r_k`` the relative residual: an inexact Newton method with
+   forcing terms ``O(||F||)``, hence quadratic convergence). The default solver is LSMR, whose
+   iterates approach the minimum-norm step: symmetries (rescalings, rotations of hidden units)
+   make ``J`` nearly singular near a fixed point, with singular values that vanish like
+   ``||F||²``, and a step that resolves them moves far along those flat directions (measured:
+   restarted GMRES stalled at a relative residual of 1e-8 on an LM-all linear network where
+   LSMR converged quadratically); GMRES (``linear_solver="gmres"``) is the other choice;
+2. globalizes by backtracking on ``||F||``: the step ``state ← R(state + α δ)`` with the
+   retraction ``R`` (``problem.project`` for LM) is accepted when
+   ``||F|| ≤ (1 − 10⁻⁴ α) ||F||_old``, halving ``α`` from 1; if no ``α`` is accepted, a
+   steepest-descent step of ``||F||²/2`` (``−S Jᵀ F``, a vector-Jacobian product) is tried
+   instead, and if that fails too the solve stops.
+
+Newton converges to whatever zero is near — a minimum or a saddle — which is the point: the
+result reports the Hessian spectrum (:func:`gradflow.analysis.hessian_spectrum`) and its kind.
+
+The ReLU flow's right-hand side is smooth only within one activation pattern (THEORY 1,
+"Non-smoothness"); the result says whether the pattern on the training set changed between
+the start and any iterate. Within one pattern the convergence is quadratic. A flow that ends
+sliding on a switching surface (a pre-activation held at 0, common for ReLU networks with
+more parameters than data) has no smooth fixed point there, and Newton stalls: the result is
+then ``converged = False``.
+
+The residual is ``||F||`` (Euclidean, state coordinates). It is judged relative to the size of
+the terms that cancel at a fixed point: with ``f_n`` the outputs,
+``scale = ||F_f|| + ||F_y|| + ||F_λ||``, the velocities of ``(1/N) Σ_n ||f_n||²``, of
+``−(2/N) Σ_n ⟨f_n, y_n⟩`` and of the decay ``(λ/2) D``, which sum to ``F``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .._validate import bad_value
+from ._manifold import StateManifold
+from ._spectrum import HessianSpectrum, hessian_spectrum
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedPoint:
+    """The result of :func:`equilibrium`.
+
+    Attributes:
+        state: the polished state (the problem's parametrization).
+        converged: whether ``relative residual ≤ tol`` (or ``residual ≤ atol``) was reached.
+        iterations: Newton iterations taken.
+        residuals: ``||velocity||`` at the start and after each iteration (``iterations + 1``).
+        relative_residuals: the same divided by the scale of the cancelling terms (module
+            docstring).
+        steps: the accepted step length ``α`` of each iteration (negative: a steepest-descent
+            fallback step).
+        linear_steps: the Krylov solver's steps in each Newton solve (LSMR iterations; GMRES
+            restart cycles).
+        linear_residuals: ``||S J S δ + F|| / ||F||`` of each Newton solve.
+        pattern_flips: per iterate (start first), how many entries of the ReLU activation
+            pattern on the training set differ from the start's (``None`` if the model does not
+            expose pre-activations; always 0 for linear networks).
+        pattern_changed: whether any iterate's pattern differs from the start's.
+        spectrum: the Hessian spectrum at ``state`` (``None`` with ``spectrum=False``).
+        message: how the solve ended.
+    """
+
+    state: Any
+    converged: bool
+    iterations: int
+    residuals: np.ndarray
+    relative_residuals: np.ndarray
+    steps: np.ndarray
+    linear_steps: np.ndarray
+    linear_residuals: np.ndarray
+    pattern_flips: np.ndarray | None
+    pattern_changed: bool
+    spectrum: HessianSpectrum | None
+    message: str
+
+    @property
+    def residual(self) -> float:
+        return float(self.residuals[-1])
+
+    @property
+    def relative_residual(self) -> float:
+        return float(self.relative_residuals[-1])
+
+    @property
+    def kind(self) -> str | None:
+        """``"minimum"``, ``"saddle"`` or ``"degenerate"`` (from the spectrum), or ``None``."""
+        return None if self.spectrum is None else self.spectrum.kind
+
+    def convergence_order(self, floor: float = 1e-14, last: int = 3) -> float:
+        """The exponent ``p`` of ``r_{k+1} ≈ C r_k^p``, fitted by least squares to
+        ``(log r_k, log r_{k+1})`` over the last ``last`` pairs of successive relative
+        residuals with ``r_{k+1} > floor`` (2: quadratic convergence, 1: linear); NaN with
+        fewer than two such pairs."""
+        r = self.relative_residuals
+        pairs = [(r[k], r[k + 1]) for k in range(len(r) - 1) if r[k + 1] > floor]
+        pairs = pairs[-last:]
+        if len(pairs) < 2:
+            return math.nan
+        x, y = np.log(np.asarray(pairs)).T
+        return float(np.polyfit(x, y, 1)[0])
+
+    def describe(self) -> str:
+        lines = [
+            f"fixed point: {'converged' if self.converged else 'NOT converged'} after "
+            f"{self.iterations} Newton iterations ({self.message}); |velocity| = "
+            f"{self.residual:.3e} (relative {self.relative_residual:.3e})",
+            "relative residuals: " + " ".join(f"{r:.1e}" for r in self.relative_residuals),
+        ]
+        if self.pattern_flips is not None:
+            lines.append(
+                "ReLU activation pattern on the training set: "
+                + (
+                    f"changed (at most {int(np.max(self.pattern_flips))} entries)"
+                    if self.pattern_changed
+                    else "unchanged"
+                )
+            )
+        if self.spectrum is not None:
+            lines.append("Hessian: " + self.spectrum.describe())
+        return "\n".join(lines)
+
+
+# ---- the jitted pieces ----------------------------------------------------------------------
+
+
+def _velocity(problem, state):
+    return problem.velocity(state)
+
+
+def _norm(tree):
+    return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
+
+
+@eqx.filter_jit
+def _residual(problem, state):
+    """``(||F||, scale)`` with the scale of the cancelling terms (module docstring)."""
+    vel = _velocity(problem, state)
+    y = problem.y_train
+
+    def fit(s):
+        return jnp.mean(jnp.sum(problem.outputs(s) ** 2, axis=1))
+
+    def signal(s):
+        return -2.0 * jnp.mean(jnp.sum(problem.outputs(s) * y, axis=1))
+
+    terms = (fit, signal, problem.decay_term)
+    scale = sum(_norm(problem.velocity_from_grad(state, jax.grad(term)(state))) for term in terms)
+    return _norm(vel), scale
+
+
+@eqx.filter_jit
+def _newton_direction(problem, manifold, state, eta, method: str, restart: int, max_steps: int):
+    vel = _velocity(problem, state)
+
+    def jvp(u):  # S J S on the tangent space, the identity on its complement
+        xi = manifold.tangent(state, u)
+        ju = jax.jvp(lambda s: _velocity(problem, s), (state,), (xi,))[1]
+        return jax.tree.map(jnp.add, manifold.tangent(state, ju), manifold.normal(state, u))
+
+    operator = lx.FunctionLinearOperator(jvp, jax.eval_shape(lambda: state))
+    rhs = jax.tree.map(jnp.negative, vel)
+    if method == "lsmr":
+        solver = lx.LSMR(rtol=eta, atol=0.0, max_steps=max_steps, conlim=1e12)
+    else:
+        size = sum(x.size for x in jax.tree.leaves(state))
+        atol = eta * _norm(rhs) / math.sqrt(size)
+        solver = lx.GMRES(rtol=eta, atol=atol, restart=restart, max_steps=max_steps)
+    sol = lx.linear_solve(operator, rhs, solver, throw=False)
+    delta = manifold.tangent(state, sol.value)
+    tiny = jnp.finfo(eta.dtype).tiny
+    lin_res = _norm(jax.tree.map(jnp.subtract, jvp(delta), rhs)) / jnp.maximum(_norm(rhs), tiny)
+    return delta, sol.stats["num_steps"], lin_res
+
+
+@eqx.filter_jit
+def _descent_direction(problem, manifold, state):
+    """``−S Jᵀ F`` (the steepest descent of ``||F||²/2``) and ``J`` of it."""
+    vel, pullback = jax.vjp(lambda s: _velocity(problem, s), state)
+    d = manifold.tangent(state, jax.tree.map(jnp.negative, pullback(vel)[0]))
+    jd = jax.jvp(lambda s: _velocity(problem, s), (state,), (d,))[1]
+    return d, jd, vel
+
+
+@eqx.filter_jit
+def _step(manifold, state, delta, alpha):
+    return manifold.retract(jax.tree.map(lambda x, d: x + alpha * d, state, delta))
+
+
+@eqx.filter_jit
+def _pattern(problem, state):
+    weights = problem.to_weights(state)
+    pre = jax.vmap(lambda x: problem.model.pre_activations(weights, x))(problem.x_train)
+    leaves = [jnp.ravel(z > 0) for z in jax.tree.leaves(pre)]
+    return jnp.concatenate(leaves) if leaves else jnp.zeros((0,), bool)
+
+
+def _pattern_or_none(problem, state):
+    try:
+        return np.asarray(_pattern(problem, state))
+    except NotImplementedError:
+        return None
+
+
+# ---- the solver -----------------------------------------------------------------------------
+
+
+def _check(
+    tol,
+    atol,
+    max_iter,
+    max_backtracks,
+    zero_tol,
+    lanczos_iter,
+    linear_solver,
+    forcing,
+    gmres_restart,
+):
+    """Every argument of :func:`equilibrium`, before anything is computed."""
+
+    def number(v):
+        return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+
+    def count(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+    if not (number(tol) and math.isfinite(tol) and tol > 0):
+        raise bad_value("equilibrium", "tol", tol, "use a number > 0")
+    if not (number(atol) and math.isfinite(atol) and atol >= 0):
+        raise bad_value("equilibrium", "atol", atol, "use a number >= 0")
+    for name, value in (("max_iter", max_iter), ("max_backtracks", max_backtracks)):
+        if not count(value):
+            raise bad_value("equilibrium", name, value, "use an integer >= 1")
+    for name, value in (("lanczos_iter", lanczos_iter), ("gmres_restart", gmres_restart)):
+        if value is not None and not count(value):
+            raise bad_value("equilibrium", name, value, "use an integer >= 1, or None")
+    if not (number(zero_tol) and 0 <= zero_tol < 1):
+        raise bad_value("equilibrium", "zero_tol", zero_tol, "use a number in [0, 1)")
+    if linear_solver not in ("lsmr", "gmres"):
+        raise bad_value("equilibrium", "linear_solver", linear_solver, "use 'lsmr' or 'gmres'")
+    if forcing is not None and not (number(forcing) and 0 < forcing < 1):
+        raise bad_value("equilibrium", "forcing", forcing, "use a number in (0, 1), or None")
+
+
+def _start(problem, state):
+    from .._trajectory import Trajectory
+
+    if state is None:
+        return problem.initial_state()
+    if isinstance(state, Trajectory):
+        if state.seeds is not None:
+            raise bad_value(
+                "equilibrium",
+                "state",
+                f"a Trajectory of {len(state.seeds)} seeds",
+                "use one state, e.g. jax.tree.map(lambda x: x[i], trajectory.final_state)",
+            )
+        if state.final_state is None:
+            return problem.to_state(tuple(jnp.asarray(w) for w in state.final_params))
+        state = state.final_state
+    expected = jax.tree.structure(problem.initial_state())
+    shapes = [np.shape(x) for x in jax.tree.leaves(problem.initial_state())]
+    if jax.tree.structure(state) != expected or [np.shape(x) for x in jax.tree.leaves(state)] != (
+        shapes
+    ):
+        raise bad_value(
+            "equilibrium",
+            "state",
+            f"a {type(state).__name__} of structure {jax.tree.structure(state)}",
+            f"use a state of this problem's parametrization ({problem.normalization}): "
+            f"structure {expected}, leaf shapes {shapes}",
+        )
+    dtype = getattr(problem, "dtype", jnp.result_type(float))
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), state)
+
+
+def equilibrium(
+    problem,
+    state=None,
+    *,
+    tol: float = 1e-12,
+    atol: float = 0.0,
+    max_iter: int = 50,
+    max_backtracks: int = 30,
+    spectrum: bool = True,
+    lanczos_iter: int | None = None,
+    zero_tol: float = 1e-8,
+    linear_solver: str = "lsmr",
+    forcing: float | None = None,
+    gmres_restart: int | None = None,
+    seed: int = 0,
+) -> FixedPoint:
+    """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
+    docstring), with the Hessian spectrum there.
+
+    Args:
+        problem: a :class:`gradflow.Problem` (any parametrization).
+        state: the starting state (default: the problem's initial state), or a
+            :class:`gradflow.Trajectory` (its final state). LM directions are first retracted
+            onto their unit spheres; WN's ``||v_k||`` are kept.
+        tol: stop when ``||velocity|| ≤ tol · scale`` (relative to the cancelling terms; the
+            default is for float64 — a float32 problem reaches about ``1e-6``).
+        atol: or when ``||velocity|| ≤ atol``.
+        max_iter: the most Newton iterations.
+        max_backtracks: the most halvings of the step in one line search.
+        spectrum: compute :func:`gradflow.analysis.hessian_spectrum` at the result.
+        lanczos_iter, zero_tol, seed: passed to it (``num_iter``, ``zero_tol``, ``seed``).
+        linear_solver: ``"lsmr"`` (Lineax's LSMR: the minimum-norm step, which does not move
+            along the zero modes of the symmetries) or ``"gmres"`` (Lineax's GMRES).
+        forcing: a fixed relative tolerance ``η`` of the Newton solves instead of the adaptive
+            ``η_k = min(10⁻³, 10⁻² r_k)``; a fixed ``η`` gives linear convergence (a control).
+        gmres_restart: GMRES's Krylov dimension before a restart (default: the state's size
+            up to 200).
+
+    Returns:
+        A :class:`FixedPoint`.
+    """
+    _check(
+        tol,
+        atol,
+        max_iter,
+        max_backtracks,
+        zero_tol,
+        lanczos_iter,
+        linear_solver,
+        forcing,
+        gmres_restart,
+    )
+    state = _start(problem, state)
+    manifold = StateManifold.of(problem, state)
+    state = manifold.retract(state)
+    flat = ravel_pytree(state)[0]
+    size, dtype = int(flat.size), flat.dtype
+    restart = min(size, 200) if gmres_restart is None else int(gmres_restart)
+    floor = 10 * float(np.finfo(dtype).eps)  # the smallest useful Krylov tolerance
+    max_steps = 4 * restart if linear_solver == "gmres" else 10 * size
+
+    def measure(s):
+        r, scale = (float(v) for v in _residual(problem, s))
+        rel = 0.0 if r == 0 else (r / scale if scale > 0 else math.inf)
+        return r, rel
+
+    pattern0 = _pattern_or_none(problem, state)
+    flips = None if pattern0 is None else [0]
+    r, rel = measure(state)
+    residuals, relatives, steps, lin_steps, lin_res = [r], [rel], [], [], []
+    message = f"max_iter = {max_iter} reached"
+    converged = False
+    for _ in range(max_iter):
+        if rel <= tol or r <= atol:
+            converged, message = True, "tolerance reached"
+            break
+        eta = max(min(1e-3, 1e-2 * rel), floor) if forcing is None else forcing
+        delta, nsteps, lres = _newton_direction(
+            problem, manifold, state, jnp.asarray(eta, dtype), linear_solver, restart, max_steps
+        )
+        lin_steps.append(int(nsteps))
+        lin_res.append(float(lres))
+        accepted = None
+        alpha = 1.0
+        for _ in range(max_backtracks):
+            trial = _step(manifold, state, delta, jnp.asarray(alpha, dtype))
+            r_trial, rel_trial = measure(trial)
+            if np.isfinite(r_trial) and r_trial <= (1 - 1e-4 * alpha) * r:
+                accepted = (trial, r_trial, rel_trial, alpha)
+                break
+            alpha /= 2
+        if accepted is None:  # the Newton direction does not reduce ||F||: steepest descent
+            d, jd, vel = _descent_direction(problem, manifold, state)
+            jd2 = float(_norm(jd)) ** 2
+            alpha = -float(
+                sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(vel), jax.tree.leaves(jd)))
+            )
+            alpha = alpha / jd2 if jd2 > 0 else 0.0
+            for _ in range(max_backtracks if alpha > 0 else 0):
+                trial = _step(manifold, state, d, jnp.asarray(alpha, dtype))
+                r_trial, rel_trial = measure(trial)
+                if np.isfinite(r_trial) and r_trial < r:
+                    accepted = (trial, r_trial, rel_trial, -alpha)
+                    break
+                alpha /= 2
+        if accepted is None:
+            message = "no step reduces the residual (at the rounding floor, or stuck)"
+            break
+        state, r, rel, alpha = accepted
+        residuals.append(r)
+        relatives.append(rel)
+        steps.append(alpha)
+        if flips is not None:
+            flips.append(int(np.sum(_pattern_or_none(problem, state) != pattern0)))
+    else:
+        if rel <= tol or r <= atol:
+            converged, message = True, "tolerance reached"
+    spec = (
+        hessian_spectrum(problem, state, num_iter=lanczos_iter, zero_tol=zero_tol, seed=seed)
+        if spectrum
+        else None
+    )
+    return FixedPoint(
+        state=state,
+        converged=converged,
+        iterations=len(steps),
+        residuals=np.asarray(residuals),
+        relative_residuals=np.asarray(relatives),
+        steps=np.asarray(steps),
+        linear_steps=np.asarray(lin_steps, dtype=int),
+        linear_residuals=np.asarray(lin_res),
+        pattern_flips=None if flips is None else np.asarray(flips),
+        pattern_changed=bool(flips is not None and max(flips) > 0),
+        spectrum=spec,
+        message=message,
+    )

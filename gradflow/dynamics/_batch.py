@@ -1,0 +1,170 @@
+"""Batching runs that differ only in traced values into one compiled, vmapped call.
+
+Every dynamics builds a :class:`Plan`: its pure core (the function the dynamics jit-compiles),
+the core's arguments, and ``finish``, which turns the core's (host) output into a
+:class:`gradflow.Trajectory` (or raises, as the unbatched call would). :func:`run_plans` groups
+plans whose arguments have the same *static* part (everything that is not an array: solver,
+controller structure, batch size, number of save points, observables, ...) and the same array
+shapes, stacks their arrays (λ, η, the data, initial states, keys, tolerances, save grids) and
+runs each group as ONE ``jax.vmap`` of the core, compiled once per group.
+
+What vmapping costs: a vmapped adaptive ODE solve steps until its slowest member has finished
+(the members whose integration is done are masked but still computed), and its step sizes are
+per member; a vmapped SGD run has the same number of steps per save interval only when η is
+equal (otherwise the inner loop would run to the largest count, masking the others, which
+measured slower than running them one by one: SGD plans batch only with equal save steps, i.e.
+equal η). Pass
+``batch=False`` (``[sweep] batch = false``) to run every plan on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass
+class Plan:
+    """One run, ready to execute: ``finish(jax.device_get(core(*args)))``."""
+
+    core: Callable
+    args: tuple
+    finish: Callable[[Any], Any]
+    #: Plans batch together only when these agree too: values that bound the core's loops
+    #: (SGD's save steps: a batch over different η would loop to the largest step count).
+    batch_key: Any = None
+
+    def run(self):
+        return self.finish(jax.device_get(_jitted(self.core)(*self.args)))
+
+
+_JITTED: dict = {}
+
+
+def _jitted(core):
+    if core not in _JITTED:
+        _JITTED[core] = eqx.filter_jit(core)
+    return _JITTED[core]
+
+
+def _batched(core):
+    key = ("vmap", core)
+    if key not in _JITTED:
+
+        def run(shared, stacked, static):
+            # leaves equal across the batch (the data, a common η or save grid) stay unbatched,
+            # so that the loops they bound stay unbatched loops
+            def one(d):
+                merged = jax.tree.map(
+                    lambda a, b: a if b is None else b, shared, d, is_leaf=lambda x: x is None
+                )
+                return core(*eqx.combine(merged, static))
+
+            return jax.vmap(one)(stacked)
+
+        _JITTED[key] = eqx.filter_jit(run)
+    return _JITTED[key]
+
+
+def _same(xs) -> bool:
+    first = xs[0]
+    if all(x is first for x in xs):
+        return True
+    a = np.asarray(first)
+    return all(np.shape(x) == a.shape and np.array_equal(np.asarray(x), a) for x in xs[1:])
+
+
+def signature(plan: Plan):
+    """What must agree for two plans to share a batch: the core, the static part of the
+    arguments and the shapes and dtypes of their arrays."""
+    dynamic, static = eqx.partition(plan.args, eqx.is_array)
+    shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a).name), dynamic)
+    return (
+        plan.core,
+        plan.batch_key,
+        jax.tree.structure(static),
+        _static_leaves(static),
+        jax.tree.structure(dynamic),
+        tuple(jax.tree.leaves(shapes)),
+    )
+
+
+def _static_leaves(static) -> tuple:
+    out = []
+    for leaf in jax.tree.leaves(static):
+        try:
+            hash(leaf)
+            out.append(leaf)
+        except TypeError:
+            out.append(repr(leaf))
+    return tuple(out)
+
+
+def groups_of(plans: Sequence[Plan]) -> list[list[int]]:
+    """Indices of ``plans`` grouped by :func:`signature`, in order of first appearance."""
+    found: list[tuple[Any, list[int]]] = []
+    for i, plan in enumerate(plans):
+        sig = signature(plan)
+        for key, members in found:
+            if key == sig:
+                members.append(i)
+                break
+        else:
+            found.append((sig, [i]))
+    return [members for _, members in found]
+
+
+def run_batch(plans: Sequence[Plan]) -> list:
+    """Run plans of ONE signature as one vmapped call; returns each plan's finished result,
+    or the exception its ``finish`` raised."""
+    if len(plans) == 1:
+        only = plans[0]
+        return [_finished(only.finish, jax.device_get(_jitted(only.core)(*only.args)))]
+    parts = [eqx.partition(p.args, eqx.is_array) for p in plans]
+    static = parts[0][1]
+    dynamics = [d for d, _ in parts]
+    same = jax.tree.map(lambda *xs: _same(xs), *dynamics)
+    shared = jax.tree.map(lambda f, x: x if f else None, same, dynamics[0])
+    stacked = jax.tree.map(
+        lambda f, *xs: None if f else jnp.stack([jnp.asarray(x) for x in xs]), same, *dynamics
+    )
+    out = jax.device_get(_batched(plans[0].core)(shared, stacked, static))
+    return [
+        _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out)) for i, p in enumerate(plans)
+    ]
+
+
+def _finished(finish, raw):
+    try:
+        return finish(raw)
+    except Exception as err:  # noqa: BLE001 - a failed run is a value here (see run_plans)
+        return err
+
+
+def run_plans(plans: Sequence[Plan], batch: bool = True) -> list:
+    """Every plan's result (a Trajectory, or the exception it raised), batching where the
+    signatures agree (``batch=True``)."""
+    results: list = [None] * len(plans)
+    groups = groups_of(plans) if batch else [[i] for i in range(len(plans))]
+    for idx in groups:
+        for i, r in zip(idx, run_batch([plans[i] for i in idx])):
+            results[i] = r
+    return results
+
+
+def plan(dynamics: Callable, problem, **kwargs) -> Plan:
+    """The :class:`Plan` of ``dynamics(problem, **kwargs)`` (``gf.flow`` or ``gf.sgd``), not
+    yet run: ``run_plans([plan(gf.sgd, p, lr=lr, ...) for ...])`` batches them."""
+    out = dynamics(problem, _plan=True, **kwargs)
+    if not isinstance(out, Plan):
+        raise ValueError(
+            f"plan: {getattr(dynamics, '__name__', dynamics)!r} with these arguments has no "
+            "plan (the SDE runs unbatched); call it directly"
+        )
+    return out

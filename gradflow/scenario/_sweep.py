@@ -1,0 +1,341 @@
+"""``gradflow sweep`` / ``gf.sweep``: run a scenario at every point of its ``[sweep]`` axes.
+
+Execution. The points are grouped into *tasks*: points that differ only in traced values
+(:data:`gradflow.scenario._sweep_spec.TRACED`: λ, η, init scale, seeds, label noise, data seed,
+tolerances) form one task, in which every run whose compiled arguments agree in shape is
+batched into ONE vmapped call (:func:`gradflow.dynamics._batch.run_plans`); points that change
+shapes (widths, B, N) are separate tasks. Tasks run in this process, or on Dask distributed: a
+``LocalCluster`` of ``workers`` processes (each with ``cores // workers`` XLA threads, so that
+they do not oversubscribe the machine) or an existing cluster at ``scheduler``.
+
+Results. Every finished point is written at once, atomically, to
+``<out>/<name>.sweep/points/<hash>.nc`` (``hash``: the point's validated configuration and
+the code), with its status and message (a failed or diverged point does not stop the sweep);
+``resume=True`` skips the points whose file exists. The sweep's ``xarray.Dataset`` has the axes
+as dimensions (``grid``) or one ``point`` dimension with the axes as coordinates (``zip``),
+plus ``t`` and ``seed`` where they apply; every run's observable ``obs`` is the variable
+``<run>__<obs>`` (``run``: ``flow``, ``sgd``, ``gd``, ``sde``, with ``_1``, ``_2``, ... for further
+runs of one dynamics), and ``status`` / ``message`` hold each point's outcome. It is written
+atomically to ``<out>/<name>.sweep.nc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .._validate import ConfigError
+from ._sweep_spec import Point, SweepSpec, load_sweep, point_hash
+
+ORDER = ("flow", "sde", "gd", "sgd")
+
+
+def _run_names(config) -> list[str]:
+    count: dict[str, int] = {}
+    names = []
+    for spec in config.runs:
+        k = count.get(spec.dynamics, 0)
+        count[spec.dynamics] = k + 1
+        names.append(spec.dynamics if k == 0 else f"{spec.dynamics}_{k}")
+    return names
+
+
+def _plans(point: Point):
+    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly)."""
+    import jax
+
+    from ..dynamics import flow, plan, sgd
+    from ._run import build_problem
+
+    problem = build_problem(point.config)
+    out = []
+    for name, spec in zip(_run_names(point.config), point.config.runs):
+        if spec.dynamics == "flow":
+            item = plan(flow, problem, **spec.options)
+        elif spec.dynamics in ("gd", "sgd"):
+            item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
+        else:
+            item = None
+        out.append((name, spec, item))
+    return problem, out
+
+
+def _point_dataset(point: Point, results: dict, status: str, message: str) -> xr.Dataset:
+    parts = []
+    for name, traj in results.items():
+        ds = traj.to_xarray()
+        ds = ds.drop_vars([v for v in ds.data_vars if v.startswith("param")])
+        ds = ds.assign_coords(t=np.round(ds["t"].values, 10))
+        ds.attrs = {}
+        parts.append(ds.rename({v: f"{name}__{v}" for v in ds.data_vars}))
+    ds = xr.merge(parts, join="outer", compat="no_conflicts") if parts else xr.Dataset()
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+    ds["status"] = status
+    ds["message"] = message
+    ds.attrs = {
+        "values": json.dumps(point.values, default=str),
+        "config": json.dumps(point.config.table, default=str, sort_keys=True),
+    }
+    return ds
+
+
+def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
+    """Run the points of one task (in this process); one Dataset per point, in order."""
+    import jax
+
+    from ..dynamics import Diverged, run_plans
+    from ._run import run_one
+
+    jax.config.update("jax_enable_x64", True)
+    built, plans, where, first = [], [], {}, {}
+    for i, point in enumerate(points):
+        try:
+            problem, runs = _plans(point)
+        except (ValueError, RuntimeError) as err:
+            built.append(err)
+            continue
+        built.append((problem, runs))
+        for j, (_, spec, plan) in enumerate(runs):
+            if plan is None:
+                continue
+            # a run shared by several points (e.g. the flow of points that differ in sgd.lr
+            # only) is computed once
+            key = _run_key(point, spec)
+            if key not in first:
+                first[key] = len(plans)
+                plans.append(plan)
+            where[(i, j)] = first[key]
+    results = run_plans(plans, batch=batch)
+    outcomes = {ij: results[k] for ij, k in where.items()}
+    out = []
+    for i, (point, item) in enumerate(zip(points, built)):
+        if isinstance(item, Exception):
+            out.append(_point_dataset(point, {}, "failed", _one_line(item)))
+            continue
+        problem, runs = item
+        results, status, messages = {}, "success", []
+        for j, (name, spec, plan) in enumerate(runs):
+            try:
+                result = outcomes[(i, j)] if plan is not None else run_one(problem, spec)
+            except Exception as err:  # noqa: BLE001 - a failed point is recorded, not raised
+                result = err
+            if isinstance(result, Diverged):
+                results[name] = result.trajectory
+                status = "diverged"
+                messages.append(f"{name}: {_one_line(result)}")
+            elif isinstance(result, Exception):
+                status = "failed" if status != "diverged" else status
+                messages.append(f"{name}: {_one_line(result)}")
+            else:
+                results[name] = result
+        out.append(_point_dataset(point, results, status, "; ".join(messages)))
+    return out
+
+
+def _run_key(point: Point, spec) -> str:
+    """What a run depends on: the problem's sections and the run's own options and seed."""
+    table = point.config.table
+    return json.dumps(
+        [
+            [table.get(k) for k in ("data", "model", "problem")],
+            spec.dynamics,
+            spec.options,
+            spec.seed,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def tasks_of(spec: SweepSpec, todo: list[int]) -> list[list[int]]:
+    """Point indices grouped into tasks (one per point when ``spec.batch`` is false)."""
+    if not spec.batch:
+        return [[i] for i in todo]
+    groups: dict[str, list[int]] = {}
+    for i in todo:
+        groups.setdefault(spec.points[i].group, []).append(i)
+    return list(groups.values())
+
+
+def _worker_env(workers: int) -> dict:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return {
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+        f"intra_op_parallelism_threads={threads}",
+        "OMP_NUM_THREADS": str(threads),
+        "JAX_ENABLE_X64": "1",
+    }
+
+
+def sweep(
+    scenario,
+    *,
+    sets=(),
+    fast: bool = False,
+    out="results",
+    workers: int | None = 0,
+    scheduler: str | None = None,
+    client=None,
+    resume: bool = False,
+    progress: bool = True,
+    echo=print,
+) -> xr.Dataset:
+    """Run the sweep of ``scenario`` (a file with a ``[sweep]`` table, or its parsed table).
+
+    Args:
+        sets: ``--set`` style overrides applied to every point (before the axis values).
+        out: the results folder (``<name>.sweep.nc`` and ``<name>.sweep/points/``).
+        workers: ``0``: run the tasks in this process; ``K >= 1``: a Dask ``LocalCluster`` of
+            ``K`` worker processes. ``scheduler``: the address of a running Dask scheduler
+            (e.g. of a dask-jobqueue ``SLURMCluster``); ``client``: a ``distributed.Client``.
+        resume: skip the points whose result file exists (same configuration and code).
+
+    Returns the sweep's Dataset (see the module docstring); raises :class:`ConfigError` for a
+    bad scenario or sweep before computing anything.
+    """
+    from .._trajectory import code_hash, write_netcdf
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"--workers={workers!r} is not allowed; use an integer >= 0")
+    spec = load_sweep(scenario, sets, fast=fast)
+    root = Path(out) / f"{spec.name}.sweep"
+    folder = root / "points"
+    _check_writable(Path(out))
+    code = code_hash()
+    hashes = [point_hash(p, code) for p in spec.points]
+    done = [i for i, h in enumerate(hashes) if resume and (folder / f"{h}.nc").is_file()]
+    todo = [i for i in range(len(spec.points)) if i not in set(done)]
+    tasks = tasks_of(spec, todo)
+    echo(
+        f"sweep {spec.name}: {len(spec.points)} points, {len(done)} already done, computing "
+        f"{len(todo)} in {len(tasks)} task(s)"
+        + (f" on {scheduler}" if scheduler else f" on {workers} workers" if workers else "")
+    )
+    for i, ds in _execute(spec, tasks, workers, scheduler, client, progress):
+        write_netcdf(ds, folder / f"{hashes[i]}.nc")
+    result = _assemble(spec, [folder / f"{h}.nc" for h in hashes])
+    write_netcdf(result, Path(out) / f"{spec.name}.sweep.nc")
+    return result
+
+
+def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out={str(out)!r} is not allowed; it is a file, use a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".gradflow-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"--out={str(out)!r} is not allowed; it is not writable ({err.strerror})"
+        ) from None
+
+
+def _execute(spec, tasks, workers, scheduler, client, progress):
+    """Yield ``(point index, Dataset)`` as tasks finish."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=sum(map(len, tasks)),
+        desc=spec.name,
+        unit="point",
+        file=sys.stderr,
+        disable=None if progress else True,
+    )
+    try:
+        if not tasks:
+            return
+        if client is None and scheduler is None and not workers:
+            for task in tasks:
+                for i, ds in zip(task, run_task([spec.points[i] for i in task], spec.batch)):
+                    bar.update()
+                    yield i, ds
+            return
+        yield from _on_dask(spec, tasks, workers, scheduler, client, bar)
+    finally:
+        bar.close()
+
+
+def _on_dask(spec, tasks, workers, scheduler, client, bar):
+    import distributed
+
+    own, cluster = client is None, None
+    if client is None:
+        if scheduler is None:
+            cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=_worker_env(workers),
+            )
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(scheduler)
+    try:
+        futures = {
+            client.submit(run_task, [spec.points[i] for i in task], spec.batch, pure=False): task
+            for task in tasks
+        }
+        for future in distributed.as_completed(futures):
+            task = futures[future]
+            for i, ds in zip(task, future.result()):
+                bar.update()
+                yield i, ds
+    finally:
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _assemble(spec: SweepSpec, paths: list[Path]) -> xr.Dataset:
+    names = list(spec.axes)
+    parts = []
+    for k, (point, path) in enumerate(zip(spec.points, paths)):
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+        ds.attrs = {}
+        coords = {n: _label(point.values[n]) for n in names}
+        parts.append(
+            ds.expand_dims(point=[k]).assign_coords({n: ("point", [v]) for n, v in coords.items()})
+        )
+    out = xr.concat(
+        parts,
+        dim="point",
+        join="outer",
+        fill_value={"status": "", "message": ""} if False else None,
+    )
+    if spec.mode == "grid" and len(names) == 1:
+        out = out.swap_dims(point=names[0]).drop_vars("point")
+    elif spec.mode == "grid":
+        out = out.set_index(point=names).unstack("point")
+        out = out.transpose(*names, ...)
+    for v in ("status", "message"):
+        out[v] = out[v].fillna("").astype(str)
+    out.attrs.update(
+        scenario=spec.name,
+        mode=spec.mode,
+        axes=json.dumps(spec.axes, default=str),
+        config=json.dumps(spec.table, default=str, sort_keys=True),
+        sets=json.dumps(list(spec.sets)),
+        fast=int(spec.fast),
+    )
+    return out
+
+
+def _label(value):
+    """A coordinate label: numbers and strings as they are, lists as their JSON text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)

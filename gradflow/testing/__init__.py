@@ -1,0 +1,85 @@
+"""Property testing of gradflow's mathematics: Hypothesis strategies and invariant checkers.
+
+``import gradflow.testing as gft`` (it needs Hypothesis, a dependency of the ``test`` and
+``docs`` extras; ``import gradflow`` does not import this package).
+
+* Strategies (:mod:`._strategies`) draw values at a few fixed shapes, so JAX compiles a
+  bounded number of times: :func:`networks` and :func:`inputs` (the architectures of
+  :data:`ARCHITECTURES`: MLP, DeepLinear, LocalCNN), :func:`datasets`, :func:`problems` (all four
+  parametrizations, ``λ``, targets), :func:`states` and :func:`problem_states`, and the values
+  :func:`seeds`, :func:`init_scales`, :func:`weight_decays`, :func:`parametrizations`.
+* Checkers (:mod:`._checks`) return the measured deviation from an identity of the theory —
+  never assert — so a test chooses its tolerance: :func:`homogeneity_error` (THEORY 2.1),
+  :func:`euler_identity_error` (2.2), :func:`gradient_scaling_error` (2.3),
+  :func:`balance_rate_error` and :func:`balance_law_error` (3.1, 4.5), :func:`unit_norm_error`
+  and :func:`tangency_error` (2.4, 3.2), :func:`wn_norm_growth_error` (3.3),
+  :func:`loss_increase` (monotonicity of the loss along a flow), :func:`rho_eq_error` (4.1).
+
+The tutorial "Property testing" of the documentation tests a conjecture with them.
+"""
+
+from ._checks import (
+    balance_law_error,
+    balance_rate_error,
+    euler_identity_error,
+    gradient_scaling_error,
+    homogeneity_error,
+    loss_increase,
+    rho_eq_error,
+    tangency_error,
+    unit_norm_error,
+    wn_norm_growth_error,
+)
+from ._strategies import (
+    ARCHITECTURES,
+    PARAMETRIZATIONS,
+    TARGETS,
+    Architecture,
+    architecture,
+    build_network,
+    datasets,
+    init_scales,
+    input_shape,
+    inputs,
+    make_dataset,
+    networks,
+    parametrizations,
+    problem_states,
+    problems,
+    random_state,
+    seeds,
+    states,
+    weight_decays,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "PARAMETRIZATIONS",
+    "TARGETS",
+    "architecture",
+    "balance_law_error",
+    "balance_rate_error",
+    "build_network",
+    "datasets",
+    "euler_identity_error",
+    "gradient_scaling_error",
+    "homogeneity_error",
+    "init_scales",
+    "input_shape",
+    "inputs",
+    "loss_increase",
+    "make_dataset",
+    "networks",
+    "parametrizations",
+    "problem_states",
+    "problems",
+    "random_state",
+    "rho_eq_error",
+    "seeds",
+    "states",
+    "tangency_error",
+    "unit_norm_error",
+    "weight_decays",
+    "wn_norm_growth_error",
+]

@@ -1,0 +1,202 @@
+"""``gradflow sweep`` / ``gf.sweep``: validation, batching, Dask workers, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+import gradflow as gf
+from gradflow._cli import main
+from gradflow.models import MLP
+
+BASE = """
+[scenario]
+name = "{name}"
+[data]
+name = "gaussian-mixture"
+n_train = 24
+n_test = 8
+dim = 4
+seed = 0
+[model]
+kind = "mlp"
+widths = [5]
+init_scale = 0.5
+[problem]
+weight_decay = 0.01
+normalization = "lm-last"
+[time]
+t1 = 1.0
+save_every = 0.25
+[sgd]
+lr = 0.05
+batch_size = 8
+{extra}
+"""
+
+
+def _write(tmp_path, name="sw", extra="", axes='"problem.weight_decay" = [0.0, 0.01, 0.1]\n'):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(BASE.format(name=name, extra=extra) + "[sweep]\n[sweep.axes]\n" + axes)
+    return path
+
+
+# ---- validation: before anything runs, one line naming the key ---------------------------
+
+BAD = [
+    (
+        '"problem.weight_decy" = [0.0]',
+        r"sweep\.axes\.problem\.weight_decy.*did you mean 'weight_decay'",
+    ),
+    ('"probem.weight_decay" = [0.0]', r"sweep\.axes\.probem\.weight_decay.*did you mean 'problem'"),
+    ('"problem.weight_decay" = []', r"sweep\.axes\.problem\.weight_decay=\[\].*non-empty list"),
+    ('"problem.weight_decay" = 0.1', r"sweep\.axes\.problem\.weight_decay=0\.1.*non-empty list"),
+    ('"problem.weight_decay" = [0.1, 0.1]', r"distinct values"),
+    ('"problem.weight_decay" = [-1.0]', r"problem\.weight_decay=-1\.0.*\(from sweep\.axes\)"),
+    ('"sgd.batch_size" = [8, 100]', r"sgd\.batch_size=100.*\(from sweep\.axes\)"),
+    ('"weight_decay" = [0.1]', r"sweep\.axes\.weight_decay.*dotted key"),
+]
+
+
+@pytest.mark.parametrize("axes,message", BAD)
+def test_bad_axes_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, axes, message):
+    import re
+
+    path = _write(tmp_path, axes=axes + "\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gradflow: error: ")
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_bad_sweep_table_and_zip_lengths(tmp_path, capsys):
+    path = _write(tmp_path, axes='"problem.weight_decay" = [0.0, 0.1]\n"sgd.lr" = [0.05]\n')
+    assert main(["sweep", str(path), "--set", "sweep.mode=zip", "--quiet"]) == 2
+    assert "same length" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--set", "sweep.modes=zip", "--quiet"]) == 2
+    assert "did you mean 'mode'" in capsys.readouterr().err
+    assert main(["run", str(path), "--quiet"]) == 2  # gradflow run refuses a sweep file
+    assert "gradflow sweep FILE" in capsys.readouterr().err
+
+
+# ---- batching: one vmapped call gives the sequential runs' numbers -----------------------
+
+
+def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
+    path = _write(
+        tmp_path,
+        extra="[flow]\nenabled = true\n",
+        axes='"problem.weight_decay" = [0.0, 0.05]\n"sgd.lr" = [0.05, 0.1]\n',
+    )
+    ds = gf.sweep(path, out=tmp_path / "out", progress=False, echo=lambda *a: None)
+    assert ds["sgd__loss"].dims == ("problem.weight_decay", "sgd.lr", "t")
+    assert ds["flow__rho"].dims == ("problem.weight_decay", "sgd.lr", "t")
+    assert (ds["status"] == "success").all()
+    data = gf.data.load("gaussian-mixture", n_train=24, n_test=8, dim=4, seed=0)
+    net = MLP(4, (5,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
+    for lam in (0.0, 0.05):
+        p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last")
+        flow = gf.flow(p, t1=1.0, save_every=0.25)
+        for lr in (0.05, 0.1):
+            one = gf.sgd(p, lr=lr, batch_size=8, t1=1.0, save_every=0.25, key=jax.random.PRNGKey(0))
+            got = ds["sgd__loss"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
+            np.testing.assert_allclose(got.sel(t=one.t).values, one["loss"], rtol=1e-12)
+            got = ds["flow__rho"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
+            np.testing.assert_allclose(got.sel(t=flow.t).values, flow["rho"], rtol=1e-9)
+
+
+def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    path = _write(
+        tmp_path, extra="[flow]\nenabled = true\n", axes='"flow.max_steps" = [100000, 3]\n'
+    )
+    code = main(["sweep", str(path), "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 1
+    assert "a point failed: flow: RuntimeError: flow: stopped at t=" in capsys.readouterr().err
+    ds = xr.open_dataset(tmp_path / "o" / "sw.sweep.nc", engine="h5netcdf")
+    assert list(ds["status"].values) == ["success", "failed"]
+    assert "max_steps" in str(ds["message"].values[1])
+    # the failed point keeps the runs that did finish (its SGD run)
+    assert np.isfinite(ds["sgd__loss"]).all() and np.isnan(ds["flow__loss"][1]).all()
+
+
+# ---- Dask: a real LocalCluster of 2 worker processes, one of them killed ------------------
+
+WIDTHS = '"model.widths" = [[3], [4], [5]]\n"problem.weight_decay" = [0.0, 0.01]\n'
+
+
+def test_dask_cluster_equals_in_process_bit_for_bit_and_survives_a_killed_worker(tmp_path):
+    import distributed
+
+    from gradflow.scenario._sweep import _worker_env
+
+    path = _write(tmp_path, axes=WIDTHS)
+    quiet = dict(progress=False, echo=lambda *a: None)
+    local = gf.sweep(path, out=tmp_path / "local", **quiet)
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        env=_worker_env(2),
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            pids = list(client.run(os.getpid).values())
+            assert len(set(pids)) == 2 and os.getpid() not in pids
+            remote = gf.sweep(path, out=tmp_path / "remote", client=client, **quiet)
+            xr.testing.assert_identical(local, remote)  # bit for bit, attributes included
+            # again, killing one worker process while the tasks run
+            result, folder = {}, tmp_path / "killed" / "sw.sweep" / "points"
+            thread = threading.Thread(
+                target=lambda: result.update(
+                    ds=gf.sweep(path, out=tmp_path / "killed", client=client, **quiet)
+                )
+            )
+            thread.start()
+            deadline = time.time() + 120
+            while time.time() < deadline and not (folder.exists() and any(folder.iterdir())):
+                time.sleep(0.05)
+            victim = list(client.run(os.getpid).values())[0]
+            os.kill(victim, signal.SIGKILL)
+            thread.join(timeout=300)
+            assert not thread.is_alive()
+            xr.testing.assert_identical(local, result["ds"])
+            assert len(list(folder.glob("*.nc"))) == 6
+    finally:
+        cluster.close()
+
+
+# ---- resume after an interrupted sweep -------------------------------------------------------
+
+
+def test_resume_recomputes_only_the_missing_points(tmp_path):
+    path = _write(tmp_path, axes=WIDTHS)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "gradflow._cli", "sweep", str(path), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = out / "sw.sweep" / "points"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*.nc"))) < 2 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(list(folder.glob("*.nc")))
+    assert 2 <= written < 6, written  # interrupted after a task, before the last
+    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{written} already done, computing {6 - written}" in again.stdout
+    twice = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert "6 already done, computing 0" in twice.stdout
+    ds = xr.open_dataset(out / "sw.sweep.nc", engine="h5netcdf")
+    assert ds["sgd__loss"].sizes == {"model.widths": 3, "problem.weight_decay": 2, "t": 5}
+    assert (ds["status"] == "success").all()
