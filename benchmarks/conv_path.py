@@ -1,5 +1,5 @@
-"""Which convolution path should ``LocalCNN`` take on a CPU? XLA's convolution against im2col,
-beside PyTorch computing the same gradient.
+"""Which convolution path should ``LocalCNN`` take on a CPU? XLA's convolution against two
+im2col gathers, beside PyTorch computing the same gradient.
 
 Run::
 
@@ -17,12 +17,15 @@ first, ``block_until_ready``) of
 * the paper CNN: ``gradflow.models.paper_cnn((3, 32, 32), 1)`` (95,072 weights) on ``--n-paper``
   random CIFAR-shaped inputs with ±1 targets, normalization ``none``;
 
-with ``LocalCNN(conv="xla")`` (``lax.conv_general_dilated``) and ``conv="im2col"`` (strided
-slices + one contraction), in float32 and float64 (``Problem(precision=...)``, x64 on), and
-PyTorch eager (``F.conv1d/conv2d`` + autograd) on the same weights and data. The candidates
-alternate repeat by repeat; the median and the best of ``--repeats`` are reported, with each
-gradient's relative difference to the float64 PyTorch gradient. Both libraries run
-single-threaded by default (``--threads 1``), as in ``sgd_throughput.py``.
+with ``LocalCNN(conv="xla")`` (``lax.conv_general_dilated``, channel-first), ``conv="im2col"``
+(channel-first strided slices, stacked, + one tensor contraction) and ``conv="im2col-cl"``
+(channels-last strided slices, concatenated along the channels, + one matrix product
+``(N · positions, K · C_in) @ (K · C_in, C_out)``), in float32 and float64
+(``Problem(precision=...)``, x64 on), and PyTorch eager (``F.conv1d/conv2d`` + autograd) on
+the same weights and data. The candidates alternate repeat by repeat; the median and the best
+of ``--repeats`` are reported, with each gradient's relative difference to the float64 PyTorch
+gradient. Both libraries run single-threaded by default (``--threads 1``), as in
+``sgd_throughput.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+#: The candidate paths (``LocalCNN(conv=...)``).
+CONVS = ("xla", "im2col", "im2col-cl")
 
 
 def main(argv=None) -> int:
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
 
     rows = []
     for name, data, make, normalization in cases():
-        nets = {conv: make(conv) for conv in ("xla", "im2col")}
+        nets = {conv: make(conv) for conv in CONVS}
         reference = None
         candidates = {}
         for precision in ("float32", "float64"):

@@ -7,6 +7,8 @@ Run::
         [--out benchmarks/results/scale.json]
     python benchmarks/scale.py --tiny          # seconds: tiny sizes, checks that it runs
     python benchmarks/scale.py --device gpu    # the GPU subset (benchmarks/device.sh)
+    python benchmarks/scale.py --only paper-cnn:1e5 --ns 4000,16000,64000 --precisions float32 \
+        --repeats 2 --out benchmarks/results/scale_paper_cnn_f32.json   # one series, these N
 
 PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``, the CPU build).
 
@@ -38,7 +40,8 @@ estimated cost (one gradient of every candidate at the previous N, scaled linear
 the calls) exceeds ``--cap-s`` seconds, except the paper CNN at N = 1k and 4k (``MUST``); and
 every point after ``--budget-s`` seconds but those (the paper CNN at N = 4k runs last).
 ``--device gpu`` runs every point within the budget (torch on CUDA if it has CUDA, else no
-torch).
+torch). ``--ns`` (and ``--precisions``) replace the grid: exactly these N (precisions) for every
+selected series, each point run whatever its estimate (as ``MUST``).
 
 **Fits.** Growth exponents: least squares of ``log t`` on ``log N`` (each network and
 precision, ≥ 2 points), on ``log P`` (each N with ≥ 2 sizes) and jointly
@@ -119,6 +122,10 @@ def point(spec: dict, net) -> dict:
     state = problem.initial_state()
     params = sum(w.size for w in net.weights)
     result = {**spec, "params": int(params), "chunk_size": problem.chunk_size}
+    if hasattr(net, "conv"):  # the convolution path the CNN took (LocalCNN(conv="auto"))
+        from gradflow.models._cnn import conv_path
+
+        result["conv"] = net.conv if net.conv != "auto" else conv_path(dtype)
     compiled = {}
 
     def jax_call(label, p):
@@ -133,7 +140,8 @@ def point(spec: dict, net) -> dict:
         return call
 
     calls = {"jax": jax_call("jax", problem)}
-    if problem.chunk_size < n:  # the same problem in one chunk (it shares the arrays)
+    if problem.chunk_size < n and n <= spec.get("unchunked_max_n", n):
+        # the same problem in one chunk (it shares the arrays); not above --unchunked-max-n
         whole = copy.copy(problem)
         object.__setattr__(whole, "chunk_size", n)
         calls["jax unchunked"] = jax_call("jax unchunked", whole)
@@ -291,19 +299,24 @@ MUST = {("paper-cnn", "1e5", 1000), ("paper-cnn", "1e5", 4000)}
 def series_list(args, done=frozenset()):
     """One series per network: its points (N increasing, float32 then float64 at each N)."""
     ns = TINY["ns"] if args.tiny else NS
+    if args.ns:  # exactly these N (and precisions) for every selected series, all run
+        ns = tuple(args.ns)
+    precisions = tuple(args.precisions) if args.precisions else PRECISIONS
     sizes = {
         "mlp": TINY["mlp"] if args.tiny else MLP_WIDTHS,
         "paper-cnn": TINY["cnn"] if args.tiny else CNN_CHANNELS,
     }
-    cpu_grid = args.device == "cpu" and not args.tiny
+    cpu_grid = args.device == "cpu" and not args.tiny and not args.ns
     order = ORDER if cpu_grid else [(m, q, None) for m, q in dict.fromkeys(o[:2] for o in ORDER)]
     for model, p_label, these in order:
         if p_label not in sizes[model] or (args.only and f"{model}:{p_label}" not in args.only):
             continue
         points, skipped = [], []
         for n in ns if these is None else these:
-            for precision in PRECISIONS:
+            for precision in precisions:
                 spec = dict(n=n, precision=precision)
+                if args.ns:
+                    spec["must"] = True
                 if args.device == "cpu" and not args.tiny:
                     if model == "paper-cnn" and p_label == "1e6":
                         skipped.append(
@@ -314,9 +327,12 @@ def series_list(args, done=frozenset()):
                             }
                         )
                         continue
-                    if n not in CPU_NS.get((model, p_label), {}).get(precision, ()):
+                    if args.ns:
+                        pass
+                    elif n not in CPU_NS.get((model, p_label), {}).get(precision, ()):
                         continue
-                    spec["must"] = (model, p_label, n) in MUST
+                    else:
+                        spec["must"] = (model, p_label, n) in MUST
                 if (model, p_label, n, precision) in done:
                     continue  # measured by the run given to --merge
                 points.append(spec)
@@ -430,8 +446,9 @@ def summarize(path) -> str:
         diff = r.get("rel_diff_jax_vs_torch")
         diff = "—" if diff is None else f"{diff:.1e}"
         temp = mem["jax"].get("xla_temp_bytes", 0) / mib
+        conv = f" ({r['conv']})" if "conv" in r else ""
         out.append(
-            f"| {r['model']} | {r['params']:,} | {r['precision']} | {r['n']:,} | "
+            f"| {r['model']}{conv} | {r['params']:,} | {r['precision']} | {r['n']:,} | "
             f"{r['chunk_size']:,} | {ms('jax')} | {ms('jax unchunked')} | {ms('torch')} | "
             f"{ratio} | {peaks} | {temp:,.0f} | {diff} |"
         )
@@ -468,6 +485,28 @@ def main(argv=None) -> int:
         "--only", nargs="+", default=[], metavar="MODEL:P", help="these series, e.g. mlp:1e5"
     )
     parser.add_argument(
+        "--ns",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=None,
+        metavar="N,N,...",
+        help="exactly these N for every selected series (replaces the grid; all run)",
+    )
+    parser.add_argument(
+        "--precisions",
+        type=lambda v: v.split(","),
+        default=None,
+        metavar="P,P",
+        help="with --ns: these precisions (default both)",
+    )
+    parser.add_argument(
+        "--unchunked-max-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="no 'jax unchunked' comparison above this N (its memory: the paper CNN in "
+        "float32 holds ~15 GiB unchunked at N = 64k)",
+    )
+    parser.add_argument(
         "--merge",
         default=None,
         metavar="JSON",
@@ -493,6 +532,7 @@ def main(argv=None) -> int:
     default = "scale_gpu.json" if args.device == "gpu" else "scale.json"
     out_path = Path(args.out or HERE / "results" / ("scale_tiny.json" if args.tiny else default))
     rows, started = [], time.time()
+    load_start = os.getloadavg()
     done = set()
     if args.merge:
         earlier = json.loads(Path(args.merge).read_text())
@@ -512,6 +552,8 @@ def main(argv=None) -> int:
             torch=torch_ok,
             cap_s=args.cap_s,
         )
+        if args.unchunked_max_n is not None:
+            base["unchunked_max_n"] = args.unchunked_max_n
         for row in skipped:
             rows.append({**base, **row})
             _echo(rows[-1])
@@ -524,6 +566,11 @@ def main(argv=None) -> int:
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "wall_s": time.time() - started,
             "only": args.only,
+            "ns": args.ns,
+            "precisions": args.precisions,
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+            "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "GLIBC_TUNABLES")},
         }
     ]
     if args.merge:

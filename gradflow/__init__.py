@@ -35,7 +35,16 @@ from ._problem import Problem
 from ._trajectory import Trajectory, load, versions
 from .analysis import compare, ensemble_summary, equilibrium, hessian_spectrum, sde_vs_sgd
 from .diffrax_ext import FloorController, ProjectedSolver, SGDNoise
-from .dynamics import SOLVERS, Diverged, flow, sgd
+from .dynamics import (
+    SOLVERS,
+    Checkpoint,
+    Diverged,
+    Interrupted,
+    MaxStepsReached,
+    RunFailed,
+    flow,
+    sgd,
+)
 from .scenario import sweep
 
 try:
@@ -45,7 +54,11 @@ except PackageNotFoundError:  # running from a checkout that is not installed
 
 __all__ = [
     "AbstractParametrization",
+    "Checkpoint",
     "Diverged",
+    "MaxStepsReached",
+    "RunFailed",
+    "Interrupted",
     "FloorController",
     "LMAll",
     "LMLast",

@@ -10,13 +10,18 @@
 ``results/`` under the current directory) and prints a summary. Float64 is enabled first.
 
 Exit status: 0 success; 2 bad input (one line ``gradflow: error: ...`` on stderr, nothing
-computed, no file written); 3 a run diverged (its partial trajectory is written, the others run
-on); 1 a run that failed otherwise (e.g. the flow ran out of ``max_steps``).
+computed, no file written); 3 a run diverged or blew up (its partial trajectory is written, the
+others run on); 1 a run that failed otherwise (the flow ran out of ``max_steps``: its partial
+trajectory is written too); 130 / 143
+interrupted by SIGINT / SIGTERM (the partial trajectory, ``status = "interrupted"``, and a
+checkpoint are written; ``gradflow run FILE --resume`` continues).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -66,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
         help="apply the scenario's [fast] table (a run of seconds, for checks)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted runs from their checkpoints, skip the finished ones",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the scenario's results already in --out (they are refused otherwise)",
+    )
+    run.add_argument(
+        "--no-limits",
+        action="store_true",
+        dest="no_limits",
+        help="lift the size limits (weights, seeds, save points, steps, memory, work)",
+    )
     # ---- sweep: a scenario with a [sweep] table ----
     sw = sub.add_parser(
         "sweep",
@@ -100,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the address of a running Dask scheduler (e.g. tcp://host:8786)",
     )
     sw.add_argument("--resume", action="store_true", help="skip the points already finished")
+    sw.add_argument(
+        "--overwrite", action="store_true", help="replace the sweep's results already in --out"
+    )
+    sw.add_argument(
+        "--no-limits", action="store_true", dest="no_limits", help="lift the size limits"
+    )
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     # ---- figs: paper_figs/ (not an installed package; see figs() below) ----
     figs_parser = sub.add_parser(
@@ -163,12 +190,25 @@ def main(argv=None) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             resume=args.resume,
+            overwrite=args.overwrite,
+            limits=not args.no_limits,
             progress=not args.quiet,
         )
-    return run(args.file, out=args.out, sets=args.sets, fast=args.fast, progress=not args.quiet)
+    return run(
+        args.file,
+        out=args.out,
+        sets=args.sets,
+        fast=args.fast,
+        progress=not args.quiet,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        limits=not args.no_limits,
+    )
 
 
-def sweep(file, *, out, sets, fast, workers, scheduler, resume, progress) -> int:
+def sweep(
+    file, *, out, sets, fast, workers, scheduler, resume, progress, overwrite=False, limits=True
+) -> int:
     """``gradflow sweep``: validate every point, run, write; returns the exit status
     (0 every point succeeded, 3 some diverged, 1 some failed otherwise, 2 bad input)."""
     from .scenario import ConfigError
@@ -183,6 +223,8 @@ def sweep(file, *, out, sets, fast, workers, scheduler, resume, progress) -> int
             workers=workers,
             scheduler=scheduler,
             resume=resume,
+            overwrite=overwrite,
+            limits=limits,
             progress=progress,
         )
     except ConfigError as err:
@@ -202,27 +244,86 @@ def sweep(file, *, out, sets, fast, workers, scheduler, resume, progress) -> int
             print(f"gradflow: a point {s}: {m}", file=sys.stderr)
     if set(status) <= {"success"}:
         return EXIT_OK
-    return EXIT_DIVERGED if set(status) <= {"success", "diverged"} else EXIT_FAILED
+    return EXIT_DIVERGED if set(status) <= {"success", "diverged", "blew_up"} else EXIT_FAILED
 
 
-def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
-    """``gradflow run``: validate, then run and write; returns the exit status."""
-    from pathlib import Path
+def run(
+    file,
+    *,
+    out="results",
+    sets=(),
+    fast=False,
+    progress=True,
+    resume=False,
+    overwrite=False,
+    limits=True,
+) -> int:
+    """``gradflow run``: validate, then run and write; returns the exit status (130 / 143
+    after SIGINT / SIGTERM: the partial trajectory and a checkpoint are written, and
+    ``--resume`` continues)."""
+    with _signals_interrupt():
+        try:
+            return _run(
+                file,
+                out=out,
+                sets=sets,
+                fast=fast,
+                progress=progress,
+                resume=resume,
+                overwrite=overwrite,
+                limits=limits,
+            )
+        except KeyboardInterrupt as err:  # gradflow.Interrupted, or a signal between runs
+            signum = getattr(err, "signum", signal.SIGINT)
+            where = str(err) if str(err) else f"interrupted by {signal.Signals(signum).name}"
+            print(
+                f"gradflow: {where}; partial results kept, continue with --resume",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 128 + int(signum)
 
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM as :class:`gradflow.Interrupted` (the runs themselves stop between
+    two segments: see gradflow.dynamics._checkpoint)."""
+    from .dynamics._checkpoint import Interrupted
+
+    def handler(signum, frame):
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}", None, signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=True) -> int:
     from .scenario import ConfigError, load_config
+    from .scenario._limits import check_limits
+    from .scenario._output import OutputLock, check_out_dir, remove_old
 
     try:
         config = load_config(file, sets, fast=fast)
-        out_dir = Path(out)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"--out {str(out)!r} is not allowed; it is a file, use a folder")
+        labels = [spec.label for spec in config.runs]
+        out_dir = check_out_dir(out, config.name, labels, overwrite=overwrite, resume=resume)
+        check_limits(config, limits=limits)
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
     from .scenario import run as run_scenario
 
     try:
-        outcome = run_scenario(config, out_dir, progress=progress)
+        with OutputLock(out_dir, config.name):
+            if overwrite and not resume:
+                remove_old(out_dir, config.name)
+            outcome = run_scenario(config, out_dir, progress=progress, resume=resume)
+    except ConfigError as err:  # the lock: another writer
+        _error(err)
+        return EXIT_BAD_INPUT
     except ValueError as err:  # a library check that validation did not anticipate
         _error(err)
         return EXIT_BAD_INPUT
@@ -230,11 +331,15 @@ def run(file, *, out="results", sets=(), fast=False, progress=True) -> int:
         _error(err)
         return EXIT_FAILED
     print("wrote " + ", ".join(str(p) for p in outcome.files))
+    statuses = set()
     for label, message in outcome.diverged.items():
-        print(
-            f"gradflow: {label} diverged (partial trajectory written): {message}", file=sys.stderr
-        )
-    return EXIT_DIVERGED if outcome.diverged else EXIT_OK
+        status = outcome.trajectories[label].stats.get("status", "diverged")
+        statuses.add(status)
+        word = "diverged" if status == "diverged" else status.replace("_", " ")
+        print(f"gradflow: {label} {word} (partial trajectory written): {message}", file=sys.stderr)
+    if not statuses:
+        return EXIT_OK
+    return EXIT_DIVERGED if statuses <= {"diverged", "blew_up"} else EXIT_FAILED
 
 
 def figs(*, fast=False, only=(), out=None) -> int:

@@ -189,8 +189,32 @@ def write_netcdf(ds: xr.Dataset, path) -> Path:
 
 
 def load(path) -> Trajectory:
-    """Read a :class:`Trajectory` written by :meth:`Trajectory.save`."""
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    """Read a :class:`Trajectory` written by :meth:`Trajectory.save` (one run's
+    ``<name>__<run>.nc``; a scenario's combined ``<name>.nc`` and a sweep's ``<name>.sweep.nc``
+    are plain ``xarray`` Datasets: ``xarray.open_dataset(path)``)."""
+    from pathlib import Path
+
+    from ._validate import bad_value
+
+    if not Path(path).is_file():
+        raise bad_value("load", "path", str(path), "use the path of an existing NetCDF file")
+    try:
+        ds = xr.open_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise bad_value(
+            "load", "path", str(path), f"not a NetCDF file gradflow wrote ({first})"
+        ) from None
+    with ds:
+        if "num_params" not in ds.attrs or "run" in ds.dims:
+            kind = "a scenario's combined runs" if "run" in ds.dims else "not one run"
+            raise bad_value(
+                "load",
+                "path",
+                str(path),
+                f"it holds {kind}; gf.load reads one run's <name>__<run>.nc, "
+                "xarray.open_dataset reads this file",
+            )
         return Trajectory.from_xarray(ds.load())
 
 

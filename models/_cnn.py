@@ -1,9 +1,10 @@
 """Bias-free local-kernel convolutional networks (1-D and 2-D), no pooling, optional zero padding.
 
-The convolutions take the batch ``(N, C, ...)`` directly. On a CPU in float64 they run as an
-im2col gather (one strided slice per kernel offset) and one tensor contraction, which measured
-2–4x faster than XLA's float64 CPU convolution (``benchmarks/conv_path.py``,
-benchmarks/README.md); elsewhere (float32, GPU) they run as ``lax.conv_general_dilated``.
+The convolutions take the batch ``(N, C, ...)`` directly. On a CPU they run channels-last as an
+im2col gather (one strided slice per kernel offset, concatenated along the channels) and one
+matrix product, which measured faster than XLA's CPU convolution in float32 (about 2x on the
+paper CNN) and float64 (``benchmarks/conv_path.py``, benchmarks/README.md); on a GPU they run as
+``lax.conv_general_dilated``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from jaxtyping import Array, Float
 from ._base import HomogeneousNet, he_normal
 
 #: ``LocalCNN(conv=...)``: how a convolution is computed (the results agree to rounding).
-CONV_PATHS = ("auto", "xla", "im2col")
+CONV_PATHS = ("auto", "xla", "im2col", "im2col-cl")
 
 
 def _as_tuple(value, nd: int, name: str, n_layers: int, low: int = 1):
@@ -50,9 +51,14 @@ def _as_tuple(value, nd: int, name: str, n_layers: int, low: int = 1):
 
 
 def conv_path(dtype) -> str:
-    """The path ``conv="auto"`` takes: ``"im2col"`` for float64 on a CPU, else ``"xla"``."""
-    cpu = jax.default_backend() == "cpu"
-    return "im2col" if cpu and jnp.dtype(dtype) == jnp.float64 else "xla"
+    """The path ``conv="auto"`` takes: ``"im2col-cl"`` on a CPU, ``"xla"`` elsewhere (GPU).
+
+    Measured on a CPU (``benchmarks/conv_path.py``): the channels-last im2col was the fastest
+    of the three paths in float32 and float64, on the MNIST-1D and the paper CNN. ``dtype``
+    is kept for a per-precision choice.
+    """
+    del dtype
+    return "im2col-cl" if jax.default_backend() == "cpu" else "xla"
 
 
 def conv_batch(h, w, stride, padding, path: str = "auto"):
@@ -61,12 +67,16 @@ def conv_batch(h, w, stride, padding, path: str = "auto"):
     ``stride`` and ``padding`` (zeros on both sides of each spatial axis) are per-axis tuples;
     the result is ``(N, C_out, *S_out)`` with ``S_out = (S + 2 padding − K) // stride + 1``.
     ``path``: ``"xla"`` (``lax.conv_general_dilated``), ``"im2col"`` (strided slices, one per
-    kernel offset, stacked and contracted with the kernel) or ``"auto"`` (:func:`conv_path`).
+    kernel offset, stacked and contracted with the kernel), ``"im2col-cl"``
+    (:func:`conv_channels_last` between two transposes) or ``"auto"`` (:func:`conv_path`).
     """
     if path == "auto":
         path = conv_path(h.dtype)
     if path == "xla":
         return jax.lax.conv_general_dilated(h, w, stride, [(p, p) for p in padding])
+    if path == "im2col-cl":
+        out = conv_channels_last(jnp.moveaxis(h, 1, -1), w, stride, padding)
+        return jnp.moveaxis(out, -1, 1)
     if any(padding):
         h = jnp.pad(h, ((0, 0), (0, 0), *((p, p) for p in padding)))
     kernel = w.shape[2:]
@@ -81,6 +91,29 @@ def conv_batch(h, w, stride, padding, path: str = "auto"):
         patches.append(jax.lax.slice(h, (0, 0, *offset), limit, (1, 1, *stride)))
     patches = jnp.stack(patches, axis=2)  # (N, C_in, prod(K), *S_out)
     return jnp.einsum("nck...,ock->no...", patches, w.reshape(w.shape[0], w.shape[1], -1))
+
+
+def conv_channels_last(h, w, stride, padding):
+    """The ``"im2col-cl"`` convolution of a channels-last batch ``h`` ``(N, *S, C_in)``.
+
+    ``w`` is ``(C_out, C_in, *K)`` as everywhere; the result is ``(N, *S_out, C_out)``. One
+    strided slice of the zero-padded input per kernel offset, concatenated along the channels
+    into the patch matrix ``(N · prod(S_out), prod(K) · C_in)``, times the kernel as a
+    ``(prod(K) · C_in, C_out)`` matrix: one matrix product forward, two backward.
+    """
+    if any(padding):
+        h = jnp.pad(h, ((0, 0), *((p, p) for p in padding), (0, 0)))
+    kernel = w.shape[2:]
+    n, c_in, c_out = h.shape[0], h.shape[-1], w.shape[0]
+    out = tuple((m - k) // s + 1 for m, k, s in zip(h.shape[1:-1], kernel, stride))
+    cols = []
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        limit = (n, *(o + s * (m - 1) + 1 for o, s, m in zip(offset, stride, out)), c_in)
+        cols.append(jax.lax.slice(h, (0, *offset, 0), limit, (1, *stride, 1)))
+    patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+    # (*K, C_in, C_out): row (offset, c) of the matrix matches column offset·C_in + c of patches
+    matrix = jnp.moveaxis(w, (0, 1), (-1, -2)).reshape(-1, c_out)
+    return (patches.reshape(-1, matrix.shape[0]) @ matrix).reshape(n, *out, c_out)
 
 
 class LocalCNN(HomogeneousNet):
@@ -102,8 +135,9 @@ class LocalCNN(HomogeneousNet):
             kernel and positively homogeneous in the input, so the network stays positively
             homogeneous of degree ``L`` (THEORY 2).
         last: ``"dense"`` (a dense layer on the flattened features) or ``"conv"``.
-        conv: ``"auto"`` (im2col for float64 on a CPU, XLA's convolution otherwise),
-            ``"xla"`` or ``"im2col"``: how the convolutions are computed (:func:`conv_batch`).
+        conv: ``"auto"`` (``"im2col-cl"`` on a CPU, XLA's convolution otherwise),
+            ``"xla"``, ``"im2col"`` or ``"im2col-cl"``: how the convolutions are computed
+            (:func:`conv_batch`, :func:`conv_channels_last`).
         key: PRNG key; He-normal kernels scaled by ``init_scale``.
 
     Layer ``k``'s parameters are its kernel ``w_k``, of shape ``(C_out, C_in, *kernel)``;
@@ -194,8 +228,15 @@ class LocalCNN(HomogeneousNet):
 
     def apply_features_batch(self, weights, x) -> Float[Array, "N p"]:
         h = jnp.reshape(x, (x.shape[0], *self.in_shape))
-        for k, w in enumerate(weights[:-1]):
-            h = jax.nn.relu(self.conv_layer(k, w, h))
+        path = conv_path(h.dtype) if self.conv == "auto" else self.conv
+        if path == "im2col-cl":  # channels last through all layers: two transposes in all
+            h = jnp.moveaxis(h, 1, -1)
+            for k, w in enumerate(weights[:-1]):
+                h = jax.nn.relu(conv_channels_last(h, w, self.strides[k], self.paddings[k]))
+            h = jnp.moveaxis(h, -1, 1)
+        else:
+            for k, w in enumerate(weights[:-1]):
+                h = jax.nn.relu(self.conv_layer(k, w, h))
         return jnp.reshape(h, (h.shape[0], -1))
 
     def apply_last_batch(self, weight, h) -> Float[Array, "N C"]:

@@ -112,6 +112,19 @@ CLI = [
     ("fast.nothing.x=1", "fast.nothing"),
     ("sgd.lr", "--set 'sgd.lr'"),
     ("=1", "--set '=1'"),
+    # sizes: valid, but beyond what a run can finish or hold (gradflow.scenario._limits)
+    ("time.t1=1e12", "save 2e+12 times (t1 = 1e+12)"),
+    ("time.save_every=1e-9", "time.save_every=1e-09"),
+    ("model.widths=[1000000000]", "model.widths=[1000000000]"),
+    ("model.widths=[20000, 20000, 20000]", "the network has"),
+    ("data.classes=[0, 1000000000]", "data.classes=[0, 1000000000]"),
+    ("data.classes=1000000000", "data.classes=1000000000"),
+    ("data.n_train=10000000000", "data.n_train=10000000000"),
+    ("sgd.seeds=1000000000", "sgd.seeds=1000000000"),
+    ("model.seed=9223372036854775808", "model.seed=9223372036854775808"),
+    ("sgd.seed=9223372036854775808", "sgd.seed=9223372036854775808"),
+    ("model.init_scale=1e308", "model.init_scale=1e+308"),
+    ("flow.max_steps=100000000000", "flow.max_steps=100000000000"),
 ]
 
 
@@ -194,6 +207,16 @@ API = [
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, on_divergence="x"), "'x'"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, observables=("q",)), "'q'"),
     (lambda: gf.register_observable("not an id", lambda p, s: {}), "name='not an id'"),
+    (lambda: gf.flow(_p(), t1=float("inf")), "t1=inf"),
+    (lambda: gf.flow(_p(), t1=float("nan")), "t1=nan"),
+    (lambda: gf.flow(_p(), t1=1.0, solver="euler", dt0=float("nan")), "dt0=nan"),
+    (lambda: gf.flow(_p(), t1=1.0, solver="euler", dt0=-0.1), "dt0=-0.1"),
+    (lambda: gf.flow(_p(), t1=1.0, max_steps=2.7), "max_steps=2.7"),
+    (lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, seeds=True), "seeds=True"),
+    (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, seeds=True), "seeds=True"),
+    (lambda: gf.sgd(_p(), lr=float("inf"), batch_size=4, t1=1.0, key=KEY), "lr=inf"),
+    (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=float("inf"), key=KEY), "t1=inf"),
+    (lambda: gf.load("/nonexistent/run.nc"), "path='/nonexistent/run.nc'"),
     (lambda: gf.register_observable("ok", 3), "fn=3"),
 ]
 
@@ -220,3 +243,100 @@ def test_data_with_nan_is_refused_by_name(tmp_path):
     np.savez(path, x_train=x, y_train=np.array([0, 1] * 4))
     with pytest.raises(ValueError, match=r"x_train=<array with 1 NaN or inf entries>"):
         gf.data.load("npz", path=str(path))
+
+
+def test_a_t1_that_is_not_a_multiple_of_lr_is_said(recwarn):
+    """gf.sgd(t1=0.25, lr=0.1) runs round(t1/lr) = 2 steps, and says so."""
+    tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=0.25, key=KEY)
+    assert tr.t[-1] == pytest.approx(0.2)
+    messages = [str(w.message) for w in recwarn.list]
+    assert any("t1=0.25 is not a multiple of lr=0.1" in m and "t = 0.2" in m for m in messages)
+
+
+def test_load_of_a_combined_file_names_what_reads_it(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", QUICKSTART, "--fast", "--quiet", "--out", str(out)]) == 0
+    with pytest.raises(ValueError, match="combined runs; gf.load reads one run's") as info:
+        gf.load(out / "quickstart.nc")
+    assert "\n" not in str(info.value)
+    assert gf.load(out / "quickstart__flow.nc").t[-1] > 0
+    (tmp_path / "junk.nc").write_text("not netcdf")
+    with pytest.raises(ValueError, match="not a NetCDF file gradflow wrote"):
+        gf.load(tmp_path / "junk.nc")
+
+
+# ---- the output folder: checked first, no silent overwrite, one writer -------------------------
+
+
+def _run_cli(out, *extra):
+    return main(["run", QUICKSTART, "--fast", "--quiet", "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize(
+    "out, expected",
+    [
+        ("/proc/gradflow-results", "does not accept new folders"),
+        ("/dev/null/results", "is a file"),
+        ("FILE", "it is a file, use a folder"),
+        ("LONG", "longer than 255 bytes"),
+    ],
+)
+def test_a_bad_out_is_refused_before_computing(out, expected, tmp_path, capsys):
+    if out == "FILE":
+        out = tmp_path / "a-file"
+        out.write_text("x")
+    elif out == "LONG":
+        out = tmp_path / ("x" * 300)
+    code = _run_cli(out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert "--out" in err[0]
+
+
+def test_a_long_scenario_name_is_refused_before_computing(tmp_path, capsys):
+    name = "n" * 250
+    code = _run_cli(tmp_path / "out", "--set", f'scenario.name="{name}"')
+    err = capsys.readouterr().err
+    assert code == 2 and "use a shorter name" in err and "scenario.name" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_results_are_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run_cli(out) == 0
+    (out / "quickstart__sgd_lr0.99_b7.nc").write_text("an older run with another label")
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert _run_cli(out) == 2
+    err = capsys.readouterr().err
+    assert "holds results of scenario 'quickstart'" in err and "--overwrite" in err, err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
+    assert _run_cli(out, "--overwrite") == 0
+    names = {p.name for p in out.iterdir()}
+    assert "quickstart__sgd_lr0.99_b7.nc" not in names  # old and new never mix
+    assert "quickstart.nc" in names and not any(n.endswith(".lock") for n in names)
+
+
+def test_a_second_writer_is_refused_while_the_first_is_alive(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".quickstart.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{sleeper.pid} {socket.gethostname()}\n")
+        assert _run_cli(out) == 2
+        err = capsys.readouterr().err
+        assert f"another gradflow process (pid {sleeper.pid})" in err, err
+        assert not (out / "quickstart.nc").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the writer died: its lock is stale and is taken over
+    assert _run_cli(out) == 0
+    assert (out / "quickstart.nc").exists() and not lock.exists()
+    assert os.getpid() > 0

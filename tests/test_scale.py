@@ -21,6 +21,7 @@ from gradflow._observables import observe
 from gradflow.data import Dataset
 from gradflow.diffrax_ext._noise import diffusion
 from gradflow.models import MLP, DeepLinear, LocalCNN, paper_cnn
+from gradflow.models._cnn import conv_path
 from gradflow.scenario import ConfigError, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,10 @@ NETS = {
 }
 
 
+#: The convolution paths of ``LocalCNN(conv=...)`` besides ``"auto"``.
+CONV_PATHS = ("xla", "im2col", "im2col-cl")
+
+
 def _rel(a, b, floor: float = 1e-300) -> float:
     """``max |a − b| / max(max |b|, floor)`` over a pytree (a norm-relative difference)."""
     a, b = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -59,8 +64,8 @@ def _applications(net, x):
         "features_batch": net.apply_features_batch(net.weights, x),
     }
     out["losses"] = _loss.sample_losses(net, net.weights, x, out["per_sample"] + 1.0)
-    if isinstance(net, LocalCNN):  # both convolution paths compute the same network
-        for path in ("xla", "im2col"):
+    if isinstance(net, LocalCNN):  # every convolution path computes the same network
+        for path in CONV_PATHS:
             out[path] = eqx.tree_at(lambda m: m.conv, net, path).apply_batch(net.weights, x)
     return out
 
@@ -73,9 +78,36 @@ def test_apply_batch_is_the_per_sample_network(name):
     assert _rel(out["batch"], out["per_sample"]) < 1e-13
     assert _rel(out["features_batch"], out["features"]) < 1e-13
     np.testing.assert_allclose(out["losses"], out["per_sample"].shape[1], rtol=1e-12)
-    for path in ("xla", "im2col"):
+    for path in CONV_PATHS:
         if path in out:
             assert _rel(out[path], out["per_sample"]) < 1e-13
+
+
+@pytest.mark.parametrize("name", ["cnn1d-conv", "cnn2d-pad", "paper-small"])
+def test_conv_paths_have_the_same_gradient(name):
+    """The loss's gradient (reverse mode) and a Hessian-vector product (forward over reverse)
+    agree across the convolution paths, in float64 and float32 (to its rounding)."""
+    make, shape = NETS[name]
+    net = make(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, *shape))
+    y = jax.random.normal(jax.random.PRNGKey(2), (6, net.weights[-1].shape[0]))
+    for dtype, tol in ((jnp.float64, 1e-12), (jnp.float32, 1e-5)):
+        ws = tuple(w.astype(dtype) for w in net.weights)
+        xs, ys = x.astype(dtype), y.astype(dtype)
+        out = {}
+        for path in CONV_PATHS:
+            model = eqx.tree_at(lambda m: m.conv, net, path)
+
+            def loss(w, model=model, xs=xs, ys=ys):
+                return _loss.data_loss(model, w, xs, ys)
+
+            grad = jax.grad(loss)(ws)
+            hvp = jax.jvp(jax.grad(loss), (ws,), (ws,))[1]
+            out[path] = (grad, hvp)
+        for path in CONV_PATHS[1:]:
+            assert _rel(out[path], out["xla"]) < tol, (dtype, path)
+    auto = "im2col-cl" if jax.default_backend() == "cpu" else "xla"  # as measured (docs/scale.md)
+    assert net.conv == "auto" and conv_path(jnp.float32) == conv_path(jnp.float64) == auto
 
 
 def test_paper_cnn_geometry():

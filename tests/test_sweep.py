@@ -111,7 +111,10 @@ def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
             got = ds["sgd__loss"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
             np.testing.assert_allclose(got.sel(t=one.t).values, one["loss"], rtol=1e-12)
             got = ds["flow__rho"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
-            np.testing.assert_allclose(got.sel(t=flow.t).values, flow["rho"], rtol=1e-9)
+            # the direct gf.flow runs one save interval per compiled call (interruptible,
+            # gradflow/dynamics/_checkpoint.py); the batch is one solve: equal to the
+            # solver's tolerance (rtol 1e-6 per step), not bit for bit
+            np.testing.assert_allclose(got.sel(t=flow.t).values, flow["rho"], rtol=1e-4)
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
@@ -120,12 +123,15 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     )
     code = main(["sweep", str(path), "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 1
-    assert "a point failed: flow: RuntimeError: flow: stopped at t=" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a point max_steps: flow: MaxStepsReached: flow: stopped at t=" in err, err
     ds = xr.open_dataset(tmp_path / "o" / "sw.sweep.nc", engine="h5netcdf")
-    assert list(ds["status"].values) == ["success", "failed"]
+    assert list(ds["status"].values) == ["success", "max_steps"]
     assert "max_steps" in str(ds["message"].values[1])
-    # the failed point keeps the runs that did finish (its SGD run)
-    assert np.isfinite(ds["sgd__loss"]).all() and np.isnan(ds["flow__loss"][1]).all()
+    # the failed point keeps the runs that did finish (its SGD run) and the partial flow:
+    # its start, and NaN where it never got to
+    assert np.isfinite(ds["sgd__loss"]).all()
+    assert np.isfinite(ds["flow__loss"][1, 0]) and np.isnan(ds["flow__loss"][1, 1:]).all()
 
 
 # ---- Dask: a real LocalCluster of 2 worker processes, one of them killed ------------------

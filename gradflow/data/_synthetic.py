@@ -20,13 +20,38 @@ from ._dataset import Dataset
 Draw = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
 
+#: The most input floats a synthetic task generates, ``(n_train + n_test) * dim`` (4 GB in
+#: float64); a user with larger data brings it as an npz file.
+MAX_FLOATS = 5 * 10**8
+
+
+def _check_size(name: str, opts: dict, dim: int) -> None:
+    total = (opts["n_train"] + opts["n_test"]) * dim
+    if total > MAX_FLOATS:
+        key = "n_train" if opts["n_train"] >= opts["n_test"] else "n_test"
+        raise common.bad(
+            name,
+            key,
+            opts[key],
+            f"(n_train + n_test) * dim = {total:.3g} input floats exceed the limit "
+            f"{MAX_FLOATS:.0e} of a synthetic task (4 GB in float64)",
+        )
+
+
+#: The most classes a synthetic task generates (each class is a cluster of its own).
+MAX_CLASSES = 1000
+
+
 def _classes(name: str, classes, fixed: int | None = None) -> tuple[tuple[int, ...], int]:
-    """Selected labels and the number of classes the task generates."""
+    """Selected labels and the number of classes the task generates (at most
+    :data:`MAX_CLASSES`)."""
     if classes is None:
         classes = fixed or 2
     if fixed is not None:
         return common.resolve_classes(name, classes, range(fixed)), fixed
     if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        if classes > MAX_CLASSES:
+            raise common.bad(name, "classes", classes, f"use an integer in [2, {MAX_CLASSES}]")
         selected = common.resolve_classes(name, classes, range(max(int(classes), 0)))
     else:
         try:
@@ -35,6 +60,10 @@ def _classes(name: str, classes, fixed: int | None = None) -> tuple[tuple[int, .
             top = 1  # resolve_classes reports the bad value
         if any(int(c) < 0 for c in classes if isinstance(c, (int, np.integer))):
             raise common.bad(name, "classes", classes, "synthetic labels are integers >= 0")
+        if top >= MAX_CLASSES:
+            raise common.bad(
+                name, "classes", classes, f"synthetic labels are integers in [0, {MAX_CLASSES})"
+            )
         selected = common.resolve_classes(name, classes, range(top + 1))
     return selected, max(selected) + 1
 
@@ -70,6 +99,7 @@ def gaussian_mixture(
     name = "gaussian-mixture"
     common.check_common(name, opts, pool=False)
     common.check_int(name, "dim", dim, 1)
+    _check_size(name, opts, dim)
     if (
         isinstance(separation, bool)
         or not isinstance(separation, (int, float))
@@ -122,6 +152,9 @@ def teacher(
     common.check_common(name, opts, pool=False)
     for key in ("dim", "depth", "width"):
         common.check_int(name, key, opts[key], 1)
+    _check_size(name, opts, dim)
+    if width > 100_000 or depth > 100:
+        raise common.bad(name, "width", width, "use a teacher of width <= 100000, depth <= 100")
     selected, k = _classes(name, classes)
     rng = np.random.default_rng(seed)
     sizes = [dim] + [width] * (depth - 1) + [1 if k == 2 else k]
@@ -172,6 +205,7 @@ def compositional(
     common.check_int(name, "levels", levels, 1)
     if levels > 12:
         raise common.bad(name, "levels", levels, "use 1 <= levels <= 12")
+    _check_size(name, opts, 2**levels)
     selected, _ = _classes(name, classes, fixed=2)
     rng = np.random.default_rng(seed)
     nodes = []

@@ -9,18 +9,26 @@
 """
 
 from ._batch import Plan, plan, run_plans
+from ._checkpoint import Checkpoint, Interrupted
 from ._core import save_times
 from ._defaults import ODE as ODE_DEFAULTS
 from ._defaults import SDE as SDE_DEFAULTS
 from ._defaults import SGD as SGD_DEFAULTS
+from ._failure import BLOW_UP, STATUSES, Diverged, MaxStepsReached, RunFailed
 from ._ode import DEFAULT, EVALS_PER_STEP, SOLVERS, default_controller, flow, resolve_solver
 from ._sde import SDE_SOLVERS, sde
-from ._sgd import Diverged, batch_indices, sgd
+from ._sgd import batch_indices, sgd
 
 __all__ = [
+    "Checkpoint",
     "DEFAULT",
+    "BLOW_UP",
     "Diverged",
+    "MaxStepsReached",
+    "RunFailed",
+    "STATUSES",
     "EVALS_PER_STEP",
+    "Interrupted",
     "ODE_DEFAULTS",
     "Plan",
     "SDE_DEFAULTS",

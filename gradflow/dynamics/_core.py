@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -51,11 +53,25 @@ def _positive(where: str, name: str, value) -> None:
         raise bad_value(where, name, value, "use a number > 0")
 
 
-def check_run_arguments(where, *, t0, t1, max_steps, on_max_steps, observables) -> None:
-    """The checks shared by every dynamics: the span, ``max_steps``, the failure switch and
-    the observable groups (:func:`gradflow.observable_groups`)."""
+def _finite(where: str, name: str, value, allowed: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise bad_value(where, name, value, allowed)
+    if not math.isfinite(float(value)):
+        raise bad_value(where, name, value, allowed)
+
+
+def check_run_arguments(where, *, t0, t1, max_steps, on_max_steps, observables, dt0=None) -> None:
+    """The checks shared by every dynamics: the span (finite), ``max_steps`` (an integer),
+    ``dt0`` (None or a finite number > 0), the failure switch and the observable groups
+    (:func:`gradflow.observable_groups`)."""
+    _finite(where, "t0", t0, "use a finite number")
+    _finite(where, "t1", t1, "use a finite number > 0")
     _positive(where, "t1", t1)
-    _positive(where, "max_steps", max_steps)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise bad_value(where, "max_steps", max_steps, "use an integer >= 1")
+    if dt0 is not None:
+        _finite(where, "dt0", dt0, "use None or a finite number > 0")
+        _positive(where, "dt0", dt0)
     if not t1 > t0:
         raise bad_value(where, "t1", t1, f"use t1 > t0 = {t0}")
     check_choice(where, "on_max_steps", on_max_steps, ("raise", "truncate"))
@@ -114,7 +130,7 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
 def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     """``stats`` of a run from :func:`solve`'s (host) output; per-seed lists when ``seeded``.
 
-    ``status`` is ``"success"``, ``"max_steps_reached"``, ``"diverged"`` (a non-finite
+    ``status`` is ``"success"``, ``"max_steps"``, ``"diverged"`` (a non-finite
     observable) or ``"diffrax result <text>"``.
     """
     s = raw["stats"]
@@ -127,7 +143,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     elif ok:
         status = "success"
     elif np.any(raw["max_steps_reached"]):
-        status = "max_steps_reached"
+        status = "max_steps"
     else:
         status = "diffrax result: not successful"
     return {
@@ -141,3 +157,229 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
             [float(x) for x in np.ravel(raw["t_end"])] if seeded else float(raw["t_end"])
         ),
     }
+
+
+# ---- segmented runs: interruption, checkpoints, resume (see _checkpoint.py) ---------------
+
+
+class _NextStep(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller that also keeps, in its state, the end of the step it proposes
+    next: a segment that ends at a save time hands it to the next one (as ``dt0``), so the
+    segmented run takes the steps of the unsegmented one."""
+
+    controller: diffrax.AbstractAdaptiveStepSizeController
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return _NextStep(self.controller.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return t1, (state, t1)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state[0]
+        )
+        return keep, next_t0, next_t1, jump, (inner, next_t1), result
+
+
+def segmentable(controller) -> bool:
+    """Whether a run with ``controller`` can go in segments (adaptive or constant steps)."""
+    return isinstance(
+        controller, (diffrax.AbstractAdaptiveStepSizeController, diffrax.ConstantStepSize)
+    )
+
+
+def start(term, solver, controller, t0, t_first, dt0, y0, problem, groups):
+    """The carry of a segmented run at ``t0`` and the observables there (traceable)."""
+    adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    ctrl = _NextStep(controller) if adaptive else controller
+    tnext, cstate = ctrl.init(
+        term, t0, t_first, y0, dt0, problem, solver.func, solver.error_order(term)
+    )
+    tnext = jnp.minimum(tnext, t_first)
+    carry = {
+        "y": y0,
+        "solver_state": solver.init(term, t0, tnext, y0, problem),
+        "controller_state": cstate,
+        "made_jump": jnp.asarray(False),
+        "dt": jnp.asarray(tnext - t0 if adaptive else dt0, jnp.result_type(t0)),
+    }
+    # strong dtypes, as a segment returns them (a weak-typed carry would compile twice)
+    carry = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.result_type(a)), carry)
+    from .._observables import observe
+
+    obs = jax.tree.map(lambda a: a[None], observe(problem, y0, groups))
+    zero = jnp.zeros((1,), jnp.int32)
+    record = {
+        "__t": jnp.asarray(t0)[None],
+        "__num_steps": zero,
+        "__num_accepted_steps": zero,
+        "__num_rejected_steps": zero,
+        "__success": jnp.ones((1,), bool),
+        "__max_steps": jnp.zeros((1,), bool),
+        "__t_end": jnp.asarray(t0)[None],
+    }
+    return carry, {**obs, **record}
+
+
+def segment(term, solver, controller, a, b, s, carry, problem, max_steps, groups):
+    """One ``diffeqsolve`` from ``a`` to ``b`` continuing ``carry``, observing at ``s``
+    (shape ``(1,)``, in ``[a, b]``); returns the new carry and the segment's host record."""
+    adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    ctrl = _NextStep(controller) if adaptive else controller
+    subs = observation_saveat(s, groups).subs
+    saveat = diffrax.SaveAt(subs=subs, controller_state=True, solver_state=True, made_jump=True)
+    sol = diffrax.diffeqsolve(
+        term,
+        solver,
+        a,
+        b,
+        carry["dt"],
+        carry["y"],
+        args=problem,
+        saveat=saveat,
+        stepsize_controller=ctrl,
+        max_steps=max_steps,
+        throw=False,
+        solver_state=carry["solver_state"],
+        controller_state=carry["controller_state"],
+        made_jump=carry["made_jump"],
+    )
+    (saved_t, t_end), (obs, final) = sol.ts, sol.ys
+    cstate = sol.controller_state
+    new = {
+        "y": jax.tree.map(lambda x: x[-1], final),
+        "solver_state": sol.solver_state,
+        "controller_state": cstate,
+        "made_jump": jnp.asarray(sol.made_jump),
+        "dt": (cstate[1] - b) if adaptive else carry["dt"],
+    }
+    record = {
+        **obs,
+        "__t": saved_t,
+        "__num_steps": sol.stats["num_steps"][None],
+        "__num_accepted_steps": sol.stats["num_accepted_steps"][None],
+        "__num_rejected_steps": sol.stats["num_rejected_steps"][None],
+        "__success": diffrax.is_successful(sol.result)[None],
+        "__max_steps": (sol.result == diffrax.RESULTS.max_steps_reached)[None],
+        "__t_end": t_end[-1:],
+    }
+    return new, record
+
+
+def assemble(carry, obs: dict, seeded: bool) -> dict:
+    """The dict of :func:`solve` from a segmented run's final carry and records (host)."""
+    axis = 1 if seeded else 0
+    take = lambda k: np.asarray(obs[k])  # noqa: E731
+    last = (lambda a: a[:, -1]) if seeded else (lambda a: a[-1])
+    steps = {
+        k: take(f"__{k}")[..., 1:].sum(axis=axis)
+        for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")
+    }
+    floors = [
+        s
+        for s in jax.tree.leaves(carry["controller_state"], is_leaf=_is_floor)
+        if isinstance(s, FloorState)
+    ]
+    is_record = lambda s: isinstance(s, SpectralRecord)  # noqa: E731
+    records = [s for s in jax.tree.leaves(carry["solver_state"], is_leaf=is_record) if is_record(s)]
+    zero = np.zeros((), np.int32)
+    success = take("__success")[..., 1:]
+    max_reached = take("__max_steps")[..., 1:]
+    return {
+        "t": take("__t"),
+        "obs": {k: np.asarray(v) for k, v in obs.items() if not k.startswith("__")},
+        "final": carry["y"],
+        "stats": steps,
+        "success": np.all(success, axis=axis),
+        "max_steps_reached": np.any(max_reached, axis=axis),
+        "t_end": last(take("__t_end")),
+        "num_floor_steps": np.asarray(floors[0].num_forced) if floors else zero,
+        "num_floor_rejections": np.asarray(floors[0].num_refused) if floors else zero,
+        "spectral": jax.device_get(records[0]) if records else None,
+    }
+
+
+def _is_floor(s):
+    return isinstance(s, FloorState)
+
+
+def run_segmented(
+    where,
+    *,
+    n,
+    call,
+    carry,
+    obs0,
+    seeded,
+    max_steps,
+    fp,
+    describe,
+    ckpt,
+    pol,
+    resume_path,
+    progress=False,
+):
+    """Drive ``call(carry, i) -> (carry, record)`` over segments ``0 .. n-1`` (see
+    :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict of
+    :func:`solve`, the segments done and the interrupting signal (or None). A failed segment
+    (``max_steps`` in it) or a total of ``max_steps`` steps before the end stops the run."""
+    from . import _checkpoint
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=where, unit="save")
+
+    def advance(carry, i, info):
+        carry, rec = call(carry, i)
+        rec = jax.device_get(rec)
+        total = int(np.max(rec["__num_steps"])) + info["num_steps"]
+        ok = bool(np.all(rec["__success"]))
+        info = {
+            "num_steps": total,
+            "failed": (not ok) or (total >= max_steps and i + 1 < n),
+            "budget": ok and total >= max_steps and i + 1 < n,
+        }
+        if bar is not None:
+            bar.update(1)
+        return carry, rec, info
+
+    try:
+        carry, obs, index, info, signum = _checkpoint.drive(
+            n=n,
+            advance=advance,
+            carry=carry,
+            obs0=obs0,
+            time_axis=1 if seeded else 0,
+            info={"num_steps": 0, "failed": False, "budget": False},
+            fp=fp,
+            describe=describe,
+            ckpt=ckpt,
+            where=where,
+            resume_path=resume_path,
+            pol=pol,
+            stop=lambda info: info["failed"],
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    raw = assemble(jax.device_get(carry), obs, seeded)
+    if info["budget"]:  # out of steps between two segments: as Diffrax's max_steps_reached
+        raw["success"] = np.zeros_like(raw["success"])
+        raw["max_steps_reached"] = np.ones_like(raw["max_steps_reached"])
+    return raw, index, signum

@@ -7,6 +7,8 @@ integration core (:mod:`._core`).
 from __future__ import annotations
 
 import diffrax
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -21,9 +23,20 @@ from ..diffrax_ext import (
     spectral_stats,
     stability_boundary,
 )
-from . import _defaults
+from . import _checkpoint, _defaults
 from ._batch import Plan
-from ._core import check_run_arguments, run_stats, save_times, solve, traced
+from ._core import (
+    check_run_arguments,
+    run_segmented,
+    run_stats,
+    save_times,
+    segment,
+    segmentable,
+    solve,
+    start,
+    traced,
+)
+from ._failure import blown_up, raise_or_return, resolve_on_failure
 
 #: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
 #: solvers whose work ``benchmarks/work_precision.py`` and the ``work_precision`` figure count
@@ -107,6 +120,7 @@ def flow(
     dt0: float | None = None,
     max_steps: int = _defaults.ODE["max_steps"],
     on_max_steps: str = "raise",
+    on_failure: str | None = None,
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool = False,
@@ -114,6 +128,10 @@ def flow(
     noise=None,
     key=None,
     seeds: int | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
+    resume_from=None,
     _plan: bool = False,
 ) -> Trajectory:
     """Integrate the gradient flow ``d state/dt = −∇L`` of ``problem`` (THEORY 3.1–3.3).
@@ -143,6 +161,11 @@ def flow(
             :class:`gradflow.diffrax_ext.FloorController`. ``None`` disables the floor.
         max_steps: hitting it raises a ``RuntimeError`` naming the time reached, unless
             ``on_max_steps="truncate"`` (then the partial trajectory is returned).
+        on_failure: the switch every dynamics shares (:mod:`gradflow.dynamics._failure`):
+            ``"raise"`` a :class:`gradflow.RunFailed` carrying the partial trajectory
+            (``MaxStepsReached`` for status ``"max_steps"``, ``Diverged`` for ``"diverged"``
+            and ``"blew_up"``) or ``"return"`` it; ``on_max_steps`` is its older name
+            (``"truncate"`` = ``"return"``).
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
@@ -161,6 +184,15 @@ def flow(
             ``gradflow.dynamics.SDE_DEFAULTS``). ``key`` is required; ``seeds=k`` runs ``k``
             Brownian paths in one ``vmap`` (leading ``seed`` dimension). The result has
             ``kind="sde"``.
+        checkpoint, checkpoint_every, checkpoint_minutes, resume_from: a direct call runs
+            one save interval per compiled call, so SIGINT/SIGTERM stop it between two save
+            times (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
+            ``"interrupted"``). ``checkpoint=PATH`` keeps the full state (state, solver and
+            controller state, save index, observables so far) there every
+            ``checkpoint_every`` save intervals or ``checkpoint_minutes`` minutes (default 50
+            or 5) and at an interruption, written atomically and removed at the end;
+            ``resume_from=PATH`` (or a :class:`gradflow.Checkpoint`) continues that run (see
+            :mod:`gradflow.dynamics._checkpoint`).
 
     Returns:
         A :class:`Trajectory` with ``loss``, ``data_loss``, ``train_acc``, ``test_acc``,
@@ -171,6 +203,9 @@ def flow(
     if not isinstance(problem, Problem):
         raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
     tolerances = {"rtol": rtol, "atol": atol, "dtmin": dtmin}
+    if on_failure is not None:  # the one switch of every dynamics (dynamics/_failure.py)
+        switch = resolve_on_failure("flow", on_failure, "on_max_steps", on_max_steps, "raise")
+        on_max_steps = "raise" if switch == "raise" else "truncate"
     # ---- the SDE of SGD (gradflow/dynamics/_sde.py) ----------------------------------------
     if noise is not None:
         from ._sde import sde
@@ -202,6 +237,10 @@ def flow(
             observables=observables,
             state0=state0,
             progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            checkpoint_minutes=checkpoint_minutes,
+            resume_from=resume_from,
             **given,
         )
     if key is not None or seeds is not None:
@@ -219,6 +258,7 @@ def flow(
         max_steps=max_steps,
         on_max_steps=on_max_steps,
         observables=observables,
+        dt0=dt0,
     )
     for name in ("rtol", "atol"):
         if tolerances[name] is not DEFAULT:
@@ -293,7 +333,67 @@ def flow(
         observables=observables,
     )
     plan = Plan(_integrate_core, args, finish)
-    return plan if _plan else plan.run()
+    pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
+    if _plan:
+        return plan
+    if not segmentable(controller):
+        if pol.path is not None or resume_from is not None:
+            raise bad_value(
+                "flow",
+                "stepsize_controller",
+                type(controller).__name__,
+                "checkpoints and resume need an adaptive controller or ConstantStepSize",
+            )
+        return plan.run()
+    fp = _checkpoint.fingerprint(
+        "flow",
+        problem.describe(),
+        {**locals_, "solver": repr(solver_obj), "controller": repr(controller)},
+        grid,
+        *_checkpoint.flatten(y0),
+    )
+    describe = f"flow of t1={t1}, {len(grid)} save times, solver {type(inner).__name__}"
+    ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
+    groups = tuple(observables)
+    carry, obs0 = _flow_start(
+        problem, y0, np.float64(t0), grid[1], traced(dt0), solver_obj, controller, groups
+    )
+
+    def call(carry, i):
+        a, b = grid[i], grid[i + 1]
+        return _integrate_segment(
+            problem,
+            carry,
+            a,
+            b,
+            grid[i + 1 : i + 2],
+            solver_obj,
+            controller,
+            int(max_steps),
+            groups,
+        )
+
+    raw, index, signum = run_segmented(
+        "flow",
+        n=len(grid) - 1,
+        call=call,
+        carry=carry,
+        obs0=jax.device_get(obs0),
+        seeded=False,
+        max_steps=int(max_steps),
+        fp=fp,
+        describe=describe,
+        ckpt=ckpt,
+        pol=pol,
+        resume_path=resume_from,
+        progress=progress,
+    )
+    if signum is None:
+        return finish(raw)
+    traj = _finish(
+        raw, problem, inner, controller, adaptive, dict(locals_, on_max_steps="truncate")
+    )
+    raise _checkpoint.interrupted("flow", traj, signum, pol, grid[index])
 
 
 def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
@@ -307,12 +407,6 @@ def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
     )
     stats.update(settings, dt0=dt0)
     stats.update(evaluations(inner, stats, raw.get("spectral")))
-    if stats["status"] != "success" and on_max_steps == "raise":
-        raise RuntimeError(
-            f"flow: stopped at t={stats['t_reached']:.6g} of t1={t1} after {stats['num_steps']} "
-            f"steps ({stats['status']}); raise max_steps (now {max_steps}), raise dtmin, or pass "
-            "on_max_steps='truncate' to keep the partial trajectory"
-        )
     config = {
         "dynamics": "flow",
         "problem": problem.describe(),
@@ -322,7 +416,7 @@ def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
     }
     config.update({k: stats[k] for k in ("solver", "rtol", "atol", "dtmin", "dt0")})
     keep = np.isfinite(raw["t"])
-    return from_run(
+    traj = from_run(
         problem,
         "flow",
         raw["t"][keep],
@@ -332,6 +426,24 @@ def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
         stats=stats,
         config=config,
     )
+    if stats["status"] == "success" and blown_up(traj):
+        traj.stats["status"] = "blew_up"
+    status = traj.stats["status"]
+    if status == "max_steps":
+        why = f"raise max_steps (now {max_steps}), raise dtmin"
+    elif status in ("diverged", "blew_up"):
+        why = (
+            "the loss stopped being finite or grew without bound (an explicit step beyond its "
+            "stability limit ~2/λ_max, or a non-finite state)"
+        )
+    else:
+        why = "see stats"
+    message = (
+        f"flow: stopped at t={stats['t_reached']:.6g} of t1={t1} after {stats['num_steps']} "
+        f"steps ({status}); {why}, or pass on_max_steps='truncate' (on_failure='return') to "
+        "keep the partial trajectory"
+    )
+    return raise_or_return(traj, "raise" if on_max_steps == "raise" else "return", message)
 
 
 def evaluations(solver, stats: dict, record=None) -> dict:
@@ -389,6 +501,21 @@ def _settings(controller) -> dict:
     }
 
 
+def _term():
+    return diffrax.ODETerm(lambda t, y, args: args.velocity(y))
+
+
 def _integrate_core(problem, y0, t0, t1, grid, solver, controller, dt0, max_steps, groups, meter):
-    term = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
+    term = _term()
     return solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter)
+
+
+@eqx.filter_jit
+def _flow_start(problem, y0, t0, t_first, dt0, solver, controller, groups):
+    return start(_term(), solver, controller, t0, t_first, dt0, y0, problem, groups)
+
+
+@eqx.filter_jit
+def _integrate_segment(problem, carry, a, b, s, solver, controller, max_steps, groups):
+    """One save interval ``[a, b]`` of the flow (the bounds are traced: one compilation)."""
+    return segment(_term(), solver, controller, a, b, s, carry, problem, max_steps, groups)

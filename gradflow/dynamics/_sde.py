@@ -53,8 +53,18 @@ from .._problem import Problem
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
-from . import _defaults
-from ._core import check_run_arguments, run_stats, save_times, solve, traced
+from . import _checkpoint, _defaults
+from ._core import (
+    check_run_arguments,
+    run_segmented,
+    run_stats,
+    save_times,
+    segment,
+    solve,
+    start,
+    traced,
+)
+from ._failure import BLOW_UP, blown_up, raise_or_return
 
 SDE_SOLVERS = ("euler", "euler-adaptive")
 
@@ -120,6 +130,10 @@ def sde(
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool = False,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
+    resume_from=None,
 ) -> Trajectory:
     """Integrate the SDE of SGD; called by ``gf.flow(..., noise=SGDNoise(...), key=key)``.
 
@@ -130,7 +144,7 @@ def sde(
     as arrays, so changing them does not recompile (changing ``dt0`` or ``N`` does).
 
     Returns a :class:`Trajectory` of ``kind="sde"``; ``stats`` holds per-seed step counts and
-    ``status`` (``"success"``, ``"max_steps_reached"`` or ``"diverged"``: a non-finite state,
+    ``status`` (``"success"``, ``"max_steps"`` or ``"diverged"``: a non-finite state,
     which raises unless ``on_max_steps="truncate"``).
     """
     if not isinstance(noise, SGDNoise):
@@ -146,6 +160,7 @@ def sde(
         max_steps=max_steps,
         on_max_steps=on_max_steps,
         observables=observables,
+        dt0=dt0,
     )
     n = problem.n_train
     scale = noise.scale(n)
@@ -180,25 +195,85 @@ def sde(
     keys = jax.random.split(key, 1 if seeds is None else seeds)
     y0 = problem.initial_state() if state0 is None else state0
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    out = _integrate(
-        problem,
-        y0,
-        jnp.asarray(t0, float),
-        jnp.asarray(t1, float),
-        jnp.asarray(grid),
-        jnp.asarray(scale, float),
-        keys,
-        inner,
-        controller,
-        jnp.asarray(dt0, float),
-        tol,
-        int(max_steps),
-        tuple(observables),
-        meter,
-    )
-    raw = jax.device_get(out)
+    pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
+    common = (jnp.asarray(scale, float), keys, inner, controller, jnp.asarray(dt0, float), tol)
+    t0a, t1a = jnp.asarray(t0, float), jnp.asarray(t1, float)
+    bounds = _segment_bounds(grid, t0, t1, dt0, adaptive)
+    signum = None
+    if bounds is None:
+        if pol.path is not None or resume_from is not None:
+            raise bad_value(
+                "flow",
+                "save_every",
+                save_every,
+                f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart",
+            )
+        out = _integrate(
+            problem,
+            y0,
+            t0a,
+            t1a,
+            jnp.asarray(grid),
+            *common[:2],
+            inner,
+            controller,
+            common[4],
+            tol,
+            int(max_steps),
+            tuple(observables),
+            meter,
+        )
+        raw = jax.device_get(out)
+    else:
+        a, b = bounds
+        groups = tuple(observables)
+        fp = _checkpoint.fingerprint(
+            "sde",
+            problem.describe(),
+            noise.describe(),
+            {"t0": t0, "t1": t1, "solver": repr(inner), "controller": repr(controller)},
+            {"dt0": float(dt0), "tol": tol, "max_steps": int(max_steps), "obs": list(groups)},
+            grid,
+            keys,
+            *_checkpoint.flatten(y0),
+        )
+        describe = f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)"
+        ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
+        carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
+
+        def call(carry, i):
+            return _sde_segment(
+                problem,
+                carry,
+                t0a,
+                t1a,
+                a[i],
+                b[i],
+                grid[i + 1 : i + 2],
+                *common,
+                int(max_steps),
+                groups,
+            )
+
+        raw, index, signum = run_segmented(
+            "flow",
+            n=len(grid) - 1,
+            call=call,
+            carry=carry,
+            obs0=jax.device_get(obs0),
+            seeded=True,
+            max_steps=int(max_steps),
+            fp=fp,
+            describe=describe,
+            ckpt=ckpt,
+            pol=pol,
+            resume_path=resume_from,
+            progress=progress,
+        )
     if seeds is None:
-        raw = jax.tree.map(lambda a: a[0], raw)
+        raw = _first_seed(raw)
+    if signum is not None:
+        on_max_steps = "truncate"
     obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
     final = raw["final"]
     run = run_stats(raw, seeded=seeds is not None)
@@ -223,20 +298,20 @@ def sde(
         "noise_scale": scale,
         "noise_coefficient": noise.coefficient(n),
     }
-    if status == "diverged" and on_max_steps == "raise":
+    if status == "diverged":
         bad_t = t_grid[np.argmax(~np.isfinite(loss).any(0))]
         eta_max, lam = stable_learning_rate(problem)
-        raise RuntimeError(
+        message = (
             f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
             f"{int(np.sum(~finite))} of {len(keys)} seeds (dt0={dt0:.4g}, lr={noise.lr}). The "
             f"stable step is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); "
             "lower dt0, or pass on_max_steps='truncate' to keep the partial trajectory"
         )
-    if status != "success" and on_max_steps == "raise":
-        raise RuntimeError(
-            f"flow (SDE): max_steps={max_steps} reached before t1={t1} in some of {len(keys)} "
-            "seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to keep the "
-            "partial trajectory"
+    else:
+        message = (
+            f"flow (SDE): {status}: max_steps={max_steps} reached before t1={t1} in some of "
+            f"{len(keys)} seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to "
+            "keep the partial trajectory"
         )
     config = {
         "dynamics": "sde",
@@ -248,7 +323,7 @@ def sde(
         "observables": list(observables),
     }
     config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
-    return from_run(
+    traj = from_run(
         problem,
         "sde",
         t_grid[keep],
@@ -259,6 +334,70 @@ def sde(
         config=config,
         seeds=seeds,
     )
+    if signum is not None:
+        raise _checkpoint.interrupted("flow (SDE)", traj, signum, pol, grid[index])
+    if status == "success" and blown_up(traj):
+        traj.stats["status"] = "blew_up"
+        message = (
+            f"flow (SDE): the loss or ρ blew up (finite, beyond {BLOW_UP:.0e} times its start)"
+        )
+    return raise_or_return(traj, "raise" if on_max_steps == "raise" else "return", message)
+
+
+def _first_seed(raw: dict) -> dict:
+    out = dict(raw)
+    for k in ("t", "obs", "final", "stats", "success", "max_steps_reached", "t_end"):
+        out[k] = jax.tree.map(lambda a: a[0], raw[k])
+    for k in ("num_floor_steps", "num_floor_rejections"):
+        out[k] = np.ravel(raw[k])[0]
+    return out
+
+
+def _segment_bounds(grid, t0, t1, dt0, adaptive):
+    """Segment ``i`` runs ``[a_i, b_i]`` and saves at ``grid[i + 1]``: the save times for an
+    adaptive run (its steps land on them); for fixed steps, the first step boundary at or
+    after each save time (``None`` where two save times lie within one step)."""
+    if adaptive:
+        return grid[:-1], grid[1:]
+    m = np.ceil((grid - t0) / dt0 - 1e-9)
+    edges = np.minimum(t0 + m * dt0, t1)
+    edges = np.where(np.abs(edges - grid) <= 1e-9 * dt0, grid, edges)
+    edges[0], edges[-1] = t0, t1
+    a, b, s = edges[:-1], edges[1:], grid[1:]
+    if not (np.all(a < b) and np.all(a <= s) and np.all(s <= b)):
+        return None
+    return a, b
+
+
+def _sde_term(problem, key, scale, t0, t1, dt0, tol):
+    n = problem.x_train.shape[0]
+    if tol is None:
+        path = StepBrownianPath((n,), key, t0, dt0)
+    else:
+        path = diffrax.VirtualBrownianTree(t0, t1, tol, (n,), key)
+    return SGDTerm(scale, path)
+
+
+@eqx.filter_jit
+def _sde_start(problem, y0, t0, t1, t_first, scale, keys, solver, controller, dt0, tol, groups):
+    def one(key):
+        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
+        return start(term, solver, controller, t0, t_first, dt0, y0, problem, groups)
+
+    return jax.vmap(one)(keys)
+
+
+@eqx.filter_jit
+def _sde_segment(
+    problem, carry, t0, t1, a, b, s, scale, keys, solver, controller, dt0, tol, max_steps, groups
+):
+    """One segment ``[a, b]`` of every seed (bounds traced: one compilation)."""
+
+    def one(key, c):
+        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
+        return segment(term, solver, controller, a, b, s, c, problem, max_steps, groups)
+
+    return jax.vmap(one)(keys, carry)
 
 
 @eqx.filter_jit

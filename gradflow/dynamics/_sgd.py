@@ -9,6 +9,9 @@ put ``V_k`` back on the unit sphere; WN does **not** renormalize ``v`` (THEORY 3
 
 from __future__ import annotations
 
+import warnings
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,17 +23,10 @@ from .._problem import Problem
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
-from . import _defaults
+from . import _checkpoint, _defaults
 from ._batch import Plan
 from ._core import save_times
-
-
-class Diverged(RuntimeError):
-    """A run whose loss stopped being finite; ``.trajectory`` holds what was computed."""
-
-    def __init__(self, message: str, trajectory: Trajectory):
-        super().__init__(message)
-        self.trajectory = trajectory
+from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
 
 
 def batch_indices(key, step, n: int, batch_size: int, sampling: str):
@@ -71,11 +67,25 @@ def _optimizer_from_state(opt_state):
     return _optimizer(0.5 if "momentum" in opt_state.hyperparams else 0.0)
 
 
-def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
-    """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
+def _init_carry(problem, state, lr, momentum):
+    """The loop's carry at step 0: state, optimizer state (η inside), first bad step, last
+    finite batch loss, the epoch's permutation."""
     opt = _optimizer(momentum)
     opt_state = opt.init(state)
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.result_type(float))
+    n = problem.x_train.shape[0]
+    return (
+        state,
+        opt_state,
+        jnp.asarray(-1),
+        jnp.asarray(jnp.nan, jnp.result_type(float)),
+        jnp.arange(n),
+    )
+
+
+def _advance(problem, carry, key, starts, stops, batch_size, sampling, groups):
+    """Steps ``starts[i] .. stops[i] - 1`` for each ``i`` in turn, observing after each block;
+    returns the carry and the observables (leading axis: the blocks)."""
     n = problem.x_train.shape[0]
     per_epoch = n // batch_size
 
@@ -113,16 +123,17 @@ def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentu
         carry = jax.lax.fori_loop(start, stop, one, carry)
         return carry, observe(problem, carry[0], groups)
 
-    init = (
-        state,
-        opt_state,
-        jnp.asarray(-1),
-        jnp.asarray(jnp.nan, jnp.result_type(float)),
-        jnp.arange(n),
-    )
+    return jax.lax.scan(chunk, carry, (starts, stops))
+
+
+def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
+    """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
+    init = _init_carry(problem, state, lr, momentum)
     obs0 = observe(problem, state, groups)
     starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
-    carry, obs = jax.lax.scan(chunk, init, (starts[1:], save_steps[1:]))
+    carry, obs = _advance(
+        problem, init, key, starts[1:], save_steps[1:], batch_size, sampling, groups
+    )
     obs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), obs0, obs)
     return carry[0], obs, carry[2], carry[3]
 
@@ -142,6 +153,11 @@ def sgd(
     seeds: int | None = None,
     observables: tuple[str, ...] = (),
     on_divergence: str = "raise",
+    on_failure: str | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
+    resume_from=None,
     _plan: bool = False,
 ) -> Trajectory:
     """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``.
@@ -157,14 +173,24 @@ def sgd(
             the nearest step.
         key: a PRNG key; ``seeds=k`` runs ``k`` independent seeds (``vmap``, one compilation)
             and adds a leading ``seed`` dimension.
-        on_divergence: ``"raise"`` (a :class:`Diverged` carrying the partial trajectory) or
-            ``"return"`` (the partial trajectory, ``stats["status"] == "diverged"``).
+        on_failure: ``"raise"`` (default: a :class:`gradflow.Diverged` carrying the partial
+            trajectory) or ``"return"`` (the partial trajectory, with
+            ``stats["status"]`` ``"diverged"`` — the loss stopped being finite — or
+            ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
+            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name.
+        checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
+            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes one save interval per
+            compiled call; ``checkpoint=PATH`` keeps its state there every
+            ``checkpoint_every`` intervals or ``checkpoint_minutes`` minutes (default 50 or 5)
+            and at SIGINT/SIGTERM (then :class:`gradflow.Interrupted` carries the partial
+            trajectory), and removes the file when the run ends; ``resume_from=PATH`` (or a
+            :class:`gradflow.Checkpoint`) continues that run, bit for bit.
     """
     if not isinstance(problem, Problem):
         raise bad_value("sgd", "problem", type(problem).__name__, "pass a gf.Problem")
     n = problem.n_train
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise bad_value("sgd", "lr", lr, "use a number > 0")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < np.inf:
+        raise bad_value("sgd", "lr", lr, "use a finite number > 0")
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, (int, np.integer))
@@ -173,6 +199,7 @@ def sgd(
         raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
     check_choice("sgd", "sampling", sampling, SAMPLING)
     check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
+    on_divergence = resolve_on_failure("sgd", on_failure, "on_divergence", on_divergence, "raise")
     if not 0.0 <= momentum < 1.0:
         raise bad_value("sgd", "momentum", momentum, "use a number in [0, 1)")
     for g in observables:
@@ -180,12 +207,20 @@ def sgd(
     if (t1 is None) == (steps is None):
         raise bad_value("sgd", "t1", t1, "give exactly one of t1 and steps")
     if steps is None:
-        if not t1 > 0:
-            raise bad_value("sgd", "t1", t1, "use a number > 0")
+        if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not 0 < t1 < np.inf:
+            raise bad_value("sgd", "t1", t1, "use a finite number > 0")
         steps = int(round(t1 / lr))
+        if abs(steps * lr - t1) > 1e-9 * t1:
+            warnings.warn(
+                f"sgd: t1={t1:g} is not a multiple of lr={lr:g}; running the nearest whole "
+                f"number of steps, {steps}, to t = {steps * lr:.6g} (t = lr·step)",
+                stacklevel=2,
+            )
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise bad_value("sgd", "steps", steps, "use an integer >= 1")
-    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+    if seeds is not None and (
+        isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1
+    ):
         raise bad_value("sgd", "seeds", seeds, "use a positive integer or None")
     grid = save_times(0.0, steps * lr, save_every, ts)
     save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
@@ -219,7 +254,75 @@ def sgd(
     )
     plan.finish = lambda out: _finish(out, problem, kw)
     plan.batch_key = tuple(int(k) for k in save_steps)
-    return plan if _plan else plan.run()
+    pol = _checkpoint.policy("sgd", checkpoint, checkpoint_every, checkpoint_minutes)
+    if _plan:
+        return plan
+    return _direct(problem, plan.args[3], state0, kw, pol, resume_from)
+
+
+def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
+    """The direct call: one save interval per compiled call (:func:`_run_segment`), with
+    interruption, checkpoints and resume (:mod:`._checkpoint`)."""
+    lr, seeds, save_steps = kw["lr"], kw["seeds"], kw["save_steps"]
+    static = (int(kw["batch_size"]), kw["sampling"], tuple(kw["observables"]))
+    settings = {k: kw[k] for k in ("lr", "batch_size", "steps", "sampling", "momentum", "seeds")}
+    settings["observables"] = list(kw["observables"])
+    fp = _checkpoint.fingerprint(
+        "sgd", problem.describe(), settings, save_steps, keys, *_checkpoint.flatten(state0)
+    )
+    describe = f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}"
+    ckpt = _checkpoint.resolve("sgd", resume_from, fp, describe)
+    carry = _init_carry(problem, state0, lr, kw["momentum"])
+    # strong dtypes, as the segment returns them (a weak-typed carry would compile twice)
+    carry = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), carry)
+    if seeds is not None:
+        carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (seeds, *jnp.shape(a))), carry)
+    seeded = seeds is not None
+    bounds = np.asarray(save_steps)
+    obs0 = {}
+    if ckpt is None:  # the observables at step 0: a segment of no steps
+        carry, obs0 = _run_segment(problem, carry, keys, bounds[:1], bounds[:1], *static, seeded)
+        obs0 = jax.device_get(obs0)
+
+    def advance(carry, i, info):
+        carry, obs = _run_segment(
+            problem, carry, keys, bounds[i : i + 1], bounds[i + 1 : i + 2], *static, seeded
+        )
+        obs, bad = jax.device_get((obs, carry[2]))
+        return carry, obs, {"diverged": bool(np.any(np.asarray(bad) >= 0))}
+
+    carry, obs, index, info, signum = _checkpoint.drive(
+        n=len(bounds) - 1,
+        advance=advance,
+        carry=carry,
+        obs0=obs0,
+        time_axis=1 if seeded else 0,
+        info={"diverged": False},
+        fp=fp,
+        describe=describe,
+        ckpt=ckpt,
+        where="sgd",
+        resume_path=resume_from,
+        pol=pol,
+        stop=lambda info: info["diverged"] and not seeded,  # a seed ensemble runs on
+    )
+    out = jax.device_get((carry[0], obs, carry[2], carry[3]))
+    done = dict(kw, save_steps=save_steps[: index + 1])
+    if signum is None:
+        return _finish(out, problem, done)
+    traj = _finish(out, problem, dict(done, on_divergence="return"))
+    raise _checkpoint.interrupted("sgd", traj, signum, pol, save_steps[index] * lr)
+
+
+@eqx.filter_jit
+def _run_segment(problem, carry, key, starts, stops, batch_size, sampling, groups, seeded):
+    """Steps ``starts[0] .. stops[0] - 1`` from ``carry`` (per seed when ``seeded``), and the
+    observables after them; the bounds are arrays, so every segment shares one compilation."""
+
+    def one(c, k):
+        return _advance(problem, c, k, starts, stops, batch_size, sampling, groups)
+
+    return jax.vmap(one)(carry, key) if seeded else one(carry, key)
 
 
 def _finish(out, problem, kw) -> Trajectory:
@@ -257,6 +360,18 @@ def _finish(out, problem, kw) -> Trajectory:
     traj = from_run(
         problem, kind, t, obs, final, groups=observables, stats=stats, config=config, seeds=seeds
     )
+    if not diverged and blown_up(traj):
+        traj.stats["status"] = "blew_up"
+        if on_divergence == "raise":
+            eta_max, lam = stable_learning_rate(problem)
+            raise Diverged(
+                f"{kind}: the loss or ρ blew up (beyond {BLOW_UP:.0e} times its start, finite: "
+                f"final loss {float(np.ravel(traj['loss'])[-1]):.3g}). The stable learning rate "
+                f"is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); lr={lr} "
+                "was used",
+                traj,
+                "blew_up",
+            )
     if diverged and on_divergence == "raise":
         step = int(np.min(bad_steps[bad_steps >= 0]))
         eta_max, lam = stable_learning_rate(problem)

@@ -41,6 +41,13 @@ class Outcome:
 def build_problem(config: Config):
     """The :class:`gradflow.Problem` of ``config`` (the model is built here, not in validation)."""
     from .._problem import Problem
+
+    return Problem(build_network(config), config.dataset, **config.problem)
+
+
+def build_network(config: Config):
+    """The network of ``config`` (``jax.eval_shape(build_network, config)`` sizes it without
+    allocating: :mod:`._limits`)."""
     from ..models import MLP, DeepLinear, LocalCNN, paper_cnn
 
     m, data = config.model, config.dataset
@@ -73,29 +80,52 @@ def build_problem(config: Config):
             init_scale=m["init_scale"],
             key=key,
         )
-    return Problem(net, data, **config.problem)
+    return net
 
 
-def run_one(problem, spec: RunSpec):
-    """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory."""
+def run_one(problem, spec: RunSpec, **resume):
+    """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory.
+    ``resume``: ``checkpoint=``, ``resume_from=`` (see :mod:`gradflow.dynamics._checkpoint`)."""
     from ..diffrax_ext import SGDNoise
     from ..dynamics import flow, sgd
 
     key = jax.random.PRNGKey(spec.seed)
     if spec.dynamics == "flow":
-        return flow(problem, **spec.options)
+        return flow(problem, **spec.options, **resume)
     if spec.dynamics == "sde":
         opts = dict(spec.options)
         noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
-        return flow(problem, noise=noise, key=key, **opts)
-    return sgd(problem, key=key, **spec.options)
+        return flow(problem, noise=noise, key=key, **opts, **resume)
+    return sgd(problem, key=key, **spec.options, **resume)
 
 
-def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcome:
-    """Run every :class:`RunSpec` of ``config``, writing results into ``out_dir``."""
+def _finished(path: Path):
+    """The trajectory in ``path`` if it holds a finished run (any status but interrupted)."""
+    from .._trajectory import load
+
+    if not path.is_file():
+        return None
+    try:
+        traj = load(path)
+    except (OSError, ValueError, KeyError):
+        return None
+    return None if traj.stats.get("status") == "interrupted" else traj
+
+
+def run(
+    config: Config, out_dir, *, progress: bool = True, echo=print, resume: bool = False
+) -> Outcome:
+    """Run every :class:`RunSpec` of ``config``, writing results into ``out_dir``.
+
+    Each run keeps a checkpoint ``<name>__<run>.ckpt.npz`` while it runs (removed when it
+    ends). SIGINT/SIGTERM stop the current run: its partial trajectory is written
+    (``status = "interrupted"``) and :class:`gradflow.Interrupted` propagates. With
+    ``resume=True`` the runs whose file holds a finished run are read, not recomputed, and an
+    interrupted run continues from its checkpoint."""
     from tqdm.auto import tqdm
 
-    from ..dynamics import Diverged
+    from ..dynamics import RunFailed
+    from ..dynamics._checkpoint import Interrupted
     from ._plot import summary_plot
 
     out_dir = Path(out_dir)
@@ -109,19 +139,49 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
         leave=False,
         disable=None if progress and len(config.runs) > 1 else True,
     )
+    skipped = []
     for spec in bar:
         bar.set_postfix_str(spec.label)
+        path = out_dir / f"{config.name}__{spec.label}.nc"
+        ckpt = out_dir / f"{config.name}__{spec.label}.ckpt.npz"
+        done = _finished(path) if resume else None
+        if done is not None:
+            skipped.append(spec.label)
+            trajectories[spec.label] = done
+            if done.stats.get("status", "success") != "success":
+                status = done.stats.get("status")
+                diverged[spec.label] = f"{status} (read from the file of an earlier run)"
+            files.append(path)
+            continue
+        options = {"checkpoint": ckpt} if _checkpointable(spec) else {}
+        if resume and ckpt.is_file():
+            options["resume_from"] = ckpt
         try:
-            traj = run_one(problem, spec)
-        except Diverged as err:
+            traj = run_one(problem, spec, **options)
+        except RunFailed as err:  # the partial trajectory is written, the other runs go on
             traj = err.trajectory
             diverged[spec.label] = str(err)
+        except Interrupted as err:
+            if err.trajectory is not None:
+                err.trajectory.config["scenario"] = config.name
+                err.trajectory.config["run"] = spec.label
+                err.trajectory.save(path)
+            bar.close()
+            raise
+        status = traj.stats.get("status", "success")
+        if status != "success" and spec.label not in diverged:  # returned: on_max_steps
+            diverged[spec.label] = f"status {status} (t_reached = {traj.stats.get('t_reached')})"
         trajectories[spec.label] = traj
-        path = out_dir / f"{config.name}__{spec.label}.nc"
         traj.config["scenario"] = config.name
         traj.config["run"] = spec.label
         files.append(traj.save(path))
     bar.close()
+    if skipped:
+        echo(
+            f"resume: {len(skipped)} of {len(config.runs)} runs already finished, not "
+            f"recomputed ({', '.join(skipped)})"
+            + ("; nothing to compute" if len(skipped) == len(config.runs) else "")
+        )
     files.append(write_combined(config, trajectories, out_dir / f"{config.name}.nc"))
     files.append(
         summary_plot(
@@ -149,6 +209,16 @@ def run(config: Config, out_dir, *, progress: bool = True, echo=print) -> Outcom
         echo(f"predictions (THEORY 4; simulated vs predicted {where}):")
         echo(format_report(report(problem, ok, equilibrium=fixed)))
     return Outcome(trajectories, files, diverged, fixed)
+
+
+def _checkpointable(spec: RunSpec) -> bool:
+    """A fixed-step SDE checkpoints only with save times at least one step apart
+    (gradflow/dynamics/_sde.py); such a run then runs without a checkpoint."""
+    o = spec.options
+    if spec.dynamics != "sde" or o.get("solver") == "euler-adaptive":
+        return True
+    dt0 = o.get("dt0") or o["lr"] / 4
+    return o.get("save_every") is None or o["save_every"] >= dt0
 
 
 def _title(config: Config) -> str:

@@ -101,6 +101,11 @@ _STEPS = {
     "momentum": (number(ge=0, lt=1), SGD_DEFAULTS["momentum"]),
 }
 
+#: PRNG seeds: JAX keys take a signed 64-bit integer.
+SEED = integer(0, 2**63 - 1)
+#: an init scale beyond 1e4 overflows deep networks' weights (ρ grows like scale^L)
+INIT_SCALE = number(gt=0, lt=1e4)
+
 #: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
 #: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
 SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
@@ -108,8 +113,8 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
     "data": {"name": (TEXT, REQUIRED)},
     "model": {
         "kind": (choice(MODEL_KINDS), REQUIRED),
-        "init_scale": (POSITIVE, 1.0),
-        "seed": (integer(0), 0),
+        "init_scale": (INIT_SCALE, 1.0),
+        "seed": (SEED, 0),
         "widths": (WIDTHS, REQUIRED),
         "activation": (choice(("relu", "linear")), "relu"),
         "channels": (WIDTHS, REQUIRED),
@@ -142,7 +147,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "batch_size": (None, REQUIRED),
         "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
         "seeds": (integer(1), 1),
-        "seed": (integer(0), 0),
+        "seed": (SEED, 0),
         "solver": (choice(SDE_SOLVERS), SDE_DEFAULTS["solver"]),
         "dt0": (POSITIVE, None),
         "rtol": (POSITIVE, SDE_DEFAULTS["rtol"]),
@@ -158,7 +163,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "batch_size": (None, REQUIRED),
         "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
         "seeds": (integer(1), 1),
-        "seed": (integer(0), 0),
+        "seed": (SEED, 0),
     },
     "equilibrium": {
         "enabled": (BOOLEAN, True),

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from .._validate import ConfigError
+from ._output import OutputLock, check_out_dir, remove_old
 from ._sweep_spec import Point, SweepSpec, load_sweep, point_hash
 
 ORDER = ("flow", "sde", "gd", "sgd")
@@ -88,7 +89,7 @@ def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
     """Run the points of one task (in this process); one Dataset per point, in order."""
     import jax
 
-    from ..dynamics import Diverged, run_plans
+    from ..dynamics import RunFailed, run_plans
     from ._run import run_one
 
     jax.config.update("jax_enable_x64", True)
@@ -124,12 +125,12 @@ def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
                 result = outcomes[(i, j)] if plan is not None else run_one(problem, spec)
             except Exception as err:  # noqa: BLE001 - a failed point is recorded, not raised
                 result = err
-            if isinstance(result, Diverged):
+            if isinstance(result, RunFailed):  # diverged, blew_up, max_steps: kept partial
                 results[name] = result.trajectory
-                status = "diverged"
+                status = result.status if status == "success" else status
                 messages.append(f"{name}: {_one_line(result)}")
             elif isinstance(result, Exception):
-                status = "failed" if status != "diverged" else status
+                status = "failed" if status == "success" else status
                 messages.append(f"{name}: {_one_line(result)}")
             else:
                 results[name] = result
@@ -186,6 +187,8 @@ def sweep(
     scheduler: str | None = None,
     client=None,
     resume: bool = False,
+    overwrite: bool = False,
+    limits: bool = True,
     progress: bool = True,
     echo=print,
 ) -> xr.Dataset:
@@ -198,18 +201,28 @@ def sweep(
             ``K`` worker processes. ``scheduler``: the address of a running Dask scheduler
             (e.g. of a dask-jobqueue ``SLURMCluster``); ``client``: a ``distributed.Client``.
         resume: skip the points whose result file exists (same configuration and code).
+        overwrite: replace the sweep's results already in ``out`` (refused otherwise, as for
+            ``gradflow run``: docs/output.md); ``limits``: the size limits of every point.
 
     Returns the sweep's Dataset (see the module docstring); raises :class:`ConfigError` for a
     bad scenario or sweep before computing anything.
     """
-    from .._trajectory import code_hash, write_netcdf
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"--workers={workers!r} is not allowed; use an integer >= 0")
-    spec = load_sweep(scenario, sets, fast=fast)
+    spec = load_sweep(scenario, sets, fast=fast, limits=limits)
+    check_out_dir(out, spec.name, overwrite=overwrite, resume=resume)
     root = Path(out) / f"{spec.name}.sweep"
     folder = root / "points"
     _check_writable(Path(out))
+    with OutputLock(out, spec.name):
+        if overwrite and not resume:
+            remove_old(Path(out), spec.name)
+        return _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress, echo)
+
+
+def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress, echo):
+    from .._trajectory import code_hash, write_netcdf
+
     code = code_hash()
     hashes = [point_hash(p, code) for p in spec.points]
     done = [i for i, h in enumerate(hashes) if resume and (folder / f"{h}.nc").is_file()]

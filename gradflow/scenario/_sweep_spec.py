@@ -24,6 +24,7 @@ from typing import Any
 
 from .._validate import ConfigError, did_you_mean
 from ._config import Config, parse_set, read_table, validate
+from ._limits import check_limits
 from ._schema import SCHEMA
 
 #: Keys whose values enter the compiled dynamics as arrays (λ, η, initial weights, data
@@ -131,7 +132,7 @@ def _axes(table) -> dict[str, list]:
     return axes
 
 
-def load_sweep(scenario, sets=(), *, fast: bool = False) -> SweepSpec:
+def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) -> SweepSpec:
     """Read a scenario file (or a parsed table) with a ``[sweep]`` table, validate the table and
     EVERY point; raises :class:`ConfigError` (one line) before anything is computed."""
     source = None
@@ -184,6 +185,7 @@ def load_sweep(scenario, sets=(), *, fast: bool = False) -> SweepSpec:
         values = {n: axes[n][i] for n, i in zip(names, index)}
         overrides = base + tuple((tuple(n.split(".")), v, "sweep.axes") for n, v in values.items())
         config = validate(table, overrides, fast=fast, source=source)
+        check_limits(config, limits=limits)
         points.append(Point(tuple(index), values, config, overrides))
     name = points[0].config.name
     return SweepSpec(name, mode, batch, axes, tuple(points), table, source, fast, tuple(sets))
