@@ -123,7 +123,7 @@ def point(spec: dict, net) -> dict:
     params = sum(w.size for w in net.weights)
     result = {**spec, "params": int(params), "chunk_size": problem.chunk_size}
     if hasattr(net, "conv"):  # the convolution path the CNN took (LocalCNN(conv="auto"))
-        from gradflow.models._cnn import conv_path
+        from gradflow.models import conv_path
 
         result["conv"] = net.conv if net.conv != "auto" else conv_path(dtype)
     compiled = {}

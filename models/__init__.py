@@ -1,7 +1,7 @@
 """Positively homogeneous, bias-free networks as Equinox modules."""
 
 from ._base import HomogeneousNet
-from ._cnn import CONV_PATHS, LocalCNN, conv_batch, paper_cnn
+from ._cnn import CONV_PATHS, LocalCNN, conv_batch, conv_path, paper_cnn
 from ._mlp import MLP, DeepLinear
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "LocalCNN",
     "paper_cnn",
     "conv_batch",
+    "conv_path",
     "CONV_PATHS",
 ]

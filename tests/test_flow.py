@@ -39,7 +39,7 @@ BALANCE = {
 
 
 @pytest.mark.parametrize("normalization", NORMS)
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(data=st.data())
 def test_total_loss_never_increases(normalization, data):
     p = data.draw(
@@ -60,7 +60,7 @@ def test_total_loss_never_increases(normalization, data):
 
 
 @pytest.mark.parametrize("normalization", ["lm-all", "lm-last"])
-@settings(max_examples=4)
+@settings(max_examples=3)
 @given(data=st.data())
 def test_lm_flows_keep_unit_norms(normalization, data):
     p = data.draw(
@@ -80,7 +80,7 @@ def test_lm_flows_keep_unit_norms(normalization, data):
 
 
 @pytest.mark.parametrize("activation", ["relu", "linear"])
-@settings(max_examples=4)
+@settings(max_examples=3)
 @given(data=st.data(), lam=st.sampled_from([0.0, 0.05, 0.3]))
 def test_balancedness_law(activation, data, lam):
     """3.1 / 4.5: ρ_k² − ρ_{k+1}² = gap(0) e^{−2λt} (constant when λ = 0).
