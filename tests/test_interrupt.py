@@ -124,6 +124,22 @@ def test_sigterm_then_resume_equals_the_uninterrupted_sde_run(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+FLOW = '[flow]\nsolver = "heun"\nrtol = 1e-6\natol = 1e-8'
+
+
+def test_sigint_then_resume_equals_the_uninterrupted_adaptive_flow(tmp_path):
+    """The adaptive ODE through the command line: the resumed run continues with the
+    controller's next step from the checkpoint, so it repeats the uninterrupted run's steps."""
+    toml, out, nc = _interrupt(tmp_path, FLOW, signal.SIGINT, t1=20.0)
+    _resume(toml, out)
+    done = gf.load(nc)
+    ref = _reference(toml, "flow")
+    assert done.stats["status"] == "success"
+    np.testing.assert_array_equal(done.t, ref.t)
+    np.testing.assert_allclose(done["loss"], ref["loss"], rtol=1e-12)  # bit for bit measured
+    assert done.stats["num_steps"] == ref.stats["num_steps"]
+
+
 # ---- the Python API ------------------------------------------------------------------
 
 
