@@ -14,6 +14,7 @@ import xarray as xr
 
 import gradflow as gf
 from gradflow._cli import main
+from gradflow.dynamics import plan, run_plans
 from gradflow.models import MLP
 
 BASE = """
@@ -105,16 +106,19 @@ def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
     net = MLP(4, (5,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
     for lam in (0.0, 0.05):
         p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last")
-        flow = gf.flow(p, t1=1.0, save_every=0.25)
+        # one by one through the same (unsegmented) core the batch vmaps
+        [flow] = run_plans([plan(gf.flow, p, t1=1.0, save_every=0.25)], batch=False)
+        direct = gf.flow(p, t1=1.0, save_every=0.25)
         for lr in (0.05, 0.1):
             one = gf.sgd(p, lr=lr, batch_size=8, t1=1.0, save_every=0.25, key=jax.random.PRNGKey(0))
             got = ds["sgd__loss"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
             np.testing.assert_allclose(got.sel(t=one.t).values, one["loss"], rtol=1e-12)
             got = ds["flow__rho"].sel({"problem.weight_decay": lam, "sgd.lr": lr})
-            # the direct gf.flow runs one save interval per compiled call (interruptible,
-            # gradflow/dynamics/_checkpoint.py); the batch is one solve: equal to the
-            # solver's tolerance (rtol 1e-6 per step), not bit for bit
-            np.testing.assert_allclose(got.sel(t=flow.t).values, flow["rho"], rtol=1e-4)
+            np.testing.assert_allclose(got.sel(t=flow.t).values, flow["rho"], rtol=1e-9)
+            # a direct gf.flow call runs one save interval per compiled call (interruptible,
+            # gradflow/dynamics/_checkpoint.py), each segment ending on a save time: another
+            # discretization, equal to the solver's tolerance (measured 1.2e-6 relative)
+            np.testing.assert_allclose(direct["rho"], flow["rho"], rtol=1e-5)
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
