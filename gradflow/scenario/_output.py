@@ -48,7 +48,7 @@ def check_out_dir(
                 f"--out {text!r} is not allowed; a path component is longer than {NAME_MAX} bytes"
             )
     longest = max([f"{name}__{label}.nc" for label in labels] + [f"{name}.sweep.nc"], key=len)
-    if len(longest.encode()) > NAME_MAX + 0 or len(f".{longest}.tmp".encode()) > NAME_MAX:
+    if len(f".{longest}.tmp".encode()) > NAME_MAX:  # the atomic write's temporary name
         raise ConfigError(
             f"scenario.name={name!r} is not allowed; the file {longest[:40]}... would be longer "
             f"than the file system's {NAME_MAX} bytes (with its temporary prefix); use a "
