@@ -2,7 +2,8 @@
 
 Each figure module ``paper_figs/fig_<name>.py`` defines
 
-* ``compute(fast, log) -> dict``: the cached scenario results it reads (:func:`_common.scenario`);
+* ``compute(fast, log) -> dict``: the cached scenario results it reads (:func:`_common.scenario`,
+  or :func:`_common.sweep` for a figure that runs one scenario at several points);
 * ``draw(inputs, out_dir) -> str``: the figure, from those results only (never trains), and ONE
   verdict line: the prediction, what was measured and the gap.
 """

@@ -5,7 +5,9 @@ Every path is rooted at the repository (``ROOT``), never at the working director
 ``gradflow.scenario.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
 that of the validated configuration (the merged table, the run specifications, ``fast``) and of
 the code (:func:`code_version`: the sources of ``gradflow/`` and ``models/``, package versions). A
-finished folder holds ``DONE``; a second request for the same configuration is 'cached'.
+finished folder holds ``DONE``; a second request for the same configuration is 'cached'. The
+figures that sweep a scenario over several values run their points through gradflow's sweep
+engine (:func:`sweep`), into the same cache.
 
 The observable groups the figure scenarios ask for (``margins``, ``weights``) are built into
 gradflow's registry (``gf.observable_groups()``), so every figure scenario also runs with plain
@@ -120,6 +122,73 @@ def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
     seconds = time.perf_counter() - start
     log(f"  scenario {tag}: computed in {seconds:.1f} s ({_show(folder)})")
     return Result(config.name, folder, False, seconds)
+
+
+def sweep(name: str, fast: bool, points: dict, log=print, batch: bool | None = None) -> dict:
+    """Run ``paper_figs/scenarios/<name>.toml`` at several points through the sweep engine.
+
+    ``points`` maps a figure's key to the ``--set`` overrides of that point; returns key ->
+    :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
+    ``scenario(name, fast, sets)`` would use, so either call reads the other's results). The
+    points not yet cached are validated first (every one, before anything runs), grouped into
+    the sweep engine's tasks (points that differ only in traced values share a task) and run
+    with :func:`gradflow.scenario.run_points`: the runs of a task whose compiled
+    arguments agree in shape are ONE vmapped call. ``batch``: None batches a task's runs
+    unless they include a flow on a CPU (a vmapped adaptive solve steps until its slowest
+    member is done: measured slower than one by one on CPU, benchmarks/README.md).
+    """
+    import jax
+
+    from gradflow.scenario import run_points, sweep_points
+
+    keys = list(points)
+    built = sweep_points(SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast)
+    results, todo = {}, []
+    for key, point in zip(keys, built):
+        payload = cache_payload(point.config, fast)
+        folder = CACHE / f"{point.config.name}-{config_hash(payload)}"
+        tag = f"{name} {' '.join(points[key])}".strip()
+        if (folder / "DONE").is_file():
+            log(f"  scenario {tag}: cached ({_show(folder)})")
+            results[key] = Result(point.config.name, folder, True, 0.0)
+        else:
+            todo.append((key, point, payload, folder, tag))
+    if batch is None:
+        flows = any(s.dynamics in ("flow", "sde") for _, p, *_ in todo for s in p.config.runs)
+        batch = not (flows and jax.default_backend() == "cpu")
+    sizes: dict[str, int] = {}
+    for _, point, *_ in todo:
+        sizes[point.group] = sizes.get(point.group, 0) + 1
+    for i, outcome, seconds in run_points([p for _, p, *_ in todo], batch):
+        key, point, payload, folder, tag = todo[i]
+        _write_point(point, outcome, payload, folder, tag, log)
+        task = sizes[point.group] if batch else 1
+        log(f"  scenario {tag}: computed in a sweep task of {task} ({_show(folder)})")
+        results[key] = Result(point.config.name, folder, False, seconds)
+    return {key: results[key] for key in keys}
+
+
+def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
+    """A point's runs as :func:`scenario` writes them (``<name>__<run>.nc`` and ``DONE``)."""
+    from gradflow.dynamics import RunFailed
+
+    if isinstance(outcome, Exception):
+        raise outcome
+    name = point.config.name
+    tmp = CACHE / f".{folder.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for _, spec, result in outcome:
+        if isinstance(result, RunFailed):
+            log(f"  scenario {tag}: run {spec.label} {result.status}: {result}")
+            result = result.trajectory
+        elif isinstance(result, Exception):
+            raise result
+        result.config["run"] = spec.label
+        result.save(tmp / f"{name}__{spec.label}.nc")
+    (tmp / "DONE").write_text(json.dumps(payload, sort_keys=True, default=str, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
 
 
 def savefig(fig, out_dir, name: str) -> Path:

@@ -30,10 +30,8 @@ def _sizes(fast: bool):
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        n: _common.scenario("bounds", fast, sets=[f"data.n_train={n}"], log=log)
-        for n in _sizes(fast)
-    }
+    points = {n: [f"data.n_train={n}"] for n in _sizes(fast)}
+    return _common.sweep("bounds", fast, points, log=log)
 
 
 def _rebuild(res):

@@ -20,9 +20,11 @@ NAME = "conservation"
 
 
 def compute(fast: bool, log=print) -> dict:
+    # each scenario's runs (one per η) are one point of the sweep engine: batched where their
+    # compiled arguments agree
     return {
-        "balance": _common.scenario("conservation_balance", fast, log=log),
-        "wn": _common.scenario("conservation_wn", fast, log=log),
+        "balance": _common.sweep("conservation_balance", fast, {"main": []}, log=log)["main"],
+        "wn": _common.sweep("conservation_wn", fast, {"main": []}, log=log)["main"],
     }
 
 

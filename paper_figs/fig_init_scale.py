@@ -27,16 +27,12 @@ def _scales(fast: bool):
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        (float(s), lam): _common.scenario(
-            "init_scale",
-            fast,
-            sets=[f"model.init_scale={float(s)}", f"problem.weight_decay={lam}"],
-            log=log,
-        )
+    points = {
+        (float(s), lam): [f"model.init_scale={float(s)}", f"problem.weight_decay={lam}"]
         for lam in DECAYS
         for s in _scales(fast)
     }
+    return _common.sweep("init_scale", fast, points, log=log)
 
 
 def _rel_range(values) -> float:

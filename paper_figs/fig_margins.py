@@ -17,12 +17,8 @@ DECAYS = (0.05, 0.0)
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        f"lam{lam:g}": _common.scenario(
-            "margins", fast, sets=[f"problem.weight_decay={lam}"], log=log
-        )
-        for lam in DECAYS
-    }
+    points = {f"lam{lam:g}": [f"problem.weight_decay={lam}"] for lam in DECAYS}
+    return _common.sweep("margins", fast, points, log=log)
 
 
 def _spread(m: np.ndarray) -> np.ndarray:

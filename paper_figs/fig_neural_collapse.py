@@ -34,19 +34,15 @@ FALL = 10.0  # the "order of magnitude" of the prediction
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        (targets, lam): _common.scenario(
-            "neural_collapse",
-            fast,
-            sets=[
-                f"problem.weight_decay={lam}",
-                f"data.centre_targets={'true' if targets == 'centred' else 'false'}",
-            ],
-            log=log,
-        )
+    points = {
+        (targets, lam): [
+            f"problem.weight_decay={lam}",
+            f"data.centre_targets={'true' if targets == 'centred' else 'false'}",
+        ]
         for targets in TARGETS
         for lam in DECAYS
     }
+    return _common.sweep("neural_collapse", fast, points, log=log)
 
 
 def _mean(traj, key) -> np.ndarray:

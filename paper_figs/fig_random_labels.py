@@ -25,10 +25,8 @@ def _fractions(fast: bool):
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        p: _common.scenario("random_labels", fast, sets=[f"data.label_noise={p}"], log=log)
-        for p in _fractions(fast)
-    }
+    points = {p: [f"data.label_noise={p}"] for p in _fractions(fast)}
+    return _common.sweep("random_labels", fast, points, log=log)
 
 
 def draw(inputs: dict, out_dir) -> str:

@@ -22,10 +22,8 @@ def _decays(fast: bool):
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {
-        lam: _common.scenario("rank", fast, sets=[f"problem.weight_decay={lam}"], log=log)
-        for lam in _decays(fast)
-    }
+    points = {lam: [f"problem.weight_decay={lam}"] for lam in _decays(fast)}
+    return _common.sweep("rank", fast, points, log=log)
 
 
 def draw(inputs: dict, out_dir) -> str:

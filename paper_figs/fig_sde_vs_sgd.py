@@ -32,7 +32,8 @@ MIN_SLOPE = 0.7
 
 
 def compute(fast: bool, log=print) -> dict:
-    return {"main": _common.scenario("sde_vs_sgd", fast, log=log)}
+    # the scenario's runs (flow, SDE and SGD at each η) are one point of the sweep engine
+    return _common.sweep("sde_vs_sgd", fast, {"main": []}, log=log)
 
 
 def _lr(traj) -> float:

@@ -26,19 +26,18 @@ def _grid(fast: bool):
 
 def compute(fast: bool, log=print) -> dict:
     n, batches, decays, epochs = _grid(fast)
-    out = {}
+    points = {}
     for b in batches:
         epoch_t = LR * (n // b)
         for lam in decays:
-            sets = [
+            points[(b, lam)] = [
                 f"sgd.batch_size={b}",
                 f"sgd.lr={LR}",
                 f"problem.weight_decay={lam}",
                 f"sgd.save_every={epoch_t!r}",
                 f"sgd.t1={epochs * epoch_t!r}",
             ]
-            out[(b, lam)] = _common.scenario("sgd_noise", fast, sets=sets, log=log)
-    return out
+    return _common.sweep("sgd_noise", fast, points, log=log)
 
 
 def _noise(traj) -> np.ndarray:

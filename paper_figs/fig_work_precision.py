@@ -55,18 +55,14 @@ def _sets(method: str, x: float) -> list[str]:
 
 
 def compute(fast: bool, log=print) -> dict:
-    out = {
-        ("reference", None): _common.scenario("work_precision", fast, log=log),
-        ("ref-check", REF_CHECK_RTOL): _common.scenario(
-            "work_precision", fast, sets=_sets("tsit5", REF_CHECK_RTOL), log=log
-        ),
+    points = {
+        ("reference", None): [],
+        ("ref-check", REF_CHECK_RTOL): _sets("tsit5", REF_CHECK_RTOL),
     }
     for method, ladder in _ladders(fast).items():
         for x in ladder:
-            out[(method, x)] = _common.scenario(
-                "work_precision", fast, sets=_sets(method, x), log=log
-            )
-    return out
+            points[(method, x)] = _sets(method, x)
+    return _common.sweep("work_precision", fast, points, log=log)
 
 
 def _final(res):

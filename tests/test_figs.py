@@ -74,3 +74,27 @@ def test_cache_key_covers_configuration_and_code(monkeypatch):
     real = _common.code_version()
     monkeypatch.setattr(_common, "code_version", lambda: {**real, "sources": "0" * 16})
     assert _common.config_hash(_common.cache_payload(base, True)) != key
+
+
+def test_sweep_points_are_the_scenario_runs_in_the_same_cache(tmp_path, monkeypatch):
+    """A figure's sweep (one task, batched GD) writes the folders that ``scenario`` reads, and
+    its runs equal those of the scenario run by itself (``gradflow run``'s path)."""
+    _figures()
+    import numpy as np
+
+    from paper_figs import _common
+
+    monkeypatch.setattr(_common, "CACHE", tmp_path / "sweep")
+    points = {p: [f"data.label_noise={p}"] for p in (0.0, 1.0)}
+    lines = []
+    swept = _common.sweep("random_labels", True, points, log=lines.append)
+    assert sum("computed in a sweep task of 2" in ln for ln in lines) == 2, lines
+    again = _common.scenario("random_labels", True, points[1.0], log=lines.append)
+    assert again.cached and again.folder == swept[1.0].folder
+    monkeypatch.setattr(_common, "CACHE", tmp_path / "alone")
+    for p, sets in points.items():
+        alone = _common.scenario("random_labels", True, sets, log=lines.append)
+        assert not alone.cached
+        (a,), (b,) = swept[p].runs().values(), alone.runs().values()
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(a["rho"], b["rho"], rtol=1e-12, atol=0)

@@ -261,10 +261,12 @@ def test_a_tolerance_sweep_compiles_once():
     data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=4, seed=3)
     problem = gf.Problem(MLP(4, (5,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-3)
     gf.flow(problem, t1=0.5, rtol=1e-3, atol=1e-5, dtmin=1e-3)
-    with CompileCounter("_integrate") as count:
+    with CompileCounter("run_block", "_integrate") as count:
         for rtol in (1e-4, 1e-5):
             gf.flow(problem, t1=0.5, rtol=rtol, atol=rtol * 1e-2, dtmin=rtol)
     assert count.compiles == 0 and count.traces == 0, vars(count)
-    with CompileCounter("_integrate") as control:  # the counter does see a new compilation
+    with CompileCounter(
+        "run_block", "_integrate"
+    ) as control:  # the counter does see a new compilation
         gf.flow(problem, t1=0.5, rtol=1e-4, atol=1e-6, dtmin=None)
     assert control.compiles == 1, vars(control)

@@ -150,7 +150,7 @@ def _tiny():
 
 
 def _signal_at(monkeypatch, module, name, at):
-    """Make the ``at``-th segment call send SIGINT to this process (as Ctrl-C would)."""
+    """Make the ``at``-th block call send SIGINT to this process (as Ctrl-C would)."""
     orig, calls = getattr(module, name), [0]
 
     def wrapped(*args, **kw):
@@ -164,20 +164,20 @@ def _signal_at(monkeypatch, module, name, at):
 
 @pytest.mark.parametrize("dynamics", ["flow", "sgd"])
 def test_resume_from_continues_an_interrupted_python_run(tmp_path, monkeypatch, dynamics):
-    from gradflow.dynamics import _ode, _sgd
+    from gradflow.dynamics import _blocks
 
     p, ck = _tiny(), tmp_path / "run.ckpt.npz"
     if dynamics == "flow":
         run = lambda **kw: gf.flow(p, t1=1.0, save_every=0.1, **kw)  # noqa: E731
-        module, name = _ode, "_integrate_segment"
+        module, name = _blocks, "run_block"
     else:
         run = lambda **kw: gf.sgd(  # noqa: E731
             p, lr=0.05, batch_size=4, t1=1.0, save_every=0.1, key=jax.random.PRNGKey(0), **kw
         )
-        module, name = _sgd, "_run_segment"
+        module, name = _blocks, "run_block"
     ref = run()
     with monkeypatch.context() as m:
-        _signal_at(m, module, name, 5)
+        _signal_at(m, module, name, 2)  # the second block: one or two saves in
         with pytest.raises(gf.Interrupted) as info:
             run(checkpoint=ck)
     part = info.value.trajectory

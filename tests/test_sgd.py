@@ -271,7 +271,7 @@ def test_new_lr_weight_decay_or_key_does_not_recompile():
     kw = dict(batch_size=8, steps=40)
     p = gf.Problem(net, data, weight_decay=1e-3)
     gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), **kw)  # warm
-    with CompileCounter("_run", "_vmapped") as count:
+    with CompileCounter("run_block", "_run", "_vmapped") as count:
         for lr, lam, seed in [
             (0.05, 1e-3, 0),
             (0.02, 1e-3, 0),
@@ -283,10 +283,14 @@ def test_new_lr_weight_decay_or_key_does_not_recompile():
             tr = gf.sgd(q, lr=lr, save_every=10 * lr, key=jax.random.PRNGKey(seed), **kw)
             assert tr.config["lr"] == lr and tr.config["problem"]["weight_decay"] == lam
     assert count.compiles == 0 and count.traces == 0, vars(count)
-    with CompileCounter("_run", "_vmapped") as control:  # the counter does see compiles
+    with CompileCounter(
+        "run_block", "_run", "_vmapped"
+    ) as control:  # the counter does see compiles
         gf.sgd(p, lr=0.05, save_every=0.5, key=jax.random.PRNGKey(0), batch_size=5, steps=40)
     assert control.compiles == 1, vars(control)
-    with CompileCounter("_run", "_vmapped") as again:  # a new save grid of the same length
+    with CompileCounter(
+        "run_block", "_run", "_vmapped"
+    ) as again:  # a new save grid of the same length
         gf.sgd(p, lr=0.07, save_every=0.7, key=jax.random.PRNGKey(11), **kw)
     assert again.compiles == 0, vars(again)
 
@@ -295,7 +299,7 @@ def test_seeds_add_a_dimension_of_independent_runs_with_one_compilation():
     p = gf.Problem(_relu(seed=6), _data(), weight_decay=1e-3)
     key = jax.random.PRNGKey(4)
     kw = dict(batch_size=4, steps=24, save_every=0.3)
-    with CompileCounter("_run", "_vmapped") as first:
+    with CompileCounter("run_block", "_run", "_vmapped") as first:
         tr = gf.sgd(p, lr=0.05, key=key, seeds=3, **kw)
     assert first.compiles <= 1
     assert tr["loss"].shape == (3, len(tr.t)) and tr["rho_k"].shape == (3, len(tr.t), 3)
@@ -309,7 +313,7 @@ def test_seeds_add_a_dimension_of_independent_runs_with_one_compilation():
     for i in (0, 2):
         one = gf.sgd(p, lr=0.05, key=keys[i], **kw)
         np.testing.assert_allclose(tr["loss"][i], one["loss"], rtol=1e-12)
-    with CompileCounter("_run", "_vmapped") as second:
+    with CompileCounter("run_block", "_run", "_vmapped") as second:
         gf.sgd(p, lr=0.03, key=jax.random.PRNGKey(8), seeds=3, **{**kw, "save_every": 0.18})
     assert second.compiles == 0, vars(second)
 

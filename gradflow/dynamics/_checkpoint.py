@@ -1,17 +1,18 @@
 """Interruption, checkpoints and resume of the direct (unbatched) calls of every dynamics.
 
 A direct call of ``gf.flow``, ``gf.flow(noise=...)`` or ``gf.sgd`` runs its compiled loop in
-*segments* of one save interval each (one compiled function, called once per segment with the
-segment's bounds as arrays), so control comes back to Python between segments:
+*segments* of one save interval each, a few segments per compiled call (blocks of about half a
+second, :mod:`._blocks`; one compilation, the bounds are arrays), so control comes back to
+Python every half second or every save interval, whichever is longer:
 
 * SIGINT / SIGTERM received during a run (in the main thread) end it after the current
-  segment: the partial trajectory (``stats["status"] == "interrupted"``, ``stats["t_reached"]``)
+  block: the partial trajectory (``stats["status"] == "interrupted"``, ``stats["t_reached"]``)
   is raised in :class:`Interrupted` (a ``KeyboardInterrupt``), after the checkpoint, if one is
   kept, has been written.
 * ``checkpoint=PATH`` keeps the full state of the run (parameters, optimizer state, solver and
   controller state, the save index, the observables so far) in one ``.npz`` file, written
   atomically (a temporary file in the same folder, ``fsync``, ``os.replace``) every
-  ``checkpoint_every`` segments or ``checkpoint_minutes`` minutes and at an interruption, and
+  ``checkpoint_every`` save intervals or ``checkpoint_minutes`` minutes and at an interruption, and
   removed when the run ends.
 * ``resume_from=PATH`` (or a :class:`Checkpoint`) continues such a run; the result is that of
   the uninterrupted run (bit for bit: both run the same segments on the same values).
@@ -244,10 +245,11 @@ class Policy:
     minutes: float | None = None
     _last: float = dataclasses.field(default_factory=time.monotonic)
 
-    def due(self, segment: int) -> bool:
+    def due(self, since: int) -> bool:
+        """Whether to write now, ``since`` save intervals after the last write (or the start)."""
         if self.path is None:
             return False
-        if self.every is not None and segment % self.every == 0:
+        if self.every is not None and since >= self.every:
             return True
         return self.minutes is not None and time.monotonic() - self._last >= 60 * self.minutes
 
@@ -293,12 +295,18 @@ def drive(
     resume_path,
     pol: Policy,
     stop,
+    block: int = 1,
 ):
-    """Run segments ``index .. n-1``: ``advance(carry, i, info) -> (carry, obs_i, info)``
-    (host observables of save point ``i + 1``); ``stop(info)`` ends the run early (diverged,
-    out of steps). Returns ``(carry, obs, index, info, signum)`` with the observables
-    concatenated along ``time_axis``; ``signum`` is the signal that interrupted it, or None.
+    """Run segments ``index .. n-1`` in blocks (:mod:`._blocks`): ``advance(carry, i, m, info)
+    -> (carry, obs, info, done)`` runs up to ``m`` segments from ``i`` (``done`` of them; the
+    host observables of save points ``i + 1 .. i + done``); ``stop(info)`` ends the run early
+    (diverged, out of steps). A block holds at most ``block`` segments and, with checkpoints
+    every ``k`` segments, at most ``k``. Returns ``(carry, obs, index, info, signum)`` with the
+    observables concatenated along ``time_axis``; ``signum`` is the signal that interrupted it,
+    or None.
     """
+    from ._blocks import next_size
+
     if ckpt is not None:
         carry = unflatten(where, carry, ckpt.leaves, resume_path)
         chunks = [{k: np.asarray(v) for k, v in ckpt.obs.items()}]
@@ -310,18 +318,23 @@ def drive(
         obs = {k: np.concatenate([c[k] for c in chunks], axis=time_axis) for k in chunks[0].keys()}
         return Checkpoint(fp, index, flatten(carry), obs, info, describe)
 
-    signum = None
+    signum, size, first, saved_at = None, 1, True, index
+    limit = block if pol.path is None or pol.every is None else max(1, min(block, pol.every))
     with catching_signals() as caught:
         while index < n and not stop(info):
-            carry, out, info = advance(carry, index, info)
+            clock = time.perf_counter()
+            carry, out, info, done = advance(carry, index, min(size, n - index), info)
+            size = next_size(time.perf_counter() - clock, done, first, limit)
+            first = False
             chunks.append({k: np.asarray(v) for k, v in out.items()})
-            index += 1
+            index += done
             if caught.signum is not None:
                 signum = caught.signum
                 break
-            if index < n and pol.due(index) and not stop(info):
+            if index < n and pol.due(index - saved_at) and not stop(info):
                 snapshot(index, carry, info).save(pol.path)
                 pol.written()
+                saved_at = index
         if signum is not None and pol.path is not None:
             snapshot(index, carry, info).save(pol.path)
     obs = {k: np.concatenate([c[k] for c in chunks], axis=time_axis) for k in chunks[0].keys()}

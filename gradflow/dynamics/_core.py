@@ -204,6 +204,9 @@ def segmentable(controller) -> bool:
 
 def start(term, solver, controller, t0, t_first, dt0, y0, problem, groups):
     """The carry of a segmented run at ``t0`` and the observables there (traceable)."""
+    # as diffeqsolve does: the state at least in the time's precision (a float32 problem's
+    # state is float64 with x64 on, docs/scale.md), so that every segment keeps its dtypes
+    y0 = jax.tree.map(lambda a: jnp.asarray(a, jnp.result_type(a, jnp.asarray(t0))), y0)
     adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
     ctrl = _NextStep(controller) if adaptive else controller
     tnext, cstate = ctrl.init(
@@ -321,7 +324,9 @@ def run_segmented(
     where,
     *,
     n,
-    call,
+    step,
+    args,
+    xs,
     carry,
     obs0,
     seeded,
@@ -333,31 +338,41 @@ def run_segmented(
     resume_path,
     progress=False,
 ):
-    """Drive ``call(carry, i) -> (carry, record)`` over segments ``0 .. n-1`` (see
-    :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict of
-    :func:`solve`, the segments done and the interrupting signal (or None). A failed segment
-    (``max_steps`` in it) or a total of ``max_steps`` steps before the end stops the run."""
-    from . import _checkpoint
+    """Drive ``step`` (see :func:`gradflow.dynamics._blocks.run_block`) over segments
+    ``0 .. n-1`` whose bounds are ``xs`` (arrays, segments along axis 0), in blocks (see
+    :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict
+    of :func:`solve`, the segments done and the interrupting signal (or None). A failed
+    segment (``max_steps`` in it) or a total of ``max_steps`` steps before the end stops the
+    run."""
+    from . import _blocks, _checkpoint
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=where, unit="save")
+    axis = 1 if seeded else 0
+    cap = _blocks.capacity(_blocks.record_bytes(obs0))  # obs0: the record of one save
 
-    def advance(carry, i, info):
-        carry, rec = call(carry, i)
-        rec = jax.device_get(rec)
-        total = int(np.max(rec["__num_steps"])) + info["num_steps"]
+    def advance(carry, i, m, info):
+        part = jax.tree.map(lambda x: _blocks.pad(x, i, cap), xs)
+        budget = jnp.asarray(max_steps - info["num_steps"])
+        carry, buf, done = _blocks.run_block(step, carry, args, part, jnp.asarray(m), budget, axis)
+        buf, done = jax.device_get((buf, done))
+        rec = _blocks.take(buf, int(done), axis)
+        per = np.asarray(rec["__num_steps"])  # (seeds, done) or (done,): the slowest seed counts
+        steps = int(np.sum(np.max(per, axis=0) if seeded else per))
+        total = steps + info["num_steps"]
         ok = bool(np.all(rec["__success"]))
+        last = i + int(done) >= n
         info = {
             "num_steps": total,
-            "failed": (not ok) or (total >= max_steps and i + 1 < n),
-            "budget": ok and total >= max_steps and i + 1 < n,
+            "failed": (not ok) or (total >= max_steps and not last),
+            "budget": ok and total >= max_steps and not last,
         }
         if bar is not None:
-            bar.update(1)
-        return carry, rec, info
+            bar.update(int(done))
+        return carry, rec, info, int(done)
 
     try:
         carry, obs, index, info, signum = _checkpoint.drive(
@@ -374,6 +389,7 @@ def run_segmented(
             resume_path=resume_path,
             pol=pol,
             stop=lambda info: info["failed"],
+            block=cap,
         )
     finally:
         if bar is not None:

@@ -359,24 +359,12 @@ def flow(
         problem, y0, np.float64(t0), grid[1], traced(dt0), solver_obj, controller, groups
     )
 
-    def call(carry, i):
-        a, b = grid[i], grid[i + 1]
-        return _integrate_segment(
-            problem,
-            carry,
-            a,
-            b,
-            grid[i + 1 : i + 2],
-            solver_obj,
-            controller,
-            int(max_steps),
-            groups,
-        )
-
     raw, index, signum = run_segmented(
         "flow",
         n=len(grid) - 1,
-        call=call,
+        step=_flow_step,
+        args=(problem, solver_obj, controller, int(max_steps), groups),
+        xs=(grid[:-1], grid[1:]),
         carry=carry,
         obs0=jax.device_get(obs0),
         seeded=False,
@@ -515,7 +503,11 @@ def _flow_start(problem, y0, t0, t_first, dt0, solver, controller, groups):
     return start(_term(), solver, controller, t0, t_first, dt0, y0, problem, groups)
 
 
-@eqx.filter_jit
-def _integrate_segment(problem, carry, a, b, s, solver, controller, max_steps, groups):
-    """One save interval ``[a, b]`` of the flow (the bounds are traced: one compilation)."""
-    return segment(_term(), solver, controller, a, b, s, carry, problem, max_steps, groups)
+def _flow_step(carry, args, x):
+    """One save interval ``[a, b]`` of the flow (a step of :func:`._blocks.run_block`)."""
+    problem, solver, controller, max_steps, groups = args
+    a, b = x
+    new, rec = segment(
+        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups
+    )
+    return new, rec, rec["__num_steps"][0], rec["__success"][0]

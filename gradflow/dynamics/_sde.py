@@ -241,24 +241,12 @@ def sde(
         ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
         carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
 
-        def call(carry, i):
-            return _sde_segment(
-                problem,
-                carry,
-                t0a,
-                t1a,
-                a[i],
-                b[i],
-                grid[i + 1 : i + 2],
-                *common,
-                int(max_steps),
-                groups,
-            )
-
         raw, index, signum = run_segmented(
             "flow",
             n=len(grid) - 1,
-            call=call,
+            step=_sde_step,
+            args=(problem, t0a, t1a, *common, int(max_steps), groups),
+            xs=(a, b, grid[1:]),
             carry=carry,
             obs0=jax.device_get(obs0),
             seeded=True,
@@ -387,17 +375,17 @@ def _sde_start(problem, y0, t0, t1, t_first, scale, keys, solver, controller, dt
     return jax.vmap(one)(keys)
 
 
-@eqx.filter_jit
-def _sde_segment(
-    problem, carry, t0, t1, a, b, s, scale, keys, solver, controller, dt0, tol, max_steps, groups
-):
-    """One segment ``[a, b]`` of every seed (bounds traced: one compilation)."""
+def _sde_step(carry, args, x):
+    """One save interval ``[a, b]`` of every seed (a step of :func:`._blocks.run_block`)."""
+    problem, t0, t1, scale, keys, solver, controller, dt0, tol, max_steps, groups = args
+    a, b, s = x
 
     def one(key, c):
         term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
-        return segment(term, solver, controller, a, b, s, c, problem, max_steps, groups)
+        return segment(term, solver, controller, a[0], b[0], s, c, problem, max_steps, groups)
 
-    return jax.vmap(one)(keys, carry)
+    new, rec = jax.vmap(one)(keys, carry)
+    return new, rec, jnp.max(rec["__num_steps"]), jnp.all(rec["__success"])
 
 
 @eqx.filter_jit

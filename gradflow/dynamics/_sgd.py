@@ -23,7 +23,7 @@ from .._problem import Problem
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
-from . import _checkpoint, _defaults
+from . import _blocks, _checkpoint, _defaults
 from ._batch import Plan
 from ._core import save_times
 from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
@@ -261,7 +261,7 @@ def sgd(
 
 
 def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
-    """The direct call: one save interval per compiled call (:func:`_run_segment`), with
+    """The direct call: save intervals in blocks of compiled calls (:mod:`._blocks`), with
     interruption, checkpoints and resume (:mod:`._checkpoint`)."""
     lr, seeds, save_steps = kw["lr"], kw["seeds"], kw["save_steps"]
     static = (int(kw["batch_size"]), kw["sampling"], tuple(kw["observables"]))
@@ -279,17 +279,27 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
         carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (seeds, *jnp.shape(a))), carry)
     seeded = seeds is not None
     bounds = np.asarray(save_steps)
-    obs0 = {}
-    if ckpt is None:  # the observables at step 0: a segment of no steps
-        carry, obs0 = _run_segment(problem, carry, keys, bounds[:1], bounds[:1], *static, seeded)
-        obs0 = jax.device_get(obs0)
+    args = (problem, keys, *static, seeded)
+    axis = 1 if seeded else 0
 
-    def advance(carry, i, info):
-        carry, obs = _run_segment(
-            problem, carry, keys, bounds[i : i + 1], bounds[i + 1 : i + 2], *static, seeded
+    def block(carry, starts, stops, m):
+        return _blocks.run_block(
+            _sgd_step, carry, args, (starts, stops), jnp.asarray(m), jnp.asarray(1), axis
         )
-        obs, bad = jax.device_get((obs, carry[2]))
-        return carry, obs, {"diverged": bool(np.any(np.asarray(bad) >= 0))}
+
+    if ckpt is None:  # the observables at step 0
+        obs0 = jax.device_get(_observe_at(problem, carry[0], static[2], seeded))
+        first = obs0
+    else:
+        obs0, first = {}, {k: np.take(v, [0], axis=axis) for k, v in ckpt.obs.items()}
+    cap = _blocks.capacity(_blocks.record_bytes(first))
+
+    def advance(carry, i, m, info):
+        starts, stops = _blocks.pad(bounds[:-1], i, cap), _blocks.pad(bounds[1:], i, cap)
+        carry, obs, done = block(carry, starts, stops, m)
+        obs, bad, done = jax.device_get((obs, carry[2], done))
+        info = {"diverged": bool(np.any(np.asarray(bad) >= 0))}
+        return carry, _blocks.take(obs, int(done), axis), info, int(done)
 
     carry, obs, index, info, signum = _checkpoint.drive(
         n=len(bounds) - 1,
@@ -305,6 +315,7 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
         resume_path=resume_from,
         pol=pol,
         stop=lambda info: info["diverged"] and not seeded,  # a seed ensemble runs on
+        block=cap,
     )
     out = jax.device_get((carry[0], obs, carry[2], carry[3]))
     done = dict(kw, save_steps=save_steps[: index + 1])
@@ -315,14 +326,29 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
 
 
 @eqx.filter_jit
-def _run_segment(problem, carry, key, starts, stops, batch_size, sampling, groups, seeded):
-    """Steps ``starts[0] .. stops[0] - 1`` from ``carry`` (per seed when ``seeded``), and the
-    observables after them; the bounds are arrays, so every segment shares one compilation."""
+def _observe_at(problem, state, groups, seeded):
+    """The observables of ``state`` (per seed when ``seeded``), time axis of length 1."""
+    obs = (
+        jax.vmap(lambda s: observe(problem, s, groups))
+        if seeded
+        else (lambda s: observe(problem, s, groups))
+    )(state)
+    return jax.tree.map(lambda a: jnp.expand_dims(a, 1 if seeded else 0), obs)
+
+
+def _sgd_step(carry, args, x):
+    """Steps ``starts[0] .. stops[0] - 1`` from ``carry`` (per seed when ``seeded``) and the
+    observables after them (a step of :func:`._blocks.run_block`); a single run stops at its
+    first non-finite step, an ensemble runs on."""
+    problem, key, batch_size, sampling, groups, seeded = args
+    starts, stops = x
 
     def one(c, k):
         return _advance(problem, c, k, starts, stops, batch_size, sampling, groups)
 
-    return jax.vmap(one)(carry, key) if seeded else one(carry, key)
+    carry, obs = jax.vmap(one)(carry, key) if seeded else one(carry, key)
+    ok = jnp.asarray(True) if seeded else carry[2] < 0
+    return carry, obs, 0, ok
 
 
 def _finish(out, problem, kw) -> Trajectory:

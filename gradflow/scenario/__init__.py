@@ -10,8 +10,8 @@ from ._config import Config, RunSpec, load_config, parse_set, validate
 from ._plot import summary_plot
 from ._run import Outcome, build_problem, run, run_one
 from ._schema import REQUIRED, SCHEMA
-from ._sweep import sweep
-from ._sweep_spec import TRACED, SweepSpec, load_sweep
+from ._sweep import run_points, sweep, task_outcomes
+from ._sweep_spec import TRACED, Point, SweepSpec, load_sweep, sweep_points
 
 __all__ = [
     "Config",
@@ -27,7 +27,11 @@ __all__ = [
     "run_one",
     "summary_plot",
     "sweep",
+    "sweep_points",
+    "run_points",
+    "task_outcomes",
     "load_sweep",
+    "Point",
     "SweepSpec",
     "TRACED",
     "validate",

@@ -87,9 +87,36 @@ def _point_dataset(point: Point, results: dict, status: str, message: str) -> xr
 
 def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
     """Run the points of one task (in this process); one Dataset per point, in order."""
+    from ..dynamics import RunFailed
+
+    out = []
+    for point, outcome in zip(points, task_outcomes(points, batch)):
+        if isinstance(outcome, Exception):
+            out.append(_point_dataset(point, {}, "failed", _one_line(outcome)))
+            continue
+        results, status, messages = {}, "success", []
+        for name, _, result in outcome:
+            if isinstance(result, RunFailed):  # diverged, blew_up, max_steps: kept partial
+                results[name] = result.trajectory
+                status = result.status if status == "success" else status
+                messages.append(f"{name}: {_one_line(result)}")
+            elif isinstance(result, Exception):
+                status = "failed" if status == "success" else status
+                messages.append(f"{name}: {_one_line(result)}")
+            else:
+                results[name] = result
+        out.append(_point_dataset(point, results, status, "; ".join(messages)))
+    return out
+
+
+def task_outcomes(points: list[Point], batch: bool = True) -> list:
+    """Run the points of one task; for each point, the exception that stopped it from being
+    built, or its runs as ``[(name, RunSpec, Trajectory or the exception it raised)]`` (a
+    :class:`gradflow.RunFailed` carries its partial trajectory). Runs with a plan (flow, GD,
+    SGD) are batched where their signatures agree; the SDE runs directly."""
     import jax
 
-    from ..dynamics import RunFailed, run_plans
+    from ..dynamics import run_plans
     from ._run import run_one
 
     jax.config.update("jax_enable_x64", True)
@@ -114,28 +141,36 @@ def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
     results = run_plans(plans, batch=batch)
     outcomes = {ij: results[k] for ij, k in where.items()}
     out = []
-    for i, (point, item) in enumerate(zip(points, built)):
+    for i, item in enumerate(built):
         if isinstance(item, Exception):
-            out.append(_point_dataset(point, {}, "failed", _one_line(item)))
+            out.append(item)
             continue
         problem, runs = item
-        results, status, messages = {}, "success", []
+        done = []
         for j, (name, spec, plan) in enumerate(runs):
             try:
                 result = outcomes[(i, j)] if plan is not None else run_one(problem, spec)
-            except Exception as err:  # noqa: BLE001 - a failed point is recorded, not raised
+            except Exception as err:  # noqa: BLE001 - a failed run is recorded, not raised
                 result = err
-            if isinstance(result, RunFailed):  # diverged, blew_up, max_steps: kept partial
-                results[name] = result.trajectory
-                status = result.status if status == "success" else status
-                messages.append(f"{name}: {_one_line(result)}")
-            elif isinstance(result, Exception):
-                status = "failed" if status == "success" else status
-                messages.append(f"{name}: {_one_line(result)}")
-            else:
-                results[name] = result
-        out.append(_point_dataset(point, results, status, "; ".join(messages)))
+            done.append((name, spec, result))
+        out.append(done)
     return out
+
+
+def run_points(points, batch: bool = True):
+    """Run validated points (:func:`gradflow.scenario.sweep_points`) in this process, grouped
+    into the sweep engine's tasks; yields ``(i, outcome, seconds)`` per point as its task
+    finishes, with ``outcome`` as in :func:`task_outcomes` and ``seconds`` the task's wall time
+    per point."""
+    import time
+
+    points = list(points)
+    for task in _tasks(points, range(len(points)), batch):
+        start = time.perf_counter()
+        outcomes = task_outcomes([points[i] for i in task], batch)
+        seconds = (time.perf_counter() - start) / len(task)
+        for i, outcome in zip(task, outcomes):
+            yield i, outcome, seconds
 
 
 def _run_key(point: Point, spec) -> str:
@@ -159,11 +194,15 @@ def _one_line(err: Exception) -> str:
 
 def tasks_of(spec: SweepSpec, todo: list[int]) -> list[list[int]]:
     """Point indices grouped into tasks (one per point when ``spec.batch`` is false)."""
-    if not spec.batch:
+    return _tasks(spec.points, todo, spec.batch)
+
+
+def _tasks(points, todo, batch: bool) -> list[list[int]]:
+    if not batch:
         return [[i] for i in todo]
     groups: dict[str, list[int]] = {}
     for i in todo:
-        groups.setdefault(spec.points[i].group, []).append(i)
+        groups.setdefault(points[i].group, []).append(i)
     return list(groups.values())
 
 
@@ -323,12 +362,7 @@ def _assemble(spec: SweepSpec, paths: list[Path]) -> xr.Dataset:
         parts.append(
             ds.expand_dims(point=[k]).assign_coords({n: ("point", [v]) for n, v in coords.items()})
         )
-    out = xr.concat(
-        parts,
-        dim="point",
-        join="outer",
-        fill_value={"status": "", "message": ""} if False else None,
-    )
+    out = xr.concat(parts, dim="point", join="outer")
     if spec.mode == "grid" and len(names) == 1:
         out = out.swap_dims(point=names[0]).drop_vars("point")
     elif spec.mode == "grid":

@@ -183,12 +183,37 @@ def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) ->
     points = []
     for index in positions:
         values = {n: axes[n][i] for n, i in zip(names, index)}
-        overrides = base + tuple((tuple(n.split(".")), v, "sweep.axes") for n, v in values.items())
-        config = validate(table, overrides, fast=fast, source=source)
-        check_limits(config, limits=limits)
-        points.append(Point(tuple(index), values, config, overrides))
+        points.append(make_point(table, base, values, index, fast, source, limits, "sweep.axes"))
     name = points[0].config.name
     return SweepSpec(name, mode, batch, axes, tuple(points), table, source, fast, tuple(sets))
+
+
+def sweep_points(scenario, point_sets, *, fast: bool = False, limits: bool = True) -> tuple:
+    """The validated :class:`Point` of each entry of ``point_sets`` (a list of ``--set`` style
+    overrides per point) of ``scenario`` (a file or its parsed table): a sweep given as a list
+    of points rather than as axes. Every point is validated before this returns (a bad one is a
+    one-line :class:`ConfigError`); run them with :func:`gradflow.scenario.run_points`."""
+    source = None
+    if isinstance(scenario, dict):
+        table = dict(scenario)
+    else:
+        source = Path(scenario)
+        table = read_table(source)
+    table.pop("sweep", None)
+    out = []
+    for i, sets in enumerate(point_sets):
+        values = {".".join(k): v for k, v in (parse_set(item) for item in sets)}
+        out.append(make_point(table, (), values, (i,), fast, source, limits, "--set"))
+    return tuple(out)
+
+
+def make_point(table, base, values, index, fast, source, limits=True, origin="sweep.axes"):
+    """The validated :class:`Point` of ``table`` with the overrides ``base`` (parsed ``--set``)
+    and then ``values`` (dotted key -> value, said to come from ``origin``)."""
+    overrides = tuple(base) + tuple((tuple(n.split(".")), v, origin) for n, v in values.items())
+    config = validate(table, overrides, fast=fast, source=source)
+    check_limits(config, limits=limits)
+    return Point(tuple(index), dict(values), config, overrides)
 
 
 def point_hash(point: Point, code: str) -> str:

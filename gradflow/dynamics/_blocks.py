@@ -1,0 +1,97 @@
+"""Blocks of save intervals: how a direct call runs its segments in few compiled calls.
+
+A direct (unbatched) call runs its save intervals in *blocks*: one compiled call runs up to
+``m`` intervals in turn (a ``while_loop`` whose bound ``m`` is traced), writing each
+interval's record into a buffer of :data:`CAPACITY` slots. ``m`` is chosen on the host from
+the measured time per interval so that one call takes about :data:`TARGET_SECONDS`: a cheap
+run makes few calls (the per-call cost of dispatch and transfer is paid once per block, not
+once per save), and an expensive one still returns to Python after every interval, so that
+signals and checkpoints are handled promptly. Every run shares one compilation (the capacity
+is fixed, the bounds and ``m`` are arrays), and the intervals compute the same values whatever
+the blocks are: an interrupted and resumed run equals the uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Slots of the record buffer of one block (fewer when one save's record is large).
+CAPACITY = 64
+#: Wall time one block aims at, in seconds.
+TARGET_SECONDS = 0.5
+#: The record buffer of one block stays under this many bytes.
+BUFFER_BYTES = 2**27
+
+
+def capacity(record_bytes: int) -> int:
+    """Slots of a block's buffer for a record of ``record_bytes`` bytes per save (a power of
+    two, at most :data:`CAPACITY`, at least 1)."""
+    k = CAPACITY
+    while k > 1 and k * max(int(record_bytes), 1) > BUFFER_BYTES:
+        k //= 2
+    return k
+
+
+def record_bytes(obs0: dict) -> int:
+    return int(sum(np.asarray(v).nbytes for v in obs0.values()))
+
+
+def next_size(elapsed: float, done: int, first: bool, limit: int) -> int:
+    """Intervals for the next block: about :data:`TARGET_SECONDS` at the measured rate (one
+    after the first block, whose time includes compilation), between 1 and ``limit``."""
+    if first or done < 1:
+        return 1
+    per = max(elapsed / done, 1e-9)
+    return int(max(1, min(limit, TARGET_SECONDS // per)))
+
+
+def pad(x: np.ndarray, start: int, k: int) -> np.ndarray:
+    """``x[start : start + k]`` padded to ``k`` entries with its last one (never computed)."""
+    part = np.asarray(x)[start : start + k]
+    if len(part) < k:
+        part = np.concatenate([part, np.repeat(part[-1:], k - len(part), axis=0)])
+    return part
+
+
+@eqx.filter_jit
+def run_block(step, carry, args, xs, m, budget, axis):
+    """Intervals ``j = 0 .. m-1`` of ``xs`` (a pytree of arrays, intervals along axis 0):
+    ``step(carry, args, x_j) -> (carry, record, num_steps, ok)`` with ``x_j`` the slices
+    ``[j : j+1]`` and the record's time axis ``axis`` of length 1. Stops after an interval
+    with ``ok`` false or once the steps reach ``budget``. Returns ``(carry, buffer, done)``:
+    the records in a buffer as long as ``xs`` (entries ``>= done`` are zeros)."""
+    k = jax.tree.leaves(xs)[0].shape[0]
+    first = jax.tree.map(lambda x: x[:1], xs)
+    shapes = jax.eval_shape(lambda c: step(c, args, first)[1], carry)
+    buffer = jax.tree.map(
+        lambda s: jnp.zeros(s.shape[:axis] + (k,) + s.shape[axis + 1 :], s.dtype), shapes
+    )
+
+    def cond(state):
+        j, _, _, _, go = state
+        return (j < m) & go
+
+    def body(state):
+        j, c, buf, total, _ = state
+        x = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, j, 1), xs)
+        c, rec, steps, ok = step(c, args, x)
+        buf = jax.tree.map(
+            lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r.astype(b.dtype), j, axis),
+            buf,
+            rec,
+        )
+        total = total + jnp.asarray(steps, total.dtype)
+        return j + 1, c, buf, total, jnp.asarray(ok) & (total < budget)
+
+    zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    state = (zero, carry, buffer, zero, jnp.asarray(True))
+    done, carry, buffer, _, _ = jax.lax.while_loop(cond, body, state)
+    return carry, buffer, done
+
+
+def take(buffer: dict, done: int, axis: int) -> dict:
+    """The first ``done`` records of a (host) buffer."""
+    return {k: np.take(np.asarray(v), np.arange(done), axis=axis) for k, v in buffer.items()}
