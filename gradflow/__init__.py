@@ -22,7 +22,7 @@ from importlib.metadata import version as _version
 
 from . import analysis, bounds, data, diffrax_ext, dynamics, metrics, models, predict, scenario
 from ._hessian import stable_learning_rate, top_hessian_eigenvalue
-from ._loss import sample_losses, square_error
+from ._loss import chunk_budget, default_chunk_size, sample_losses, square_error
 from ._observables import observable_groups, register_observable
 from ._parametrization import (
     AbstractParametrization,
@@ -88,6 +88,8 @@ __all__ = [
     "scenario",
     "sde_vs_sgd",
     "sample_losses",
+    "chunk_budget",
+    "default_chunk_size",
     "sgd",
     "square_error",
     "sweep",

@@ -3,7 +3,7 @@
     gradflow run FILE [--out DIR] [--set key=value ...] [--fast]
     gradflow sweep FILE [--out DIR] [--set ...] [--fast] [--workers K | --scheduler ADDR] [--resume]
     gradflow info
-    gradflow figs [--fast] [--only NAME ...] [--out DIR]
+    gradflow figs [--fast | --scale fast|full|paper] [--only NAME ...] [--out DIR]
 
 ``run`` validates the scenario (and every ``--set``) before computing anything, then writes
 ``DIR/<name>.nc``, one ``DIR/<name>__<run>.nc`` per run and ``DIR/<name>.png`` (DIR defaults to
@@ -135,7 +135,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every paper figure's scenarios (cached under paper_figs/cache/ by "
         "the hash of their configuration), draw each figure and print its verdict line.",
     )
-    figs_parser.add_argument("--fast", action="store_true", help="shrunken scenarios")
+    figs_parser.add_argument("--fast", action="store_true", help="shrunken scenarios (seconds)")
+    figs_parser.add_argument(
+        "--scale",
+        choices=("fast", "full", "paper"),
+        default=None,
+        help="the profile: fast (= --fast), full (default), paper (the largest this machine "
+        "finishes in about an hour; paper_figs/README.md)",
+    )
     figs_parser.add_argument(
         "--only", nargs="+", default=[], metavar="NAME", help="only these figures"
     )
@@ -180,7 +187,7 @@ def main(argv=None) -> int:
     if args.command == "info":
         return info()
     if args.command == "figs":
-        return figs(fast=args.fast, only=args.only, out=args.out)
+        return figs(fast=args.fast, only=args.only, out=args.out, scale=args.scale)
     if args.command == "sweep":
         return sweep(
             args.file,
@@ -342,7 +349,7 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     return EXIT_DIVERGED if statuses <= {"diverged", "blew_up"} else EXIT_FAILED
 
 
-def figs(*, fast=False, only=(), out=None) -> int:
+def figs(*, fast=False, only=(), out=None, scale=None) -> int:
     """``gradflow figs``: ``paper_figs._build.build`` (paper_figs/ sits at the repository root)."""
     from pathlib import Path
 
@@ -351,7 +358,7 @@ def figs(*, fast=False, only=(), out=None) -> int:
         sys.path.insert(0, root)
     from paper_figs._build import build
 
-    return build(fast=fast, only=tuple(only), out=out)
+    return build(fast=fast, only=tuple(only), out=out, scale=scale)
 
 
 def info() -> int:

@@ -39,8 +39,8 @@ class Problem(eqx.Module):
             (:mod:`gradflow._loss`), so that peak memory is ``O(k · activations + P)``; the
             results equal the unchunked ones to rounding, for any ``k`` (not only divisors of
             ``N``; ``⌈N/k⌉ k`` samples are evaluated). ``None`` (the default): chunks whose
-            activations, ``k × model.activation_floats`` floats, fit in 256 MiB
-            (:data:`gradflow._loss.CHUNK_BUDGET_BYTES`), balanced over the larger split
+            activations, ``k × model.activation_floats`` floats, fit in 32 MiB on a CPU,
+            256 MiB on a GPU (:func:`gradflow._loss.chunk_budget`), balanced over the larger split
             (:func:`gradflow._loss.default_chunk_size`); no chunking when the data fit.
             Batches of SGD of at most ``k`` samples are one chunk.
         precision: ``"float32"`` or ``"float64"``: the dtype of the data, the weights, λ and
@@ -93,7 +93,7 @@ class Problem(eqx.Module):
                 "Problem",
                 "chunk_size",
                 chunk_size,
-                "use an integer >= 1, or None for the default (activations within 256 MiB)",
+                "use an integer >= 1, or None for the default (activations within 32 MiB on a CPU)",
             )
         if any(jnp.dtype(w.dtype) != dtype for w in model.weights):
             model = model.with_weights(tuple(jnp.asarray(w, dtype) for w in model.weights))

@@ -2,8 +2,9 @@
 
 Each figure module ``paper_figs/fig_<name>.py`` defines
 
-* ``compute(fast, log) -> dict``: the cached scenario results it reads (:func:`_common.scenario`,
-  or :func:`_common.sweep` for a figure that runs one scenario at several points);
+* ``compute(profile, log) -> dict`` (``profile``: fast | full | paper): the cached scenario
+  results it reads (:func:`_common.scenario`, or :func:`_common.sweep` for a figure that runs
+  one scenario at several points);
 * ``draw(inputs, out_dir) -> str``: the figure, from those results only (never trains), and ONE
   verdict line: the prediction, what was measured and the gap.
 """
@@ -32,11 +33,20 @@ FIGURES = (
 )
 
 
-def build(fast: bool = False, only=(), out=None, log=print) -> int:
-    """Compute and draw the figures ``only`` (default: all); returns an exit status."""
+def build(fast: bool = False, only=(), out=None, log=print, scale: str | None = None) -> int:
+    """Compute and draw the figures ``only`` (default: all) at the profile ``scale`` (fast |
+    full | paper; ``fast=True`` is ``scale="fast"``); returns an exit status."""
     import matplotlib
 
     matplotlib.use("Agg")
+    profile = "fast" if fast else (scale or "full")
+    if profile not in _common.PROFILES:
+        print(
+            f"gradflow: error: --scale {profile!r} is not allowed; use one of "
+            + ", ".join(_common.PROFILES),
+            file=sys.stderr,
+        )
+        return 2
     unknown = [n for n in only if n not in FIGURES]
     if unknown:
         print(
@@ -53,7 +63,7 @@ def build(fast: bool = False, only=(), out=None, log=print) -> int:
         t0 = time.perf_counter()
         try:
             mod = importlib.import_module(f"paper_figs.fig_{name}")
-            inputs = mod.compute(fast, log)
+            inputs = mod.compute(profile, log)
             cached = all(r.cached for r in inputs.values())
             verdict = mod.draw(inputs, out_dir)
         except Exception as err:  # one broken figure must not hide the others
@@ -71,13 +81,13 @@ def build(fast: bool = False, only=(), out=None, log=print) -> int:
         log(f"verdict {verdict}")
     log(
         f"figs: {len(names) - len(failed)}/{len(names)} figures in "
-        f"{time.perf_counter() - start:.1f} s{' (fast)' if fast else ''}"
+        f"{time.perf_counter() - start:.1f} s{'' if profile == 'full' else f' ({profile})'}"
     )
     return 1 if failed else 0
 
 
 def main(argv=None) -> int:
-    """``python -m paper_figs._build [--fast] [--only NAME ...] [--out DIR]``."""
+    """``python -m paper_figs._build [--fast | --scale PROFILE] [--only NAME ...] [--out DIR]``."""
     import argparse
 
     import jax
@@ -85,10 +95,11 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(prog="paper_figs")
     parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--scale", choices=_common.PROFILES, default=None)
     parser.add_argument("--only", nargs="+", default=[])
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    return build(args.fast, args.only, args.out)
+    return build(args.fast, args.only, args.out, scale=args.scale)
 
 
 if __name__ == "__main__":

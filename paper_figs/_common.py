@@ -53,6 +53,44 @@ def config_hash(payload) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+#: The profiles of ``gradflow figs``: ``fast`` (the scenarios' ``[fast]`` tables, seconds, in
+#: CI), ``full`` (the scenario files as written) and ``paper`` (``--scale paper``: the full
+#: profile with the overrides of :data:`PAPER`, the largest scale this project's 2-core machine
+#: finishes in about an hour; a figure module may also widen its own grid there).
+PROFILES = ("fast", "full", "paper")
+
+#: ``--scale paper``: ``--set`` overrides per scenario, applied before each point's own. The
+#: scenarios not listed run as in the full profile (stated in paper_figs/README.md).
+PAPER = {
+    # all 356 balanced digits 0 vs 1, width 64, five times the horizon
+    "margins": [
+        "data.n_train=356",
+        "model.widths=[64, 64]",
+        "time.t1=2000.0",
+        "time.save_every=20.0",
+    ],
+    # all 356 balanced digits 0 vs 1, width 64, B from 4 to N (GD), λ grid in fig_rank
+    "rank": ["data.n_train=356", "model.widths=[64, 64]", "sgd.batch_size=[4, 16, 64, 356]"],
+    # twice the samples (20 per class) and the horizon
+    "neural_collapse": ["data.n_train=80", "time.t1=2000.0", "time.save_every=20.0"],
+    # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
+    "work_precision": ["data.n_train=256", "data.dim=16", "model.widths=[32, 32]"],
+}
+
+
+def profile_of(fast) -> str:
+    """A profile name from ``fast`` (True: "fast", False: "full") or a name of :data:`PROFILES`."""
+    if fast is True or fast is False:
+        return "fast" if fast else "full"
+    if fast not in PROFILES:
+        raise ValueError(f"--scale={fast!r} is not allowed; use one of {', '.join(PROFILES)}")
+    return fast
+
+
+def _profile_sets(name: str, profile: str, sets) -> list:
+    return [*(PAPER.get(name, []) if profile == "paper" else []), *sets]
+
+
 @dataclasses.dataclass
 class Result:
     """A scenario's cached results: its folder, its name and whether it was already there."""
@@ -94,13 +132,17 @@ def cache_payload(config, fast: bool) -> dict:
     }
 
 
-def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
+def scenario(name: str, fast, sets=(), log=print) -> Result:
     """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``) once.
 
-    The result folder is ``cache/<name>-<hash>``; the hash is that of :func:`cache_payload`.
+    ``fast``: a profile (:func:`profile_of`). The result folder is ``cache/<name>-<hash>``; the
+    hash is that of :func:`cache_payload`.
     """
     from gradflow.scenario import load_config, run
 
+    profile = profile_of(fast)
+    fast = profile == "fast"
+    sets = _profile_sets(name, profile, sets)
     config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
     payload = cache_payload(config, fast)
     key = config_hash(payload)
@@ -124,10 +166,11 @@ def scenario(name: str, fast: bool, sets=(), log=print) -> Result:
     return Result(config.name, folder, False, seconds)
 
 
-def sweep(name: str, fast: bool, points: dict, log=print, batch: bool | None = None) -> dict:
+def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -> dict:
     """Run ``paper_figs/scenarios/<name>.toml`` at several points through the sweep engine.
 
-    ``points`` maps a figure's key to the ``--set`` overrides of that point; returns key ->
+    ``fast``: a profile (:func:`profile_of`). ``points`` maps a figure's key to the ``--set``
+    overrides of that point (after the profile's, :data:`PAPER`); returns key ->
     :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
     ``scenario(name, fast, sets)`` would use, so either call reads the other's results). The
     points not yet cached are validated first (every one, before anything runs), grouped into
@@ -141,6 +184,9 @@ def sweep(name: str, fast: bool, points: dict, log=print, batch: bool | None = N
 
     from gradflow.scenario import run_points, sweep_points
 
+    profile = profile_of(fast)
+    fast = profile == "fast"
+    points = {k: _profile_sets(name, profile, v) for k, v in points.items()}
     keys = list(points)
     built = sweep_points(SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast)
     results, todo = {}, []

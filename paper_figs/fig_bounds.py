@@ -29,9 +29,11 @@ def _sizes(fast: bool):
     return (16, 64) if fast else (8, 16, 32, 64, 128, 192)
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    fast = _common.profile_of(profile) == "fast"
     points = {n: [f"data.n_train={n}"] for n in _sizes(fast)}
-    return _common.sweep("bounds", fast, points, log=log)
+    return _common.sweep("bounds", profile, points, log=log)
 
 
 def _rebuild(res):

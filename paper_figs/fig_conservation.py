@@ -19,12 +19,13 @@ from paper_figs import _common
 NAME = "conservation"
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
     # each scenario's runs (one per η) are one point of the sweep engine: batched where their
     # compiled arguments agree
     return {
-        "balance": _common.sweep("conservation_balance", fast, {"main": []}, log=log)["main"],
-        "wn": _common.sweep("conservation_wn", fast, {"main": []}, log=log)["main"],
+        "balance": _common.sweep("conservation_balance", profile, {"main": []}, log=log)["main"],
+        "wn": _common.sweep("conservation_wn", profile, {"main": []}, log=log)["main"],
     }
 
 

@@ -26,13 +26,15 @@ def _scales(fast: bool):
     return (0.05, 0.22, 1.0) if fast else tuple(np.round(np.geomspace(0.05, 1.0, 5), 3))
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    fast = _common.profile_of(profile) == "fast"
     points = {
         (float(s), lam): [f"model.init_scale={float(s)}", f"problem.weight_decay={lam}"]
         for lam in DECAYS
         for s in _scales(fast)
     }
-    return _common.sweep("init_scale", fast, points, log=log)
+    return _common.sweep("init_scale", profile, points, log=log)
 
 
 def _rel_range(values) -> float:

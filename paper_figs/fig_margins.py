@@ -16,9 +16,10 @@ NAME = "margins"
 DECAYS = (0.05, 0.0)
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
     points = {f"lam{lam:g}": [f"problem.weight_decay={lam}"] for lam in DECAYS}
-    return _common.sweep("margins", fast, points, log=log)
+    return _common.sweep("margins", profile, points, log=log)
 
 
 def _spread(m: np.ndarray) -> np.ndarray:

@@ -33,7 +33,8 @@ KEYS = ("nc1", "nc2", "nc3", "nc4")
 FALL = 10.0  # the "order of magnitude" of the prediction
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
     points = {
         (targets, lam): [
             f"problem.weight_decay={lam}",
@@ -42,7 +43,7 @@ def compute(fast: bool, log=print) -> dict:
         for targets in TARGETS
         for lam in DECAYS
     }
-    return _common.sweep("neural_collapse", fast, points, log=log)
+    return _common.sweep("neural_collapse", profile, points, log=log)
 
 
 def _mean(traj, key) -> np.ndarray:

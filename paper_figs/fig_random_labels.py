@@ -24,9 +24,11 @@ def _fractions(fast: bool):
     return (0.0, 0.5, 1.0) if fast else (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    fast = _common.profile_of(profile) == "fast"
     points = {p: [f"data.label_noise={p}"] for p in _fractions(fast)}
-    return _common.sweep("random_labels", fast, points, log=log)
+    return _common.sweep("random_labels", profile, points, log=log)
 
 
 def draw(inputs: dict, out_dir) -> str:

@@ -17,13 +17,16 @@ NAME = "rank"
 LAYER = 1  # the 32 x 32 hidden-to-hidden matrix
 
 
-def _decays(fast: bool):
-    return (0.0, 0.05) if fast else (0.0, 0.01, 0.05)
+def _decays(profile: str):
+    if profile == "paper":  # the low-rank protocol's range (Galanti et al.: 1e-4 .. 1e-2) and up
+        return (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.05)
+    return (0.0, 0.05) if profile == "fast" else (0.0, 0.01, 0.05)
 
 
-def compute(fast: bool, log=print) -> dict:
-    points = {lam: [f"problem.weight_decay={lam}"] for lam in _decays(fast)}
-    return _common.sweep("rank", fast, points, log=log)
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    points = {lam: [f"problem.weight_decay={lam}"] for lam in _decays(_common.profile_of(profile))}
+    return _common.sweep("rank", profile, points, log=log)
 
 
 def draw(inputs: dict, out_dir) -> str:
@@ -76,6 +79,9 @@ def draw(inputs: dict, out_dir) -> str:
         and measured[(b_min, lam_max)] < measured[(b_min, 0.0)]
     )
     vacuous = all(v >= full for v in bounds.values())
+    # informative: the λ > 0 at which the smallest B ends at a lower rank than the largest
+    lams = sorted({lam for _, lam in measured if lam > 0})
+    matters = [lam for lam in lams if measured[(b_min, lam)] < measured[(b_max, lam)]]
     table = ", ".join(f"B={b} λ={lam:g}: {r:.0f}" for (b, lam), r in sorted(measured.items()))
     status = "borne out" if ok else "NOT borne out at this scale"
     return (
@@ -86,5 +92,7 @@ def draw(inputs: dict, out_dir) -> str:
             if vacuous
             else ", ".join(f"{v:.0f}" for v in bounds.values())
         )
-        + f": {status}"
+        + f"; B={b_min} below B={b_max} at λ ∈ "
+        + ("{" + ", ".join(f"{lam:g}" for lam in matters) + "}" if matters else "∅")
+        + f" (of {len(lams)} λ > 0): {status}"
     )

@@ -14,8 +14,9 @@ from paper_figs import _common
 NAME = "rho_dynamics"
 
 
-def compute(fast: bool, log=print) -> dict:
-    return {"main": _common.scenario("rho_dynamics", fast, log=log)}
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    return {"main": _common.scenario("rho_dynamics", profile, log=log)}
 
 
 def draw(inputs: dict, out_dir) -> str:

@@ -24,7 +24,9 @@ def _grid(fast: bool):
     return n, batches, decays, epochs
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    fast = _common.profile_of(profile) == "fast"
     n, batches, decays, epochs = _grid(fast)
     points = {}
     for b in batches:
@@ -37,7 +39,7 @@ def compute(fast: bool, log=print) -> dict:
                 f"sgd.save_every={epoch_t!r}",
                 f"sgd.t1={epochs * epoch_t!r}",
             ]
-    return _common.sweep("sgd_noise", fast, points, log=log)
+    return _common.sweep("sgd_noise", profile, points, log=log)
 
 
 def _noise(traj) -> np.ndarray:

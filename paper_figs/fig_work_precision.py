@@ -54,7 +54,9 @@ def _sets(method: str, x: float) -> list[str]:
     return [f"flow.solver={method}", f"flow.rtol={x!r}", f"flow.atol={atol!r}", "flow.dtmin=false"]
 
 
-def compute(fast: bool, log=print) -> dict:
+def compute(profile, log=print) -> dict:
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    fast = _common.profile_of(profile) == "fast"
     points = {
         ("reference", None): [],
         ("ref-check", REF_CHECK_RTOL): _sets("tsit5", REF_CHECK_RTOL),
@@ -62,7 +64,7 @@ def compute(fast: bool, log=print) -> dict:
     for method, ladder in _ladders(fast).items():
         for x in ladder:
             points[(method, x)] = _sets(method, x)
-    return _common.sweep("work_precision", fast, points, log=log)
+    return _common.sweep("work_precision", profile, points, log=log)
 
 
 def _final(res):

@@ -98,3 +98,24 @@ def test_sweep_points_are_the_scenario_runs_in_the_same_cache(tmp_path, monkeypa
         (a,), (b,) = swept[p].runs().values(), alone.runs().values()
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-12, atol=0)
         np.testing.assert_allclose(a["rho"], b["rho"], rtol=1e-12, atol=0)
+
+
+def test_paper_profile_validates_and_is_its_own_cache_entry():
+    """``--scale paper``: every override of ``_common.PAPER`` validates on its scenario and
+    gives a configuration (and a cache key) of its own, distinct from the full profile's."""
+    _figures()
+    from gradflow.scenario import sweep_points
+    from paper_figs import _common
+
+    assert set(_common.PAPER) <= {p.stem for p in _common.SCENARIOS.glob("*.toml")}
+    for name, sets in _common.PAPER.items():
+        path = _common.SCENARIOS / f"{name}.toml"
+        full, paper = sweep_points(path, [[], sets])
+        keys = [_common.config_hash(_common.cache_payload(p.config, False)) for p in (full, paper)]
+        assert keys[0] != keys[1], name
+        for item in sets:  # each override took effect
+            section, key = item.split("=")[0].split(".")
+            assert paper.config.table[section][key] != full.config.table[section].get(key), item
+    assert _common.profile_of(True) == "fast" and _common.profile_of(False) == "full"
+    with pytest.raises(ValueError, match="--scale='huge' is not allowed"):
+        _common.profile_of("huge")

@@ -243,13 +243,22 @@ def test_chunks_bound_the_memory_of_a_gradient():
 def test_default_chunk_size_follows_the_memory_budget():
     net = eqx.filter_eval_shape(lambda k: paper_cnn((3, 32, 32), 1, key=k), jax.random.PRNGKey(0))
     assert net.activation_floats == 32 * 256 + 64 * 64 + 128 * 16 + 1  # the layers' outputs
-    k_max = _loss.CHUNK_BUDGET_BYTES // (net.activation_floats * 8)  # 2340 in float64
-    k = _loss.default_chunk_size(net, 10**6, 8)
-    assert k * net.activation_floats * 8 <= _loss.CHUNK_BUDGET_BYTES
+    budget = 256 * 2**20  # as on a GPU
+    k_max = budget // (net.activation_floats * 8)  # 2340 in float64
+    k = _loss.default_chunk_size(net, 10**6, 8, budget)
+    assert k * net.activation_floats * 8 <= budget
     assert k == -(-(10**6) // -(-(10**6) // k_max)) and k_max - k < 10**6 / k_max
     # balanced: N = 4001 in float64 (k_max = 2340) is two chunks of 2001, not 2340 + 1661
-    assert _loss.default_chunk_size(net, 4001, 8) == 2001
-    assert _loss.default_chunk_size(net, 2341, 8) == 1171
+    assert _loss.default_chunk_size(net, 4001, 8, budget) == 2001
+    assert _loss.default_chunk_size(net, 2341, 8, budget) == 1171
+    # the default budget is the backend's: 32 MiB on this CPU (k_max = 292 in float64)
+    assert _loss.chunk_budget() == (
+        _loss.CHUNK_BUDGET_BYTES
+        if jax.default_backend() == "cpu"
+        else _loss.CHUNK_BUDGET_BYTES_ACCELERATOR
+    )
+    cpu_k_max = _loss.chunk_budget() // (net.activation_floats * 8)
+    assert _loss.default_chunk_size(net, 4000, 8) == -(-4000 // -(-4000 // cpu_k_max))
     ds = _data(12, (5,), 1, 0)
     assert gf.Problem(MLP(5, (4,), 1, key=jax.random.PRNGKey(0)), ds).chunk_size == 12
 

@@ -87,7 +87,7 @@ PADDING = Check(
 CHUNK_SIZE = dataclasses.replace(
     integer(1),
     allowed="use an integer >= 1 (absent: the largest chunk of samples whose activations fit "
-    "in 256 MiB)",
+    "in 32 MiB on a CPU, 256 MiB on a GPU)",
 )
 PRECISIONS = ("float32", "float64")
 PRECISION = dataclasses.replace(
