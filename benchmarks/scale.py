@@ -23,7 +23,8 @@ PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``, the CPU b
 **What is measured**, one subprocess (``--worker``) per network, its points in order of N
 (float32, then float64): one full-batch gradient ``jax.grad(problem.loss)(state)`` of
 ``gf.Problem(net, data, precision=...)`` with its default ``chunk_size`` (activations within
-32 MiB on a CPU since 2026-12-02, 256 MiB before), jitted; where that chunking is active also ``chunk_size = N`` ("jax unchunked"); and
+32 MiB on a CPU since 2026-12-02, 256 MiB before), jitted; where that chunking is active also
+``chunk_size = N`` ("jax unchunked"); and
 PyTorch eager (autograd) on the same weights and data (``x64`` on; each point's data are made
 afresh). Seconds: per candidate a first call (compilation / warm-up, reported apart), then
 ``--repeats`` timed calls, the candidates alternating; medians ("jax unchunked" is timed once
