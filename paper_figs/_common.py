@@ -62,17 +62,24 @@ PROFILES = ("fast", "full", "paper")
 #: ``--scale paper``: ``--set`` overrides per scenario, applied before each point's own. The
 #: scenarios not listed run as in the full profile (stated in paper_figs/README.md).
 PAPER = {
-    # all 356 balanced digits 0 vs 1, width 64, five times the horizon
+    # all 356 balanced digits 0 vs 1, width 64, 12.5 times the horizon
     "margins": [
         "data.n_train=356",
         "model.widths=[64, 64]",
-        "time.t1=2000.0",
-        "time.save_every=20.0",
+        "time.t1=5000.0",
+        "time.save_every=50.0",
     ],
-    # all 356 balanced digits 0 vs 1, width 64, B from 4 to N (GD), λ grid in fig_rank
-    "rank": ["data.n_train=356", "model.widths=[64, 64]", "sgd.batch_size=[4, 16, 64, 356]"],
-    # twice the samples (20 per class) and the horizon
-    "neural_collapse": ["data.n_train=80", "time.t1=2000.0", "time.save_every=20.0"],
+    # all 356 balanced digits 0 vs 1, width 128, 2.5 times the horizon, B from 4 to N (GD);
+    # the λ grid is in fig_rank
+    "rank": [
+        "data.n_train=356",
+        "model.widths=[128, 128]",
+        "sgd.batch_size=[4, 16, 64, 356]",
+        "sgd.t1=1000.0",
+        "sgd.save_every=10.0",
+    ],
+    # four times the samples (40 per class), three times the horizon
+    "neural_collapse": ["data.n_train=160", "time.t1=3000.0", "time.save_every=30.0"],
     # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
     "work_precision": ["data.n_train=256", "data.dim=16", "model.widths=[32, 32]"],
 }
