@@ -24,8 +24,6 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,6 +32,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+import _result  # noqa: E402
 
 import gradflow as gf  # noqa: E402
 from gradflow.models import paper_cnn  # noqa: E402
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     dtype = np.dtype(args.precision)
     net = paper_cnn((3, 32, 32), 1, key=jax.random.PRNGKey(0))
     rows = []
-    start = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    start = _result.now()
     for n in (int(v) for v in args.ns.split(",")):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((n, 3, 32, 32)).astype(dtype)
@@ -91,16 +91,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
         del calls
-    result = {
-        "date_start": start,
-        "date_end": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "load_average_end": os.getloadavg(),
-        "precision": args.precision,
-        "versions": gf.versions(),
-        "rows": rows,
-    }
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    _result.write(args.out, start, rows, precision=args.precision)
     return 0
 
 

@@ -284,7 +284,14 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
 
     def block(carry, starts, stops, m):
         return _blocks.run_block(
-            _sgd_step, carry, args, (starts, stops), jnp.asarray(m), jnp.asarray(1), axis
+            # SGD has no step budget: its steps count 0, so a budget of 1 never stops a block
+            _sgd_step,
+            carry,
+            args,
+            (starts, stops),
+            jnp.asarray(m),
+            jnp.asarray(1),
+            axis,
         )
 
     if ckpt is None:  # the observables at step 0

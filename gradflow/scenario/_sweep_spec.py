@@ -132,15 +132,17 @@ def _axes(table) -> dict[str, list]:
     return axes
 
 
+def _table_of(scenario) -> tuple[dict, Path | None]:
+    """A scenario's table (a copy) and its file, from a path or an already parsed table."""
+    if isinstance(scenario, dict):
+        return dict(scenario), None
+    return read_table(Path(scenario)), Path(scenario)
+
+
 def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) -> SweepSpec:
     """Read a scenario file (or a parsed table) with a ``[sweep]`` table, validate the table and
     EVERY point; raises :class:`ConfigError` (one line) before anything is computed."""
-    source = None
-    if isinstance(scenario, dict):
-        table = dict(scenario)
-    else:
-        source = Path(scenario)
-        table = read_table(source)
+    table, source = _table_of(scenario)
     sweep = table.pop("sweep", None)
     parsed = [parse_set(item) for item in sets]
     for path, value in (p for p in parsed if p[0][0] == "sweep"):  # --set sweep.mode=zip
@@ -193,12 +195,7 @@ def sweep_points(scenario, point_sets, *, fast: bool = False, limits: bool = Tru
     overrides per point) of ``scenario`` (a file or its parsed table): a sweep given as a list
     of points rather than as axes. Every point is validated before this returns (a bad one is a
     one-line :class:`ConfigError`); run them with :func:`gradflow.scenario.run_points`."""
-    source = None
-    if isinstance(scenario, dict):
-        table = dict(scenario)
-    else:
-        source = Path(scenario)
-        table = read_table(source)
+    table, source = _table_of(scenario)
     table.pop("sweep", None)
     out = []
     for i, sets in enumerate(point_sets):
