@@ -118,6 +118,11 @@ class Result:
     def config(self) -> dict:
         return json.loads((self.folder / "DONE").read_text())
 
+    def fixed_point(self) -> dict | None:
+        """What :func:`fixed_point` wrote for this result (``fixed_point.json``), or None."""
+        path = self.folder / FIXED_POINT
+        return json.loads(path.read_text()) if path.is_file() else None
+
 
 def _show(path: Path) -> str:
     try:
@@ -219,6 +224,108 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
         log(f"  scenario {tag}: computed in a sweep task of {task} ({_show(folder)})")
         results[key] = Result(point.config.name, folder, False, seconds)
     return {key: results[key] for key in keys}
+
+
+FIXED_POINT = "fixed_point.json"
+
+
+def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=print) -> dict:
+    """``gf.equilibrium`` from the end of the run ``run`` of a cached point, once.
+
+    Rebuilds the point's problem (the scenario with the profile's and ``sets`` overrides),
+    polishes the run's final state into a zero of the flow's velocity and writes, atomically,
+    ``fixed_point.json`` into the point's folder: how the solve ended (converged, iterations,
+    relative residuals, whether the ReLU activation pattern changed, the message) and the
+    scalar and per-sample observables (``gf.observe`` with the scenario's groups) at the run's
+    end (``"end"``) and at the polished state (``"fixed"``). A ReLU flow that ends sliding on
+    a switching surface has no smooth fixed point and Newton stalls: then ``converged`` is
+    false and ``"fixed"`` is the last iterate, which says how far from stationary the end is.
+    """
+    import gradflow as gf
+    from gradflow._observables import observe
+    from gradflow.scenario import load_config
+    from gradflow.scenario._run import build_problem
+
+    cached = result.fixed_point()
+    if cached is not None:
+        return cached
+    profile = profile_of(fast)
+    config = load_config(
+        SCENARIOS / f"{name}.toml", _profile_sets(name, profile, sets), fast=profile == "fast"
+    )
+    problem = build_problem(config)
+    groups = tuple(config.output["observables"])
+    traj = result.runs()[run]
+    start = time.perf_counter()
+    fp = gf.equilibrium(problem, traj, max_iter=30, spectrum=False)
+    seconds = time.perf_counter() - start
+
+    def observed(state) -> dict:
+        return {k: np.asarray(v).tolist() for k, v in observe(problem, state, groups).items()}
+
+    end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
+    record = {
+        "run": run,
+        "held_at_zero": _held_at_zero(problem, end),
+        "converged": bool(fp.converged),
+        "iterations": int(fp.iterations),
+        "relative_residuals": [float(r) for r in fp.relative_residuals],
+        "pattern_changed": bool(fp.pattern_changed),
+        "message": fp.message,
+        "seconds": seconds,
+        "end": observed(end),
+        "fixed": observed(fp.state),
+    }
+    tmp = result.folder / f".{FIXED_POINT}.partial"
+    tmp.write_text(json.dumps(record))
+    tmp.replace(result.folder / FIXED_POINT)
+    log(
+        f"  fixed point of {name} {' '.join(sets)} ({run}): "
+        f"{'converged' if fp.converged else 'not converged'} after {fp.iterations} Newton "
+        f"iterations, relative residual {fp.relative_residuals[0]:.1e} -> "
+        f"{fp.relative_residual:.1e} ({seconds:.1f} s)"
+    )
+    return record
+
+
+def _held_at_zero(problem, state, rel: float = 1e-6) -> int | None:
+    """How many ReLU pre-activations on the training set are within ``rel`` of 0 (relative to
+    the largest of their layer): the entries a flow holds on a switching surface when it ends
+    sliding (None when the model does not expose pre-activations)."""
+    import jax
+
+    weights = problem.to_weights(state)
+    try:
+        pre = jax.vmap(lambda x: problem.model.pre_activations(weights, x))(problem.x_train)
+    except NotImplementedError:
+        return None
+    count = 0
+    for z in jax.tree.leaves(pre):
+        z = np.abs(np.asarray(z))
+        count += int(np.sum(z <= rel * z.max()))
+    return count
+
+
+def settled(values, frac: float = 0.25) -> float:
+    """How settled a quantity is at the end of a run: its relative change over the last ``frac``
+    of the save points, ``|q(end) − q(end − frac)| / |q(end)|``."""
+    values = np.asarray(values, dtype=float)
+    k = max(1, int(round(frac * (len(values) - 1))))
+    end, before = values[-1], values[-1 - k]
+    return float(abs(end - before) / max(abs(end), np.finfo(float).tiny))
+
+
+def interval(samples, level: float = 0.95) -> tuple[float, float]:
+    """The mean of ``samples`` (over seeds) and the half-width of its Student-t confidence
+    interval at ``level`` (0 for one sample)."""
+    from scipy import stats
+
+    samples = np.asarray(samples, dtype=float)
+    n = samples.size
+    if n < 2:
+        return float(samples.mean()), 0.0
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * samples.std(ddof=1) / np.sqrt(n)
+    return float(samples.mean()), float(half)
 
 
 def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:

@@ -43,7 +43,28 @@ def compute(profile, log=print) -> dict:
         for targets in TARGETS
         for lam in DECAYS
     }
-    return _common.sweep("neural_collapse", profile, points, log=log)
+    results = _common.sweep("neural_collapse", profile, points, log=log)
+    for (targets, lam), res in results.items():
+        if lam > 0:
+            _common.fixed_point("neural_collapse", profile, points[(targets, lam)], res, log=log)
+    return results
+
+
+def _limit(res, settled: float) -> str:
+    """How settled NC2 of the λ > 0 flow is, and what gf.equilibrium found from its end."""
+    text = f"flow NC2 relative change over the last quarter {settled:.1e}"
+    fp = res.fixed_point()
+    if fp is None:
+        return text
+    r0, r1 = fp["relative_residuals"][0], fp["relative_residuals"][-1]
+    held = fp["held_at_zero"]
+    return (
+        text
+        + f", gf.equilibrium from its end {'converged' if fp['converged'] else 'not converged'}"
+        f" (relative residual {r0:.1e} -> {r1:.1e}"
+        + ("" if held is None else f", {held} pre-activations within 1e-6 of 0")
+        + f"), NC2 there {fp['fixed']['nc2']:.2g} (end of the flow {fp['end']['nc2']:.2g})"
+    )
 
 
 def _mean(traj, key) -> np.ndarray:
@@ -119,6 +140,13 @@ def draw(inputs: dict, out_dir) -> str:
 
     judged = {t: _judge(finals, t) for t in TARGETS}
     lam = DECAYS[0]
+    limits = {}
+    for targets in TARGETS:
+        runs = inputs[(targets, lam)].runs()
+        if "flow" in runs:
+            limits[targets] = _limit(
+                inputs[(targets, lam)], _common.settled(_mean(runs["flow"], "nc2"))
+            )
 
     def status(targets):
         ok, _, (fall, where) = judged[targets]
@@ -132,7 +160,10 @@ def draw(inputs: dict, out_dir) -> str:
     return (
         f"{NAME}: predicted NC1-NC3 fall >= {FALL:g}x with λ={lam:g} and end below λ=0, "
         "NC4 -> 0; measured "
-        + "; ".join(f"{t} targets: {judged[t][1]}" for t in TARGETS)
+        + "; ".join(
+            f"{t} targets: {judged[t][1]}" + (f"; {limits[t]}" if t in limits else "")
+            for t in TARGETS
+        )
         + ": "
         + "; ".join(status(t) for t in TARGETS)
     )

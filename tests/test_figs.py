@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradflow._cli import main
@@ -119,3 +120,23 @@ def test_paper_profile_validates_and_is_its_own_cache_entry():
     assert _common.profile_of(True) == "fast" and _common.profile_of(False) == "full"
     with pytest.raises(ValueError, match="--scale='huge' is not allowed"):
         _common.profile_of("huge")
+
+
+def test_settled_is_the_relative_change_over_the_last_quarter():
+    _figures()  # puts the repository on sys.path
+    from paper_figs import _common
+
+    # 9 saves: the last quarter spans 2 of the 8 intervals, from 6.0 to 8.0 -> 2/8
+    assert _common.settled(np.arange(9.0)) == pytest.approx(2.0 / 8.0, rel=1e-15)
+    assert _common.settled(np.full(12, 0.3)) == 0.0
+
+
+def test_interval_is_students_t_at_95_percent():
+    _figures()
+    from paper_figs import _common
+
+    # three samples: mean 2, sample std 1, t_{0.975, 2} = 4.302652729749464 (tables)
+    mean, half = _common.interval([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0, rel=1e-15)
+    assert half == pytest.approx(4.302652729749464 / np.sqrt(3.0), rel=1e-12)
+    assert _common.interval([5.0]) == (5.0, 0.0)
