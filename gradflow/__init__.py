@@ -23,7 +23,7 @@ from importlib.metadata import version as _version
 from . import analysis, bounds, data, diffrax_ext, dynamics, metrics, models, predict, scenario
 from ._hessian import stable_learning_rate, top_hessian_eigenvalue
 from ._loss import chunk_budget, default_chunk_size, sample_losses, square_error
-from ._observables import observable_groups, register_observable
+from ._observables import observable_groups, observe, register_observable
 from ._parametrization import (
     AbstractParametrization,
     LMAll,
@@ -77,6 +77,7 @@ __all__ = [
     "dynamics",
     "ensemble_summary",
     "equilibrium",
+    "observe",
     "flow",
     "hessian_spectrum",
     "load",

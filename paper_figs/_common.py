@@ -242,9 +242,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     false and ``"fixed"`` is the last iterate, which says how far from stationary the end is.
     """
     import gradflow as gf
-    from gradflow._observables import observe
-    from gradflow.scenario import load_config
-    from gradflow.scenario._run import build_problem
+    from gradflow.scenario import build_problem, load_config
 
     cached = result.fixed_point()
     if cached is not None:
@@ -261,7 +259,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     seconds = time.perf_counter() - start
 
     def observed(state) -> dict:
-        return {k: np.asarray(v).tolist() for k, v in observe(problem, state, groups).items()}
+        return {k: np.asarray(v).tolist() for k, v in gf.observe(problem, state, groups).items()}
 
     end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
     record = {
