@@ -120,8 +120,7 @@ class Result:
 
     def fixed_point(self) -> dict | None:
         """What :func:`fixed_point` wrote for this result (``fixed_point.json``), or None."""
-        path = self.folder / FIXED_POINT
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(self, FIXED_POINT)
 
 
 def _show(path: Path) -> str:
@@ -229,6 +228,46 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
 FIXED_POINT = "fixed_point.json"
 
 
+def _config(name: str, fast, sets):
+    """The validated configuration of a figure scenario at a profile, with ``sets``."""
+    from gradflow.scenario import load_config
+
+    profile = profile_of(fast)
+    return load_config(
+        SCENARIOS / f"{name}.toml", _profile_sets(name, profile, sets), fast=profile == "fast"
+    )
+
+
+def problem(name: str, fast, sets):
+    """The :class:`gradflow.Problem` of a figure scenario's point (profile ``fast``, ``sets``)."""
+    from gradflow.scenario import build_problem
+
+    return build_problem(_config(name, fast, sets))
+
+
+def read_json(result: Result, filename: str) -> dict | None:
+    """A record a figure wrote into a result's folder (:func:`json_record`), or None."""
+    path = result.folder / filename
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_json(result: Result, filename: str, record: dict) -> None:
+    """Write ``record`` into the result's folder atomically (a partial file, then a rename)."""
+    tmp = result.folder / f".{filename}.partial"
+    tmp.write_text(json.dumps(record))
+    tmp.replace(result.folder / filename)
+
+
+def json_record(result: Result, filename: str, compute) -> dict:
+    """The record ``filename`` of a cached result: read when there, else ``compute()``, written
+    atomically beside the result's runs (so a second build reads it back)."""
+    cached = read_json(result, filename)
+    if cached is None:
+        cached = compute()
+        write_json(result, filename, cached)
+    return cached
+
+
 def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=print) -> dict:
     """``gf.equilibrium`` from the end of the run ``run`` of a cached point, once.
 
@@ -242,15 +281,12 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     false and ``"fixed"`` is the last iterate, which says how far from stationary the end is.
     """
     import gradflow as gf
-    from gradflow.scenario import build_problem, load_config
+    from gradflow.scenario import build_problem
 
     cached = result.fixed_point()
     if cached is not None:
         return cached
-    profile = profile_of(fast)
-    config = load_config(
-        SCENARIOS / f"{name}.toml", _profile_sets(name, profile, sets), fast=profile == "fast"
-    )
+    config = _config(name, fast, sets)
     problem = build_problem(config)
     groups = tuple(config.output["observables"])
     traj = result.runs()[run]
@@ -264,7 +300,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
     record = {
         "run": run,
-        "held_at_zero": _held_at_zero(problem, end),
+        "held_at_zero": held_at_zero(problem, end),
         "converged": bool(fp.converged),
         "iterations": int(fp.iterations),
         "relative_residuals": [float(r) for r in fp.relative_residuals],
@@ -274,9 +310,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
         "end": observed(end),
         "fixed": observed(fp.state),
     }
-    tmp = result.folder / f".{FIXED_POINT}.partial"
-    tmp.write_text(json.dumps(record))
-    tmp.replace(result.folder / FIXED_POINT)
+    write_json(result, FIXED_POINT, record)
     log(
         f"  fixed point of {name} {' '.join(sets)} ({run}): "
         f"{'converged' if fp.converged else 'not converged'} after {fp.iterations} Newton "
@@ -286,10 +320,12 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     return record
 
 
-def _held_at_zero(problem, state, rel: float = 1e-6) -> int | None:
+def held_at_zero(problem, state, rel: float = 1e-6) -> int | None:
     """How many ReLU pre-activations on the training set are within ``rel`` of 0 (relative to
-    the largest of their layer): the entries a flow holds on a switching surface when it ends
-    sliding (None when the model does not expose pre-activations)."""
+    the largest of their layer) at units that are live (above ``rel`` on some other sample):
+    the entries a flow holds on a switching surface when it ends sliding. Units whose incoming
+    weights decayed to 0 (0 on every sample) are not counted. None when the model does not
+    expose pre-activations."""
     import jax
 
     weights = problem.to_weights(state)
@@ -300,7 +336,9 @@ def _held_at_zero(problem, state, rel: float = 1e-6) -> int | None:
     count = 0
     for z in jax.tree.leaves(pre):
         z = np.abs(np.asarray(z))
-        count += int(np.sum(z <= rel * z.max()))
+        small = rel * z.max()
+        live = z.max(axis=0) > small
+        count += int(np.sum((z <= small) & live[None]))
     return count
 
 

@@ -1,10 +1,19 @@
-"""Figure rank: numerical rank of the hidden layer vs batch size and λ, with THEORY 4.6's bound.
+"""Figure rank: numerical rank of the hidden layer vs batch size, step and λ, with THEORY 4.6.
 
 Prediction [paper; the bound's derivation is exact]: under SGD with λ > 0 the rank of
-W_k/||W_k||_F (singular values above 1e-3) falls as B falls and as λ rises; with λ = 0 there is no
-such bias. Bound: rank ≤ B·k, k = ⌈ln(C/(cε))/(ηλ)⌉ (``gf.predict.rank_bound``, ε = 1e-3, C/c
-the measured ratio of the largest to the smallest ||W_k||_F along the run), capped by the size.
-Reads ``rank.toml``'s cached SGD runs, one scenario per λ.
+W_k/||W_k||_F (singular values above 1e-3) falls as B falls, as η rises and as λ rises; with
+λ = 0 there is no such bias. Bound: rank ≤ B·k, k = ⌈ln(C/(cε))/(ηλ)⌉ (``gf.predict.rank_bound``,
+ε = 1e-3, C/c the measured ratio of the largest to the smallest ||W_k||_F along the run), capped
+by the size. Reads ``rank.toml``'s cached SGD runs through the sweep engine: one point per λ,
+each point's runs over B (and, at the paper profile, over η).
+
+Exact check [THEORY 4.6, exact]: at an SGD fixed point with λ > 0, ``λ W_k = −∇_{W_k} L_B`` is a
+sum of B rank-one terms, so ``rank(W_k) ≤ B``. A fixed point of SGD with B < N would have to be
+stationary for every batch at once (THEORY 4.7: with λ > 0 there is none), so the one that
+exists is B = N: SGD with B = N (every step the full batch, i.e. gradient descent) on N = B
+samples, run until it stops moving. The figure records, per such point, the relative velocity
+``||∇L + λW|| / ||λW||`` at the end (how close to a fixed point) and ``σ_{B+1}/σ_1`` of every
+layer wider than B (``rank_fixed.json`` in the point's cache folder).
 """
 
 from __future__ import annotations
@@ -14,7 +23,11 @@ import numpy as np
 from paper_figs import _common
 
 NAME = "rank"
-LAYER = 1  # the 32 x 32 hidden-to-hidden matrix
+LAYER = 1  # the hidden-to-hidden matrix
+LR = 0.1  # the scenario's step; the B and λ criterion is read at it
+FIXED = "rank_fixed.json"
+FIXED_DECAY = 0.05
+AVERAGE = 1000  # GD steps over which the fixed-point check averages the velocity
 
 
 def _decays(profile: str):
@@ -23,10 +36,100 @@ def _decays(profile: str):
     return (0.0, 0.05) if profile == "fast" else (0.0, 0.01, 0.05)
 
 
+def _steps(profile: str):
+    return (0.05, LR, 0.2) if profile == "paper" else (LR,)
+
+
+def _fixed_sizes(profile: str):
+    return (4,) if profile == "fast" else (4, 16)
+
+
+def _fixed_sets(n: int) -> list[str]:
+    return [
+        f"data.n_train={n}",
+        f"sgd.batch_size={n}",
+        f"sgd.lr={LR}",
+        f"problem.weight_decay={FIXED_DECAY}",
+        "sgd.t1=600.0",
+        "sgd.save_every=60.0",
+    ]
+
+
 def compute(profile, log=print) -> dict:
-    """The results this figure reads, at ``profile`` (fast | full | paper)."""
-    points = {lam: [f"problem.weight_decay={lam}"] for lam in _decays(_common.profile_of(profile))}
-    return _common.sweep("rank", profile, points, log=log)
+    """The results this figure reads, at ``profile`` (fast | full | paper): keys λ (the sweep)
+    and ``("fixed", N)`` (the fixed-point check on N = B samples)."""
+    profile = _common.profile_of(profile)
+    lrs = "[" + ", ".join(f"{lr:g}" for lr in _steps(profile)) + "]"
+    points = {
+        lam: [
+            f"problem.weight_decay={lam}",
+            *([f"sgd.lr={lrs}"] if len(_steps(profile)) > 1 else []),
+        ]
+        for lam in _decays(profile)
+    }
+    points.update({("fixed", n): _fixed_sets(n) for n in _fixed_sizes(profile)})
+    results = _common.sweep("rank", profile, points, log=log)
+    for key, res in results.items():
+        if isinstance(key, tuple):
+            _fixed_record(profile, key[1], res, log)
+    return results
+
+
+def _fixed_record(profile, n: int, res, log) -> dict:
+    """Singular values, and how stationary the end of the B = N run is (cached): the relative
+    velocity ``||∇L + λW|| / ||λW||`` at the end, and its mean over ``AVERAGE`` further GD steps,
+    ``||W_(T+m) − W_T|| / (mη ||λW||)`` (≈ 0 at a fixed point, also at one where GD chatters
+    across a ReLU switching surface: a Filippov equilibrium)."""
+
+    def compute_record() -> dict:
+        import jax
+
+        problem = _common.problem("rank", profile, _fixed_sets(n))
+        (traj,) = res.runs().values()
+        weights = tuple(np.asarray(w) for w in traj.final_params)
+        state = problem.to_state(weights)
+        decay = np.linalg.norm(FIXED_DECAY * _flat(state))
+
+        @jax.jit
+        def steps(state):
+            def step(_, s):
+                return jax.tree.map(lambda w, v: w + LR * v, s, problem.velocity(s))
+
+            return jax.lax.fori_loop(0, AVERAGE, step, state)
+
+        moved = _flat(steps(state)) - _flat(state)
+        layers = []
+        for k, w in enumerate(weights):
+            s = np.linalg.svd(w, compute_uv=False)
+            tail = float(s[n] / s[0]) if s.size > n else None
+            layers.append({"layer": k, "shape": list(w.shape), "sigma": s.tolist(), "tail": tail})
+        record = {
+            "n": n,
+            "relative_velocity": float(np.linalg.norm(_flat(problem.velocity(state))) / decay),
+            "mean_relative_velocity": float(np.linalg.norm(moved) / (AVERAGE * LR * decay)),
+            "average_steps": AVERAGE,
+            "held_at_zero": _common.held_at_zero(problem, state, rel=1e-3),
+            "layers": layers,
+            "t1": float(traj.t[-1]),
+        }
+        log(
+            f"  rank fixed point N = B = {n}: relative velocity {record['relative_velocity']:.1e} "
+            f"(mean over {AVERAGE} steps {record['mean_relative_velocity']:.1e}), "
+            f"max σ_(B+1)/σ_1 {_tail(record):.1e}"
+        )
+        return record
+
+    return _common.json_record(res, FIXED, compute_record)
+
+
+def _flat(tree) -> np.ndarray:
+    import jax
+
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+def _tail(record) -> float:
+    return max(x["tail"] for x in record["layers"] if x["tail"] is not None)
 
 
 def draw(inputs: dict, out_dir) -> str:
@@ -34,59 +137,77 @@ def draw(inputs: dict, out_dir) -> str:
 
     from gradflow.predict import rank_bound
 
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.3))
+    fixed = {k[1]: _common.read_json(r, FIXED) for k, r in inputs.items() if isinstance(k, tuple)}
+    sweep = {k: r for k, r in inputs.items() if not isinstance(k, tuple)}
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(13, 3.3))
     measured, bounds, full = {}, {}, None
-    for lam, res in sorted(inputs.items()):
-        rows = []
+    for lam, res in sorted(sweep.items()):
         for traj in res.runs().values():
-            b, lr = traj.config["batch_size"], traj.config["lr"]
+            b, lr = int(traj.config["batch_size"]), float(traj.config["lr"])
             rank = np.asarray(traj["rank"])[:, LAYER]
             rho = np.asarray(traj["rho_k"])[:, LAYER]
             full = min(traj.final_params[LAYER].shape)
-            rows.append((b, float(rank[-1])))
+            measured[(b, lam, lr)] = float(rank[-1])
             if lam > 0:
-                _, bnd = rank_bound(b, lr, lam, 1e-3, float(rho.max() / rho.min()))
-                bounds[(b, lam)] = float(min(float(bnd), full))
-            if lam == max(inputs):
+                _, bnd = rank_bound(b, lr, lam, 1e-3, float(np.nanmax(rho) / np.nanmin(rho)))
+                bounds[(b, lam, lr)] = float(min(float(bnd), full))
+            if lam == max(sweep) and lr == LR:
                 ax0.plot(traj.t, rank, label=f"B={b}")
-        rows.sort()
-        measured.update({(b, lam): r for b, r in rows})
-        (line,) = ax1.plot([r[0] for r in rows], [r[1] for r in rows], "o-", label=f"λ={lam:g}")
+    batches = sorted({b for b, _, _ in measured})
+    lrs = sorted({lr for _, _, lr in measured})
+    lams = sorted(sweep)
+    for lam in lams:
+        rows = [(b, measured[(b, lam, LR)]) for b in batches]
+        (line,) = ax1.plot(*zip(*rows), "o-", label=f"λ={lam:g}")
         if lam > 0:
-            ax1.plot(
-                [r[0] for r in rows],
-                [bounds[(r[0], lam)] for r in rows],
-                ":",
-                color=line.get_color(),
-            )
-    ax0.set(xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(inputs):g}")
+            ax1.plot(batches, [bounds[(b, lam, LR)] for b in batches], ":", color=line.get_color())
+        if len(lrs) > 1:
+            ax2.plot(lrs, [measured[(batches[0], lam, lr)] for lr in lrs], "o-", label=f"λ={lam:g}")
+    for n, rec in sorted(fixed.items()):
+        for layer in rec["layers"]:
+            if layer["tail"] is not None:
+                s = np.asarray(layer["sigma"])
+                ax2.semilogy(
+                    np.arange(1, s.size + 1),
+                    s / s[0],
+                    ".",
+                    ms=3,
+                    label=f"fixed point N=B={n}, W_{layer['layer'] + 1}",
+                )
+    ax0.set(
+        xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(sweep):g}, η = {LR:g}"
+    )
     ax1.set(
         xscale="log",
         xlabel="batch size B",
         ylabel="final numerical rank (tol 1e-3)",
-        title="dotted: THEORY 4.6 bound (capped at full rank)",
+        title=f"η = {LR:g}; dotted: THEORY 4.6 bound (capped at full rank)",
     )
-    ax0.legend(fontsize=7)
-    ax1.legend(fontsize=7)
-    for ax in (ax0, ax1):
+    ax2.set(
+        xlabel=f"η (lines, B = {batches[0]}) / index i (dots: σ_i/σ_1)",
+        title="rank vs η; singular values at the SGD fixed point",
+    )
+    for ax in (ax0, ax1, ax2):
+        ax.legend(fontsize=6)
         ax.title.set_fontsize(8)
     fig.suptitle("Low rank under SGD + weight decay (THEORY 4.6)", fontsize=9)
     _common.savefig(fig, out_dir, NAME)
-    batches = sorted({b for b, _ in measured})
-    lam_max, b_min, b_max = max(inputs), batches[0], batches[-1]
+
+    lam_max, b_min, b_max = max(lams), batches[0], batches[-1]
     ok = (
-        measured[(b_min, lam_max)] < measured[(b_max, lam_max)]
-        and measured[(b_min, lam_max)] < measured[(b_min, 0.0)]
+        measured[(b_min, lam_max, LR)] < measured[(b_max, lam_max, LR)]
+        and measured[(b_min, lam_max, LR)] < measured[(b_min, 0.0, LR)]
     )
     vacuous = all(v >= full for v in bounds.values())
+    positive = [lam for lam in lams if lam > 0]
     # informative: the λ > 0 at which the smallest B ends at a lower rank than the largest
-    lams = sorted({lam for _, lam in measured if lam > 0})
-    matters = [lam for lam in lams if measured[(b_min, lam)] < measured[(b_max, lam)]]
-    table = ", ".join(f"B={b} λ={lam:g}: {r:.0f}" for (b, lam), r in sorted(measured.items()))
-    status = "borne out" if ok else "NOT borne out at this scale"
-    return (
-        f"{NAME}: predicted rank(W_{LAYER + 1}) falls with smaller B and larger λ, no bias at "
-        f"λ=0; measured final rank (of {full}) {table}; THEORY 4.6 bound "
+    matters = [lam for lam in positive if measured[(b_min, lam, LR)] < measured[(b_max, lam, LR)]]
+    table = ", ".join(
+        f"B={b} λ={lam:g}: {measured[(b, lam, LR)]:.0f}" for b in batches for lam in lams
+    )
+    text = (
+        f"{NAME}: predicted rank(W_{LAYER + 1}) falls with smaller B, larger η and larger λ, no "
+        f"bias at λ=0; measured final rank (of {full}) at η={LR:g}: {table}; THEORY 4.6 bound "
         + (
             "vacuous (≥ full rank) at every point"
             if vacuous
@@ -94,5 +215,43 @@ def draw(inputs: dict, out_dir) -> str:
         )
         + f"; B={b_min} below B={b_max} at λ ∈ "
         + ("{" + ", ".join(f"{lam:g}" for lam in matters) + "}" if matters else "∅")
-        + f" (of {len(lams)} λ > 0): {status}"
+        + f" (of {len(positive)} λ > 0)"
     )
+    if len(lrs) > 1:
+        by_lr = "; ".join(
+            f"λ={lam:g}: " + "/".join(f"{measured[(b_min, lam, lr)]:.0f}" for lr in lrs)
+            for lam in lams
+        )
+        lower = [
+            lam
+            for lam in positive
+            if measured[(b_min, lam, lrs[-1])] < measured[(b_min, lam, lrs[0])]
+        ]
+        text += (
+            f"; at B={b_min}, rank for η = {'/'.join(f'{lr:g}' for lr in lrs)}: {by_lr} "
+            f"(η={lrs[-1]:g} below η={lrs[0]:g} at λ ∈ "
+            + ("{" + ", ".join(f"{lam:g}" for lam in lower) + "}" if lower else "∅")
+            + ")"
+        )
+    # at a fixed point (the mean velocity ≈ 0), every layer wider than B has rank ≤ B
+    stationary = all(r["mean_relative_velocity"] < 1e-2 for r in fixed.values())
+    exact = all(_tail(r) < 1e-6 for r in fixed.values())
+    text += (
+        f"; exact bound rank ≤ B at the SGD fixed point (B = N, λ={FIXED_DECAY:g}, η={LR:g}): "
+        + ", ".join(
+            f"N=B={n}: max σ_(B+1)/σ_1 {_tail(r):.1e}, relative velocity "
+            f"{r['relative_velocity']:.1e} at the end, {r['mean_relative_velocity']:.1e} over "
+            f"{r['average_steps']} further steps ({r['held_at_zero']} pre-activations within "
+            "1e-3 of 0)"
+            for n, r in sorted(fixed.items())
+        )
+        + (
+            " (holds)"
+            if exact and stationary
+            else " (not at a fixed point)"
+            if not stationary
+            else " (VIOLATED)"
+        )
+    )
+    status = "borne out" if ok else "NOT borne out at this scale"
+    return f"{text}: {status}"

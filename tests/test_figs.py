@@ -41,6 +41,8 @@ def test_figs_fast_then_cached(tmp_path, capsys, monkeypatch):
         # the line states the prediction, the measurement and whether it was borne out
         assert "predicted" in lines[0] and "measured" in lines[0], lines[0]
         assert re.search(r"\d", lines[0]) and "borne out" in lines[0], lines[0]
+        if name == "rank":  # THEORY 4.6's exact part: rank ≤ B at the SGD (B = N) fixed point
+            assert "(holds)" in lines[0], lines[0]
 
     start = time.perf_counter()
     assert main(["figs", "--fast", "--out", str(tmp_path)]) == 0
