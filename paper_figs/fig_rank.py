@@ -7,6 +7,10 @@ W_k/||W_k||_F (singular values above 1e-3) falls as B falls, as η rises and as 
 by the size. Reads ``rank.toml``'s cached SGD runs through the sweep engine: one point per λ,
 each point's runs over B (and, at the paper profile, over η).
 
+At the paper profile a second dataset, ``rank_mnist1d.toml`` (all 4,000 MNIST-1D training
+samples, ten classes, a 40-256-256-10 MLP, B ∈ {4, 32, 256}, λ ∈ {0, 1e-3, 3e-3, 1e-2}), is
+swept the same way; the verdict gives its ranks with the final train accuracy.
+
 Exact check [THEORY 4.6, exact]: at an SGD fixed point with λ > 0, ``λ W_k = −∇_{W_k} L_B`` is a
 sum of B rank-one terms, so ``rank(W_k) ≤ B``. A fixed point of SGD with B < N would have to be
 stationary for every batch at once (THEORY 4.7: with λ > 0 there is none), so the one that
@@ -26,6 +30,7 @@ NAME = "rank"
 LAYER = 1  # the hidden-to-hidden matrix
 LR = 0.1  # the scenario's step; the B and λ criterion is read at it
 FIXED = "rank_fixed.json"
+MNIST1D_DECAYS = (0.0, 1e-3, 3e-3, 1e-2)  # the low-rank protocol's range
 FIXED_DECAY = 0.05
 AVERAGE = 1000  # GD steps over which the fixed-point check averages the velocity
 
@@ -69,6 +74,9 @@ def compute(profile, log=print) -> dict:
     }
     points.update({("fixed", n): _fixed_sets(n) for n in _fixed_sizes(profile)})
     results = _common.sweep("rank", profile, points, log=log)
+    if profile == "paper":  # the second dataset: rank_mnist1d.toml, as written
+        mnist = {("mnist1d", lam): [f"problem.weight_decay={lam}"] for lam in MNIST1D_DECAYS}
+        results.update(_common.sweep("rank_mnist1d", "full", mnist, log=log))
     for key, res in results.items():
         if isinstance(key, tuple):
             _fixed_record(profile, key[1], res, log)
@@ -132,76 +140,103 @@ def _tail(record) -> float:
     return max(x["tail"] for x in record["layers"] if x["tail"] is not None)
 
 
-def draw(inputs: dict, out_dir) -> str:
-    import matplotlib.pyplot as plt
+def _lower(a: float, b: float) -> bool:
+    """``a`` is a lower rank than ``b`` beyond SGD's jitter of a singular value across the
+    tolerance: by more than 1 and by more than 5%."""
+    return a < b - max(1.0, 0.05 * b)
 
+
+def _ranks(results: dict, ax=None) -> tuple[dict, dict, dict, int]:
+    """(B, λ, η) -> final rank, bound (λ > 0), final train accuracy, and the full rank."""
     from gradflow.predict import rank_bound
 
-    fixed = {k[1]: _common.read_json(r, FIXED) for k, r in inputs.items() if isinstance(k, tuple)}
-    sweep = {k: r for k, r in inputs.items() if not isinstance(k, tuple)}
-    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(13, 3.3))
-    measured, bounds, full = {}, {}, None
-    for lam, res in sorted(sweep.items()):
+    measured, bounds, acc, full = {}, {}, {}, None
+    for lam, res in sorted(results.items()):
         for traj in res.runs().values():
             b, lr = int(traj.config["batch_size"]), float(traj.config["lr"])
             rank = np.asarray(traj["rank"])[:, LAYER]
             rho = np.asarray(traj["rho_k"])[:, LAYER]
             full = min(traj.final_params[LAYER].shape)
             measured[(b, lam, lr)] = float(rank[-1])
+            acc[(b, lam, lr)] = float(np.asarray(traj["train_acc"])[-1])
             if lam > 0:
                 _, bnd = rank_bound(b, lr, lam, 1e-3, float(np.nanmax(rho) / np.nanmin(rho)))
                 bounds[(b, lam, lr)] = float(min(float(bnd), full))
-            if lam == max(sweep) and lr == LR:
-                ax0.plot(traj.t, rank, label=f"B={b}")
+            if ax is not None and lam == max(results) and lr == LR:
+                ax.plot(traj.t, rank, label=f"B={b}")
+    return measured, bounds, acc, full
+
+
+def _versus_b(ax, measured, bounds, title) -> None:
     batches = sorted({b for b, _, _ in measured})
-    lrs = sorted({lr for _, _, lr in measured})
+    for lam in sorted({lam for _, lam, _ in measured}):
+        (line,) = ax.plot(
+            batches, [measured[(b, lam, LR)] for b in batches], "o-", label=f"λ={lam:g}"
+        )
+        if bounds and lam > 0:
+            ax.plot(batches, [bounds[(b, lam, LR)] for b in batches], ":", color=line.get_color())
+    ax.set(
+        xscale="log", xlabel="batch size B", ylabel="final numerical rank (tol 1e-3)", title=title
+    )
+
+
+def draw(inputs: dict, out_dir) -> str:
+    import matplotlib.pyplot as plt
+
+    def part(kind):
+        return {k[1]: r for k, r in inputs.items() if isinstance(k, tuple) and k[0] == kind}
+
+    fixed = {n: _common.read_json(r, FIXED) for n, r in part("fixed").items()}
+    mnist = part("mnist1d")
+    sweep = {k: r for k, r in inputs.items() if not isinstance(k, tuple)}
+    lrs = sorted({float(t.config["lr"]) for r in sweep.values() for t in r.runs().values()})
+    ncols = 3 + (len(lrs) > 1) + bool(mnist)
+    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.3))
+    ax0, ax1, ax2 = axes[:3]
+    measured, bounds, _, full = _ranks(sweep, ax0)
+    batches = sorted({b for b, _, _ in measured})
     lams = sorted(sweep)
-    for lam in lams:
-        rows = [(b, measured[(b, lam, LR)]) for b in batches]
-        (line,) = ax1.plot(*zip(*rows), "o-", label=f"λ={lam:g}")
-        if lam > 0:
-            ax1.plot(batches, [bounds[(b, lam, LR)] for b in batches], ":", color=line.get_color())
-        if len(lrs) > 1:
-            ax2.plot(lrs, [measured[(batches[0], lam, lr)] for lr in lrs], "o-", label=f"λ={lam:g}")
+    _versus_b(ax1, measured, bounds, f"η = {LR:g}; dotted: THEORY 4.6 bound (capped at full rank)")
     for n, rec in sorted(fixed.items()):
         for layer in rec["layers"]:
             if layer["tail"] is not None:
-                s = np.asarray(layer["sigma"])
+                sv = np.asarray(layer["sigma"])
                 ax2.semilogy(
-                    np.arange(1, s.size + 1),
-                    s / s[0],
+                    np.arange(1, sv.size + 1),
+                    sv / sv[0],
                     ".",
                     ms=3,
-                    label=f"fixed point N=B={n}, W_{layer['layer'] + 1}",
+                    label=f"N=B={n}, W_{layer['layer'] + 1}",
                 )
+    ax2.set(xlabel="index i", ylabel="σ_i / σ_1", title="SGD fixed point (B = N): rank ≤ B")
+    if len(lrs) > 1:
+        for lam in lams:
+            axes[3].plot(
+                lrs, [measured[(batches[0], lam, lr)] for lr in lrs], "o-", label=f"λ={lam:g}"
+            )
+        axes[3].set(xscale="log", xlabel="η", ylabel="final rank", title=f"B = {batches[0]}")
+    if mnist:
+        m_measured, _, m_acc, m_full = _ranks(mnist)
+        _versus_b(axes[-1], m_measured, {}, f"MNIST-1D, N = 4000, 10 classes, η = {LR:g}")
     ax0.set(
         xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(sweep):g}, η = {LR:g}"
     )
-    ax1.set(
-        xscale="log",
-        xlabel="batch size B",
-        ylabel="final numerical rank (tol 1e-3)",
-        title=f"η = {LR:g}; dotted: THEORY 4.6 bound (capped at full rank)",
-    )
-    ax2.set(
-        xlabel=f"η (lines, B = {batches[0]}) / index i (dots: σ_i/σ_1)",
-        title="rank vs η; singular values at the SGD fixed point",
-    )
-    for ax in (ax0, ax1, ax2):
+    for ax in axes:
         ax.legend(fontsize=6)
         ax.title.set_fontsize(8)
     fig.suptitle("Low rank under SGD + weight decay (THEORY 4.6)", fontsize=9)
     _common.savefig(fig, out_dir, NAME)
 
     lam_max, b_min, b_max = max(lams), batches[0], batches[-1]
-    ok = (
-        measured[(b_min, lam_max, LR)] < measured[(b_max, lam_max, LR)]
-        and measured[(b_min, lam_max, LR)] < measured[(b_min, 0.0, LR)]
+    ok = _lower(measured[(b_min, lam_max, LR)], measured[(b_max, lam_max, LR)]) and _lower(
+        measured[(b_min, lam_max, LR)], measured[(b_min, 0.0, LR)]
     )
     vacuous = all(v >= full for v in bounds.values())
     positive = [lam for lam in lams if lam > 0]
     # informative: the λ > 0 at which the smallest B ends at a lower rank than the largest
-    matters = [lam for lam in positive if measured[(b_min, lam, LR)] < measured[(b_max, lam, LR)]]
+    matters = [
+        lam for lam in positive if _lower(measured[(b_min, lam, LR)], measured[(b_max, lam, LR)])
+    ]
     table = ", ".join(
         f"B={b} λ={lam:g}: {measured[(b, lam, LR)]:.0f}" for b in batches for lam in lams
     )
@@ -225,7 +260,7 @@ def draw(inputs: dict, out_dir) -> str:
         lower = [
             lam
             for lam in positive
-            if measured[(b_min, lam, lrs[-1])] < measured[(b_min, lam, lrs[0])]
+            if _lower(measured[(b_min, lam, lrs[-1])], measured[(b_min, lam, lrs[0])])
         ]
         text += (
             f"; at B={b_min}, rank for η = {'/'.join(f'{lr:g}' for lr in lrs)}: {by_lr} "
@@ -254,4 +289,25 @@ def draw(inputs: dict, out_dir) -> str:
         )
     )
     status = "borne out" if ok else "NOT borne out at this scale"
+    if mnist:
+        mb = sorted({b for b, _, _ in m_measured})
+        mlams = sorted(mnist)
+        m_ok = _lower(m_measured[(mb[0], mlams[-1], LR)], m_measured[(mb[-1], mlams[-1], LR)])
+        m_matters = [
+            lam
+            for lam in mlams[1:]
+            if _lower(m_measured[(mb[0], lam, LR)], m_measured[(mb[-1], lam, LR)])
+        ]
+        text += (
+            f"; MNIST-1D (N=4000, 10 classes, 40-256-256-10, η={LR:g}): final rank (of {m_full}, "
+            "train accuracy) "
+            + ", ".join(
+                f"B={b} λ={lam:g}: {m_measured[(b, lam, LR)]:.0f} ({m_acc[(b, lam, LR)]:.2f})"
+                for b in mb
+                for lam in mlams
+            )
+            + f"; B={mb[0]} below B={mb[-1]} at λ ∈ "
+            + ("{" + ", ".join(f"{lam:g}" for lam in m_matters) + "}" if m_matters else "∅")
+        )
+        status += " (digits); MNIST-1D: " + ("borne out" if m_ok else "NOT borne out")
     return f"{text}: {status}"
