@@ -276,9 +276,11 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     ``fixed_point.json`` into the point's folder: how the solve ended (converged, iterations,
     relative residuals, whether the ReLU activation pattern changed, the message) and the
     scalar and per-sample observables (``gf.observe`` with the scenario's groups) at the run's
-    end (``"end"``) and at the polished state (``"fixed"``). A ReLU flow that ends sliding on
-    a switching surface has no smooth fixed point and Newton stalls: then ``converged`` is
-    false and ``"fixed"`` is the last iterate, which says how far from stationary the end is.
+    end (``"end"``) and at the polished state (``"fixed"``). The ReLU flow's velocity is smooth
+    only within one activation pattern; where Newton's iterates cross switching surfaces it can
+    stall: then ``converged`` is false and ``"fixed"`` is the last iterate, which says how far
+    from stationary the end is (``pattern_flips``: per iterate, how many entries of the
+    pattern differ from the end's; ``held_at_zero``: :func:`held_at_zero` at the end).
     """
     import gradflow as gf
     from gradflow.scenario import build_problem
@@ -305,6 +307,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
         "iterations": int(fp.iterations),
         "relative_residuals": [float(r) for r in fp.relative_residuals],
         "pattern_changed": bool(fp.pattern_changed),
+        "pattern_flips": None if fp.pattern_flips is None else [int(f) for f in fp.pattern_flips],
         "message": fp.message,
         "seconds": seconds,
         "end": observed(end),
@@ -318,6 +321,15 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
         f"{fp.relative_residual:.1e} ({seconds:.1f} s)"
     )
     return record
+
+
+def flips(fp) -> str:
+    """How the ReLU activation pattern of :func:`fixed_point`'s Newton iterates differs from
+    the end's, in words."""
+    flips = fp.get("pattern_flips")
+    if not fp["pattern_changed"]:
+        return "unchanged"
+    return "changed" + (f" (at most {max(flips)} entries)" if flips else "")
 
 
 def held_at_zero(problem, state, rel: float = 1e-6) -> int | None:

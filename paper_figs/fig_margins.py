@@ -75,9 +75,9 @@ def _fixed(res) -> str:
     held = fp["held_at_zero"]
     return (
         f"; gf.equilibrium from the end: not converged (relative residual {r0:.1e} -> "
-        f"{r1:.1e}, activation pattern {'changed' if fp['pattern_changed'] else 'unchanged'}"
-        + ("" if held is None else f", {held} pre-activations held within 1e-6 of 0 at the end")
-        + f": no smooth fixed point near the end), spread at its last iterate "
+        f"{r1:.1e}, activation pattern {_common.flips(fp)}"
+        + ("" if held is None else f", {held} live pre-activations within 1e-6 of 0 at the end")
+        + "), spread at its last iterate "
         f"{float(_spread(m)):.3f}"
     )
 

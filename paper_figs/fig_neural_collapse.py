@@ -75,7 +75,8 @@ def _limit(res, settled: float) -> str:
         text
         + f", gf.equilibrium from its end {'converged' if fp['converged'] else 'not converged'}"
         f" (relative residual {r0:.1e} -> {r1:.1e}"
-        + ("" if held is None else f", {held} pre-activations within 1e-6 of 0")
+        + f", activation pattern {_common.flips(fp)}"
+        + ("" if held is None else f", {held} live pre-activations within 1e-6 of 0")
         + f"), NC2 there {fp['fixed']['nc2']:.2g} (end of the flow {fp['end']['nc2']:.2g})"
     )
 

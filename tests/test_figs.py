@@ -142,3 +142,31 @@ def test_interval_is_students_t_at_95_percent():
     assert mean == pytest.approx(2.0, rel=1e-15)
     assert half == pytest.approx(4.302652729749464 / np.sqrt(3.0), rel=1e-12)
     assert _common.interval([5.0]) == (5.0, 0.0)
+
+
+def test_held_at_zero_counts_live_units_only():
+    """A 2-3-1 ReLU net on 3 inputs, weights set by hand: unit 0 is exactly 0 on sample 1 and
+    positive on the others (one entry held at 0); unit 1 has zero incoming weights (0 on every
+    sample: decayed, not counted); unit 2 is negative on every sample (dead, not counted)."""
+    _figures()
+    import jax
+
+    import gradflow as gf
+    from gradflow.models import MLP
+    from paper_figs import _common
+
+    x = np.array([[1.0, 0.0], [1.0, -1.0], [0.0, 2.0]])
+    data = gf.data.Dataset("hand", x, np.ones((3, 1)))
+    net = MLP(2, (3,), 1, key=jax.random.PRNGKey(0))
+    w1 = np.array([[1.0, 1.0], [0.0, 0.0], [-1.0, -0.25]])  # unit 0 on sample 1: 1 - 1 = 0
+    w2 = np.ones((1, 3))
+    net = net.with_weights((w1, w2))
+    problem = gf.Problem(net, data)
+    state = problem.to_state((w1, w2))
+    assert _common.held_at_zero(problem, state) == 1
+    # moving sample 1 off the surface leaves nothing held
+    data2 = gf.data.Dataset(
+        "hand", x + np.array([[0.0, 0.0], [0.0, 0.5], [0.0, 0.0]]), data.y_train
+    )
+    problem2 = gf.Problem(net, data2)
+    assert _common.held_at_zero(problem2, problem2.to_state((w1, w2))) == 0
