@@ -54,9 +54,16 @@ def _sets(method: str, x: float) -> list[str]:
     return [f"flow.solver={method}", f"flow.rtol={x!r}", f"flow.atol={atol!r}", "flow.dtmin=false"]
 
 
+#: At the paper profile, a smooth control of the same size: the same network and data with a
+#: linear activation (a deep linear net: a polynomial, smooth right-hand side), keys
+#: ``("smooth", method, x)``.
+SMOOTH = ["model.activation=linear"]
+
+
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
-    fast = _common.profile_of(profile) == "fast"
+    profile = _common.profile_of(profile)
+    fast = profile == "fast"
     points = {
         ("reference", None): [],
         ("ref-check", REF_CHECK_RTOL): _sets("tsit5", REF_CHECK_RTOL),
@@ -64,6 +71,8 @@ def compute(profile, log=print) -> dict:
     for method, ladder in _ladders(fast).items():
         for x in ladder:
             points[(method, x)] = _sets(method, x)
+    if profile == "paper":
+        points.update({("smooth", *key): [*SMOOTH, *sets] for key, sets in list(points.items())})
     return _common.sweep("work_precision", profile, points, log=log)
 
 
@@ -78,9 +87,12 @@ def _fit(evals, errs):
     return float(s), float(c)
 
 
-def draw(inputs: dict, out_dir) -> str:
-    import matplotlib.pyplot as plt
+COLORS = {"euler": "k", "heun": "tab:blue", "bosh3": "tab:green", "tsit5": "tab:red"}
 
+
+def _measure(inputs: dict) -> tuple[float, float, dict]:
+    """t1, the reference's own error, and per method the (x, evals, error) of every run that
+    reached t1."""
     ref_traj, ref = _final(inputs[("reference", None)])
     t1 = float(ref_traj.t[-1])
     _, check = _final(inputs[("ref-check", REF_CHECK_RTOL)])
@@ -96,11 +108,12 @@ def draw(inputs: dict, out_dir) -> str:
         per, fsal = EVALS_PER_STEP[method]
         evals = traj.stats["num_steps"] * per + fsal
         points[method].append((x, evals, float(np.linalg.norm(w - ref) / np.linalg.norm(ref))))
+    return t1, ref_err, points
+
+
+def _fits(ax, points: dict, ref_err: float, style: str, suffix: str = "") -> dict:
+    """Fit and draw each method's errors in range: method -> (slope, intercept, evals used)."""
     fits = {}
-    fig, (ax0, ax1) = plt.subplots(
-        1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1], "wspace": 0.3}
-    )
-    colors = {"euler": "k", "heun": "tab:blue", "bosh3": "tab:green", "tsit5": "tab:red"}
     for m, pts in points.items():
         pts.sort(key=lambda p: p[1])
         ev = np.array([p[1] for p in pts], float)
@@ -108,16 +121,44 @@ def draw(inputs: dict, out_dir) -> str:
         use = (er > REF_MARGIN * ref_err) & (er < MAX_ERROR)
         if use.sum() >= 2:
             fits[m] = (*_fit(ev[use], er[use]), ev[use])
-        label = m + (" (fixed dt)" if m == "euler" else " (rtol ladder)")
+        label = m + (" (fixed dt)" if m == "euler" else " (rtol ladder)") + suffix
         if m in fits:
             label += f": slope {-fits[m][0]:.2f} (p = {ORDER[m]})"
-        ax0.loglog(ev, er, "o-", color=colors[m], ms=4, label=label)
-        ax0.loglog(ev[~use], er[~use], "x", color=colors[m], ms=8)
+        ax.loglog(ev, er, "o" + style, color=COLORS[m], ms=4, label=label)
+        ax.loglog(ev[~use], er[~use], "x", color=COLORS[m], ms=8)
         if m in fits:
             s, c, e = fits[m]
             xs = np.array([e.min(), e.max()])
-            ax0.loglog(xs, np.exp(c) * xs**s, ":", color=colors[m], lw=2, alpha=0.6)
+            ax.loglog(xs, np.exp(c) * xs**s, ":", color=COLORS[m], lw=2, alpha=0.6)
+    return fits
+
+
+def draw(inputs: dict, out_dir) -> str:
+    import matplotlib.pyplot as plt
+
+    smooth = {k[1:]: r for k, r in inputs.items() if k[0] == "smooth"}
+    inputs = {k: r for k, r in inputs.items() if k[0] != "smooth"}
+    t1, ref_err, points = _measure(inputs)
+    ran = set(points)
+    fig, (ax0, ax1) = plt.subplots(
+        1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1], "wspace": 0.3}
+    )
+    fits = _fits(ax0, points, ref_err, "-")
     ax0.axhline(ref_err, color="0.5", lw=0.8, ls="--", label="reference's own error")
+    smooth_text = ""
+    if smooth:
+        _, s_ref_err, s_points = _measure(smooth)
+        s_fits = _fits(ax0, s_points, s_ref_err, "--", " (linear activation)")
+        smooth_text = (
+            "; smooth control (the same net with a linear activation): slopes "
+            + ", ".join(
+                f"{m} {-s_fits[m][0]:.2f} (p={ORDER[m]}, gap {-s_fits[m][0] - ORDER[m]:+.2f})"
+                for m in s_points
+                if m in s_fits
+            )
+            + "".join(f", no fit for {m}" for m in s_points if m not in s_fits)
+            + f", reference's own error {s_ref_err:.1e}"
+        )
     ax0.set(
         xlabel="gradient evaluations",
         ylabel="rel. L2 error of final weights",
@@ -132,7 +173,7 @@ def draw(inputs: dict, out_dir) -> str:
         xs + 0.2,
         [-fits[m][0] if m in fits else np.nan for m in names],
         0.4,
-        color=[colors[m] for m in names],
+        color=[COLORS[m] for m in names],
         label="fitted slope",
     )
     ax1.set_xticks(xs, names)
@@ -170,6 +211,6 @@ def draw(inputs: dict, out_dir) -> str:
         + ", ".join(f"{ORDER[m]} ({m})" for m in names)
         + f", higher order better at equal work ({' < '.join(predicted_rank)}); "
         f"measured slopes {text}; "
-        f"error at {work:.0f} evals (fitted): {rank_text}; reference's own error {ref_err:.1e}: "
-        f"{status}{reason}"
+        f"error at {work:.0f} evals (fitted): {rank_text}; reference's own error {ref_err:.1e}"
+        f"{smooth_text}: {status}{reason}"
     )
