@@ -78,7 +78,7 @@ def compute(profile, log=print) -> dict:
         mnist = {("mnist1d", lam): [f"problem.weight_decay={lam}"] for lam in MNIST1D_DECAYS}
         results.update(_common.sweep("rank_mnist1d", "full", mnist, log=log))
     for key, res in results.items():
-        if isinstance(key, tuple):
+        if isinstance(key, tuple) and key[0] == "fixed":
             _fixed_record(profile, key[1], res, log)
     return results
 
