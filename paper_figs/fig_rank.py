@@ -31,6 +31,7 @@ LAYER = 1  # the hidden-to-hidden matrix
 LR = 0.1  # the scenario's step; the B and λ criterion is read at it
 FIXED = "rank_fixed.json"
 MNIST1D_DECAYS = (0.0, 1e-3, 3e-3, 1e-2)  # the low-rank protocol's range
+MNIST1D_SEEDS = 3  # seeds of the batch order (one vmapped ensemble per run)
 FIXED_DECAY = 0.05
 AVERAGE = 1000  # GD steps over which the fixed-point check averages the velocity
 
@@ -75,7 +76,10 @@ def compute(profile, log=print) -> dict:
     points.update({("fixed", n): _fixed_sets(n) for n in _fixed_sizes(profile)})
     results = _common.sweep("rank", profile, points, log=log)
     if profile == "paper":  # the second dataset: rank_mnist1d.toml, as written
-        mnist = {("mnist1d", lam): [f"problem.weight_decay={lam}"] for lam in MNIST1D_DECAYS}
+        mnist = {
+            ("mnist1d", lam): [f"problem.weight_decay={lam}", f"sgd.seeds={MNIST1D_SEEDS}"]
+            for lam in MNIST1D_DECAYS
+        }
         results.update(_common.sweep("rank_mnist1d", "full", mnist, log=log))
     for key, res in results.items():
         if isinstance(key, tuple) and key[0] == "fixed":
@@ -146,25 +150,27 @@ def _lower(a: float, b: float) -> bool:
     return a < b - max(1.0, 0.05 * b)
 
 
-def _ranks(results: dict, ax=None) -> tuple[dict, dict, dict, int]:
-    """(B, λ, η) -> final rank, bound (λ > 0), final train accuracy, and the full rank."""
+def _ranks(results: dict, ax=None) -> tuple[dict, dict, dict, int, dict]:
+    """(B, λ, η) -> final rank (the mean over seeds for an ensemble), bound (λ > 0), final
+    train accuracy, the full rank, and (B, λ, η) -> the final rank of each seed."""
     from gradflow.predict import rank_bound
 
-    measured, bounds, acc, full = {}, {}, {}, None
+    measured, bounds, acc, full, seeds = {}, {}, {}, None, {}
     for lam, res in sorted(results.items()):
         for traj in res.runs().values():
             b, lr = int(traj.config["batch_size"]), float(traj.config["lr"])
-            rank = np.asarray(traj["rank"])[:, LAYER]
-            rho = np.asarray(traj["rho_k"])[:, LAYER]
-            full = min(traj.final_params[LAYER].shape)
-            measured[(b, lam, lr)] = float(rank[-1])
-            acc[(b, lam, lr)] = float(np.asarray(traj["train_acc"])[-1])
+            rank = np.atleast_2d(np.asarray(traj["rank"])[..., LAYER])  # (seed, time)
+            rho = np.asarray(traj["rho_k"])[..., LAYER]
+            full = min(np.shape(traj.final_params[LAYER])[-2:])
+            seeds[(b, lam, lr)] = rank[:, -1].astype(float)
+            measured[(b, lam, lr)] = float(rank[:, -1].mean())
+            acc[(b, lam, lr)] = float(np.mean(np.atleast_2d(np.asarray(traj["train_acc"]))[:, -1]))
             if lam > 0:
                 _, bnd = rank_bound(b, lr, lam, 1e-3, float(np.nanmax(rho) / np.nanmin(rho)))
                 bounds[(b, lam, lr)] = float(min(float(bnd), full))
             if ax is not None and lam == max(results) and lr == LR:
-                ax.plot(traj.t, rank, label=f"B={b}")
-    return measured, bounds, acc, full
+                ax.plot(traj.t, rank.mean(axis=0), label=f"B={b}")
+    return measured, bounds, acc, full, seeds
 
 
 def _versus_b(ax, measured, bounds, title) -> None:
@@ -193,7 +199,7 @@ def draw(inputs: dict, out_dir) -> str:
     ncols = 3 + (len(lrs) > 1) + bool(mnist)
     fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.3))
     ax0, ax1, ax2 = axes[:3]
-    measured, bounds, _, full = _ranks(sweep, ax0)
+    measured, bounds, _, full, _ = _ranks(sweep, ax0)
     batches = sorted({b for b, _, _ in measured})
     lams = sorted(sweep)
     _versus_b(ax1, measured, bounds, f"η = {LR:g}; dotted: THEORY 4.6 bound (capped at full rank)")
@@ -216,7 +222,7 @@ def draw(inputs: dict, out_dir) -> str:
             )
         axes[3].set(xscale="log", xlabel="η", ylabel="final rank", title=f"B = {batches[0]}")
     if mnist:
-        m_measured, _, m_acc, m_full = _ranks(mnist)
+        m_measured, _, m_acc, m_full, m_seeds = _ranks(mnist)
         _versus_b(axes[-1], m_measured, {}, f"MNIST-1D, N = 4000, 10 classes, η = {LR:g}")
     ax0.set(
         xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(sweep):g}, η = {LR:g}"
@@ -292,21 +298,28 @@ def draw(inputs: dict, out_dir) -> str:
     if mnist:
         mb = sorted({b for b, _, _ in m_measured})
         mlams = sorted(mnist)
-        m_ok = _lower(m_measured[(mb[0], mlams[-1], LR)], m_measured[(mb[-1], mlams[-1], LR)])
-        m_matters = [
-            lam
-            for lam in mlams[1:]
-            if _lower(m_measured[(mb[0], lam, LR)], m_measured[(mb[-1], lam, LR)])
-        ]
+        ci = {k: _common.interval(v) for k, v in m_seeds.items()}
+        n_seeds = max(len(v) for v in m_seeds.values())
+
+        def separated(lam) -> bool:
+            """B_min's rank below B_max's beyond the jitter, and their 95% intervals apart."""
+            (lo, h_lo), (hi, h_hi) = ci[(mb[0], lam, LR)], ci[(mb[-1], lam, LR)]
+            return _lower(lo, hi) and hi - lo > h_lo + h_hi
+
+        m_ok = separated(mlams[-1]) and _lower(
+            m_measured[(mb[0], mlams[-1], LR)], m_measured[(mb[0], 0.0, LR)]
+        )
+        m_matters = [lam for lam in mlams[1:] if separated(lam)]
         text += (
-            f"; MNIST-1D (N=4000, 10 classes, 40-256-256-10, η={LR:g}): final rank (of {m_full}, "
-            "train accuracy) "
+            f"; MNIST-1D (N=4000, 10 classes, 40-256-256-10, η={LR:g}, {n_seeds} seed(s) of the "
+            f"batch order): final rank (of {m_full}; mean ± 95% CI, train accuracy) "
             + ", ".join(
-                f"B={b} λ={lam:g}: {m_measured[(b, lam, LR)]:.0f} ({m_acc[(b, lam, LR)]:.2f})"
+                f"B={b} λ={lam:g}: {ci[(b, lam, LR)][0]:.1f} ± {ci[(b, lam, LR)][1]:.1f} "
+                f"({m_acc[(b, lam, LR)]:.2f})"
                 for b in mb
                 for lam in mlams
             )
-            + f"; B={mb[0]} below B={mb[-1]} at λ ∈ "
+            + f"; B={mb[0]} below B={mb[-1]} (intervals apart) at λ ∈ "
             + ("{" + ", ".join(f"{lam:g}" for lam in m_matters) + "}" if m_matters else "∅")
         )
         status += " (digits); MNIST-1D: " + ("borne out" if m_ok else "NOT borne out")
