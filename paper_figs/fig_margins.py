@@ -10,7 +10,8 @@ Limit or approach: the end of each λ > 0 flow is polished with ``gf.equilibrium
 (:func:`_common.fixed_point`); the verdict states whether a fixed point was reached and the
 spread there, and how settled the spread is (its relative change over the last quarter of the
 horizon, :func:`_common.settled`). With several seeds the final spread is a mean with a 95%
-Student-t interval.
+Student-t interval. At the paper profile the paper's SGD protocol (:data:`SGD`) runs beside the
+flows and is judged by the same criterion on its seed means.
 """
 
 from __future__ import annotations
