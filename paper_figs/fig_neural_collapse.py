@@ -33,24 +33,16 @@ KEYS = ("nc1", "nc2", "nc3", "nc4")
 FALL = 10.0  # the "order of magnitude" of the prediction
 
 
-def _variants(profile) -> tuple[str, ...]:
-    # A ten-class row (all ten digits, N = 200, centred targets, t = 3,000) was tried at the
-    # paper profile: its first flow did not finish in 38 min on 2 cores; not part of the profile.
-    return TARGETS
-
-
-def _sets(variant: str, lam) -> list[str]:
-    centred = variant != "one-hot"
-    return [
-        f"problem.weight_decay={lam}",
-        f"data.centre_targets={'true' if centred else 'false'}",
-    ]
-
-
 def compute(profile, log=print) -> dict:
-    """The results this figure reads, at ``profile`` (fast | full | paper): keys
-    ``(variant, λ)``, the variants one-hot and centred targets."""
-    points = {(v, lam): _sets(v, lam) for v in _variants(profile) for lam in DECAYS}
+    """The results this figure reads, at ``profile`` (fast | full | paper)."""
+    points = {
+        (targets, lam): [
+            f"problem.weight_decay={lam}",
+            f"data.centre_targets={'true' if targets == 'centred' else 'false'}",
+        ]
+        for targets in TARGETS
+        for lam in DECAYS
+    }
     results = _common.sweep("neural_collapse", profile, points, log=log)
     for (targets, lam), res in results.items():
         if lam > 0:
@@ -111,12 +103,11 @@ def _judge(finals: dict, targets: str) -> tuple[bool, str, tuple]:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    variants = [v for v in TARGETS if (v, DECAYS[0]) in inputs]
-    fig, axes = plt.subplots(len(variants), 4, figsize=(15, 3.2 * len(variants)), sharex=True)
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.4), sharex=True)
     styles = {"flow": "-", "sde": "--", "sgd": ":"}
     colors = {DECAYS[0]: "C3", DECAYS[1]: "C0"}
     finals = {}
-    for row, targets in zip(axes, variants, strict=True):
+    for row, targets in zip(axes, TARGETS, strict=True):
         for lam in DECAYS:
             for label, traj in sorted(inputs[(targets, lam)].runs().items()):
                 kind = _kind(label)
@@ -135,40 +126,35 @@ def draw(inputs: dict, out_dir) -> str:
         for ax, key in zip(row, KEYS, strict=True):
             if key != "nc4":
                 ax.set_yscale("log")
-            ax.set_title(
-                f"{key.upper()}, {targets}" + (" targets" if targets in TARGETS else ""), fontsize=9
-            )
+            ax.set_title(f"{key.upper()}, {targets} targets", fontsize=9)
         row[0].legend(fontsize=6, ncol=2)
-    for ax in axes[-1]:
+    for ax in axes[1]:
         ax.set_xlabel("t = η·step")
     c = _classes(inputs)
     fig.suptitle(
         f"Neural collapse on {c} digit classes: flow (solid), SDE (dashed), SGD (dotted; "
-        "ensemble means); red λ>0, blue λ=0; rows: one-hot targets, one-hot − 1/C",
+        "ensemble means); red λ>0, blue λ=0; top one-hot targets, bottom one-hot − 1/C",
         fontsize=9,
     )
     fig.tight_layout()
     _common.savefig(fig, out_dir, NAME)
 
-    judged = {t: _judge(finals, t) for t in variants}
+    judged = {t: _judge(finals, t) for t in TARGETS}
     lam = DECAYS[0]
     limits = {}
-    for targets in variants:
+    for targets in TARGETS:
         runs = inputs[(targets, lam)].runs()
         if "flow" in runs:
             limits[targets] = _limit(
                 inputs[(targets, lam)], _common.settled(_mean(runs["flow"], "nc2"))
             )
 
-    def named(targets):
-        return f"{targets} targets" if targets in TARGETS else targets
-
     def status(targets):
         ok, _, (fall, where) = judged[targets]
         if ok:
-            return f"borne out with {named(targets)}"
+            return f"borne out with {targets} targets"
         return (
-            f"NOT borne out at this scale with {named(targets)} ({where} falls only "
+            f"NOT borne out at this scale with {targets} targets ({where} falls only "
             f"{fall:.1f}x, or ends above λ=0's)"
         )
 
@@ -176,11 +162,11 @@ def draw(inputs: dict, out_dir) -> str:
         f"{NAME}: predicted NC1-NC3 fall >= {FALL:g}x with λ={lam:g} and end below λ=0, "
         "NC4 -> 0; measured "
         + "; ".join(
-            f"{named(t)}: {judged[t][1]}" + (f"; {limits[t]}" if t in limits else "")
-            for t in variants
+            f"{t} targets: {judged[t][1]}" + (f"; {limits[t]}" if t in limits else "")
+            for t in TARGETS
         )
         + ": "
-        + "; ".join(status(t) for t in variants)
+        + "; ".join(status(t) for t in TARGETS)
     )
 
 

@@ -135,9 +135,9 @@ def _fixed_record(profile, n: int, res, log) -> dict:
 
 
 def _flat(tree) -> np.ndarray:
-    import jax
+    from jax.flatten_util import ravel_pytree
 
-    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+    return np.asarray(ravel_pytree(tree)[0])
 
 
 def _tail(record) -> float:
@@ -171,6 +171,14 @@ def _ranks(results: dict, ax=None) -> tuple[dict, dict, dict, int, dict]:
             if ax is not None and lam == max(results) and lr == LR:
                 ax.plot(traj.t, rank.mean(axis=0), label=f"B={b}")
     return measured, bounds, acc, full, seeds
+
+
+def _about(results: dict) -> str:
+    """N, classes and layer widths of a sweep's problem, read from its first run."""
+    traj = next(iter(next(iter(results.values())).runs().values()))
+    shapes = traj.config["problem"]["layer_shapes"]
+    widths = "-".join(str(d) for d in [shapes[0][1], *(rows for rows, _ in shapes)])
+    return f"N={traj.config['problem']['n_train']}, {shapes[-1][0]} classes, {widths}"
 
 
 def _versus_b(ax, measured, bounds, title) -> None:
@@ -223,7 +231,8 @@ def draw(inputs: dict, out_dir) -> str:
         axes[3].set(xscale="log", xlabel="η", ylabel="final rank", title=f"B = {batches[0]}")
     if mnist:
         m_measured, _, m_acc, m_full, m_seeds = _ranks(mnist)
-        _versus_b(axes[-1], m_measured, {}, f"MNIST-1D, N = 4000, 10 classes, η = {LR:g}")
+        about = _about(mnist)
+        _versus_b(axes[-1], m_measured, {}, f"MNIST-1D, {about}, η = {LR:g}")
     ax0.set(
         xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(sweep):g}, η = {LR:g}"
     )
@@ -311,7 +320,7 @@ def draw(inputs: dict, out_dir) -> str:
         )
         m_matters = [lam for lam in mlams[1:] if separated(lam)]
         text += (
-            f"; MNIST-1D (N=4000, 10 classes, 40-256-256-10, η={LR:g}, {n_seeds} seed(s) of the "
+            f"; MNIST-1D ({about}, η={LR:g}, {n_seeds} seed(s) of the "
             f"batch order): final rank (of {m_full}; mean ± 95% CI, train accuracy) "
             + ", ".join(
                 f"B={b} λ={lam:g}: {ci[(b, lam, LR)][0]:.1f} ± {ci[(b, lam, LR)][1]:.1f} "
