@@ -4,7 +4,8 @@ Every observable that needs the data takes them from ``problem.outputs`` / ``pro
 which run in chunks of ``problem.chunk_size`` samples (``lax.map``).
 
 ``observe(problem, state)`` returns a dict of arrays; :data:`DIMS` names the extra
-dimensions of the non-scalar ones. Optional groups (``gf.flow(..., observables=("nc",))``,
+dimensions of the non-scalar ones, and :data:`gradflow._variables.VARIABLES` (next door) gives
+every observable its long name, units and THEORY section for the results files. Optional groups (``gf.flow(..., observables=("nc",))``,
 the scenario key ``output.observables``) come from a public registry:
 :func:`register_observable` adds one, :func:`observable_groups` lists them. Built in:
 
@@ -36,7 +37,9 @@ GROUPS: dict = {}
 MAX_LAYERS = 8
 
 
-def register_observable(name: str, fn, dims: dict[str, tuple[str, ...]] | None = None) -> None:
+def register_observable(
+    name: str, fn, dims: dict[str, tuple[str, ...]] | None = None, meta: dict | None = None
+) -> None:
     """Make ``observables=(name,)`` add ``fn(problem, state)``'s entries to a trajectory.
 
     Args:
@@ -47,12 +50,22 @@ def register_observable(name: str, fn, dims: dict[str, tuple[str, ...]] | None =
             standard observables.
         dims: the extra dimension names of the non-scalar entries, e.g.
             ``{"margins": ("sample",)}``; scalars need none.
+        meta: what the entries mean in the results files, e.g.
+            ``{"my_norm": {"long_name": "||W_1||_2", "units": "1", "theory": "THEORY 5"}}``
+            (xarray labels plot axes with ``long_name [units]``); an entry without it is
+            written with its name as long name and ``units = "unknown"``.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise bad_value("register_observable", "name", name, "use an identifier-like string")
     if not callable(fn):
         raise bad_value("register_observable", "fn", fn, "use a function (problem, state) -> dict")
-    GROUPS[name] = (fn, dict(dims or {}))
+    if meta is not None and not (
+        isinstance(meta, dict) and all(isinstance(v, dict) for v in meta.values())
+    ):
+        raise bad_value(
+            "register_observable", "meta", meta, "use a dict: entry -> {long_name, units, theory}"
+        )
+    GROUPS[name] = (fn, dict(dims or {}), dict(meta or {}))
 
 
 def observable_groups() -> tuple[str, ...]:

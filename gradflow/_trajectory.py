@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ._observables import dims_of
+from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,6 +101,10 @@ class Trajectory:
         return self.observables[name]
 
     def to_xarray(self) -> xr.Dataset:
+        """The run as a self-describing Dataset: every variable has ``long_name``, ``units``
+        and ``theory`` (:mod:`gradflow._variables`), every dimension a coordinate; the final
+        weights are ``W_1 ... W_L`` (dims ``W_k_out, W_k_in[, W_k_kernel]``); the attributes
+        hold the settings, ``stats`` and ``wall_time`` (docs/output.md)."""
         lead = ("seed", "t") if self.seeds is not None else ("t",)
         data_vars = {}
         for name, value in self.observables.items():
@@ -109,11 +114,10 @@ class Trajectory:
                 f"{name}_dim{i}" for i in range(value.ndim - len(lead) - len(trailing))
             )
             data_vars[name] = (lead + trailing, value)
-        for k, w in enumerate(self.final_params):
+        for k, w in enumerate(self.final_params, start=1):
             w = np.asarray(w)
             plead = ("seed",) if self.seeds is not None else ()
-            pdims = plead + tuple(f"param{k}_dim{i}" for i in range(w.ndim - len(plead)))
-            data_vars[f"param{k}"] = (pdims, w)
+            data_vars[f"W_{k}"] = (plead + weight_dims(k, w.ndim - len(plead)), w)
         coords = {"t": np.asarray(self.t)}
         if self.seeds is not None:
             coords["seed"] = np.asarray(self.seeds)
@@ -125,7 +129,8 @@ class Trajectory:
             "versions": json.dumps(versions(), sort_keys=True),
             "dims": json.dumps(self.dims),
         }
-        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+        attrs.update(cost_attrs(self.stats))
+        return annotate(xr.Dataset(data_vars, coords=coords, attrs=attrs))
 
     def save(self, path) -> Path:
         """Write NetCDF atomically (temporary file in the same folder, then rename)."""
@@ -134,9 +139,10 @@ class Trajectory:
     @classmethod
     def from_xarray(cls, ds: xr.Dataset) -> Trajectory:
         n_params = int(ds.attrs["num_params"])
-        params = tuple(ds[f"param{k}"].values for k in range(n_params))
-        skip = {f"param{k}" for k in range(n_params)}
-        obs = {name: ds[name].values for name in ds.data_vars if name not in skip}
+        # older files named the weights param0, param1, ...
+        names = [f"W_{k + 1}" if f"W_{k + 1}" in ds else f"param{k}" for k in range(n_params)]
+        params = tuple(ds[name].values for name in names)
+        obs = {name: ds[name].values for name in ds.data_vars if name not in set(names)}
         return cls(
             kind=ds.attrs["kind"],
             t=ds["t"].values,
@@ -170,6 +176,27 @@ def from_run(
         seeds=None if seeds is None else np.arange(seeds),
         final_state=final_state,
     )
+
+
+def without_weights(ds: xr.Dataset) -> xr.Dataset:
+    """A run's Dataset without its final weights ``W_k`` and their dimensions' coordinates."""
+    weights = [v for v in ds.data_vars if WEIGHT.match(str(v)) or str(v).startswith("param")]
+    ds = ds.drop_vars(weights)
+    used = {d for v in ds.data_vars.values() for d in v.dims}
+    return ds.drop_vars([c for c in ds.coords if c in ds.dims and c not in used])
+
+
+def cost_attrs(stats: dict) -> dict:
+    """The file attributes of a run's costs: ``wall_time`` (s), ``num_gradient_evaluations``
+    (summed over seeds), ``peak_memory_bytes``, where ``stats`` has them."""
+    out = {}
+    for key in ("wall_time", "num_gradient_evaluations", "peak_memory_bytes"):
+        value = stats.get(key)
+        if isinstance(value, (list, tuple)):
+            value = sum(value) if all(isinstance(v, (int, float)) for v in value) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = value
+    return out
 
 
 def write_netcdf(ds: xr.Dataset, path) -> Path:

@@ -20,6 +20,7 @@ equal η). Pass
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._cost import stamp
 
 
 @dataclasses.dataclass
@@ -122,22 +125,30 @@ def groups_of(plans: Sequence[Plan]) -> list[list[int]]:
 
 def run_batch(plans: Sequence[Plan]) -> list:
     """Run plans of ONE signature as one vmapped call; returns each plan's finished result,
-    or the exception its ``finish`` raised."""
+    or the exception its ``finish`` raised (with the call's wall time in its stats:
+    :mod:`._cost`)."""
+    start = time.perf_counter()
     if len(plans) == 1:
         only = plans[0]
-        return [_finished(only.finish, jax.device_get(_jitted(only.core)(*only.args)))]
-    parts = [eqx.partition(p.args, eqx.is_array) for p in plans]
-    static = parts[0][1]
-    dynamics = [d for d, _ in parts]
-    same = jax.tree.map(lambda *xs: _same(xs), *dynamics)
-    shared = jax.tree.map(lambda f, x: x if f else None, same, dynamics[0])
-    stacked = jax.tree.map(
-        lambda f, *xs: None if f else jnp.stack([jnp.asarray(x) for x in xs]), same, *dynamics
-    )
-    out = jax.device_get(_batched(plans[0].core)(shared, stacked, static))
-    return [
-        _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out)) for i, p in enumerate(plans)
-    ]
+        done = [_finished(only.finish, jax.device_get(_jitted(only.core)(*only.args)))]
+    else:
+        parts = [eqx.partition(p.args, eqx.is_array) for p in plans]
+        static = parts[0][1]
+        dynamics = [d for d, _ in parts]
+        same = jax.tree.map(lambda *xs: _same(xs), *dynamics)
+        shared = jax.tree.map(lambda f, x: x if f else None, same, dynamics[0])
+        stacked = jax.tree.map(
+            lambda f, *xs: None if f else jnp.stack([jnp.asarray(x) for x in xs]), same, *dynamics
+        )
+        out = jax.device_get(_batched(plans[0].core)(shared, stacked, static))
+        done = [
+            _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out))
+            for i, p in enumerate(plans)
+        ]
+    seconds = time.perf_counter() - start
+    for result in done:
+        stamp(getattr(result, "trajectory", result), seconds, len(plans))
+    return done
 
 
 def _finished(finish, raw):

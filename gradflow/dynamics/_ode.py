@@ -36,6 +36,7 @@ from ._core import (
     start,
     traced,
 )
+from ._cost import timed
 from ._failure import blown_up, raise_or_return, resolve_on_failure
 
 #: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
@@ -105,6 +106,7 @@ def default_controller(rtol=DEFAULT, atol=DEFAULT, dtmin=DEFAULT):
     return pid if dtmin is None else FloorController(pid, traced(dtmin))
 
 
+@timed
 def flow(
     problem: Problem,
     *,

@@ -64,6 +64,7 @@ from ._core import (
     start,
     traced,
 )
+from ._cost import timed
 from ._failure import BLOW_UP, blown_up, raise_or_return
 
 SDE_SOLVERS = ("euler", "euler-adaptive")
@@ -110,6 +111,7 @@ def resolve_sde_solver(solver, parametrization):
     return ItoProjectedSolver(solver, parametrization), False
 
 
+@timed
 def sde(
     problem: Problem,
     noise: SGDNoise,

@@ -26,6 +26,7 @@ from ..diffrax_ext import SAMPLING
 from . import _blocks, _checkpoint, _defaults
 from ._batch import Plan
 from ._core import save_times
+from ._cost import timed
 from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
 
 
@@ -138,6 +139,7 @@ def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentu
     return carry[0], obs, carry[2], carry[3]
 
 
+@timed
 def sgd(
     problem: Problem,
     *,

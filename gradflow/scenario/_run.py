@@ -7,7 +7,9 @@ interrupted scenario keeps the runs it finished):
   ``quickstart__flow.nc``, ``quickstart__gd_lr0.05.nc``, ``quickstart__sgd_lr0.05_b16.nc``;
 * ``<name>.nc``: every run's observables in one ``xarray.Dataset`` with a ``run`` dimension
   (coordinates ``dynamics``, ``lr``, ``batch_size``, ``status``) on the union of the runs' save
-  times (NaN where a run has no save; ensembles averaged over seeds; no weights);
+  times (NaN where a run has no save; ensembles averaged over seeds; no weights), with each
+  run's ``wall_time``, ``num_gradient_evaluations`` and ``peak_memory_bytes`` and, in the
+  attributes, the total ``wall_time``; every variable described (docs/output.md);
 * ``<name>.png``: the summary plot (:mod:`gradflow._plot`).
 """
 
@@ -231,12 +233,14 @@ def _title(config: Config) -> str:
 
 def write_combined(config: Config, trajectories: dict, path) -> Path:
     """``<name>.nc``: the runs' observables along a ``run`` dimension (see module docstring)."""
-    from .._trajectory import versions, write_netcdf
+    from .._trajectory import cost_attrs, versions, without_weights, write_netcdf
+    from .._variables import annotate
 
     parts = []
     for label, traj in trajectories.items():
-        ds = traj.to_xarray()
-        ds = ds.drop_vars([f"param{k}" for k in range(int(ds.attrs["num_params"]))])
+        ds = without_weights(traj.to_xarray())
+        for key, value in cost_attrs(traj.stats).items():
+            ds[key] = value
         if "seed" in ds.dims:
             ds = ds.mean("seed", keep_attrs=True)
         ds = ds.assign_coords(t=np.round(ds["t"].values, 10))
@@ -260,7 +264,9 @@ def write_combined(config: Config, trajectories: dict, path) -> Path:
         config=json.dumps(config.table, default=str, sort_keys=True),
         versions=json.dumps(versions(), sort_keys=True),
     )
-    return write_netcdf(combined, path)
+    if "wall_time" in combined:
+        combined.attrs["wall_time"] = float(combined["wall_time"].sum())
+    return write_netcdf(annotate(combined), path)
 
 
 def _final(traj, name):

@@ -13,10 +13,15 @@ Results. Every finished point is written at once, atomically, to
 the code), with its status and message (a failed or diverged point does not stop the sweep);
 ``resume=True`` skips the points whose file exists. The sweep's ``xarray.Dataset`` has the axes
 as dimensions (``grid``) or one ``point`` dimension with the axes as coordinates (``zip``),
-plus ``t`` and ``seed`` where they apply; every run's observable ``obs`` is the variable
-``<run>__<obs>`` (``run``: ``flow``, ``sgd``, ``gd``, ``sde``, with ``_1``, ``_2``, ... for further
-runs of one dynamics), and ``status`` / ``message`` hold each point's outcome. It is written
-atomically to ``<out>/<name>.sweep.nc``.
+plus ``t`` and ``seed`` where they apply; an axis is named by the last part of its scenario key
+(``weight_decay`` for ``problem.weight_decay``, the key with ``_`` for ``.`` where that is
+ambiguous: :func:`gradflow._variables.plain_names`), the key kept in the coordinate's
+``scenario_key`` attribute. Every run's observable ``obs`` is the variable ``<run>__<obs>``
+(``run``: ``flow``, ``sgd``, ``gd``, ``sde``, with ``_1``, ``_2``, ... for further runs of one
+dynamics), with ``<run>__wall_time`` and the run's other costs, and ``status`` / ``message``
+hold each point's outcome; every variable has ``long_name``, ``units`` and ``theory``
+(docs/output.md), the attribute ``wall_time`` the sweep's seconds. It is written atomically to
+``<out>/<name>.sweep.nc``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from .._validate import ConfigError
+from .._variables import annotate, axis_attrs, plain_names
 from ._output import OutputLock, check_out_dir, remove_old
 from ._sweep_spec import Point, SweepSpec, load_sweep, point_hash
 
@@ -67,10 +73,13 @@ def _plans(point: Point):
 
 
 def _point_dataset(point: Point, results: dict, status: str, message: str) -> xr.Dataset:
+    from .._trajectory import cost_attrs, without_weights
+
     parts = []
     for name, traj in results.items():
-        ds = traj.to_xarray()
-        ds = ds.drop_vars([v for v in ds.data_vars if v.startswith("param")])
+        ds = without_weights(traj.to_xarray())
+        for key, value in cost_attrs(traj.stats).items():
+            ds[key] = value
         ds = ds.assign_coords(t=np.round(ds["t"].values, 10))
         ds.attrs = {}
         parts.append(ds.rename({v: f"{name}__{v}" for v in ds.data_vars}))
@@ -260,8 +269,11 @@ def sweep(
 
 
 def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress, echo):
+    import time
+
     from .._trajectory import code_hash, write_netcdf
 
+    start = time.perf_counter()
     code = code_hash()
     hashes = [point_hash(p, code) for p in spec.points]
     done = [i for i, h in enumerate(hashes) if resume and (folder / f"{h}.nc").is_file()]
@@ -275,6 +287,7 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
     for i, ds in _execute(spec, tasks, workers, scheduler, client, progress):
         write_netcdf(ds, folder / f"{hashes[i]}.nc")
     result = _assemble(spec, [folder / f"{h}.nc" for h in hashes])
+    result.attrs["wall_time"] = time.perf_counter() - start
     write_netcdf(result, Path(out) / f"{spec.name}.sweep.nc")
     return result
 
@@ -352,13 +365,14 @@ def _on_dask(spec, tasks, workers, scheduler, client, bar):
 
 
 def _assemble(spec: SweepSpec, paths: list[Path]) -> xr.Dataset:
-    names = list(spec.axes)
+    plain = plain_names(spec.axes)
+    names = list(plain.values())
     parts = []
     for k, (point, path) in enumerate(zip(spec.points, paths)):
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             ds = ds.load()
         ds.attrs = {}
-        coords = {n: _label(point.values[n]) for n in names}
+        coords = {plain[key]: _label(point.values[key]) for key in spec.axes}
         parts.append(
             ds.expand_dims(point=[k]).assign_coords({n: ("point", [v]) for n, v in coords.items()})
         )
@@ -370,10 +384,14 @@ def _assemble(spec: SweepSpec, paths: list[Path]) -> xr.Dataset:
         out = out.transpose(*names, ...)
     for v in ("status", "message"):
         out[v] = out[v].fillna("").astype(str)
+    for key, name in plain.items():
+        out[name].attrs = axis_attrs(key)
+    out = annotate(out)
     out.attrs.update(
         scenario=spec.name,
         mode=spec.mode,
         axes=json.dumps(spec.axes, default=str),
+        axis_names=json.dumps(plain),
         config=json.dumps(spec.table, default=str, sort_keys=True),
         sets=json.dumps(list(spec.sets)),
         fast=int(spec.fast),
