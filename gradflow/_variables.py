@@ -21,7 +21,7 @@ import numpy as np
 #: the theory are dimensionless ("1"); seconds ("s") and bytes ("bytes") for run costs.
 VARIABLES: dict[str, tuple[str, str, str]] = {
     # every run (gradflow/_observables.py: observe)
-    "loss": ("loss L (data loss + (λ/2)·decay term)", "1", "THEORY 1"),
+    "loss": ("loss L = data loss + (λ/2)·D (decay of the parametrization)", "1", "THEORY 1"),
     "data_loss": ("data loss (1/N) Σ_n ||f(W; x_n) − y_n||²", "1", "THEORY 1"),
     "train_acc": ("training accuracy", "1", "THEORY 5"),
     "test_acc": ("test accuracy", "1", "THEORY 5"),
@@ -63,9 +63,10 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
 #: The final weights ``W_k`` of a run (``Trajectory.final_params``): variable ``W_<k>``.
 WEIGHT = re.compile(r"W_(\d+)$")
 
-#: Coordinates: name -> (long_name, units).
+#: Coordinates: name -> (long_name, units). xarray wraps a plot label longer than 30
+#: characters: keep these short.
 COORDS: dict[str, tuple[str, str]] = {
-    "t": ("flow time t (SGD, GD: t = η·step)", "1"),
+    "t": ("flow time t", "1"),
     "seed": ("seed of the run in the ensemble", "1"),
     "layer": ("layer k (W_k)", "1"),
     "layer_pair": ("layer pair (k, k+1)", "1"),
@@ -114,7 +115,9 @@ def _registered() -> dict:
 
 def meta(name: str) -> dict[str, str]:
     """``long_name``, ``units``, ``theory`` of variable ``name`` (``<run>__<obs>`` too)."""
-    run, _, obs = name.rpartition("__")
+    run, sep, obs = name.partition("__")
+    if not sep:
+        run, obs = "", name
     found = WEIGHT.match(obs)
     if found:
         k = found.group(1)
@@ -169,7 +172,10 @@ def annotate(ds):
         if str(name) in COORDS:
             long_name, units = COORDS[str(name)]
             ds[name].attrs.setdefault("long_name", long_name)
-            ds[name].attrs.setdefault("units", units)
+            if units:
+                ds[name].attrs.setdefault("units", units)
+    if "t" in ds.coords:
+        ds["t"].attrs.setdefault("comment", "SGD and GD: t = η·step (THEORY 3.4)")
     return ds
 
 
