@@ -15,7 +15,7 @@ import gradflow as gf
 from gradflow._cli import main
 from gradflow._observables import GROUPS, observe
 from gradflow._variables import VARIABLES, annotate, meta, plain_names
-from gradflow.models import MLP
+from gradflow.models import DeepLinear, MLP
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,6 +156,16 @@ def test_rho_plot_is_labelled_with_no_extra_code(results):
         assert ax.get_xlabel() == "flow time t [1]"
     finally:
         plt.close(ax.figure)
+
+
+def test_a_diverged_runs_partial_trajectory_carries_its_costs():
+    data = gf.data.load("gaussian-mixture", n_train=8, n_test=0, dim=3, seed=0)
+    net = DeepLinear(3, (), 1, key=jax.random.PRNGKey(0))  # |1 − η λ_max| ≫ 1: overflows
+    with pytest.raises(gf.Diverged) as info:
+        gf.sgd(gf.Problem(net, data), lr=1e3, batch_size=8, steps=400, key=jax.random.PRNGKey(0))
+    stats = info.value.trajectory.stats
+    assert stats["status"] == "diverged" and stats["wall_time"] > 0
+    assert stats["num_gradient_evaluations"] == stats["diverged_at_step"] + 1 < 400
 
 
 # ---- the table: every observable has an entry, and the docs list it ---------------------

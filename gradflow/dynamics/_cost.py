@@ -5,7 +5,8 @@
 * ``num_gradient_evaluations``: the flow's count (``_ode.evaluations``) where it has one; the
   SDE's evaluations of its fused drift-and-noise term (one per Euler step, three per
   ``euler-adaptive`` step: a full step and two half steps; per seed); SGD/GD's mini-batch
-  gradients (one per step, of ``batch_size`` samples);
+  gradients (one per step, of ``batch_size`` samples; a single run that diverged: up to the
+  step that did; a seed ensemble runs every step);
 * ``peak_memory_bytes``: the process's peak resident memory when the run ended (its
   high-water mark since the process started, not the run's own); and
   ``peak_device_memory_bytes`` where the accelerator reports its peak (GPU).
@@ -53,11 +54,12 @@ def _evaluations(traj) -> dict:
             return {"num_gradient_evaluations": [per * s for s in steps]}
         return {"num_gradient_evaluations": per * int(steps)}
     if traj.kind in ("sgd", "gd") and "steps" in stats:
-        seeded = config.get("seeds") is not None
-        done = stats["steps"]
-        if stats.get("status") == "interrupted" or not seeded:  # a single run stops early
-            done = min(done, int(round(float(stats["t_reached"]) / float(config["lr"]))))
-        return {"num_gradient_evaluations": int(done)}
+        done, status = int(stats["steps"]), stats.get("status")
+        if status == "interrupted":
+            done = int(round(float(stats["t_reached"]) / float(config["lr"])))
+        elif status == "diverged" and config.get("seeds") is None:  # stopped at that step
+            done = int(stats["diverged_at_step"]) + 1
+        return {"num_gradient_evaluations": done}
     return {}
 
 
