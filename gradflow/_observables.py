@@ -5,8 +5,9 @@ which run in chunks of ``problem.chunk_size`` samples (``lax.map``).
 
 ``observe(problem, state)`` returns a dict of arrays; :data:`DIMS` names the extra
 dimensions of the non-scalar ones, and :data:`gradflow._variables.VARIABLES` (next door) gives
-every observable its long name, units and THEORY section for the results files. Optional groups (``gf.flow(..., observables=("nc",))``,
-the scenario key ``output.observables``) come from a public registry:
+every observable its long name, units and THEORY section for the results files. Optional
+groups (``gf.flow(..., observables=("nc",))``, the scenario key ``output.observables``) come
+from a public registry:
 :func:`register_observable` adds one, :func:`observable_groups` lists them. Built in:
 
 * ``nc``: NC1–NC4 of the training features (THEORY 5);

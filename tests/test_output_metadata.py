@@ -194,7 +194,8 @@ def test_a_registered_group_passes_its_meta_or_is_marked_unknown():
         return {}
 
     try:
-        gf.register_observable("_t27", fn, meta={"_t27_norm": {"long_name": "‖W‖", "units": "1"}})
+        described = {"_t27_norm": {"long_name": "‖W‖", "units": "1"}}
+        gf.register_observable("_t27", fn, meta=described)
         gf.register_observable("_t27b", fn)
         assert meta("_t27_norm") == {"long_name": "‖W‖", "units": "1"}
         assert meta("sgd___t27_other") == {
