@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,6 +21,8 @@ from ._observables import dims_of
 from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
+#: The final weights' names in files written before they were named ``W_k``.
+OLD_WEIGHT = re.compile(r"param\d+$")
 
 
 @functools.cache
@@ -180,7 +183,7 @@ def from_run(
 
 def without_weights(ds: xr.Dataset) -> xr.Dataset:
     """A run's Dataset without its final weights ``W_k`` and their dimensions' coordinates."""
-    weights = [v for v in ds.data_vars if WEIGHT.match(str(v)) or str(v).startswith("param")]
+    weights = [v for v in ds.data_vars if WEIGHT.match(str(v)) or OLD_WEIGHT.match(str(v))]
     ds = ds.drop_vars(weights)
     used = {d for v in ds.data_vars.values() for d in v.dims}
     return ds.drop_vars([c for c in ds.coords if c in ds.dims and c not in used])

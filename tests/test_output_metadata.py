@@ -117,6 +117,22 @@ def test_a_runs_file_describes_itself_and_round_trips(results):
     assert flow.stats["num_gradient_evaluations"] == 3 * steps + 1  # Bosh3: FSAL, 3 new stages
 
 
+def test_gf_load_reads_the_older_param_names(results):
+    """Files written before the weights were named by layer (``param0``, dims ``param0_dim0``)."""
+    with xr.open_dataset(results / "tiny__flow.nc") as ds:
+        old = ds.load()
+    names = [str(v) for v in old.data_vars if str(v).startswith("W_")]
+    for k, name in enumerate(sorted(names)):
+        dims = {d: f"param{k}_dim{i}" for i, d in enumerate(old[name].dims)}
+        old = old.rename({name: f"param{k}"}).drop_vars(list(dims)).rename_dims(dims)
+    assert "param2" in old and "W_1" not in old
+    old.to_netcdf(results / "old.nc", engine="h5netcdf")
+    back, new = gf.load(results / "old.nc"), gf.load(results / "tiny__flow.nc")
+    for a, b in zip(back.final_params, new.final_params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert set(back.observables) == set(new.observables)
+
+
 def test_the_combined_file_describes_itself(results):
     with xr.open_dataset(results / "tiny.nc") as ds:
         _check_described(ds, "tiny.nc")
