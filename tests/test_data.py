@@ -378,7 +378,12 @@ def test_error_npz_files(tmp_path):
         r"y_train has shape \(N, C\) but its rows are not one-hot", "npz", path=tmp_path / "e.npz"
     )
     _save(np.ones((4, 2)), [0.5, 1, 0, 1], tmp_path / "f.npz")
-    _raises(r"y_train must hold integer class labels", "npz", path=tmp_path / "f.npz")
+    _raises(
+        r"y_train must hold integer class labels; for real-valued targets use targets=",
+        "npz",
+        path=tmp_path / "f.npz",
+        targets="classes",
+    )
     _save(np.ones((4, 2)), [0, 1, 0, 1], tmp_path / "g.npz")
     _raises(
         r"option layout='nhwc' is not allowed; use one of auto, channels_first",
