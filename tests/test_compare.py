@@ -78,3 +78,18 @@ def test_compare_single_runs_one_distance():
     assert cmp.attrs["param_distance_of_means"] == pytest.approx(d, rel=1e-12)
     assert cmp.attrs["param_distance_std"] == 0.0 and cmp.attrs["observables_compared"] == "runs"
     np.testing.assert_allclose(cmp["rho"].values, 0.0)
+
+
+def test_the_scenario_summary_says_which_distance_it_prints():
+    from types import SimpleNamespace
+
+    from gradflow.scenario._run import summary
+
+    rng = np.random.default_rng(3)
+    flow, sgd = _traj("flow", _layers(rng)), _traj("sgd", _layers(rng, (4,)), seeds=4)
+    config = SimpleNamespace(name="s", question="")
+    lines = summary(config, {"flow": flow, "sgd_b4": sgd}, {})
+    cmp = gf.compare(flow, sgd)
+    line = next(x for x in lines if x.startswith("  sgd_b4:"))
+    assert f"final ||ΔW||/||W|| = {cmp.attrs['param_distance_rel']:.3g} (mean over seeds; " in line
+    assert f"{cmp.attrs['param_distance_of_means_rel']:.3g} between the seed-averaged" in line
