@@ -30,7 +30,8 @@ Inputs become float64 and channel-first:
 
 Without a test split in the file, train and test are split from ``x_train`` by ``seed``
 (``n_test`` defaults to 20 % then, see :func:`._options.split_pool`); with one, each split is
-a (class-balanced with ``balance``) draw from its own arrays. All common options apply (:mod:`._options`).
+a (class-balanced with ``balance``) draw from its own arrays. All common options apply
+(:mod:`._options`).
 
 ``channel_standardize=True`` standardizes each channel of channel-first inputs
 ``(N, C, ...)`` with the train mean and std of that channel (over samples and positions),

@@ -53,7 +53,8 @@ class Architecture:
     def __repr__(self) -> str:
         if ARCHITECTURES.get(self.name) is self:
             return repr(self.name)  # a registered architecture: its name rebuilds it
-        return f"Architecture({self.name!r}, input_shape={self.input_shape}, outputs={self.outputs})"
+        shape = f"input_shape={self.input_shape}, outputs={self.outputs}"
+        return f"Architecture({self.name!r}, {shape})"
 
 
 def _arch(name, build, input_shape, outputs) -> Architecture:
