@@ -196,6 +196,19 @@ class Problem(eqx.Module):
         x = self.x_train if x is None else x
         return _loss.features(self.model, self.network_weights(state), x, self.chunk_size)
 
+    def __repr__(self) -> str:
+        """Two lines: the network's layer shapes, the parametrization, λ, precision, and the
+        data's sizes and shapes (never the arrays; :meth:`describe` has everything)."""
+        from . import _forms
+
+        d = self.describe()
+        n_params = sum(int(np.prod(w.shape)) for w in self.model.weights)
+        return (
+            f"Problem: {_forms.problem_line(d)}\n"
+            f"  {n_params} weights; inputs {_forms.shape(self.x_train.shape[1:])}, targets "
+            f"{_forms.shape(self.y_train)}; chunk_size {self.chunk_size}"
+        )
+
     def describe(self) -> dict:
         """A JSON-serialisable description (stored in results' attributes)."""
         return {

@@ -103,6 +103,38 @@ class Trajectory:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.observables[name]
 
+    def __repr__(self) -> str:
+        """A few lines: dynamics, time span, status, the problem, the observables and their
+        final values (seed means), never the arrays."""
+        from . import _forms
+
+        t = np.asarray(self.t)
+        seeds = "" if self.seeds is None else f", {len(self.seeds)} seeds"
+        span = f"t {t[0]:g} → {t[-1]:g} ({len(t)} saves)" if len(t) else "no saves"
+        steps = self.stats.get("num_steps", self.stats.get("steps"))
+        status = f"status {self.stats.get('status', '?')}" + (
+            f", {steps} steps" if steps is not None else ""
+        )
+        lines = [f"Trajectory {self.kind}{seeds}: {span}, {status}"]
+        if isinstance(self.config.get("problem"), dict):
+            lines.append("  problem: " + _forms.problem_line(self.config["problem"]))
+        shown = []
+        for name, v in self.observables.items():
+            trailing = self.dims.get(name, ())
+            sizes = np.shape(v)[len(np.shape(v)) - len(trailing) :] if trailing else ()
+            dims = ", ".join(f"{d}={n}" for d, n in zip(trailing, sizes, strict=True))
+            shown.append(f"{name}[{dims}]" if dims else name)
+        lines.append("  observables: " + _forms.names(shown))
+        last = []
+        for name in ("loss", "rho", "margin_min", "train_acc"):
+            v = np.asarray(self.observables.get(name, []), dtype=float)
+            if v.size and len(t):
+                v = v.mean(0) if self.seeds is not None else v
+                last.append(f"{name}={v[-1]:.4g}")
+        if last:
+            lines.append("  at the end: " + ", ".join(last))
+        return "\n".join(lines)
+
     def to_xarray(self) -> xr.Dataset:
         """The run as a self-describing Dataset: every variable has ``long_name``, ``units``
         and ``theory`` (:mod:`gradflow._variables`), every dimension a coordinate; the final

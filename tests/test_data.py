@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 import gradflow.data as gd
 from gradflow.data import _options, _real
+from gradflow.scenario import ConfigError, load_config
 
 # Small, fast settings per loader; binary and multiclass variants.
 SMALL = {
@@ -378,7 +380,12 @@ def test_error_npz_files(tmp_path):
         r"y_train has shape \(N, C\) but its rows are not one-hot", "npz", path=tmp_path / "e.npz"
     )
     _save(np.ones((4, 2)), [0.5, 1, 0, 1], tmp_path / "f.npz")
-    _raises(r"y_train must hold integer class labels", "npz", path=tmp_path / "f.npz")
+    _raises(
+        r"y_train must hold integer class labels; for real-valued targets use targets=",
+        "npz",
+        path=tmp_path / "f.npz",
+        targets="classes",
+    )
     _save(np.ones((4, 2)), [0, 1, 0, 1], tmp_path / "g.npz")
     _raises(
         r"option layout='nhwc' is not allowed; use one of auto, channels_first",
@@ -489,3 +496,137 @@ def test_centre_targets_subtracts_one_over_c(name):
 def test_error_centre_targets():
     with pytest.raises(ValueError, match=r"option centre_targets='yes' is not allowed; use True"):
         gd.load("gaussian-mixture", centre_targets="yes")
+
+
+# ---- npz: balancing reported, regression targets (also from a scenario file) -------------
+
+_NPZ_SCENARIO = """
+[scenario]
+name = "user_data"
+description = "a user's npz file"
+question = "does it load?"
+
+[data]
+name = "npz"
+path = "{path}"
+{extra}
+[model]
+kind = "mlp"
+widths = [4]
+
+[time]
+t1 = 1.0
+
+[flow]
+solver = "heun"
+"""
+
+
+def _unbalanced(path):
+    """160 samples: 100 of class 0, 60 of class 1 (the issue's 160 -> 136 is 68 + 68 + 24)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [100, 60])
+    return _save(rng.standard_normal((160, 3)), labels, path)
+
+
+def _scenario(tmp_path, data_file, extra=""):
+    toml = tmp_path / "user.toml"
+    toml.write_text(_NPZ_SCENARIO.format(path=data_file.name, extra=extra))
+    return toml
+
+
+def test_npz_balancing_from_a_scenario_reports_what_it_leaves_out(tmp_path):
+    toml = _scenario(tmp_path, _unbalanced(tmp_path / "u.npz"))
+    with pytest.warns(UserWarning) as caught:
+        config = load_config(toml)
+    ds = config.dataset
+    # balanced 80/20 split of min(100, 60) = 60 per class: 48 + 12 of each class kept
+    assert ds.n_train == 96 and ds.n_test == 24 and np.all(_counts(ds) == 48)
+    expected = (
+        "dataset 'npz': balance=True left out 40 training and test samples (class 0: 40, "
+        "class 1: 0) to balance the classes; balance=False keeps every sample"
+    )
+    assert ds.notes == (expected,)
+    assert [str(w.message) for w in caught] == [expected]
+    assert expected in repr(ds)  # print(data) shows it too
+    # balance = false keeps every sample, says nothing, and the split is random
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = load_config(toml, ["data.balance=false"])
+    ds = config.dataset
+    assert ds.n_train + ds.n_test == 160 and ds.n_test == 32 and ds.notes == ()
+    assert _counts(ds).sum() + _counts(ds, "test").sum() == 160
+    assert _counts(ds)[0] + _counts(ds, "test")[0] == 100
+    # given counts that balance allows drop nothing by balancing: nothing to report
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(toml, ["data.n_train=40", "data.n_test=20"]).dataset.notes == ()
+
+
+def test_npz_with_a_test_split_reports_each_split(tmp_path):
+    rng = np.random.default_rng(1)
+    path = _save(
+        rng.standard_normal((30, 2)),
+        np.repeat([0, 1], [20, 10]),
+        tmp_path / "t.npz",
+        x_test=rng.standard_normal((9, 2)),
+        y_test=np.repeat([0, 1], [3, 6]),
+    )
+    with pytest.warns(UserWarning, match="left out"):
+        ds = gd.load("npz", path=path)
+    assert ds.notes == (
+        "dataset 'npz': balance=True left out 10 training samples (class 0: 10, class 1: 0) "
+        "and 3 test samples (class 0: 0, class 1: 3) to balance the classes; balance=False "
+        "keeps every sample",
+    )
+    whole = gd.load("npz", path=path, balance=False)
+    assert (whole.n_train, whole.n_test) == (30, 9) and whole.notes == ()
+
+
+def test_npz_regression_targets_from_a_scenario(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 3))
+    y = x @ np.array([0.5, -1.0, 2.0]) + 0.1  # real-valued targets (N,)
+    path = _save(x, y, tmp_path / "r.npz")
+    toml = _scenario(tmp_path, path)
+    with pytest.warns(UserWarning) as caught:
+        config = load_config(toml)
+    ds = config.dataset
+    detected = (
+        "dataset 'npz': y_train holds real values, not class labels: read as regression "
+        "targets (targets='auto'; targets='regression' says so explicitly)"
+    )
+    assert [str(w.message) for w in caught] == [detected] and ds.notes == (detected,)
+    assert ds.is_regression and ds.options["targets"] == "regression" and ds.classes == ()
+    assert ds.y_train.shape == (40, 1) and ds.y_test.shape == (10, 1)
+    # the targets are the file's own values, with their own inputs
+    for xs, ys in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        np.testing.assert_allclose(ys[:, 0], xs @ np.array([0.5, -1.0, 2.0]) + 0.1)
+    assert "regression targets (40, 1)" in repr(ds)
+    # stated in the file: no note; classes do not apply
+    toml = _scenario(tmp_path, path, 'targets = "regression"\nn_train = 30\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_config(toml).dataset
+    assert ds.notes == () and (ds.n_train, ds.n_test) == (30, 20) and ds.is_regression
+    toml = _scenario(tmp_path, path, 'targets = "regression"\nclasses = [0, 1]\n')
+    with pytest.raises(ConfigError, match=r"data\.classes=\[0, 1\] is not allowed; it applies"):
+        load_config(toml)
+    toml = _scenario(tmp_path, path, 'targets = "classes"\n')
+    with pytest.raises(ConfigError, match="y_train must hold integer class labels"):
+        load_config(toml)
+
+
+def test_npz_regression_targets_with_several_columns(tmp_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((20, 4)), rng.standard_normal((20, 2))
+    path = _save(x, y, tmp_path / "m.npz", x_test=x[:5], y_test=y[:5])
+    ds = gd.load("npz", path=path, targets="regression", n_train=12, unit_norm=True)
+    assert ds.y_train.shape == (12, 2) and ds.y_test.shape == (5, 2) and ds.notes == ()
+    np.testing.assert_allclose(np.linalg.norm(ds.x_train, axis=1), 1.0)
+    _raises(
+        r"option targets='real' is not allowed; use one of auto, classes",
+        "npz",
+        path=path,
+        targets="real",
+    )

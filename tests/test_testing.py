@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import gradflow as gf
@@ -115,6 +115,52 @@ def test_states_belong_to_their_problem(problem_state):
     if problem.normalization in ("lm-all", "lm-last"):
         assert gft.unit_norm_error(state) <= 1e-14
     assert np.isfinite(float(problem.loss(state)))
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    spec=gft.problem_specs(
+        ["mlp-small", "deep-linear"], weight_decay=gft.weight_decays(), targets=gft.TARGETS
+    )
+)
+def test_problem_specs_print_short_and_build_the_same_problem(spec):
+    text = repr(spec)
+    assert "\n" not in text and len(text) < 200, text
+    for field in ("arch=", "seed=", "init_scale=", "weight_decay=", "normalization=", "targets="):
+        assert field in text
+    assert eval(text, {"ProblemSpec": gft.ProblemSpec}) == spec  # the printed form replays
+    a, b = gft.build_problem(spec), spec.build()
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert float(a.weight_decay) == spec.weight_decay and a.normalization == spec.normalization
+    assert len(repr(a).splitlines()) <= 3
+
+
+def test_a_falsifying_problem_prints_as_its_spec_and_replays():
+    """A failing property reports ``build_problem(ProblemSpec(...))``: one line to rebuild the
+    failing problem, not the problem's 145 lines of arrays."""
+    seen = []
+
+    @settings(
+        max_examples=20, deadline=None, database=None, phases=[Phase.generate, Phase.shrink]
+    )
+    @given(p=gft.problems("mlp-small", weight_decay=[0.0, 0.1], normalizations="wn"))
+    def prop(p):
+        seen.append(p)
+        assert float(p.weight_decay) == 0.0
+
+    with pytest.raises(AssertionError) as info:
+        prop()
+    report = "\n".join(getattr(info.value, "__notes__", []))
+    found = re.search(r"build_problem\(\s*(ProblemSpec\(.*?\))", report, flags=re.S)
+    assert found, report
+    assert len(report) < 400, report  # the spec, not the arrays
+    spec = eval(found[1], {"ProblemSpec": gft.ProblemSpec})
+    assert spec.weight_decay == 0.1 and spec.normalization == "wn" and spec.arch == "mlp-small"
+    replayed = spec.build()  # the same failing problem, rebuilt from the printed line
+    assert float(replayed.weight_decay) == 0.1
+    np.testing.assert_array_equal(replayed.x_train, seen[-1].x_train)
+    np.testing.assert_array_equal(replayed.model.weights[0], seen[-1].model.weights[0])
 
 
 def test_datasets_make_the_targets_they_name():

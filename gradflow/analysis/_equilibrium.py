@@ -118,6 +118,13 @@ class FixedPoint:
         x, y = np.log(np.asarray(pairs)).T
         return float(np.polyfit(x, y, 1)[0])
 
+    def __repr__(self) -> str:
+        """:meth:`describe` without the list of residuals: status, residual, pattern, Hessian
+        counts (never the state or the eigenvalues)."""
+        lines = self.describe().split("\n")
+        lines = [line for line in lines if not line.startswith("relative residuals")]
+        return "FixedPoint: " + "\n  ".join(lines).removeprefix("fixed point: ")
+
     def describe(self) -> str:
         lines = [
             f"fixed point: {'converged' if self.converged else 'NOT converged'} after "

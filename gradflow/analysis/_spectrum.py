@@ -83,6 +83,10 @@ class HessianSpectrum:
     def max(self) -> float:
         return float(self.eigenvalues[-1])
 
+    def __repr__(self) -> str:
+        """The kind, range and counts (:meth:`describe`), never the eigenvalues."""
+        return f"HessianSpectrum({self.describe()})"
+
     def describe(self) -> str:
         named = ", ".join(f"{k}: {v}" for k, v in self.symmetries.items()) or "none"
         return (

@@ -32,6 +32,9 @@ class Dataset:
             ``label_noise`` (shape ``(M,)``, int64); empty when there was no label noise.
         y_train_clean: the training targets before label noise (same shape as ``y_train``),
             or ``None`` when there was no label noise.
+        notes: what the loader did that the user did not ask for explicitly, one line each
+            (``npz``: the samples that class balancing left out, per class; real-valued
+            targets read as regression targets). Shown by ``print(data)``.
     """
 
     name: str
@@ -45,6 +48,7 @@ class Dataset:
         default_factory=lambda: np.zeros(0, dtype=np.int64)
     )
     y_train_clean: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_pair(self.name, "train", self.x_train, self.y_train)
@@ -91,10 +95,64 @@ class Dataset:
         return np.argmax(y, axis=1).astype(np.int64)
 
     @property
+    def is_regression(self) -> bool:
+        """Whether the targets are real values rather than encoded classes (npz's
+        ``targets="regression"``, stated or detected)."""
+        return self.options.get("targets") == "regression"
+
+    def __repr__(self) -> str:
+        """A few lines: task, split sizes, shapes, the options that differ from the loader's
+        defaults, and the loader's notes (never the arrays)."""
+        from .. import _forms
+
+        head = f"Dataset {self.name!r}: "
+        if self.is_regression:
+            head += f"regression targets {_forms.shape(self.y_train)}"
+        elif self.classes:
+            k = len(self.classes)
+            counts = np.bincount(self.labels(), minlength=max(k, 2))
+            enc = (
+                f"{self.classes[0]} → −1, {self.classes[1]} → +1"
+                if self.num_outputs == 1 and k == 2
+                else "one-hot"
+            )
+            head += (
+                f"{k} classes {self.classes} ({enc}), per class "
+                + " ".join(str(int(c)) for c in counts)
+            )
+        else:
+            head += f"targets {_forms.shape(self.y_train)}"
+        lines = [
+            head,
+            f"  {self.n_train} train, {self.n_test} test; inputs {_forms.shape(self.input_shape)}"
+            f", targets (N, {self.num_outputs})"
+            + (f"; {len(self.noisy_indices)} noisy labels" if len(self.noisy_indices) else ""),
+        ]
+        shown = _shown_options(self.name, self.options)
+        if shown:
+            lines.append("  options: " + ", ".join(f"{k}={_forms.value(v)}" for k, v in shown))
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    @property
     def input_bound(self) -> float:
         """``B_x = max_n ||x_n||`` over the training inputs."""
         flat = self.x_train.reshape(self.n_train, -1)
         return float(np.max(np.linalg.norm(flat, axis=1)))
+
+
+def _shown_options(name: str, options: dict) -> list[tuple[str, Any]]:
+    """The options worth printing: those that differ from the loader's defaults (all of them
+    for an unknown loader), without the counts and classes the first lines show."""
+    from . import names, options as loader_options
+
+    defaults = loader_options(name) if name in names() else {}
+    skip = {"classes", "n_train", "n_test"}
+    return [
+        (k, v)
+        for k, v in sorted(options.items())
+        if k not in skip and (k not in defaults or defaults[k] != v or k == "seed")
+    ]
 
 
 def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray | None) -> None:

@@ -1,8 +1,24 @@
 """A user's ``.npz`` file: ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``.
 
-Labels ``y`` may be integer labels ``(N,)`` (or ``(N, 1)``, e.g. ``±1``) or one-hot rows
-``(N, C)`` (the label is the column of the 1); the class labels that ``classes`` selects
-are these integers. Inputs become float64 and channel-first:
+Targets ``y`` (option ``targets``):
+
+* ``"classes"``: integer labels ``(N,)`` (or ``(N, 1)``, e.g. ``±1``) or one-hot rows
+  ``(N, C)`` (the label is the column of the 1); the class labels that ``classes`` selects
+  are these integers, encoded as THEORY 1's ±1 or one-hot targets.
+* ``"regression"``: real-valued targets, ``(N,)`` (becomes ``(N, 1)``) or ``(N, C)``, used
+  as they are (the theory holds for any ``Y``). There are no classes: ``classes``,
+  ``label_noise`` and ``centre_targets`` do not apply, and the splits are random draws.
+* ``"auto"`` (the default): ``"classes"`` when every value of ``y_train`` is an integer,
+  ``"regression"`` otherwise; the choice is recorded in ``options["targets"]`` and, when it
+  is ``"regression"``, stated in :attr:`Dataset.notes` and as a warning.
+
+``balance`` (classes only; default ``True``, like every loader): each split holds as many
+samples of every selected class (the first classes one more when a count is not a multiple);
+the samples that balancing leaves out of an unbalanced file are reported, per class, in
+:attr:`Dataset.notes` and as a warning. ``balance=False`` keeps every sample of the selected
+classes: the splits are random draws.
+
+Inputs become float64 and channel-first:
 
 * ``(N, D)``: vectors, unchanged;
 * ``(N, H, W)``: with ``layout="auto"``, grayscale images -> ``(N, 1, H, W)``; with an explicit
@@ -14,7 +30,8 @@ are these integers. Inputs become float64 and channel-first:
 
 Without a test split in the file, train and test are split from ``x_train`` by ``seed``
 (``n_test`` defaults to 20 % then, see :func:`._options.split_pool`); with one, each split is
-a class-balanced draw from its own arrays. All common options apply (:mod:`._options`).
+a (class-balanced with ``balance``) draw from its own arrays. All common options apply
+(:mod:`._options`).
 
 ``channel_standardize=True`` standardizes each channel of channel-first inputs
 ``(N, C, ...)`` with the train mean and std of that channel (over samples and positions),
@@ -25,7 +42,9 @@ the paper's preprocessing: per-channel standardization, then unit norm per sampl
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 
 import numpy as np
 
@@ -33,6 +52,7 @@ from . import _options as common
 from ._dataset import Dataset
 
 LAYOUTS = ("auto", "channels_first", "channels_last")
+TARGETS = ("auto", "classes", "regression")
 
 
 def npz(
@@ -42,6 +62,8 @@ def npz(
     classes=None,
     n_train: int | None = None,
     n_test: int | None = None,
+    balance: bool = True,
+    targets: str = "auto",
     label_noise: float = 0.0,
     unit_norm: bool = False,
     standardize: bool = False,
@@ -55,6 +77,9 @@ def npz(
     common.check_common("npz", opts, pool=True)
     if layout not in LAYOUTS:
         raise common.bad("npz", "layout", layout, f"use one of {', '.join(LAYOUTS)}")
+    if targets not in TARGETS:
+        raise common.bad("npz", "targets", targets, f"use one of {', '.join(TARGETS)}")
+    common.check_bool("npz", "balance", balance)
     common.check_bool("npz", "channel_standardize", channel_standardize)
     if channel_standardize and standardize:
         raise common.bad(
@@ -92,11 +117,13 @@ def npz(
             channel_standardize,
             f"it needs channel-first inputs (N, C, ...) and x_train has shape {x.shape}",
         )
-    labels = _labels(opts, "y_train", arrays["y_train"], len(x))
+    kind = _kind(opts, arrays["y_train"])
+    read = _labels if kind == "classes" else _real_targets
+    labels = read(opts, "y_train", arrays["y_train"], len(x))
     x_test = labels_test = None
     if "x_test" in arrays:
         x_test = _inputs(opts, "x_test", arrays["x_test"], layout)
-        labels_test = _labels(opts, "y_test", arrays["y_test"], len(x_test))
+        labels_test = read(opts, "y_test", arrays["y_test"], len(x_test))
         if x_test.shape[1:] != x.shape[1:]:
             raise common.bad(
                 "npz",
@@ -104,7 +131,93 @@ def npz(
                 opts["path"],
                 f"x_test has sample shape {x_test.shape[1:]} but x_train has {x.shape[1:]}",
             )
-    return common.from_pools("npz", opts, x, labels, x_test, labels_test)
+        if kind == "regression" and labels_test.shape[1] != labels.shape[1]:
+            raise common.bad(
+                "npz",
+                "path",
+                opts["path"],
+                f"y_test has {labels_test.shape[1]} target columns but y_train has "
+                f"{labels.shape[1]}",
+            )
+    opts["targets"] = kind
+    if kind == "classes":
+        data = common.from_pools("npz", opts, x, labels, x_test, labels_test)
+    else:
+        data = _regression(opts, x, labels, x_test, labels_test)
+        if targets == "auto":
+            note = (
+                "dataset 'npz': y_train holds real values, not class labels: read as regression "
+                "targets (targets='auto'; targets='regression' says so explicitly)"
+            )
+            data = dataclasses.replace(data, notes=(note, *data.notes))
+    for note in data.notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return data
+
+
+def _kind(opts: dict, y: np.ndarray) -> str:
+    """``opts["targets"]``, ``"auto"`` resolved from ``y_train``."""
+    if opts["targets"] != "auto":
+        return opts["targets"]
+    if y.dtype.kind not in "biuf" or y.ndim not in (1, 2) or not np.all(np.isfinite(y)):
+        return "classes"  # _labels reports what is wrong
+    return "classes" if np.all(y == np.round(y)) else "regression"
+
+
+def _real_targets(opts: dict, key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """Real targets ``(N, C)`` from ``(N,)`` or ``(N, C)``."""
+    if y.dtype.kind not in "biuf" or y.ndim not in (1, 2):
+        raise common.bad(
+            "npz",
+            "path",
+            opts["path"],
+            f"{key} has dtype {y.dtype} and shape {y.shape}; regression targets are real "
+            "numbers of shape (N,) or (N, C)",
+        )
+    if len(y) != n:
+        x_key = key.replace("y_", "x_")
+        raise common.bad(
+            "npz", "path", opts["path"], f"{key} has {len(y)} samples but {x_key} has {n}"
+        )
+    y = y.astype(np.float64)
+    return y[:, None] if y.ndim == 1 else y
+
+
+def _regression(opts: dict, x, y, x_test, y_test):
+    """A regression dataset: random splits, the inputs normalized as for classes."""
+    for key, default in (("classes", None), ("label_noise", 0.0), ("centre_targets", False)):
+        if opts[key] != default:
+            raise common.bad(
+                "npz",
+                key,
+                opts[key],
+                f"it applies to class labels and targets='regression' has none; leave it at "
+                f"{default!r}",
+            )
+    common.check_common("npz", opts, pool=True)
+    rng = np.random.default_rng(opts["seed"])
+    if x_test is None:
+        tr, te = common.split_random("npz", len(x), opts["n_train"], opts["n_test"], rng)
+        x_test, y_test = x[te], y[te]
+    else:
+        tr = rng.permutation(len(x))[: opts["n_train"]]
+        if opts["n_train"] is not None and opts["n_train"] > len(x):
+            raise common.bad(
+                "npz", "n_train", opts["n_train"], f"it exceeds the {len(x)} samples available"
+            )
+        if opts["n_test"] is not None and opts["n_test"] > len(x_test):
+            raise common.bad(
+                "npz", "n_test", opts["n_test"], f"it exceeds the {len(x_test)} samples available"
+            )
+        te = rng.permutation(len(x_test))[: opts["n_test"]]
+        x_test, y_test = x_test[te], y_test[te]
+    if len(x_test) == 0:
+        x_test = y_test = None
+    x_train, x_test = common._normalize(
+        x[tr], x_test, opts["unit_norm"], opts["standardize"], bool(opts["channel_standardize"])
+    )
+    options = dict(opts, n_train=len(tr), n_test=0 if x_test is None else len(x_test))
+    return Dataset("npz", x_train, y[tr], x_test, y_test, options)
 
 
 def _inputs(opts: dict, key: str, x: np.ndarray, layout: str) -> np.ndarray:
@@ -142,9 +255,14 @@ def _labels(opts: dict, key: str, y: np.ndarray, n: int) -> np.ndarray:
         raise fail(f"has {len(y)} samples but {x_key} has {n}; they must match")
     if y.ndim == 2 and y.shape[1] > 1:
         if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
-            raise fail("has shape (N, C) but its rows are not one-hot")
+            raise fail(
+                "has shape (N, C) but its rows are not one-hot; for real-valued targets use "
+                "targets='regression'"
+            )
         return np.argmax(y, axis=1).astype(np.int64)
     y = y.reshape(-1)
     if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-        raise fail("must hold integer class labels")
+        raise fail(
+            "must hold integer class labels; for real-valued targets use targets='regression'"
+        )
     return y.astype(np.int64)

@@ -35,6 +35,7 @@ synthetic ones as a sampler drawn by :func:`sample_balanced`. Both end in :func:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -318,6 +319,54 @@ def finish(
     )
 
 
+def split_random(
+    dataset: str, n: int, n_train: int | None, n_test: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint random train and test indices into a pool of ``n`` samples, whatever their
+    classes. ``None`` counts take what remains; with both ``None`` the pool is split
+    ``1 - TEST_FRACTION : TEST_FRACTION``."""
+    if n_train is None and n_test is None:
+        n_test = int(TEST_FRACTION * n)
+    if n_train is None:
+        if n_test >= n:
+            raise bad(dataset, "n_test", n_test, f"it leaves no training sample of the {n}")
+        n_train = n - n_test
+    elif n_test is None:
+        n_test = max(n - n_train, 0)
+    if n_train + n_test > n:
+        what = f"n_train + n_test = {n_train + n_test}" if n_test else f"n_train = {n_train}"
+        raise bad(dataset, "n_train", n_train, f"{what} exceeds the {n} samples available")
+    order = rng.permutation(n)
+    return order[:n_train], order[n_train : n_train + n_test]
+
+
+def _take(dataset, key, n_pool, n, rng) -> np.ndarray:
+    """``n`` random indices of ``n_pool`` (``None``: all of them, shuffled)."""
+    if n is not None and n > n_pool:
+        raise bad(dataset, key, n, f"it exceeds the {n_pool} samples available")
+    return rng.permutation(n_pool)[: n_pool if n is None else n]
+
+
+def _dropped(labels, kept, classes) -> list[int]:
+    """Per class of ``classes``: how many of its samples in ``labels`` are not in ``kept``."""
+    return [int(np.sum(labels == c) - np.sum(labels[kept] == c)) for c in classes]
+
+
+def balance_note(dataset: str, classes, dropped: dict[str, list[int]]) -> str | None:
+    """The line that reports the samples class balancing left out (``None`` if none)."""
+    parts = []
+    for split, counts in dropped.items():
+        if sum(counts):
+            per = ", ".join(f"class {c}: {k}" for c, k in zip(classes, counts, strict=True))
+            parts.append(f"{sum(counts)} {split} samples ({per})")
+    if not parts:
+        return None
+    return (
+        f"dataset {dataset!r}: balance=True left out {' and '.join(parts)} to balance the "
+        "classes; balance=False keeps every sample"
+    )
+
+
 def from_pools(
     dataset: str,
     opts: dict[str, Any],
@@ -331,23 +380,58 @@ def from_pools(
     ``x``: inputs ``(P, ...)``; ``labels``: integer labels ``(P,)``. With one pool, train and
     test are disjoint balanced draws from it (:func:`split_pool`); with two, each split is a
     balanced draw from its own pool (``n_test = None``: as many as balance allows).
+
+    A loader with the option ``balance`` (``opts["balance"]``; ``npz``) may turn balancing
+    off: then the splits are random draws from the samples of the selected classes
+    (:func:`split_random`), every sample used unless ``n_train``/``n_test`` ask for fewer.
+    With balancing on, the samples it leaves out are reported in :attr:`Dataset.notes`
+    (per class and split; :func:`balance_note`).
     """
     check_common(dataset, opts, pool=True)
     classes = resolve_classes(dataset, opts["classes"], np.unique(labels).tolist())
     rng = np.random.default_rng(opts["seed"])
+    balance = bool(opts.get("balance", True))
+    if not balance:  # keep the selected classes, then random draws
+        x, labels = _select(x, labels, classes)
+        if x_test is not None:
+            x_test, labels_test = _select(x_test, labels_test, classes)
+    dropped: dict[str, list[int]] = {}
     if x_test is None:
-        tr, te = split_pool(dataset, labels, classes, opts["n_train"], opts["n_test"], rng)
-        return finish(dataset, x[tr], labels[tr], x[te], labels[te], classes, opts, rng)
-    tr = subsample_pool(dataset, "n_train", labels, classes, opts["n_train"], rng)
-    te = np.zeros(0, dtype=np.int64)
-    if opts["n_test"] != 0:
-        absent = [c for c in classes if not np.any(labels_test == c)]
-        if absent:
-            raise bad(
-                dataset,
-                "classes",
-                opts["classes"],
-                f"class {absent[0]} is absent from the test split",
-            )
-        te = subsample_pool(dataset, "n_test", labels_test, classes, opts["n_test"], rng)
-    return finish(dataset, x[tr], labels[tr], x_test[te], labels_test[te], classes, opts, rng)
+        if balance:
+            tr, te = split_pool(dataset, labels, classes, opts["n_train"], opts["n_test"], rng)
+            if opts["n_train"] is None or opts["n_test"] is None:
+                dropped["training and test"] = _dropped(labels, np.concatenate([tr, te]), classes)
+        else:
+            tr, te = split_random(dataset, len(labels), opts["n_train"], opts["n_test"], rng)
+        out = finish(dataset, x[tr], labels[tr], x[te], labels[te], classes, opts, rng)
+    else:
+        if balance:
+            tr = subsample_pool(dataset, "n_train", labels, classes, opts["n_train"], rng)
+            if opts["n_train"] is None:
+                dropped["training"] = _dropped(labels, tr, classes)
+        else:
+            tr = _take(dataset, "n_train", len(labels), opts["n_train"], rng)
+        te = np.zeros(0, dtype=np.int64)
+        if opts["n_test"] != 0:
+            absent = [c for c in classes if not np.any(labels_test == c)]
+            if absent and balance:
+                raise bad(
+                    dataset,
+                    "classes",
+                    opts["classes"],
+                    f"class {absent[0]} is absent from the test split",
+                )
+            if balance:
+                te = subsample_pool(dataset, "n_test", labels_test, classes, opts["n_test"], rng)
+                if opts["n_test"] is None:
+                    dropped["test"] = _dropped(labels_test, te, classes)
+            else:
+                te = _take(dataset, "n_test", len(labels_test), opts["n_test"], rng)
+        out = finish(dataset, x[tr], labels[tr], x_test[te], labels_test[te], classes, opts, rng)
+    note = balance_note(dataset, classes, dropped) if "balance" in opts else None
+    return out if note is None else dataclasses.replace(out, notes=(*out.notes, note))
+
+
+def _select(x: np.ndarray, labels: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isin(labels, np.asarray(classes))
+    return x[keep], labels[keep]

@@ -319,5 +319,10 @@ def summary(config: Config, trajectories: dict, diverged: dict) -> list[str]:
                 if name in cmp and cmp[name].size:
                     diffs.append(f"|Δ{name}| = {float(np.nanmax(np.abs(cmp[name].values))):.3g}")
             diffs.append(f"final ||ΔW||/||W|| = {cmp.attrs['param_distance_rel']:.3g}")
+            if cmp.attrs["observables_compared"] == "seed means":  # Δ of the means; ΔW per seed
+                diffs[-1] += (
+                    f" (mean over seeds; {cmp.attrs['param_distance_of_means_rel']:.3g} between "
+                    "the seed-averaged weights; |Δ| of the seed means)"
+                )
             lines.append(f"  {label}: " + ", ".join(diffs))
     return lines

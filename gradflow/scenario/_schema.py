@@ -2,7 +2,7 @@
 
 Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
 
-    [scenario]  name, description, question
+    [scenario]  name, description, question, look_at, cost (the last two: the scenario tables)
     [data]      name + the loader's options (gf.data.options(name))
     [model]     kind = "mlp" | "deep-linear" | "cnn" | "paper-cnn", init_scale, seed,
                 widths, activation (mlp, deep-linear) / channels, kernel_sizes, strides, padding,
@@ -109,7 +109,13 @@ INIT_SCALE = number(gt=0, lt=1e4)
 #: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
 #: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
 SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
-    "scenario": {"name": (FILE_NAME, None), "description": (TEXT, ""), "question": (TEXT, "")},
+    "scenario": {
+        "name": (FILE_NAME, None),
+        "description": (TEXT, ""),
+        "question": (TEXT, ""),
+        "look_at": (TEXT, ""),  # what to look at in the outputs (the scenario tables)
+        "cost": (TEXT, ""),  # the measured wall time (the scenario tables)
+    },
     "data": {"name": (TEXT, REQUIRED)},
     "model": {
         "kind": (choice(MODEL_KINDS), REQUIRED),

@@ -6,7 +6,8 @@
 * Strategies (:mod:`._strategies`) draw values at a few fixed shapes, so JAX compiles a
   bounded number of times: :func:`networks` and :func:`inputs` (the architectures of
   :data:`ARCHITECTURES`: MLP, DeepLinear, LocalCNN), :func:`datasets`, :func:`problems` (all four
-  parametrizations, ``λ``, targets), :func:`states` and :func:`problem_states`, and the values
+  parametrizations, ``λ``, targets; built from a printable :class:`ProblemSpec`, drawn by
+  :func:`problem_specs`), :func:`states` and :func:`problem_states`, and the values
   :func:`seeds`, :func:`init_scales`, :func:`weight_decays`, :func:`parametrizations`.
 * Checkers (:mod:`._checks`) return the measured deviation from an identity of the theory —
   never assert — so a test chooses its tolerance: :func:`homogeneity_error` (THEORY 2.1),
@@ -35,8 +36,12 @@ from ._strategies import (
     PARAMETRIZATIONS,
     TARGETS,
     Architecture,
+    ProblemSpec,
+    ProblemStateSpec,
     architecture,
     build_network,
+    build_problem,
+    build_problem_state,
     datasets,
     init_scales,
     input_shape,
@@ -44,6 +49,7 @@ from ._strategies import (
     make_dataset,
     networks,
     parametrizations,
+    problem_specs,
     problem_states,
     problems,
     random_state,
@@ -55,12 +61,16 @@ from ._strategies import (
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
+    "ProblemSpec",
+    "ProblemStateSpec",
     "PARAMETRIZATIONS",
     "TARGETS",
     "architecture",
     "balance_law_error",
     "balance_rate_error",
     "build_network",
+    "build_problem",
+    "build_problem_state",
     "datasets",
     "euler_identity_error",
     "gradient_scaling_error",
@@ -72,6 +82,7 @@ __all__ = [
     "make_dataset",
     "networks",
     "parametrizations",
+    "problem_specs",
     "problem_states",
     "problems",
     "random_state",

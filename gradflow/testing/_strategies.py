@@ -5,6 +5,11 @@ never shapes: every architecture of :data:`ARCHITECTURES` has one input shape an
 layer shapes, so a property drawn over them compiles a bounded number of JAX programs (one per
 architecture and parametrization, not one per example). Keys are drawn as integers, so that a
 falsifying example is printed and replayable.
+
+A drawn problem is built from a :class:`ProblemSpec` — architecture, seeds, initialization
+scale, ``λ``, parametrization, targets — so that Hypothesis prints a falsifying example as
+``build_problem(ProblemSpec(arch='mlp-small', seed=3, ...))``, one line that rebuilds the same
+problem when pasted, rather than the problem's arrays.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ class Architecture:
 
     def __call__(self, key, init_scale: float = 1.0):
         return self.build(key, init_scale)
+
+    def __repr__(self) -> str:
+        if ARCHITECTURES.get(self.name) is self:
+            return repr(self.name)  # a registered architecture: its name rebuilds it
+        shape = f"input_shape={self.input_shape}, outputs={self.outputs}"
+        return f"Architecture({self.name!r}, {shape})"
 
 
 def _arch(name, build, input_shape, outputs) -> Architecture:
@@ -184,12 +195,8 @@ def networks(architectures=None, init_scale=None) -> st.SearchStrategy:
     sample or a number; default :func:`init_scales`): :func:`build_network`."""
     archs = [_resolve(a) for a in (architectures or list(ARCHITECTURES))]
     scales = _values(init_scale, init_scales())
-
-    @st.composite
-    def draw(draw_):
-        return build_network(draw_(st.sampled_from(archs)), draw_(seeds()), draw_(scales))
-
-    return draw()
+    # builds: a falsifying example prints as the call build_network(arch, seed, init_scale)
+    return st.builds(build_network, st.sampled_from(archs), seeds(), scales)
 
 
 def input_shape(model) -> tuple[int, ...]:
@@ -288,17 +295,99 @@ def datasets(arch, *, n_train: int = 16, n_test: int = 0, targets=None) -> st.Se
     """Data sets of :func:`make_dataset` for ``arch`` with a drawn seed and target kind
     (``targets``: a kind, a list of kinds or a strategy; default ``"labels"``)."""
     kinds = _values(targets, st.just("labels"))
-
-    @st.composite
-    def draw(draw_):
-        return make_dataset(
-            arch, n_train=n_train, n_test=n_test, targets=draw_(kinds), seed=draw_(seeds())
-        )
-
-    return draw()
+    # builds: a falsifying example prints as the call make_dataset(arch, ..., seed=...)
+    return st.builds(
+        make_dataset,
+        st.just(_resolve(arch)),
+        n_train=st.just(n_train),
+        n_test=st.just(n_test),
+        targets=kinds,
+        seed=seeds(),
+    )
 
 
 # ---- problems and states --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemSpec:
+    """Everything that determines a drawn :class:`gradflow.Problem`; :meth:`build` makes it.
+
+    Its ``repr`` is one line that rebuilds the problem when pasted (a registered
+    architecture prints as its name), so a falsifying example of :func:`problems` reads
+    ``build_problem(ProblemSpec(arch='mlp-small', seed=3, init_scale=0.5, weight_decay=0.1,
+    normalization='wn', targets='labels', data_seed=7, n_train=16, n_test=0))``.
+
+    Attributes:
+        arch: an architecture's name in :data:`ARCHITECTURES`, or an :class:`Architecture`.
+        seed: the seed of the network's weights (:func:`build_network`).
+        init_scale: the multiplier of the He-normal initialization.
+        weight_decay: ``λ``.
+        normalization: the parametrization's shorthand (:data:`PARAMETRIZATIONS`).
+        targets: the target kind of :func:`make_dataset` (:data:`TARGETS`).
+        data_seed: the seed of the data set (:func:`make_dataset`).
+        n_train, n_test: the data set's sizes.
+    """
+
+    arch: str | Architecture = "mlp-small"
+    seed: int = 0
+    init_scale: float = 1.0
+    weight_decay: float = 0.0
+    normalization: str = "none"
+    targets: str = "labels"
+    data_seed: int = 0
+    n_train: int = 16
+    n_test: int = 0
+
+    def build(self) -> Problem:
+        """The problem (deterministic: the same spec gives equal arrays)."""
+        arch = _resolve(self.arch)
+        data = make_dataset(
+            arch,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            targets=self.targets,
+            seed=self.data_seed,
+        )
+        net = build_network(arch, self.seed, self.init_scale)
+        return Problem(net, data, weight_decay=self.weight_decay, normalization=self.normalization)
+
+
+def build_problem(spec: ProblemSpec) -> Problem:
+    """``spec.build()``: the function a falsifying example of :func:`problems` prints."""
+    return spec.build()
+
+
+def _arch_key(arch) -> str | Architecture:
+    """What a spec stores: the name of a registered architecture, else the object."""
+    arch = _resolve(arch)
+    return arch.name if ARCHITECTURES.get(arch.name) is arch else arch
+
+
+def problem_specs(
+    arch="mlp-small",
+    *,
+    normalizations=None,
+    weight_decay=None,
+    init_scale=None,
+    targets=None,
+    n_train: int = 16,
+    n_test: int = 0,
+) -> st.SearchStrategy[ProblemSpec]:
+    """:class:`ProblemSpec` s with the options of :func:`problems` (``data`` aside): short,
+    printable, replayable descriptions of the problems it draws."""
+    return st.builds(
+        ProblemSpec,
+        arch=_values(arch, st.just("mlp-small")).map(_arch_key),
+        seed=seeds(),
+        init_scale=_values(init_scale, init_scales()),
+        weight_decay=_values(weight_decay, weight_decays()),
+        normalization=_values(normalizations, parametrizations()),
+        targets=_values(targets, st.just("labels")),
+        data_seed=seeds(),
+        n_train=st.just(n_train),
+        n_test=st.just(n_test),
+    )
 
 
 def problems(
@@ -318,7 +407,20 @@ def problems(
     ``n_train``, ``n_test``, ``targets``; or the strategy ``data``), ``λ`` (default
     :func:`weight_decays`) and a parametrization (default all four). Each of
     ``normalizations``, ``weight_decay``, ``init_scale`` and ``targets`` takes a strategy, a
-    list to sample or a fixed value."""
+    list to sample or a fixed value.
+
+    Without ``data`` the problems are built from :func:`problem_specs`, and a falsifying
+    example prints as ``build_problem(ProblemSpec(...))`` (:class:`ProblemSpec`)."""
+    options = dict(
+        normalizations=normalizations,
+        weight_decay=weight_decay,
+        init_scale=init_scale,
+        targets=targets,
+        n_train=n_train,
+        n_test=n_test,
+    )
+    if data is None:
+        return problem_specs(arch, **options).map(build_problem)
     archs = _values(arch, st.just("mlp-small"))
     norms = _values(normalizations, parametrizations())
     lams = _values(weight_decay, weight_decays())
@@ -327,9 +429,8 @@ def problems(
     @st.composite
     def draw(draw_):
         a = _resolve(draw_(archs))
-        strategy = data or datasets(a, n_train=n_train, n_test=n_test, targets=targets)
         net = build_network(a, draw_(seeds()), draw_(scales))
-        return Problem(net, draw_(strategy), weight_decay=draw_(lams), normalization=draw_(norms))
+        return Problem(net, draw_(data), weight_decay=draw_(lams), normalization=draw_(norms))
 
     return draw()
 
@@ -364,9 +465,37 @@ def states(problem, scale=None) -> st.SearchStrategy:
     return draw()
 
 
+@dataclasses.dataclass(frozen=True)
+class ProblemStateSpec:
+    """A :class:`ProblemSpec` and the seed and scale of a state of it (:func:`random_state`);
+    :meth:`build` gives the pair ``(problem, state)``."""
+
+    problem: ProblemSpec
+    seed: int = 0
+    scale: float = 1.0
+
+    def build(self) -> tuple:
+        problem = self.problem.build()
+        return problem, random_state(problem, self.seed, self.scale)
+
+
+def build_problem_state(spec: ProblemStateSpec) -> tuple:
+    """``spec.build()``: the function a falsifying example of :func:`problem_states` prints."""
+    return spec.build()
+
+
 def problem_states(arch="mlp-small", *, scale=None, **problem_options) -> st.SearchStrategy:
     """Pairs ``(problem, state)``: a problem of :func:`problems` (same options) and a state of
-    it (:func:`states`)."""
+    it (:func:`states`). Without ``data`` a falsifying example prints as
+    ``build_problem_state(ProblemStateSpec(problem=ProblemSpec(...), seed=..., scale=...))``."""
+    if problem_options.get("data") is None:
+        problem_options.pop("data", None)
+        return st.builds(
+            ProblemStateSpec,
+            problem_specs(arch, **problem_options),
+            seeds(),
+            _values(scale, st.floats(0.5, 2.0)),
+        ).map(build_problem_state)
     return problems(arch, **problem_options).flatmap(
         lambda p: st.tuples(st.just(p), states(p, scale))
     )
