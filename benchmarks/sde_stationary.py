@@ -20,8 +20,15 @@ default); ``euler-adaptive`` (the former public choice: step-doubling Euler–Ma
 rtol 1e-2, atol 1e-4, dtmin 1e-3, on a ``VirtualBrownianTree``); ``euler-adaptive+revisit``
 (the same with Diffrax's ``ClipStepSizeController(store_rejected_steps=100)``, the documented
 route for non-commutative noise); ``euler-adaptive-tight`` (rtol 1e-3, atol 1e-5,
-dtmin 1e-4); ``euler-equal-cost`` (fixed-step Euler with the step that
-costs as many gradients as ``euler-adaptive`` did: it takes 3 per attempted step). The
+dtmin 1e-4); ``euler-equal-cost`` (fixed-step Euler with at most as many gradients per path as
+``euler-adaptive`` took, 3 per attempted step: the largest step ``0.5/k`` whose count does
+not exceed it — the step divides the save interval, as a fixed-step run saves at its steps'
+ends only then; otherwise it saves Diffrax's linear interpolation between two steps, whose
+variance is smaller). ``--adaptive-grads G`` gives that count when ``euler-adaptive`` is not
+run in the same call. ``--summary FILE...`` prints the rows of earlier runs and, for each
+adaptive one, the fixed Euler step whose *exact* bias (Euler–Maruyama's own Lyapunov
+equation, no sampling) equals the adaptive's measured error, with its gradients per path:
+the cost of fixed-step Euler at the adaptive's accuracy. The
 adaptive candidates reach the private code path (``gradflow.dynamics._sde``), which is not a
 public choice. Each candidate runs ``repeats`` times with different keys (the first includes
 compilation); its wall time is the last repeat's, all repeats' paths enter the estimate.
@@ -105,14 +112,52 @@ def run(name, p, key, seeds, t1, dt0=None):
         _sde.diffrax.ClipStepSizeController = real
 
 
+def equal_accuracy_step(rel, x, y, exact):
+    """The fixed step whose exact Euler–Maruyama covariance is ``rel`` off the SDE's."""
+
+    def err(h):
+        cov = linreg_stationary_covariance(x, y, ETA, 1.0 / B, step=h)[0]
+        return np.linalg.norm(cov - exact) / np.linalg.norm(exact)
+
+    lo, hi = 1e-6, 0.5
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if err(mid) < rel else (lo, mid)
+    return lo
+
+
+def summary(paths):
+    import json
+
+    _, x, y = problem()
+    exact = linreg_stationary_covariance(x, y, ETA, 1.0 / B)[0]
+    for path in paths:
+        res = json.load(open(path))
+        print(f"{path}: {res['date_start']} .. {res['date_end']}, load {res['load_average_end']}")
+        for r in res["rows"]:
+            line = (
+                f"  {r['name']:<24} paths {r['paths']:>5} rel {r['rel']:.4f} (se {r['rel_se']:.4f})"
+                f" tr/tr* {r['trace_ratio']:.4f} ± {r['trace_ratio_se']:.4f} z_max {r['z_max']:.1f}"
+                f" grads/path {r['gradients_per_path']:,.0f} wall {r['wall_s']:.1f} s"
+            )
+            if r["name"].startswith("euler-adaptive"):
+                h = equal_accuracy_step(r["rel"], x, y, exact)
+                line += f"; Euler at that accuracy: dt = {h:.3f}, {36.0 / h:,.0f} grads/path"
+            print(line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--t1", type=float, default=36.0)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--adaptive-grads", type=float, default=None)
+    ap.add_argument("--summary", nargs="*", default=None)
     ap.add_argument("--out", default="benchmarks/results/sde_stationary.json")
     args = ap.parse_args()
+    if args.summary:
+        return summary(args.summary)
     start = now()
     p, x, y = problem()
     c = 1.0 / B
@@ -126,13 +171,13 @@ def main():
         "euler-equal-cost",
         "euler-adaptive-tight",
     ]
-    rows, grads_adaptive = [], None
+    rows, grads_adaptive = [], args.adaptive_grads
     for i, name in enumerate(names):
         dt0 = None
         if name == "euler-equal-cost":
             if grads_adaptive is None:
                 continue
-            dt0 = args.t1 / round(grads_adaptive)
+            dt0 = 0.5 / max(1.0, np.floor(0.5 * grads_adaptive / args.t1))
         pers, times, steps = [], [], []
         for r in range(args.repeats):
             t = time.perf_counter()
