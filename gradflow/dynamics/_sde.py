@@ -24,13 +24,14 @@ estimate and a PID controller on a ``VirtualBrownianTree``) was removed from the
 choices: SGD's noise is not commutative, and Diffrax's conditions for an adaptive SDE solve
 (an error estimate that is not Euler's; commutative noise or revisited rejected steps) are not
 met. Measured (``benchmarks/sde_stationary.py``, benchmarks/README.md "SDE solvers"): at its
-default tolerances its stationary covariance on linear regression was 9–10 % too large
-(z ≈ 25), with or without ``ClipStepSizeController(store_rejected_steps=100)`` — its strong
-error estimate lets the step grow to ~10 η, where the weak error of the covariance is
-``O(dt)`` — at about 10× the wall time of fixed-step Euler at the default step, while
-fixed-step Euler with the same number of gradients was within 1 %. The code path is kept
-private for that benchmark (it is reached only by adding ``"euler-adaptive"`` to
-:data:`SDE_SOLVERS`), with its tolerances in :data:`_ADAPTIVE_TOLERANCES`.
+default tolerances its stationary covariance on linear regression was 10 % too large (z ≈ 38
+on 2,048 paths), with or without ``ClipStepSizeController(store_rejected_steps=100)``: its
+strong error estimate lets the step grow to ~10 η, where the weak error of the covariance is
+``O(dt)``. It ran 6–11× the wall time of fixed-step Euler at the default step (within 1 %),
+and fixed-step Euler reaches the adaptive's 10 % with 209 gradients per path against its 542.
+The code path is kept private for that benchmark (it is reached only by adding
+``"euler-adaptive"`` to :data:`SDE_SOLVERS`), with its tolerances in
+:data:`_ADAPTIVE_TOLERANCES`.
 
 **LM flows: projection after every step.** As the ODE, the LM directions are retracted onto
 their unit spheres after each step (``ProjectedSolver``), and the noise is projected on the
@@ -83,7 +84,7 @@ _ADAPTIVE_TOLERANCES = {"rtol": 1e-2, "atol": 1e-4, "dtmin": 1e-3}
 _REMOVED = (
     "use 'euler' (fixed-step Euler–Maruyama; lower dt0, default lr/4, for accuracy): "
     "'euler-adaptive' was removed, its stationary covariance on linear regression was ~10% too "
-    "large at 10x the cost (benchmarks/README.md, 'SDE solvers')"
+    "large and it ran 6-11x slower (benchmarks/README.md, 'SDE solvers')"
 )
 
 
