@@ -211,6 +211,29 @@ def _stationary_z(tr, exact, wstar, burn=6.0):
     return cov, ((cov - exact) / se)[iu]
 
 
+def test_linreg_stationary_covariance_solves_its_equations():
+    """The reference covariances satisfy their equations, written here without Kronecker
+    products: ``H C + C H − h H C H = η c (Σ₀ + (1/N) Σ_n M_n C M_n)`` (``h = 0``: the SDE;
+    ``h = η``: SGD with replacement, ``C = (I − ηH) C (I − ηH) + η² E Σ``)."""
+    _, x, y, wstar = _linreg(16, [0.8, 0.5, 0.3])
+    n, eta, c = 16, 0.02, 0.5
+    r = x @ wstar - y[:, 0]
+    a = 2 * r[:, None] * x
+    outer = 2 * np.einsum("ni,nj->nij", x, x)
+    hess = outer.mean(0)
+    for step in (None, eta / 4, eta):
+        cov, w = linreg_stationary_covariance(x, y, eta, c, step=step)
+        h = 0.0 if step is None else step
+        noise = c * (a.T @ a / n + np.mean([(m - hess) @ cov @ (m - hess) for m in outer], 0))
+        if step == eta:  # the discrete Lyapunov form of SGD
+            i_h = np.eye(3) - eta * hess
+            np.testing.assert_allclose(cov, i_h @ cov @ i_h + eta**2 * noise, rtol=1e-12)
+        lhs = hess @ cov + cov @ hess - h * hess @ cov @ hess
+        np.testing.assert_allclose(lhs, eta * noise, rtol=1e-10, atol=1e-16)
+        assert np.all(np.linalg.eigvalsh(cov) > 0)
+        np.testing.assert_allclose(w, wstar, rtol=1e-12)
+
+
 SDE_SOLVERS_TESTED = ("euler",)
 
 
