@@ -245,7 +245,12 @@ def test_sde_section_runs_the_sde_of_sgd():
     assert sde.dynamics == "sde" and sde.seed == 7 and sde.options["seeds"] == 16
     assert sde.options["solver"] == "euler" and sde.options["dt0"] is None  # library: lr / 4
     message = _error(_table(sde__lr=0.1, sde__batch_size=4, sde__solver="heun"))
-    assert message.startswith("sde.solver='heun' is not allowed; use one of 'euler', 'euler-")
+    assert message.startswith("sde.solver='heun' is not allowed; use one of 'euler' (fixed-step")
+    message = _error(_table(sde__lr=0.1, sde__batch_size=4, sde__solver="euler-adaptive"))
+    assert message.startswith("sde.solver='euler-adaptive' is not allowed; use one of 'euler' (")
+    assert "'euler-adaptive' was removed" in message
+    message = _error(_table(sde__lr=0.1, sde__batch_size=4, sde__rtol=1e-3))
+    assert message.startswith("sde.rtol=0.001 is not a known key; allowed in [sde]:")
     message = _error(_table(sde__lr=0.1, sde__batch_size=4, sde__max_steps=10))
     assert message.startswith("sde.max_steps=10 is not allowed; t1 / dt0 = 80 steps are needed")
     assert _error(_table(sde__lr=0.1)).startswith("sde.batch_size is missing; use an integer")

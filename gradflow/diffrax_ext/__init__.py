@@ -3,7 +3,8 @@
 * :class:`ProjectedSolver` / :class:`ItoProjectedSolver` (``_projection.py``): retraction onto
   the parametrization's constraint set after every step;
 * :class:`FloorController` (``_floor.py``): a PID controller with a descent-guarded step floor;
-* :class:`HalfStepEuler` (``_half_step.py``): step-doubling Euler–Maruyama (Itô);
+* :class:`HalfStepEuler` (``_half_step.py``): step-doubling Euler–Maruyama (Itô); not a public
+  SDE solver (biased on SGD's noise, benchmarks/README.md "SDE solvers");
 * :class:`RKC2` (``_rkc.py``): the second-order Runge–Kutta–Chebyshev method, stages chosen
   per step from the spectral radius (THEORY 3.5);
 * :class:`SpectralRecord`, :func:`power_iteration`, :func:`stability_boundary`

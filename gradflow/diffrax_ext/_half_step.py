@@ -1,4 +1,9 @@
-"""Euler–Maruyama with a step-doubling error estimate whose saved value is the accepted one."""
+"""Euler–Maruyama with a step-doubling error estimate whose saved value is the accepted one.
+
+Not a public SDE solver of gradflow: with a PID controller on SGD's (non-commutative) noise its
+stationary covariance on linear regression was ~10 % too large (benchmarks/sde_stationary.py,
+benchmarks/README.md "SDE solvers"), so ``"euler-adaptive"`` was removed from the choices.
+"""
 
 from __future__ import annotations
 

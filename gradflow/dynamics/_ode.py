@@ -181,11 +181,10 @@ def flow(
             this always, with its own estimate.
         noise, key, seeds: with ``noise=gf.SGDNoise(lr, batch_size, sampling)``, integrate the
             SDE of SGD (THEORY 3.4, Itô) instead: see :func:`gradflow.dynamics.sde` for its
-            solvers (``"euler"``: fixed-step Euler–Maruyama, ``dt0`` default ``lr/4``;
-            ``"euler-adaptive"``, with the SDE's own loose default tolerances
-            ``gradflow.dynamics.SDE_DEFAULTS``). ``key`` is required; ``seeds=k`` runs ``k``
-            Brownian paths in one ``vmap`` (leading ``seed`` dimension). The result has
-            ``kind="sde"``.
+            solver (``"euler"``: fixed-step Euler–Maruyama, ``dt0`` default ``lr/4``; no
+            tolerances: ``rtol``, ``atol``, ``dtmin`` are refused). ``key`` is required;
+            ``seeds=k`` runs ``k`` Brownian paths in one ``vmap`` (leading ``seed``
+            dimension). The result has ``kind="sde"``.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: a direct call runs
             one save interval per compiled call, so SIGINT/SIGTERM stop it between two save
             times (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
@@ -219,8 +218,7 @@ def flow(
                 "flow",
                 "stepsize_controller",
                 stepsize_controller,
-                "with noise the SDE chooses its controller from solver ('euler' or "
-                "'euler-adaptive'); pass rtol, atol, dtmin instead",
+                "with noise the SDE takes fixed Euler–Maruyama steps: set dt0 instead",
             )
         given = {k: v for k, v in tolerances.items() if v is not DEFAULT}
         return sde(

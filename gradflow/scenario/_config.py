@@ -460,10 +460,6 @@ class _Validator:
 
     def check_sde_steps(self, opts, lr: float) -> None:
         """Euler–Maruyama takes ``ceil(t1/dt0)`` steps (``dt0`` defaults to ``lr/4``)."""
-        if opts["solver"] == "euler-adaptive":
-            if opts["dtmin"] is None:
-                raise self.bad("sde.dtmin", False, "'euler-adaptive' needs a number > 0")
-            return
         dt0 = opts["dt0"] or lr / SDE_DEFAULTS["steps_per_lr"]
         steps = math.ceil(opts["t1"] / dt0 - 1e-9)
         if steps > opts["max_steps"]:

@@ -82,7 +82,7 @@ def check_limits(config: Config, limits: bool = True) -> dict:
         points = (t1 / save_every if save_every else 100) + 1
         if section in ("gd", "sgd"):
             steps = t1 / o["lr"]
-        elif section == "sde" and o.get("solver") != "euler-adaptive":
+        elif section == "sde":
             steps = t1 / (o.get("dt0") or o["lr"] / 4)
         else:
             steps = o.get("max_steps") or 0

@@ -217,7 +217,7 @@ def _checkpointable(spec: RunSpec) -> bool:
     """A fixed-step SDE checkpoints only with save times at least one step apart
     (gradflow/dynamics/_sde.py); such a run then runs without a checkpoint."""
     o = spec.options
-    if spec.dynamics != "sde" or o.get("solver") == "euler-adaptive":
+    if spec.dynamics != "sde":
         return True
     dt0 = o.get("dt0") or o["lr"] / 4
     return o.get("save_every") is None or o["save_every"] >= dt0

@@ -15,6 +15,9 @@
   :func:`balance_rate_error` and :func:`balance_law_error` (3.1, 4.5), :func:`unit_norm_error`
   and :func:`tangency_error` (2.4, 3.2), :func:`wn_norm_growth_error` (3.3),
   :func:`loss_increase` (monotonicity of the loss along a flow), :func:`rho_eq_error` (4.1).
+* Reference values (:mod:`._lyapunov`): :func:`linreg_stationary_covariance`, the exact
+  stationary covariance of SGD with replacement, of its SDE and of Euler–Maruyama on linear
+  regression (THEORY 3.4), against which the SDE's solvers and ``gf.sgd`` are tested.
 
 The tutorial "Property testing" of the documentation tests a conjecture with them.
 """
@@ -31,6 +34,7 @@ from ._checks import (
     unit_norm_error,
     wn_norm_growth_error,
 )
+from ._lyapunov import linreg_stationary_covariance
 from ._strategies import (
     ARCHITECTURES,
     PARAMETRIZATIONS,
@@ -78,6 +82,7 @@ __all__ = [
     "init_scales",
     "input_shape",
     "inputs",
+    "linreg_stationary_covariance",
     "loss_increase",
     "make_dataset",
     "networks",
