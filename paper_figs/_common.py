@@ -1,6 +1,8 @@
 """Shared helpers of the figure scripts: repository paths, the scenario cache, verdict lines.
 
-Every path is rooted at the repository (``ROOT``), never at the working directory. A scenario
+Every path is rooted at the repository checkout that holds this file (``ROOT``), never at the
+working directory or at the checkout of an installed gradflow (``gradflow figs`` imports the
+``paper_figs`` of the checkout it runs in). A scenario
 ``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
 ``gradflow.scenario.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
 that of the validated configuration (the merged table, the run specifications, ``fast``) and of
@@ -30,19 +32,40 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "paper_figs"
 SCENARIOS = FIGS / "scenarios"
 CACHE = FIGS / "cache"
+#: Where each profile's PNGs go by default (git-ignored): ``paper_figs/out/<profile>/``.
+OUT = FIGS / "out"
+#: The committed PNGs of each profile, written only when asked (``--update-committed``).
+COMMITTED = {
+    "full": FIGS / "figures",
+    "paper": FIGS / "figures" / "paper",
+    "fast": FIGS / "figures" / "fast",
+}
+
+
+def out_folder(profile: str, committed: bool = False) -> Path:
+    """The folder of a profile's PNGs: :data:`COMMITTED` with ``committed``, else
+    ``paper_figs/out/<profile>/`` (ignored by git, so that a build leaves the checkout clean)."""
+    return COMMITTED[profile] if committed else OUT / profile
 
 
 @functools.cache
 def code_version() -> dict:
-    """What the results depend on besides the configuration: a hash of the library's sources
-    (``gradflow/`` and ``models/``) and the versions of the numerical packages, so that a change
-    of the code invalidates the cache instead of silently serving stale results."""
+    """What the results depend on besides the configuration: a hash of the sources of the
+    gradflow that is imported (``gradflow/`` and ``models/``) and the versions of the numerical
+    packages, so that a change of the code invalidates the cache instead of silently serving
+    stale results."""
     from importlib.metadata import version
 
+    import gradflow
+    import gradflow.models
+
+    # the sources of the gradflow that runs (an editable install may live in another checkout
+    # than this paper_figs/), named as in the repository (gradflow/..., models/...)
     digest = hashlib.sha256()
-    for package in ("gradflow", "models"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            digest.update(str(path.relative_to(ROOT)).encode())
+    for package, module in (("gradflow", gradflow), ("models", gradflow.models)):
+        folder = Path(module.__file__).resolve().parent
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{package}/{path.relative_to(folder).as_posix()}".encode())
             digest.update(path.read_bytes())
     versions = {name: version(name) for name in ("jax", "jaxlib", "diffrax", "equinox", "optax")}
     return {"sources": digest.hexdigest()[:16], **versions}
