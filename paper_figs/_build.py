@@ -48,6 +48,15 @@ def build(
     import matplotlib
 
     matplotlib.use("Agg")
+    # every figure: constrained layout (labels never overlap the ticks), dpi _common.DPI
+    matplotlib.rcParams.update(
+        {
+            "figure.constrained_layout.use": True,
+            "savefig.dpi": _common.DPI,
+            "axes.titlesize": 9,
+            "axes.labelsize": 9,
+        }
+    )
     profile = "fast" if fast else (scale or "full")
     if profile not in _common.PROFILES:
         print(

@@ -422,10 +422,59 @@ def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
     tmp.rename(folder)
 
 
+#: Resolution of every PNG (the figures are drawn with constrained layout, so that tick labels
+#: and axis labels do not overlap).
+DPI = 150
+_KIND = {"flow": "flow", "sde": "SDE", "gd": "GD", "sgd": "SGD"}
+
+
+def words(traj) -> str:
+    """A run in words for a legend: its dynamics and settings, e.g. ``"SGD η = 0.02, B = 16"``
+    (never the run's label ``sgd_lr0.02_b16``)."""
+    kind, config = traj.kind, traj.config
+    settings = config.get("noise") if kind == "sde" else config
+    parts = []
+    if kind in ("sde", "gd", "sgd") and isinstance(settings, dict):
+        if settings.get("lr") is not None:
+            parts.append(f"η = {float(settings['lr']):g}")
+        if kind != "gd" and settings.get("batch_size") is not None:
+            parts.append(f"B = {int(settings['batch_size'])}")
+        if float(config.get("momentum") or 0.0):
+            parts.append(f"β = {float(config['momentum']):g}")
+    return _KIND.get(kind, kind) + (" " + ", ".join(parts) if parts else "")
+
+
+def decay(traj) -> float:
+    """The run's weight decay λ."""
+    return float(traj.config["problem"]["weight_decay"])
+
+
+def footer(fig, verdict: str) -> None:
+    """The verdict line under the figure, wrapped to its width (green when borne out, red
+    where not)."""
+    import textwrap
+
+    width = fig.get_size_inches()[0]
+    fontsize = 7
+    # DejaVu Sans: about 0.55 em per character on average
+    chars = max(60, int(width * 72 / (0.55 * fontsize)))
+    text = textwrap.fill("Verdict (measured): " + verdict, chars)
+    color = "#8b0000" if "NOT borne out" in verdict else "#1b5e20"
+    fig.text(0.005, -0.01, text, ha="left", va="top", fontsize=fontsize, color=color, wrap=False)
+
+
+def finish(fig, out_dir, name: str, verdict: str) -> str:
+    """Write the figure ``name`` with ``verdict`` as its footer (:func:`footer`); returns the
+    verdict."""
+    footer(fig, verdict)
+    savefig(fig, out_dir, name)
+    return verdict
+
+
 def savefig(fig, out_dir, name: str) -> Path:
     out = Path(out_dir) / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80, bbox_inches="tight")
+    fig.savefig(out, dpi=DPI, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
