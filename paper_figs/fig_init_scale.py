@@ -78,9 +78,21 @@ def draw(inputs: dict, out_dir) -> str:
         title=f"ρ(t) per init scale s (solid λ = {DECAYS[0]:g}, dashed λ = 0)",
     )
     scale = "init scale s (multiplies the initial weights; log)"
-    ax_rho.set(xscale="log", yscale="log", xlabel=scale, ylabel="final ρ (log)")
-    ax_m.set(xscale="log", xlabel=scale, ylabel="final min_n y_n f(V; x_n)\n(normalized margin)")
-    ax_err.set(xscale="log", xlabel=scale, ylabel="final test error (fraction)")
+    ax_rho.set(xscale="log", yscale="log", xlabel=scale, ylabel="final ρ (log)", title="final ρ")
+    ax_m.set(
+        xscale="log",
+        xlabel=scale,
+        ylabel="final min_n y_n f(V; x_n)\n(normalized margin)",
+        title="final smallest normalized margin",
+    )
+    ax_err.set(
+        xscale="log", xlabel=scale, ylabel="final test error (fraction)", title="final test error"
+    )
+    from matplotlib.ticker import NullLocator
+
+    for ax in (ax_rho, ax_m, ax_err):  # ticks at the measured scales
+        ax.set_xticks(scales, [f"{s:g}" for s in scales])
+        ax.xaxis.set_minor_locator(NullLocator())
     ax_t.legend(fontsize=7, ncol=2)
     for ax in (ax_rho, ax_m, ax_err):
         ax.legend(fontsize=7)

@@ -195,6 +195,15 @@ def _versus_b(ax, measured, bounds, title) -> None:
         ylabel=f"final numerical rank of W_{LAYER + 1} (tol 1e-3)",
         title=title,
     )
+    _ticks_at(ax, batches)
+
+
+def _ticks_at(ax, values) -> None:
+    """x ticks at ``values`` only, written plainly (a log axis's minor labels overlap)."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(list(values), [f"{v:g}" for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def draw(inputs: dict, out_dir) -> str:
@@ -241,6 +250,7 @@ def draw(inputs: dict, out_dir) -> str:
             ylabel=f"final numerical rank of W_{LAYER + 1}",
             title=f"B = {batches[0]}",
         )
+        _ticks_at(axes[3], lrs)
     if mnist:
         m_measured, _, m_acc, m_full, m_seeds = _ranks(mnist)
         about = _about(mnist)
