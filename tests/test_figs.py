@@ -62,8 +62,9 @@ def _gradflow(*args, cwd):
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True)
 
 
-def _listing(folder: Path) -> set:
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+def _listing(folder: Path) -> dict:
+    """Name -> modification time of what a folder holds (a new or rewritten entry shows)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
 
 
 @pytest.mark.slow
