@@ -128,12 +128,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-limits", action="store_true", dest="no_limits", help="lift the size limits"
     )
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
-    # ---- figs: paper_figs/ (not an installed package; see figs() below) ----
+    # ---- figs: paper_figs/ of the checkout the command runs in (gradflow/_figs.py) ----
+    from ._figs import epilog as _figs_epilog
+
     figs_parser = sub.add_parser(
         "figs",
         help="run (cached) the scenarios of the paper figures and draw them",
-        description="Run every paper figure's scenarios (cached under paper_figs/cache/ by "
-        "the hash of their configuration), draw each figure and print its verdict line.",
+        description="Run every paper figure's scenarios (cached under paper_figs/cache/ by\n"
+        "the hash of their configuration and code), draw each figure and print its verdict\n"
+        "line. Runs inside a repository checkout: the first folder at or above the current\n"
+        "directory holding paper_figs/ and a pyproject.toml naming gradflow. Its cache and\n"
+        "PNGs are written there (or to --out), never over the committed figures unless\n"
+        "--update-committed.",
+        epilog=_figs_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     figs_parser.add_argument("--fast", action="store_true", help="shrunken scenarios (seconds)")
     figs_parser.add_argument(
@@ -144,13 +152,21 @@ def _parser() -> argparse.ArgumentParser:
         "finishes in about an hour; paper_figs/README.md)",
     )
     figs_parser.add_argument(
-        "--only", nargs="+", default=[], metavar="NAME", help="only these figures"
+        "--only", nargs="+", default=[], metavar="NAME", help="only these figures (below)"
     )
     figs_parser.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help="folder for the PNGs (default: paper_figs/figures/)",
+        help="folder for the PNGs (default: paper_figs/out/PROFILE/ of the checkout, "
+        "git-ignored)",
+    )
+    figs_parser.add_argument(
+        "--update-committed",
+        action="store_true",
+        dest="update_committed",
+        help="write the PNGs over the profile's committed ones (full: paper_figs/figures/, "
+        "paper: paper_figs/figures/paper/, fast: paper_figs/figures/fast/)",
     )
     sub.add_parser(
         "info",
@@ -187,7 +203,13 @@ def main(argv=None) -> int:
     if args.command == "info":
         return info()
     if args.command == "figs":
-        return figs(fast=args.fast, only=args.only, out=args.out, scale=args.scale)
+        return figs(
+            fast=args.fast,
+            only=args.only,
+            out=args.out,
+            scale=args.scale,
+            update_committed=args.update_committed,
+        )
     if args.command == "sweep":
         return sweep(
             args.file,
@@ -349,16 +371,19 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     return EXIT_DIVERGED if statuses <= {"diverged", "blew_up"} else EXIT_FAILED
 
 
-def figs(*, fast=False, only=(), out=None, scale=None) -> int:
-    """``gradflow figs``: ``paper_figs._build.build`` (paper_figs/ sits at the repository root)."""
-    from pathlib import Path
+def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False) -> int:
+    """``gradflow figs``: ``paper_figs._build.build`` of the repository checkout at or above the
+    current directory (gradflow/_figs.py); exit 2 with one line when there is none."""
+    from ._figs import NoCheckout, find_checkout, import_build
 
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from paper_figs._build import build
-
-    return build(fast=fast, only=tuple(only), out=out, scale=scale)
+    try:
+        build = import_build(find_checkout()).build
+    except NoCheckout as err:
+        _error(err)
+        return EXIT_BAD_INPUT
+    return build(
+        fast=fast, only=tuple(only), out=out, scale=scale, update_committed=update_committed
+    )
 
 
 def info() -> int:

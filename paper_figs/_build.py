@@ -33,12 +33,30 @@ FIGURES = (
 )
 
 
-def build(fast: bool = False, only=(), out=None, log=print, scale: str | None = None) -> int:
+def build(
+    fast: bool = False,
+    only=(),
+    out=None,
+    log=print,
+    scale: str | None = None,
+    update_committed: bool = False,
+) -> int:
     """Compute and draw the figures ``only`` (default: all) at the profile ``scale`` (fast |
-    full | paper; ``fast=True`` is ``scale="fast"``); returns an exit status."""
+    full | paper; ``fast=True`` is ``scale="fast"``); returns an exit status. The PNGs go to
+    ``out``, else to the profile's own folder (:func:`_common.out_folder`: git-ignored, or the
+    committed one with ``update_committed``)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    # every figure: constrained layout (labels never overlap the ticks), dpi _common.DPI
+    matplotlib.rcParams.update(
+        {
+            "figure.constrained_layout.use": True,
+            "savefig.dpi": _common.DPI,
+            "axes.titlesize": 9,
+            "axes.labelsize": 9,
+        }
+    )
     profile = "fast" if fast else (scale or "full")
     if profile not in _common.PROFILES:
         print(
@@ -55,7 +73,14 @@ def build(fast: bool = False, only=(), out=None, log=print, scale: str | None = 
             file=sys.stderr,
         )
         return 2
-    out_dir = Path(out) if out else _common.FIGS / "figures"
+    if out and update_committed:
+        print(
+            f"gradflow: error: --out {str(out)!r} is not allowed with --update-committed "
+            "(which writes to the profile's committed folder); use one of them",
+            file=sys.stderr,
+        )
+        return 2
+    out_dir = Path(out) if out else _common.out_folder(profile, update_committed)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [n for n in FIGURES if not only or n in only]
     start, failed = time.perf_counter(), []
@@ -81,13 +106,15 @@ def build(fast: bool = False, only=(), out=None, log=print, scale: str | None = 
         log(f"verdict {verdict}")
     log(
         f"figs: {len(names) - len(failed)}/{len(names)} figures in "
-        f"{time.perf_counter() - start:.1f} s{'' if profile == 'full' else f' ({profile})'}"
+        f"{time.perf_counter() - start:.1f} s{'' if profile == 'full' else f' ({profile})'} "
+        f"-> {out_dir}"
     )
     return 1 if failed else 0
 
 
 def main(argv=None) -> int:
-    """``python -m paper_figs._build [--fast | --scale PROFILE] [--only NAME ...] [--out DIR]``."""
+    """``python -m paper_figs._build [--fast | --scale PROFILE] [--only NAME ...] [--out DIR |
+    --update-committed]``."""
     import argparse
 
     import jax
@@ -98,8 +125,11 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=_common.PROFILES, default=None)
     parser.add_argument("--only", nargs="+", default=[])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--update-committed", action="store_true", dest="update_committed")
     args = parser.parse_args(argv)
-    return build(args.fast, args.only, args.out, scale=args.scale)
+    return build(
+        args.fast, args.only, args.out, scale=args.scale, update_committed=args.update_committed
+    )
 
 
 if __name__ == "__main__":

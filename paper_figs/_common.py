@@ -1,6 +1,8 @@
 """Shared helpers of the figure scripts: repository paths, the scenario cache, verdict lines.
 
-Every path is rooted at the repository (``ROOT``), never at the working directory. A scenario
+Every path is rooted at the repository checkout that holds this file (``ROOT``), never at the
+working directory or at the checkout of an installed gradflow (``gradflow figs`` imports the
+``paper_figs`` of the checkout it runs in). A scenario
 ``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
 ``gradflow.scenario.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
 that of the validated configuration (the merged table, the run specifications, ``fast``) and of
@@ -30,19 +32,40 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "paper_figs"
 SCENARIOS = FIGS / "scenarios"
 CACHE = FIGS / "cache"
+#: Where each profile's PNGs go by default (git-ignored): ``paper_figs/out/<profile>/``.
+OUT = FIGS / "out"
+#: The committed PNGs of each profile, written only when asked (``--update-committed``).
+COMMITTED = {
+    "full": FIGS / "figures",
+    "paper": FIGS / "figures" / "paper",
+    "fast": FIGS / "figures" / "fast",
+}
+
+
+def out_folder(profile: str, committed: bool = False) -> Path:
+    """The folder of a profile's PNGs: :data:`COMMITTED` with ``committed``, else
+    ``paper_figs/out/<profile>/`` (ignored by git, so that a build leaves the checkout clean)."""
+    return COMMITTED[profile] if committed else OUT / profile
 
 
 @functools.cache
 def code_version() -> dict:
-    """What the results depend on besides the configuration: a hash of the library's sources
-    (``gradflow/`` and ``models/``) and the versions of the numerical packages, so that a change
-    of the code invalidates the cache instead of silently serving stale results."""
+    """What the results depend on besides the configuration: a hash of the sources of the
+    gradflow that is imported (``gradflow/`` and ``models/``) and the versions of the numerical
+    packages, so that a change of the code invalidates the cache instead of silently serving
+    stale results."""
     from importlib.metadata import version
 
+    import gradflow
+    import gradflow.models
+
+    # the sources of the gradflow that runs (an editable install may live in another checkout
+    # than this paper_figs/), named as in the repository (gradflow/..., models/...)
     digest = hashlib.sha256()
-    for package in ("gradflow", "models"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            digest.update(str(path.relative_to(ROOT)).encode())
+    for package, module in (("gradflow", gradflow), ("models", gradflow.models)):
+        folder = Path(module.__file__).resolve().parent
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{package}/{path.relative_to(folder).as_posix()}".encode())
             digest.update(path.read_bytes())
     versions = {name: version(name) for name in ("jax", "jaxlib", "diffrax", "equinox", "optax")}
     return {"sources": digest.hexdigest()[:16], **versions}
@@ -399,10 +422,59 @@ def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
     tmp.rename(folder)
 
 
+#: Resolution of every PNG (the figures are drawn with constrained layout, so that tick labels
+#: and axis labels do not overlap).
+DPI = 150
+_KIND = {"flow": "flow", "sde": "SDE", "gd": "GD", "sgd": "SGD"}
+
+
+def words(traj) -> str:
+    """A run in words for a legend: its dynamics and settings, e.g. ``"SGD η = 0.02, B = 16"``
+    (never the run's label ``sgd_lr0.02_b16``)."""
+    kind, config = traj.kind, traj.config
+    settings = config.get("noise") if kind == "sde" else config
+    parts = []
+    if kind in ("sde", "gd", "sgd") and isinstance(settings, dict):
+        if settings.get("lr") is not None:
+            parts.append(f"η = {float(settings['lr']):g}")
+        if kind != "gd" and settings.get("batch_size") is not None:
+            parts.append(f"B = {int(settings['batch_size'])}")
+        if float(config.get("momentum") or 0.0):
+            parts.append(f"β = {float(config['momentum']):g}")
+    return _KIND.get(kind, kind) + (" " + ", ".join(parts) if parts else "")
+
+
+def decay(traj) -> float:
+    """The run's weight decay λ."""
+    return float(traj.config["problem"]["weight_decay"])
+
+
+def footer(fig, verdict: str) -> None:
+    """The verdict line under the figure, wrapped to its width (green when borne out, red
+    where not)."""
+    import textwrap
+
+    width = fig.get_size_inches()[0]
+    fontsize = 7
+    # DejaVu Sans: about 0.55 em per character on average
+    chars = max(60, int(width * 72 / (0.55 * fontsize)))
+    text = textwrap.fill("Verdict (measured): " + verdict, chars)
+    color = "#8b0000" if "NOT borne out" in verdict else "#1b5e20"
+    fig.text(0.005, -0.01, text, ha="left", va="top", fontsize=fontsize, color=color, wrap=False)
+
+
+def finish(fig, out_dir, name: str, verdict: str) -> str:
+    """Write the figure ``name`` with ``verdict`` as its footer (:func:`footer`); returns the
+    verdict."""
+    footer(fig, verdict)
+    savefig(fig, out_dir, name)
+    return verdict
+
+
 def savefig(fig, out_dir, name: str) -> Path:
     out = Path(out_dir) / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80, bbox_inches="tight")
+    fig.savefig(out, dpi=DPI, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

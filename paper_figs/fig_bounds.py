@@ -91,37 +91,41 @@ def draw(inputs: dict, out_dir) -> str:
 
     evals = {n: _evaluate(res) for n, res in sorted(inputs.items())}
     sizes = sorted(evals)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"wspace": 0.55})
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, n in enumerate(sizes):
         e, c = evals[n], colors[i % len(colors)]
         floor = 0.5 / e["n_test"]
         tab = e["table"]
-        ax0.semilogy(e["t"], tab["bound_dense"], "-", color=c, label=f"N={n}")
+        ax0.semilogy(e["t"], tab["bound_dense"], "-", color=c, label=f"N = {n} training samples")
         ax0.semilogy(e["t"], tab["bound_kernel"], "--", color=c)
         trivial = ~np.isfinite(tab["gamma_dense"])
         ax0.semilogy(e["t"][trivial], tab["bound_dense"][trivial], "o", mfc="none", color=c)
         ax0.semilogy(e["t"], np.maximum(tab["test_error"], floor), ":", marker=".", color=c)
     ax0.axhline(1.0, color="0.4", lw=0.8)
     # style key
-    ax0.plot([], [], "k-", label="dense (GRS)")
-    ax0.plot([], [], "k--", label="kernel (recon)")
-    ax0.plot([], [], "ko", mfc="none", label="γ=∞: 1 + conf.")
-    ax0.plot([], [], "k:", marker=".", label="test error")
-    ax0.set(xlabel="t = η·step", ylabel="bound / error (log)", title="along SGD training")
+    ax0.plot([], [], "k-", label="dense bound (Golowich–Rakhlin–Shamir)")
+    ax0.plot([], [], "k--", label="kernel-norm bound")
+    ax0.plot([], [], "ko", mfc="none", label="trivial bound (γ = ∞): 1 + confidence")
+    ax0.plot([], [], "k:", marker=".", label="measured test error")
+    ax0.set(
+        xlabel="flow time t = η·step",
+        ylabel="bound on the test error, or the test error (log)",
+        title="along SGD training",
+    )
     ax0.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fin = {k: np.array([evals[n]["table"][k][-1] for n in sizes]) for k in evals[sizes[0]]["table"]}
     n_test = evals[sizes[0]]["n_test"]
     floor = 0.5 / n_test
-    ax1.loglog(sizes, fin["bound_dense"], "o-", label="dense bound (GRS)")
-    ax1.loglog(sizes, fin["bound_kernel"], "s--", label="kernel bound (recon)")
+    ax1.loglog(sizes, fin["bound_dense"], "o-", label="dense bound (Golowich–Rakhlin–Shamir)")
+    ax1.loglog(sizes, fin["bound_kernel"], "s--", label="kernel-norm bound")
     err = fin["test_error"]
     ax1.loglog(sizes, np.maximum(err, floor), "^:", label=f"test error (0 drawn at {floor:.1g})")
     ax1.axhline(1.0, color="0.4", lw=0.8, label="1 (vacuous above)")
     ax1.set(
-        xlabel="training-set size N",
-        ylabel="at the end of training (log)",
-        title=f"final, t={evals[sizes[0]]['t'][-1]:g}; {n_test} test samples",
+        xlabel="training-set size N (log)",
+        ylabel="bound or test error at the end (log)",
+        title=f"end of training, t = {evals[sizes[0]]['t'][-1]:g}; {n_test} test samples",
     )
     ax1.set_xticks(sizes, [str(n) for n in sizes])
     ax1.minorticks_off()
@@ -131,7 +135,6 @@ def draw(inputs: dict, out_dir) -> str:
     fig.suptitle(
         "LocalCNN on digits 4 vs 9: margin bounds (THEORY 6) vs measured test error", fontsize=9
     )
-    _common.savefig(fig, out_dir, NAME)
 
     predicted = evals[sizes[0]]["predicted_ratio"]
     ratios = np.array([evals[n]["norm_ratio"] for n in sizes])
@@ -160,7 +163,7 @@ def draw(inputs: dict, out_dir) -> str:
         for n, d, k, t in zip(sizes, fin["bound_dense"], fin["bound_kernel"], err, strict=True)
     )
     status = "borne out" if ok else "NOT borne out at this scale"
-    return (
+    verdict = (
         f"{NAME}: predicted Π||W_k||_F / Π||w_k||_F = Π sqrt(d_k) = {predicted:g} and kernel "
         f"bound < dense bound; measured norm ratio {np.mean(ratios):.6g} (max rel. dev "
         f"{ratio_dev:.1e}), R_dense/R_kernel {np.min(r_ratio):.3g}..{np.max(r_ratio):.3g} "
@@ -175,3 +178,4 @@ def draw(inputs: dict, out_dir) -> str:
         f"{rho_t_dense:.2f}, "
         f"{rho_t_kernel:.2f}: {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

@@ -40,37 +40,46 @@ def _drift(traj, which: str) -> np.ndarray:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     parts = []
-    for which, ax, title in (
-        ("balance", axes[0], "max_k |gap_k(t) − gap_k(0)|, gap_k = ρ_k² − ρ_{k+1}²"),
-        ("wn", axes[1], "max_k | ||v_k(t)|| − ||v_k(0)|| |"),
+    for which, ax, title, ylabel in (
+        (
+            "balance",
+            axes[0],
+            "balancedness, plain flow (λ = 0)",
+            "max_k |gap_k(t) − gap_k(0)|,  gap_k = ρ_k² − ρ_{k+1}²",
+        ),
+        ("wn", axes[1], "WN direction norms (λ = 0)", "max_k | ||v_k(t)|| − ||v_k(0)|| |"),
     ):
         runs = inputs[which].runs()
         lrs, ends, flow_end = [], [], np.nan
-        for label, traj in runs.items():
+        for traj in runs.values():
             d = _drift(traj, which)
-            ax.semilogy(traj.t[1:], np.maximum(d[1:], 1e-17), label=label)
+            ax.semilogy(traj.t[1:], np.maximum(d[1:], 1e-17), label=_common.words(traj))
             if traj.kind == "flow":
                 flow_end = float(d[-1])
             else:
                 lrs.append(traj.config["lr"])
                 ends.append(float(d[-1]))
-        ax.set(xlabel="t = η·step", title=title)
-        ax.title.set_fontsize(8)
+        ax.set(xlabel="flow time t (GD: t = η·step)", ylabel=ylabel + " (log)", title=title)
+        ax.yaxis.label.set_fontsize(8)
         ax.legend(fontsize=7)
         order = np.argsort(lrs)
         lrs, ends = np.asarray(lrs)[order], np.asarray(ends)[order]
         p = _common.slope(lrs, ends)
         t_end = float(next(iter(runs.values())).t[-1])
-        axes[2].loglog(lrs, ends, "o-", label=f"{which}: slope {p:.2f}")
+        what = "balancedness" if which == "balance" else "WN norms"
+        axes[2].loglog(lrs, ends, "o-", label=f"{what}: fitted slope {p:.2f}")
         parts.append((which, flow_end, p, t_end, lrs, ends))
     lr_ref = np.asarray(parts[0][4])
     axes[2].loglog(lr_ref, parts[0][5][0] * lr_ref / lr_ref[0], "k:", label="∝ η (predicted)")
-    axes[2].set(xlabel="η", ylabel=f"GD drift at t={parts[0][3]:g}")
+    axes[2].set(
+        xlabel="GD step size η (log)",
+        ylabel=f"GD drift at t = {parts[0][3]:g} (log)",
+        title="drift at fixed t against η",
+    )
     axes[2].legend(fontsize=7)
-    fig.suptitle("Conserved by the flow (λ=0), drifting under GD like η at fixed t", fontsize=9)
-    _common.savefig(fig, out_dir, NAME)
+    fig.suptitle("Conserved by the flow (λ = 0), drifting under GD like η at fixed t", fontsize=9)
     # every pair of neighbouring η must show the same law, not only the overall fit
     local = [np.diff(np.log(e)) / np.diff(np.log(l)) for _, _, _, _, l, e in parts]
     ok = all(
@@ -83,7 +92,8 @@ def draw(inputs: dict, out_dir) -> str:
         for (w, f, p, _, l, e), s in zip(parts, local, strict=True)
     )
     status = "borne out" if ok else "NOT borne out at this scale"
-    return (
+    verdict = (
         f"{NAME}: predicted flow drift = 0 (solver tolerance), GD drift ∝ η^1 at t="
         f"{parts[0][3]:g}; measured {text}: {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

@@ -45,7 +45,7 @@ def _rel_range(values) -> float:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6))
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.8))
     (ax_t, ax_rho), (ax_m, ax_err) = axes
     final, gaps, losses = {}, {}, {}
     cmap = plt.get_cmap("viridis")
@@ -65,21 +65,34 @@ def draw(inputs: dict, out_dir) -> str:
                 rho,
                 "-" if lam > 0 else "--",
                 color=cmap(i / max(1, len(scales) - 1)),
-                label=f"s={s:g}" if lam > 0 else None,
+                label=f"init scale s = {s:g}" if lam > 0 else None,
             )
         final[lam] = np.array(rows)
         style = "o-" if lam > 0 else "s--"
         for ax, col in ((ax_rho, 1), (ax_m, 2), (ax_err, 3)):
-            ax.plot(final[lam][:, 0], final[lam][:, col], style, label=f"λ = {lam:g}")
+            ax.plot(final[lam][:, 0], final[lam][:, col], style, label=f"flow, λ = {lam:g}")
     ax_t.set(
         yscale="log",
-        xlabel="t",
-        ylabel="ρ(t)",
-        title="ρ(t) per init scale s (solid λ>0, dashed λ=0)",
+        xlabel="flow time t",
+        ylabel="ρ(t) = Π_k ||W_k||_F (log)",
+        title=f"ρ(t) per init scale s (solid λ = {DECAYS[0]:g}, dashed λ = 0)",
     )
-    ax_rho.set(xscale="log", yscale="log", xlabel="init scale s", ylabel="final ρ")
-    ax_m.set(xscale="log", xlabel="init scale s", ylabel="final min_n y_n f(V; x_n)")
-    ax_err.set(xscale="log", xlabel="init scale s", ylabel="final test error")
+    scale = "init scale s (multiplies the initial weights; log)"
+    ax_rho.set(xscale="log", yscale="log", xlabel=scale, ylabel="final ρ (log)", title="final ρ")
+    ax_m.set(
+        xscale="log",
+        xlabel=scale,
+        ylabel="final min_n y_n f(V; x_n)\n(normalized margin)",
+        title="final smallest normalized margin",
+    )
+    ax_err.set(
+        xscale="log", xlabel=scale, ylabel="final test error (fraction)", title="final test error"
+    )
+    from matplotlib.ticker import NullLocator
+
+    for ax in (ax_rho, ax_m, ax_err):  # ticks at the measured scales
+        ax.set_xticks(scales, [f"{s:g}" for s in scales])
+        ax.xaxis.set_minor_locator(NullLocator())
     ax_t.legend(fontsize=7, ncol=2)
     for ax in (ax_rho, ax_m, ax_err):
         ax.legend(fontsize=7)
@@ -91,8 +104,6 @@ def draw(inputs: dict, out_dir) -> str:
         "scale, with and without weight decay (THEORY 4.4)",
         fontsize=9,
     )
-    fig.tight_layout()
-    _common.savefig(fig, out_dir, NAME)
 
     lam_pos = DECAYS[0]
     rho_r = {lam: _rel_range(final[lam][:, 1]) for lam in DECAYS}
@@ -119,7 +130,7 @@ def draw(inputs: dict, out_dir) -> str:
         status = "NOT borne out at this scale (the λ>0 flows have not reached ρ_eq)"
     else:
         status = "NOT borne out at this scale (the spreads do not meet the criterion)"
-    return (
+    verdict = (
         f"{NAME}: predicted final ρ, margin, test error independent of the init scale with λ>0 "
         f"(rel. range of ρ < {RHO_TOL:g} and {RATIO:g}× below λ=0's, margin's below λ=0's), "
         f"dependent without decay; measured over s={scales[0]:g}..{scales[-1]:g} (first..last) "
@@ -127,3 +138,4 @@ def draw(inputs: dict, out_dir) -> str:
         + f"; λ>0 max |ρ/ρ_eq − 1| = {max(gaps.values()):.1e}, λ=0 data loss "
         f"{min(loss0):.1e}..{max(loss0):.1e}: {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

@@ -86,7 +86,7 @@ def _fixed(res) -> str:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     sgd = {lam: r for (kind, lam), r in inputs.items() if kind == "sgd"}
     inputs = {k: r for k, r in inputs.items() if k[0] != "sgd"}
     seeds = sorted({s for _, s in inputs})
@@ -103,9 +103,13 @@ def draw(inputs: dict, out_dir) -> str:
                 picks = np.unique(np.round(np.linspace(0, len(t) - 1, 4)).astype(int))
                 scale = np.abs(np.mean(m, axis=-1))
                 for i in picks[1:]:
-                    ax.hist(m[i] / scale[i], bins=30, histtype="step", label=f"t={t[i]:g}")
-                ax.set(xlabel="margin / mean margin", title=f"λ = {lam:g} (seed {seed})")
-                ax.legend(fontsize=7)
+                    ax.hist(m[i] / scale[i], bins=30, histtype="step", label=f"t = {t[i]:g}")
+                ax.set(
+                    xlabel="normalized margin / its mean over samples",
+                    ylabel="number of training samples",
+                    title=f"flow, λ = {lam:g} (seed {seed})",
+                )
+                ax.legend(fontsize=7, title="flow time", title_fontsize=7)
                 rho_end = float(np.asarray(traj["rho"])[-1])
                 parts.append(
                     f"λ={lam:g}: spread {s[i1]:.2f} (t={t[i1]:g}) -> {s[-1]:.3f} "
@@ -118,7 +122,7 @@ def draw(inputs: dict, out_dir) -> str:
                 s[1:],
                 color="C3" if lam > 0 else "C0",
                 lw=1,
-                label=f"λ = {lam:g}" if seed == seeds[0] else None,
+                label=f"flow, λ = {lam:g}" if seed == seeds[0] else None,
             )
             spreads.append(s[-1])
             settled.append(_common.settled(s))
@@ -144,7 +148,7 @@ def draw(inputs: dict, out_dir) -> str:
                 ":",
                 color="C3" if lam > 0 else "C0",
                 lw=1,
-                label=f"SGD λ = {lam:g}" if i == 0 else None,
+                label=f"{_common.words(traj)}, λ = {lam:g}" if i == 0 else None,
             )
         sgd_finals[lam] = _common.interval(s[:, -1])
         sgd_first[lam] = float(np.mean(s[:, max(1, s.shape[1] // 10)]))
@@ -157,10 +161,17 @@ def draw(inputs: dict, out_dir) -> str:
             f"{float(np.mean(np.min(m[:, -1], axis=-1) * rho_end)):.2f}, largest relative change "
             f"over the last quarter {max(_common.settled(row) for row in s):.1e}"
         )
-    axes[2].set(xlabel="t (SGD: η·step/(1 − β))", ylabel="std/mean of the margins")
+    axes[2].set(
+        xlabel="flow time t (SGD: η·step/(1 − β))",
+        ylabel="spread: std/mean of the margins (log)",
+        title="spread over time",
+    )
     axes[2].legend(fontsize=7)
-    fig.suptitle("Normalized margins y_n f(V; x_n) along the LM-last flow (THEORY 4.4)", fontsize=9)
-    _common.savefig(fig, out_dir, NAME)
+    fig.suptitle(
+        "Normalized margins y_n f(V; x_n) along the LM-last flow, λ = "
+        f"{DECAYS[0]:g} vs λ = 0 (THEORY 4.4)",
+        fontsize=9,
+    )
     lam = DECAYS[0]
     ok = finals[lam][0] < 0.5 * float(np.mean(first[lam])) and finals[lam][0] < finals[0.0][0]
     status = (
@@ -175,7 +186,8 @@ def draw(inputs: dict, out_dir) -> str:
         status += " by the flow; by SGD (the same criterion on its seed means): " + (
             "borne out" if sgd_ok else "NOT borne out"
         )
-    return (
+    verdict = (
         f"{NAME}: predicted spread -> 0 with λ>0 (smaller than λ=0) and min margin·ρ ≈ 1; "
         f"measured " + "; ".join(parts) + f": {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

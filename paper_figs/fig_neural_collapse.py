@@ -100,10 +100,24 @@ def _judge(finals: dict, targets: str) -> tuple[bool, str, tuple]:
     return ok, "; ".join(parts), worst
 
 
+#: The y label of each panel: what the quantity is (all dimensionless).
+YLABELS = {
+    "nc1": "NC1 = Tr(Σ_W Σ_B^†)/K (log)",
+    "nc2": "NC2 = equinorm + equiangularity gap (log)",
+    "nc3": "NC3 = ||W_Lᵀ/||W_L|| − M̃/||M̃|| ||² (log)",
+    "nc4": "NC4: fraction of samples not\nclassified as the nearest class mean",
+}
+
+
+def _words(traj) -> str:
+    seeds = "" if traj.seeds is None else f", {len(np.atleast_1d(traj.seeds))} seeds"
+    return _common.words(traj) + seeds
+
+
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(15, 6.4), sharex=True)
+    fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharex=True)
     styles = {"flow": "-", "sde": "--", "sgd": ":"}
     colors = {DECAYS[0]: "C3", DECAYS[1]: "C0"}
     finals = {}
@@ -118,7 +132,7 @@ def draw(inputs: dict, out_dir) -> str:
                         styles.get(kind, "-"),
                         color=colors[lam],
                         lw=1.2,
-                        label=f"{kind} λ={lam:g}",
+                        label=f"{_words(traj)}, λ = {lam:g}",
                     )
                 finals[(targets, lam, kind)] = {
                     k: (_mean(traj, k)[0], _mean(traj, k)[-1]) for k in KEYS
@@ -127,17 +141,17 @@ def draw(inputs: dict, out_dir) -> str:
             if key != "nc4":
                 ax.set_yscale("log")
             ax.set_title(f"{key.upper()}, {targets} targets", fontsize=9)
-        row[0].legend(fontsize=6, ncol=2)
+            ax.set_ylabel(YLABELS[key], fontsize=8)
+        row[0].legend(fontsize=6)
     for ax in axes[1]:
-        ax.set_xlabel("t = η·step")
+        ax.set_xlabel("flow time t (SGD: t = η·step)")
     c = _classes(inputs)
     fig.suptitle(
         f"Neural collapse on {c} digit classes: flow (solid), SDE (dashed), SGD (dotted; "
-        "ensemble means); red λ>0, blue λ=0; top one-hot targets, bottom one-hot − 1/C",
+        f"ensemble means); red λ = {DECAYS[0]:g}, blue λ = 0; top one-hot targets, bottom "
+        "one-hot − 1/C",
         fontsize=9,
     )
-    fig.tight_layout()
-    _common.savefig(fig, out_dir, NAME)
 
     judged = {t: _judge(finals, t) for t in TARGETS}
     lam = DECAYS[0]
@@ -158,7 +172,7 @@ def draw(inputs: dict, out_dir) -> str:
             f"{fall:.1f}x, or ends above λ=0's)"
         )
 
-    return (
+    verdict = (
         f"{NAME}: predicted NC1-NC3 fall >= {FALL:g}x with λ={lam:g} and end below λ=0, "
         "NC4 -> 0; measured "
         + "; ".join(
@@ -168,6 +182,7 @@ def draw(inputs: dict, out_dir) -> str:
         + ": "
         + "; ".join(status(t) for t in TARGETS)
     )
+    return _common.finish(fig, out_dir, NAME, verdict)
 
 
 def _classes(inputs: dict) -> int:

@@ -34,7 +34,7 @@ def compute(profile, log=print) -> dict:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6))
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.8))
     (ax_t, ax_rho), (ax_err, ax_m) = axes
     cmap = plt.get_cmap("viridis")
     ps = sorted(inputs)
@@ -53,40 +53,48 @@ def draw(inputs: dict, out_dir) -> str:
                 float(np.asarray(traj["margin_min"])[-1]),
             )
         )
-        ax_t.plot(traj.t, rho, color=cmap(i / max(1, len(ps) - 1)), label=f"p = {p:g}")
+        color = cmap(i / max(1, len(ps) - 1))
+        ax_t.plot(traj.t, rho, color=color, label=f"random fraction p = {p:g}")
     table = np.array(rows)
     cfg = inputs[ps[0]].config()["table"]
     lam, lr = cfg["problem"]["weight_decay"], traj.config["lr"]
-    ax_t.set(yscale="log", xlabel="t = η·step", ylabel="ρ = Π_k ||W_k||_F", title="ρ(t) per p")
+    ax_t.set(
+        yscale="log",
+        xlabel="flow time t = η·step",
+        ylabel="ρ = Π_k ||W_k||_F (log)",
+        title="ρ(t) per fraction p of random labels",
+    )
     ax_rho.plot(table[:, 0], table[:, 1], "o-")
     ax_rho.set(
         yscale="log",
         xlabel="fraction p of random train labels",
-        ylabel="final ρ",
+        ylabel="final ρ (log)",
         title="final ρ (∝ the norm-based bound, THEORY 6)",
     )
     ax_err.plot(table[:, 0], table[:, 3], "o-", label="test error")
     ax_err.plot(table[:, 0], table[:, 2], "s--", label="train error")
     ax_err.axhline(CHANCE, color="gray", ls=":", label="chance")
-    ax_err.set(xlabel="fraction p of random train labels", ylabel="final error")
+    ax_err.set(
+        xlabel="fraction p of random train labels",
+        ylabel="final error (fraction misclassified)",
+        title="train and test error",
+    )
     ax_m.plot(table[:, 0], table[:, 4], "o-")
     ax_m.set(
         xlabel="fraction p of random train labels",
-        ylabel="final min_n y_n f(V; x_n)",
+        ylabel="final min_n y_n f(V; x_n)\n(normalized margin)",
         title="normalized margin (network at ρ = 1)",
     )
     ax_t.set_ylim(bottom=0.3 * float(np.min(table[:, 1])))
-    ax_t.legend(fontsize=7, ncol=3, loc="lower right")
+    ax_t.legend(fontsize=6, ncol=2, loc="lower right")
     ax_err.legend(fontsize=7)
     for ax in axes.ravel():
         ax.title.set_fontsize(8)
     fig.suptitle(
-        f"Random labels: GD (η={lr:g}) with weight decay λ={lam:g}, plain ReLU MLP, digits "
+        f"Random labels: GD (η = {lr:g}) with weight decay λ = {lam:g}, plain ReLU MLP, digits "
         f"{cfg['data']['classes'][0]} vs {cfg['data']['classes'][1]}",
         fontsize=9,
     )
-    fig.tight_layout()
-    _common.savefig(fig, out_dir, NAME)
 
     rho, err = table[:, 1], table[:, 3]
     ratio = rho[-1] / rho[0]
@@ -108,10 +116,11 @@ def draw(inputs: dict, out_dir) -> str:
         if not settled:
             why.append("ρ has not settled")
         status = f"NOT borne out at this scale ({'; '.join(why)})"
-    return (
+    verdict = (
         f"{NAME}: predicted (paper claim, THEORY 4.3-4.4, 6) ρ grows with the fraction p of "
         f"random labels (ρ(1)/ρ(0) > {RATIO:g}, non-decreasing within {MONO_TOL:.0%}) and test "
         f"error rises to chance (≥ +{ERR_RISE:g}, within {CHANCE_TOL:g} of {CHANCE:g}); measured "
         f"λ={lam:g}: {meas}; ρ ratio {ratio:.2f}, max drift of ρ over the last quarter "
         f"{max(drift):.1e}: {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

@@ -169,7 +169,7 @@ def _ranks(results: dict, ax=None) -> tuple[dict, dict, dict, int, dict]:
                 _, bnd = rank_bound(b, lr, lam, 1e-3, float(np.nanmax(rho) / np.nanmin(rho)))
                 bounds[(b, lam, lr)] = float(min(float(bnd), full))
             if ax is not None and lam == max(results) and lr == LR:
-                ax.plot(traj.t, rank.mean(axis=0), label=f"B={b}")
+                ax.plot(traj.t, rank.mean(axis=0), label=f"SGD B = {b}")
     return measured, bounds, acc, full, seeds
 
 
@@ -185,13 +185,25 @@ def _versus_b(ax, measured, bounds, title) -> None:
     batches = sorted({b for b, _, _ in measured})
     for lam in sorted({lam for _, lam, _ in measured}):
         (line,) = ax.plot(
-            batches, [measured[(b, lam, LR)] for b in batches], "o-", label=f"λ={lam:g}"
+            batches, [measured[(b, lam, LR)] for b in batches], "o-", label=f"λ = {lam:g}"
         )
         if bounds and lam > 0:
             ax.plot(batches, [bounds[(b, lam, LR)] for b in batches], ":", color=line.get_color())
     ax.set(
-        xscale="log", xlabel="batch size B", ylabel="final numerical rank (tol 1e-3)", title=title
+        xscale="log",
+        xlabel="batch size B (log)",
+        ylabel=f"final numerical rank of W_{LAYER + 1} (tol 1e-3)",
+        title=title,
     )
+    _ticks_at(ax, batches)
+
+
+def _ticks_at(ax, values) -> None:
+    """x ticks at ``values`` only, written plainly (a log axis's minor labels overlap)."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(list(values), [f"{v:g}" for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def draw(inputs: dict, out_dir) -> str:
@@ -205,7 +217,7 @@ def draw(inputs: dict, out_dir) -> str:
     sweep = {k: r for k, r in inputs.items() if not isinstance(k, tuple)}
     lrs = sorted({float(t.config["lr"]) for r in sweep.values() for t in r.runs().values()})
     ncols = 3 + (len(lrs) > 1) + bool(mnist)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.3))
+    fig, axes = plt.subplots(1, ncols, figsize=(4.4 * ncols, 3.9))
     ax0, ax1, ax2 = axes[:3]
     measured, bounds, _, full, _ = _ranks(sweep, ax0)
     batches = sorted({b for b, _, _ in measured})
@@ -220,27 +232,38 @@ def draw(inputs: dict, out_dir) -> str:
                     sv / sv[0],
                     ".",
                     ms=3,
-                    label=f"N=B={n}, W_{layer['layer'] + 1}",
+                    label=f"N = B = {n}, layer W_{layer['layer'] + 1}",
                 )
-    ax2.set(xlabel="index i", ylabel="σ_i / σ_1", title="SGD fixed point (B = N): rank ≤ B")
+    ax2.set(
+        xlabel="singular value index i",
+        ylabel="σ_i / σ_1 (log)",
+        title=f"SGD fixed point (B = N, λ = {FIXED_DECAY:g}): rank ≤ B",
+    )
     if len(lrs) > 1:
         for lam in lams:
             axes[3].plot(
-                lrs, [measured[(batches[0], lam, lr)] for lr in lrs], "o-", label=f"λ={lam:g}"
+                lrs, [measured[(batches[0], lam, lr)] for lr in lrs], "o-", label=f"λ = {lam:g}"
             )
-        axes[3].set(xscale="log", xlabel="η", ylabel="final rank", title=f"B = {batches[0]}")
+        axes[3].set(
+            xscale="log",
+            xlabel="SGD step size η (log)",
+            ylabel=f"final numerical rank of W_{LAYER + 1}",
+            title=f"B = {batches[0]}",
+        )
+        _ticks_at(axes[3], lrs)
     if mnist:
         m_measured, _, m_acc, m_full, m_seeds = _ranks(mnist)
         about = _about(mnist)
         _versus_b(axes[-1], m_measured, {}, f"MNIST-1D, {about}, η = {LR:g}")
     ax0.set(
-        xlabel="t = η·step", ylabel=f"rank(W_{LAYER + 1})", title=f"λ = {max(sweep):g}, η = {LR:g}"
+        xlabel="flow time t = η·step",
+        ylabel=f"numerical rank of W_{LAYER + 1} (tol 1e-3)",
+        title=f"λ = {max(sweep):g}, η = {LR:g}",
     )
     for ax in axes:
         ax.legend(fontsize=6)
         ax.title.set_fontsize(8)
     fig.suptitle("Low rank under SGD + weight decay (THEORY 4.6)", fontsize=9)
-    _common.savefig(fig, out_dir, NAME)
 
     lam_max, b_min, b_max = max(lams), batches[0], batches[-1]
     ok = _lower(measured[(b_min, lam_max, LR)], measured[(b_max, lam_max, LR)]) and _lower(
@@ -332,4 +355,4 @@ def draw(inputs: dict, out_dir) -> str:
             + ("{" + ", ".join(f"{lam:g}" for lam in m_matters) + "}" if m_matters else "∅")
         )
         status += " (digits); MNIST-1D: " + ("borne out" if m_ok else "NOT borne out")
-    return f"{text}: {status}"
+    return _common.finish(fig, out_dir, NAME, f"{text}: {status}")

@@ -23,34 +23,47 @@ def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
     runs = inputs["main"].runs()
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.6))
     parts, flow_gap0 = [], None
-    for label, traj in runs.items():
+    for traj in runs.values():
         t, rho, eq = traj.t, np.asarray(traj["rho"]), np.asarray(traj["rho_eq"])
         gap = rho / eq - 1
-        (line,) = ax0.plot(t, rho, label=f"ρ {label}")
+        (line,) = ax0.plot(t, rho, label=_common.words(traj))
         ax0.plot(t, eq, ":", color=line.get_color())
-        ax1.semilogy(t[1:], np.abs(gap[1:]), color=line.get_color(), label=label)
+        ax1.semilogy(t[1:], np.abs(gap[1:]), color=line.get_color(), label=_common.words(traj))
         if traj.kind == "flow":
             flow_gap0 = abs(gap[0])
             parts.insert(0, f"{gap[-1]:+.1e} at t={t[-1]:g} (ODE)")
         else:
             lr = traj.config["lr"]
             parts.append(f"{_common.tail_mean(gap):+.1e} (SGD η={lr:g}, mean of last 10%)")
-    ax0.set(xlabel="t = η·step", ylabel="ρ (solid), ρ_eq(V(t)) (dotted)")
-    ax1.set(xlabel="t = η·step", ylabel="|ρ/ρ_eq − 1|")
+    ax0.plot([], [], "k:", label="ρ_eq(V(t)) (dotted, same colour)")
+    ax0.set(
+        xlabel="flow time t (SGD: t = η·step)",
+        ylabel="ρ = Π_k ||W_k||_F (solid)",
+        title="ρ(t) and ρ_eq(V(t))",
+    )
+    ax1.set(
+        xlabel="flow time t (SGD: t = η·step)",
+        ylabel="|ρ/ρ_eq − 1| (log scale)",
+        title="relative gap to ρ_eq",
+    )
     ax0.legend(fontsize=7)
     ax1.legend(fontsize=7)
+    first = next(iter(runs.values()))
     fig.suptitle(
-        "LM-last, λ>0, digits 0 vs 1: ρ(t) closes in on ρ_eq(V(t)) (THEORY 4.1)", fontsize=9
+        f"LM-last, λ = {_common.decay(first):g}, digits 0 vs 1 "
+        f"(N = {first.config['problem']['n_train']}): ρ(t) closes in on ρ_eq(V(t)) "
+        "(THEORY 4.1)",
+        fontsize=9,
     )
-    _common.savefig(fig, out_dir, NAME)
     flow = next(tr for tr in runs.values() if tr.kind == "flow")
     end = abs(np.asarray(flow["rho"])[-1] / np.asarray(flow["rho_eq"])[-1] - 1)
     ok = end < 0.1 * flow_gap0 and end < 1e-2
     status = "borne out" if ok else "NOT borne out at this scale (gap not closed)"
-    return (
+    verdict = (
         f"{NAME}: predicted rho/rho_eq - 1 -> 0; measured "
         + ", ".join(parts)
         + f" (from {flow_gap0:.1e} at t=0): {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

@@ -113,7 +113,7 @@ def _fit(lrs, errs, ses) -> tuple[float, int]:
 def _bands(ax, t, values, color, label):
     q10, q50, q90 = np.nanquantile(values, [0.1, 0.5, 0.9], axis=0)
     ax.fill_between(t, q10, q90, color=color, alpha=0.25, lw=0)
-    ax.plot(t, q50, color=color, label=f"{label} (median, 10–90%)")
+    ax.plot(t, q50, color=color, label=f"{label} (median, 10–90% of seeds)")
 
 
 def draw(inputs: dict, out_dir) -> str:
@@ -134,10 +134,14 @@ def draw(inputs: dict, out_dir) -> str:
     for k, (name, label) in enumerate(PHIS):
         ax = axes[0, k]
         for kind, tr in (("sgd", sgd_show), ("sde", sde_show)):
-            _bands(ax, tr.t, np.asarray(tr[name], dtype=float), colors[kind], kind.upper())
+            _bands(ax, tr.t, np.asarray(tr[name], dtype=float), colors[kind], _common.words(tr))
         ax.plot(flow.t, np.asarray(flow[name]), "k-", lw=1.2, label="flow")
         ax.axvline(t_star, color="grey", ls=":", lw=0.8)
-        ax.set(xlabel="t = η·step", ylabel=label, title=f"(a) {label} over seeds, η={lr_show:g}")
+        ax.set(
+            xlabel="flow time t = η·step",
+            ylabel=label + (" (log)" if name == "data_loss" else ""),
+            title=f"(a) {label} over seeds, η = {lr_show:g}",
+        )
         if name == "data_loss":
             ax.set_yscale("log")
         ax.legend(fontsize=7)
@@ -147,15 +151,17 @@ def draw(inputs: dict, out_dir) -> str:
         lo, hi = np.nanquantile(both, [0.005, 0.995])
         phi_flow = float(_at(flow, name, t_star))
         bins = np.linspace(min(lo, phi_flow), max(hi, phi_flow), 31)
-        for kind, v in (("sgd", a), ("sde", b)):
+        for kind, v, tr in (("sgd", a, sgd_show), ("sde", b, sde_show)):
             ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5, color=colors[kind])
-            ax.hist(v, bins=bins, density=True, alpha=0.2, color=colors[kind], label=kind.upper())
+            ax.hist(
+                v, bins=bins, density=True, alpha=0.2, color=colors[kind], label=_common.words(tr)
+            )
         ax.axvline(phi_flow, color="k", lw=1.2, label="flow")
         row = data[name]["rows"][-1]
         ax.set(
-            xlabel=f"{label} at t={t_star:g} (central 99% of seeds)",
-            ylabel="density",
-            title=f"(a) η={lr_show:g}: KS p={row['ks']:.2g}, std SGD/SDE={row['ratio']:.2f}",
+            xlabel=f"{label} at t = {t_star:g} (central 99% of seeds)",
+            ylabel=f"probability density (per unit of {label})",
+            title=f"(a) η = {lr_show:g}: KS p = {row['ks']:.2g}, std SGD/SDE = {row['ratio']:.2f}",
         )
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)
@@ -185,8 +191,8 @@ def draw(inputs: dict, out_dir) -> str:
         q, _ = _fit(lrs, gap, se_gap)
         slope_sde = f"{p:.2f}" if np.isfinite(p) else "n/a (< 2 points above 2 SE)"
         ax.set(
-            xlabel="η (B fixed)",
-            ylabel=f"gap in E[{label}] at t={t_star:g}",
+            xlabel=f"step size η (B = {batch} fixed; log)",
+            ylabel=f"gap in E[{label}] at t = {t_star:g} (log)",
             title=f"(b) {label}: slope SDE {slope_sde}, flow {q:.2f}",
         )
         ax.title.set_fontsize(9)
@@ -203,14 +209,21 @@ def draw(inputs: dict, out_dir) -> str:
             label=label,
         )
     ax.axhline(1.0, color="grey", ls=":")
-    ax.set(xscale="log", xlabel="η", ylabel=f"std over seeds, SGD / SDE (t={t_star:g})")
+    ax.set(
+        xscale="log",
+        xlabel=f"step size η (B = {batch} fixed; log)",
+        ylabel=f"std over seeds, SGD / SDE (t = {t_star:g})",
+    )
     ax.set_title("(b) spread ratio (±1 SE, delta method)")
     ax.legend(fontsize=7)
     ax = axes[1, 3]
     for name, label in PHIS:
         ax.loglog(lrs, [max(r["ks"], 1e-300) for r in data[name]["rows"]], "o-", label=label)
     ax.axhline(0.05, color="grey", ls=":", label="p = 0.05")
-    ax.set(xlabel="η", ylabel=f"two-sample KS p-value, SGD vs SDE (t={t_star:g})")
+    ax.set(
+        xlabel=f"step size η (B = {batch} fixed; log)",
+        ylabel=f"two-sample KS p-value, SGD vs SDE\n(t = {t_star:g}; log)",
+    )
     ax.set_title("(b) same distribution?")
     ax.legend(fontsize=7)
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -221,13 +234,11 @@ def draw(inputs: dict, out_dir) -> str:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticklabels([f"{lr:g}" for lr in lrs])
     fig.suptitle(
-        f"SDE of SGD vs SGD (with replacement, B={batch}, {seeds} seeds each) and the flow: "
-        "weak order 1 (THEORY 3.4)",
+        f"SDE of SGD vs SGD (with replacement, B = {batch}, {seeds} seeds each) and the flow, "
+        f"λ = {_common.decay(flow):g}: weak order 1 (THEORY 3.4)",
         fontsize=10,
     )
-    fig.tight_layout()
-    _common.savefig(fig, out_dir, NAME)
-    return _verdict(data, lrs, t_star, batch, seeds)
+    return _common.finish(fig, out_dir, NAME, _verdict(data, lrs, t_star, batch, seeds))
 
 
 def _verdict(data: dict, lrs, t_star: float, batch: int, seeds: int) -> str:

@@ -62,7 +62,7 @@ def draw(inputs: dict, out_dir) -> str:
     batches = sorted({b for b, _ in inputs})
     decays = sorted({lam for _, lam in inputs})
     n = max(batches)
-    fig, axes = plt.subplots(1, len(decays), figsize=(3.6 * len(decays), 3.2), sharey=True)
+    fig, axes = plt.subplots(1, len(decays), figsize=(3.8 * len(decays), 3.6), sharey=True)
     late = {}
     for ax, lam in zip(axes, decays, strict=True):
         for b in batches:
@@ -71,14 +71,13 @@ def draw(inputs: dict, out_dir) -> str:
             ax.semilogy(
                 np.arange(1, len(noise) + 1),
                 np.maximum(noise, 1e-16),
-                label=f"B={b}" + (" (=N)" if b == n else ""),
+                label=f"SGD B = {b}" + (" (= N, GD)" if b == n else ""),
             )
             late[(b, lam)] = _common.tail_mean(noise, 0.2)
-        ax.set(xlabel="epoch", title=f"λ = {lam:g}")
+        ax.set(xlabel="epoch e (passes over the N samples)", title=f"λ = {lam:g}")
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("||W(e+1) − W(e)||/||W(e)|| (mean over layers)")
-    fig.suptitle("Inherent SGD noise (THEORY 4.7), η = 0.1", fontsize=9)
-    _common.savefig(fig, out_dir, NAME)
+    axes[0].set_ylabel("||W(e+1) − W(e)||_F / ||W(e)||_F\n(mean over layers, log)")
+    fig.suptitle(f"Inherent SGD noise (THEORY 4.7): η = {LR:g}, N = {n}", fontsize=9)
     lam_max, b_min = max(decays), min(batches)
     noisy = late[(b_min, lam_max)]
     checks = [noisy > 3 * late[(n, lam_max)], noisy > 3 * late[(b_min, 0.0)]]
@@ -91,9 +90,10 @@ def draw(inputs: dict, out_dir) -> str:
         )
     table = ", ".join(f"B={b} λ={lam:g}: {v:.1e}" for (b, lam), v in sorted(late.items()))
     status = "borne out" if all(checks) else "NOT borne out at this scale"
-    return (
+    verdict = (
         f"{NAME}: predicted per-epoch change bounded away from 0 for λ>0, B<N, growing as B "
         f"falls, -> 0 for λ=0 or B=N; measured (mean of last 20% epochs) {table}; "
         f"ratio (B={b_min}, λ={lam_max:g}) / (B=N) = {noisy / late[(n, lam_max)]:.1f}, "
         f"/ (λ=0) = {noisy / late[(b_min, 0.0)]:.1f}: {status}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)

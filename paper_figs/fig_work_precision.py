@@ -140,9 +140,7 @@ def draw(inputs: dict, out_dir) -> str:
     inputs = {k: r for k, r in inputs.items() if k[0] != "smooth"}
     t1, ref_err, points = _measure(inputs)
     ran = set(points)
-    fig, (ax0, ax1) = plt.subplots(
-        1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1], "wspace": 0.3}
-    )
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [2, 1]})
     fits = _fits(ax0, points, ref_err, "-")
     ax0.axhline(ref_err, color="0.5", lw=0.8, ls="--", label="reference's own error")
     smooth_text = ""
@@ -160,9 +158,9 @@ def draw(inputs: dict, out_dir) -> str:
             + f", reference's own error {s_ref_err:.1e}"
         )
     ax0.set(
-        xlabel="gradient evaluations",
-        ylabel="rel. L2 error of final weights",
-        title=f"ReLU MLP flow on [0, {t1:g}]; x: left out of the fit",
+        xlabel="gradient evaluations (count, log)",
+        ylabel="||W(t1) − W_ref(t1)|| / ||W_ref(t1)|| (log)",
+        title=f"ReLU MLP flow on [0, {t1:g}], λ = {_decay(inputs):g}; x: left out of the fit",
     )
     ax0.grid(True, which="major", alpha=0.3)
     ax0.legend(fontsize=7, loc="lower left")
@@ -177,12 +175,15 @@ def draw(inputs: dict, out_dir) -> str:
         label="fitted slope",
     )
     ax1.set_xticks(xs, names)
-    ax1.set(ylabel="−d log error / d log evals", title="order: predicted vs measured")
+    ax1.set(
+        xlabel="solver",
+        ylabel="order: −d log error / d log evals",
+        title="order: predicted vs measured",
+    )
     ax1.legend(fontsize=7)
     for ax in (ax0, ax1):
         ax.title.set_fontsize(8)
     fig.suptitle("Work-precision of gf.flow's solvers on a piecewise-smooth ReLU flow", fontsize=9)
-    _common.savefig(fig, out_dir, NAME)
 
     missing = [m for m in names if m not in fits]
     # ranking at equal work: the fitted lines at a common number of evaluations
@@ -206,7 +207,7 @@ def draw(inputs: dict, out_dir) -> str:
         rank_text += " (*: extrapolated beyond its measured range)"
     status = "borne out" if ok else "NOT borne out at this scale"
     reason = "" if ok else " (criterion |slope − p| ≤ 0.5 for every method)"
-    return (
+    verdict = (
         f"{NAME}: predicted error ∝ evals^-p, p = "
         + ", ".join(f"{ORDER[m]} ({m})" for m in names)
         + f", higher order better at equal work ({' < '.join(predicted_rank)}); "
@@ -214,3 +215,9 @@ def draw(inputs: dict, out_dir) -> str:
         f"error at {work:.0f} evals (fitted): {rank_text}; reference's own error {ref_err:.1e}"
         f"{smooth_text}: {status}{reason}"
     )
+    return _common.finish(fig, out_dir, NAME, verdict)
+
+
+def _decay(inputs: dict) -> float:
+    """λ of the runs (the first point's first run)."""
+    return _common.decay(next(iter(next(iter(inputs.values())).runs().values())))

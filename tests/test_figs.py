@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,19 +24,66 @@ def _figures():
     return FIGURES
 
 
-@pytest.mark.slow
-def test_figs_fast_then_cached(tmp_path, capsys, monkeypatch):
-    figures = _figures()
-    from paper_figs import _common
+def _clean_clone(tmp_path) -> Path:
+    """A clean checkout of the repository's files as they are now (tracked and untracked, not
+    ignored), committed in a fresh git repository: ``git status`` there starts empty."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    clone = tmp_path / "clone"
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
+        subprocess.run([*git, *args], cwd=clone, check=True, capture_output=True)
+    assert _status(clone) == ""
+    return clone
 
-    # a fresh cache, so that the first call computes and the second must find every result
-    monkeypatch.setattr(_common, "CACHE", tmp_path / "cache")
+
+def _status(repo) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def _gradflow(*args, cwd):
+    """The installed ``gradflow`` command (an editable install of ROOT), run in ``cwd``."""
+    script = Path(sys.executable).with_name("gradflow")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "gradflow._cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True)
+
+
+def _listing(folder: Path) -> dict:
+    """Name -> modification time of what a folder holds (a new or rewritten entry shows)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+@pytest.mark.slow
+def test_figs_fast_then_cached(tmp_path):
+    """``gradflow figs --fast`` run in a second, clean checkout with the editable install of
+    this one: its cache and PNGs land in that checkout (or ``--out``), git status there stays
+    empty, and nothing is written into this checkout."""
+    figures = _figures()
+    clone = _clean_clone(tmp_path)
+    ours = {d: _listing(ROOT / "paper_figs" / d) for d in ("cache", "out", "figures")}
+    ours_status = _status(ROOT)
+    out_dir = tmp_path / "pngs"
     start = time.perf_counter()
-    assert main(["figs", "--fast", "--out", str(tmp_path)]) == 0
-    first = time.perf_counter() - start
-    out = capsys.readouterr().out
+    first = _gradflow("figs", "--fast", "--out", str(out_dir), cwd=clone / "docs")
+    first_s = time.perf_counter() - start
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
     for name in figures:
-        png = tmp_path / f"{name}.png"
+        png = out_dir / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000, name
         lines = [ln for ln in out.splitlines() if ln.startswith(f"verdict {name}: ")]
         assert len(lines) == 1, (name, out)
@@ -43,22 +92,104 @@ def test_figs_fast_then_cached(tmp_path, capsys, monkeypatch):
         assert re.search(r"\d", lines[0]) and "borne out" in lines[0], lines[0]
         if name == "rank":  # THEORY 4.6's exact part: rank ≤ B at the SGD (B = N) fixed point
             assert "(holds)" in lines[0], lines[0]
+    assert _listing(clone / "paper_figs" / "cache"), "the cache is the clone's"
 
+    # the second call, without --out: cached, into the fast profile's own (ignored) folder
     start = time.perf_counter()
-    assert main(["figs", "--fast", "--out", str(tmp_path)]) == 0
-    second = time.perf_counter() - start
-    out2 = capsys.readouterr().out
+    second = _gradflow("figs", "--fast", cwd=clone)
+    second_s = time.perf_counter() - start
+    assert second.returncode == 0, second.stderr[-3000:]
+    out2 = second.stdout
     for name in figures:
         assert f"figure {name} (cached" in out2, out2
+        assert (clone / "paper_figs" / "out" / "fast" / f"{name}.png").is_file(), name
     assert "computed in" in out and "computed in" not in out2
-    assert len(list((tmp_path / "cache").iterdir())) > 0
     # redrawing reads NetCDF only: far faster than the first call, which computed everything
-    assert second < 0.5 * first, (first, second)
+    assert second_s < 0.5 * first_s, (first_s, second_s)
+
+    # no committed file changed, no file outside the ignored paths, in the checkout it ran in
+    assert _status(clone) == "", _status(clone)
+    # and nothing written into the checkout the editable install points to
+    assert {d: _listing(ROOT / "paper_figs" / d) for d in ours} == ours
+    assert _status(ROOT) == ours_status
 
 
-def test_figs_unknown_name_is_bad_input(capsys):
+@pytest.fixture
+def own_paper_figs():
+    """Restores this checkout's ``paper_figs`` modules after a test imports another's."""
+    _figures()
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] == "paper_figs"}
+    yield
+    for name in [k for k in sys.modules if k.split(".")[0] == "paper_figs"]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+def test_figs_finds_the_checkout_it_runs_in(tmp_path, monkeypatch, own_paper_figs):
+    """From a folder inside another checkout, ``gradflow figs`` imports THAT checkout's
+    paper_figs (not the installed gradflow's), so its cache and PNGs are rooted there."""
+    from gradflow import _figs
+
+    other = tmp_path / "other"
+    skip = shutil.ignore_patterns("cache", "out", "figures", "__pycache__")
+    shutil.copytree(ROOT / "paper_figs", other / "paper_figs", ignore=skip)
+    shutil.copy2(ROOT / "pyproject.toml", other / "pyproject.toml")
+    (other / "docs").mkdir()
+    assert _figs.find_checkout(other / "docs") == other
+    build = _figs.import_build(_figs.find_checkout(other / "docs"))
+    common = sys.modules["paper_figs._common"]
+    assert Path(build.__file__) == other / "paper_figs" / "_build.py"
+    assert common.ROOT == other and common.CACHE == other / "paper_figs" / "cache"
+    assert common.out_folder("fast") == other / "paper_figs" / "out" / "fast"
+    assert common.out_folder("full", committed=True) == other / "paper_figs" / "figures"
+    assert str(other) not in sys.path
+    # back in this checkout: its own paper_figs again
+    monkeypatch.chdir(ROOT / "tests")
+    assert Path(_figs.import_build(_figs.find_checkout()).__file__).parent == ROOT / "paper_figs"
+
+
+def test_figs_outside_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
+    # a paper_figs/ beside a pyproject.toml of another project is not a gradflow checkout
+    (tmp_path / "paper_figs").mkdir()
+    (tmp_path / "paper_figs" / "_build.py").write_text("raise SystemExit('imported')\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert main(["figs", "--fast"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("gradflow: error: figs needs a gradflow repository checkout")
+    assert str(tmp_path / "sub") in lines[0] and "paper_figs/" in lines[0]
+
+
+def test_figs_help_lists_the_figures(capsys):
+    from gradflow import _figs
+
+    figures = _figures()
+    assert tuple(_figs.FIGURES) == figures  # the help's list is the one figs draws
+    with pytest.raises(SystemExit) as exit_:
+        main(["figs", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    listed = text[text.index("figures (--only NAME") :].splitlines()[1:]
+    assert [line.split()[0] for line in listed] == list(figures), text
+    assert "--update-committed" in text
+
+
+def test_figs_unknown_name_is_bad_input(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     assert main(["figs", "--only", "nope"]) == 2
     assert "'nope' is not allowed" in capsys.readouterr().err
+
+
+def test_figs_out_and_update_committed_is_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["figs", "--fast", "--out", str(tmp_path), "--update-committed"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--update-committed" in err, err
+    assert not list(tmp_path.iterdir())
 
 
 def test_cache_key_covers_configuration_and_code(monkeypatch):

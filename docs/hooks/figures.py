@@ -1,8 +1,9 @@
 """MkDocs hook: the committed paper figures as site assets.
 
-``gradflow figs`` draws its PNGs into ``paper_figs/figures/`` (committed). This hook adds each
-of them to the site as ``assets/figures/<name>.png``, so that the tutorial on figures shows the
-images the last full run drew, without a second copy of them under ``docs/``.
+``gradflow figs --update-committed`` draws the full profile's PNGs into ``paper_figs/figures/``
+(committed). This hook adds each of them to the site as ``assets/figures/<name>.png``, so that
+the tutorial on figures shows the images the last full run drew, without a second copy of them
+under ``docs/``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """The summary PNG of a scenario: chosen observables of every run against ``t`` (one axis).
 
 One panel per observable, one colour per run (flow solid and thick, SDE dash-dot, GD dashed,
-SGD thin). The ``rho`` panel adds ``rho_eq`` (THEORY 4.1) dotted in the run's colour when
+SGD thin), the legend in words (:func:`describe_run`: "SGD η = 0.05, B = 16", not the run's
+label). The ``rho`` panel adds ``rho_eq`` (THEORY 4.1) dotted in the run's colour when
 recorded.
-Per-layer observables (``rho_k``, ``v_norm``, ``balance_gap``) draw one line per component;
-``balance_drift`` is ``||balance_gap(t) − balance_gap(0)||`` over layer pairs. Ensembles are
-averaged over seeds. Uses Matplotlib's Agg canvas directly (no pyplot, no global backend).
+Per-layer observables (``rho_k``, ``v_norm``, ``balance_gap``) draw one line per component,
+each named at its right end (``k = 1``, ``k = 1|2``); ``balance_drift`` is
+``||balance_gap(t) − balance_gap(0)||`` over layer pairs. Ensembles are averaged over seeds.
+Every panel has its y label; dpi 150. Uses Matplotlib's Agg canvas directly (no pyplot, no
+global backend).
 """
 
 from __future__ import annotations
@@ -31,16 +34,44 @@ LABELS = {
     "balance_drift": "||gap(t) − gap(0)||",
     "v_norm": "||v_k|| (WN)",
     "unit_norm_error": "| ||V_k|| − 1 |",
-    "train_acc": "train accuracy",
-    "test_acc": "test accuracy",
+    "train_acc": "train accuracy (fraction)",
+    "test_acc": "test accuracy (fraction)",
     "test_loss": "test loss",
 }
+#: What a per-layer observable's component ``k`` is (0-based), in words.
+_COMPONENT = {
+    "rho_k": lambda k: f"k = {k + 1}",
+    "v_norm": lambda k: f"k = {k + 1}",
+    "balance_gap": lambda k: f"k = {k + 1}|{k + 2}",
+}
+_KIND = {"flow": "flow", "sde": "SDE", "gd": "GD", "sgd": "SGD"}
+DPI = 150
 _STYLE = {
     "flow": dict(lw=2.2, ls="-"),
     "sde": dict(lw=1.2, ls="-."),
     "gd": dict(lw=1.4, ls="--"),
     "sgd": dict(lw=1.0, ls="-"),
 }
+
+
+def describe_run(traj) -> str:
+    """A run in words for a legend: its dynamics and settings (η, B, momentum β, seeds), e.g.
+    ``"SGD η = 0.05, B = 16"``, ``"SDE η = 0.02, B = 4, 64 seeds"``, ``"flow"``."""
+    config = traj.config
+    kind = traj.kind
+    words = [_KIND.get(kind, kind)]
+    settings = config.get("noise") if kind == "sde" else config
+    if kind in ("sde", "gd", "sgd") and isinstance(settings, dict):
+        if settings.get("lr") is not None:
+            words.append(f"η = {float(settings['lr']):g}")
+        if kind != "gd" and settings.get("batch_size") is not None:
+            words.append(f"B = {int(settings['batch_size'])}")
+        if float(config.get("momentum") or 0.0):
+            words.append(f"β = {float(config['momentum']):g}")
+    text = words[0] + (" " + ", ".join(words[1:]) if len(words) > 1 else "")
+    if traj.seeds is not None:
+        text += f", {len(np.atleast_1d(traj.seeds))} seeds"
+    return text
 
 
 def _series(traj, name):
@@ -72,8 +103,9 @@ def summary_plot(trajectories: dict, panels, path, *, logy=(), title: str = "") 
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     colors = [f"C{i % 10}" for i in range(len(trajectories))]
+    words = _legend_words(trajectories)
     for ax, name in zip(axes, panels, strict=False):
-        drawn = False
+        drawn = named = False
         for color, (label, traj) in zip(colors, trajectories.items(), strict=True):
             style = dict(_STYLE.get(traj.kind, _STYLE["sgd"]), color=color)
             series = _series(traj, name)
@@ -84,10 +116,23 @@ def summary_plot(trajectories: dict, panels, path, *, logy=(), title: str = "") 
                 ax.plot(
                     t,
                     v[:, k],
-                    label=label if k == 0 else None,
+                    label=words[label] if k == 0 else None,
                     alpha=1.0 if v.shape[1] == 1 else 0.8,
                     **style,
                 )
+                if v.shape[1] > 1 and not named and np.isfinite(v[-1, k]):
+                    # each layer's line named once, at its right end
+                    name_of = _COMPONENT.get(name, lambda k: f"#{k + 1}")
+                    ax.annotate(
+                        name_of(k),
+                        (t[-1], v[-1, k]),
+                        xytext=(3, 0),
+                        textcoords="offset points",
+                        va="center",
+                        fontsize=7,
+                        color=color,
+                    )
+            named = named or v.shape[1] > 1
             drawn = True
             if name == "rho" and "rho_eq" in traj.observables:
                 t_eq, eq = _series(traj, "rho_eq")
@@ -103,7 +148,8 @@ def summary_plot(trajectories: dict, panels, path, *, logy=(), title: str = "") 
             LABELS.get(name, name) + (" (dotted: ρ_eq(V), THEORY 4.1)" if with_eq else ""),
             fontsize=10,
         )
-        ax.set_xlabel("t  (SGD: t = η·step)")
+        ax.set_xlabel("flow time t  (GD, SGD: t = η·step)")
+        ax.set_ylabel(LABELS.get(name, name) + (" (log scale)" if name in logy else ""))
         ax.grid(alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -115,6 +161,15 @@ def summary_plot(trajectories: dict, panels, path, *, logy=(), title: str = "") 
     return _save(fig, Path(path))
 
 
+def _legend_words(trajectories: dict) -> dict:
+    """Run label -> :func:`describe_run`, the label added where two runs read alike."""
+    words = {label: describe_run(traj) for label, traj in trajectories.items()}
+    counts = {}
+    for text in words.values():
+        counts[text] = counts.get(text, 0) + 1
+    return {k: text if counts[text] == 1 else f"{text} ({k})" for k, text in words.items()}
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -122,7 +177,7 @@ def _save(fig, path: Path) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fig.savefig(tmp, format="png", dpi=100)
+            fig.savefig(tmp, format="png", dpi=DPI)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a figure is for everyone to read
