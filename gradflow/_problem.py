@@ -17,17 +17,7 @@ from jaxtyping import Array, Float
 
 from . import _loss
 from ._parametrization import AbstractParametrization, resolve_parametrization
-from ._validate import bad_value
-
-
-class _Type(str):
-    """A value shown by its type (``<NoneType>``) in a one-line refusal."""
-
-    def __new__(cls, value):
-        return super().__new__(cls, f"<{type(value).__name__}>")
-
-    def __repr__(self) -> str:
-        return str(self)
+from ._validate import Shown, bad_value
 
 
 def _check_magnitudes(model, data, weight_decay, dtype) -> None:
@@ -45,7 +35,7 @@ def _check_magnitudes(model, data, weight_decay, dtype) -> None:
             raise bad_value(
                 "Problem",
                 "data",
-                _Text(f"<{name} with entries up to {big:.3g}>"),
+                Shown(f"<{name} with entries up to {big:.3g}>"),
                 f"inputs beyond {limit:.3g} overflow the squared loss in {dtype.name}; "
                 "rescale them (e.g. the loaders' standardize=True or unit_norm=True)",
             )
@@ -59,13 +49,6 @@ def _check_magnitudes(model, data, weight_decay, dtype) -> None:
             f"(λ/2)·||W||² = {decay:.3g} at the initial weights overflows {dtype.name} (limit "
             f"{limit:.3g}); use weight_decay <= {2 * limit / max(norm2, 1e-300):.3g}",
         )
-
-
-class _Text(str):
-    """A description shown as is (without quotes) in place of a value."""
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 class Problem(eqx.Module):
@@ -127,12 +110,15 @@ class Problem(eqx.Module):
             raise bad_value(
                 "Problem",
                 "model",
-                _Type(model),
+                Shown(f"<{type(model).__name__}>"),
                 "pass a network of gradflow.models (e.g. MLP, DeepLinear, LocalCNN)",
             )
         if not all(hasattr(data, a) for a in ("x_train", "y_train", "x_test", "y_test")):
             raise bad_value(
-                "Problem", "data", _Type(data), "pass a gradflow.data.Dataset (gf.data.load(...))"
+                "Problem",
+                "data",
+                Shown(f"<{type(data).__name__}>"),
+                "pass a gradflow.data.Dataset (gf.data.load(...))",
             )
         parametrization = resolve_parametrization(normalization, freeze_directions)
         dtype = _resolve_precision(precision)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._observables import GROUPS
 from .._observables import saveat as observation_saveat
-from .._validate import bad_value, check_choice
+from .._validate import Shown, bad_value, check_choice
 from ..diffrax_ext import FloorState, SpectralRecord
 
 
@@ -28,20 +28,13 @@ from ..diffrax_ext import FloorState, SpectralRecord
 MAX_SAVE_POINTS = 10**9
 
 
-class _Text(str):
-    """A description shown as is (without quotes) in place of a value."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
 def check_key(where: str, key) -> None:
     """Refuse anything but one PRNG key (``jax.random.PRNGKey(s)`` or ``jax.random.key(s)``)."""
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
     typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
     raw = dtype == np.uint32 and shape == (2,)
     if not (isinstance(key, (jax.Array, np.ndarray)) and (typed or raw)):
-        shown = key if dtype is None else _Text(f"<array of shape {shape} and dtype {dtype}>")
+        shown = Shown(f"<array of shape {shape} and dtype {dtype}>") if dtype is not None else key
         raise bad_value(
             where, "key", shown, "use a PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0)"
         )
