@@ -269,6 +269,8 @@ def sgd(
 def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
     """Warn when the save times asked for are not on ``t = lr·step``: given ``ts`` off the
     grid, or times that round to the same step (fewer save points than asked)."""
+    if ts is None and save_every is None:
+        return  # the default grid (101 times) is not the user's: rounding it is no surprise
     off = np.abs(grid / lr - np.round(grid / lr)) > 1e-6
     merged = len(save_steps) < len(grid)
     if not (merged or (name == "ts" and np.any(off))):
