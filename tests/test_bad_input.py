@@ -449,7 +449,7 @@ def test_the_sde_learning_rate_beyond_its_horizon_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     code = _run_cli(out, "--set", "sde.lr=1000", "--set", "sde.batch_size=4")
     line = _one_line(capsys)
-    assert code == 2 and "sde.lr=1000 is not allowed; it exceeds the horizon t1 = 4" in line
+    assert code == 2 and "sde.lr=1000.0 is not allowed; it exceeds the horizon t1 = 4" in line
     assert not out.exists()
 
 
@@ -479,7 +479,9 @@ t1 = 0.5
 def test_overflowing_inputs_are_bad_input_not_a_divergence(tmp_path, capsys):
     """x ≈ 1e300: exit 2 before computing (it was exit 3, "diverged")."""
     path = tmp_path / "huge.npz"
-    np.savez(path, x_train=np.full((8, 3), 1e300) * [[1], [-1]] * 4, y_train=[0, 1] * 4)
+    x = np.full((8, 3), 1e300)
+    x[1::2] *= -1
+    np.savez(path, x_train=x, y_train=[0, 1] * 4)
     scenario = tmp_path / "huge.toml"
     scenario.write_text(SCENARIO_NPZ.format(path=path))
     out = tmp_path / "out"
