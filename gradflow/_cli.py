@@ -358,8 +358,8 @@ def _signals_interrupt():
 def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=True) -> int:
     from .scenario import ConfigError, load_config
     from .scenario._limits import check_limits
-    from .scenario._plausible import check_plausible
     from .scenario._output import OutputLock, check_out_dir, remove_old
+    from .scenario._plausible import check_plausible
 
     try:
         config = load_config(file, sets, fast=fast)
