@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-limits",
         action="store_true",
         dest="no_limits",
-        help="lift the size limits (weights, seeds, save points, steps, memory, work)",
+        help="lift the size limits (weights, seeds, save points, steps, memory, work) and "
+        "run a learning rate beyond 10× 2/λ_max (with a warning)",
     )
     # ---- sweep: a scenario with a [sweep] table ----
     sw = sub.add_parser(
