@@ -424,7 +424,7 @@ def test_save_times_on_the_step_grid_are_not_warned_about(recwarn):
 def test_a_single_class_npz_is_blamed_on_its_labels_not_on_classes(tmp_path):
     path = tmp_path / "one.npz"
     np.savez(path, x_train=np.ones((8, 3)), y_train=np.zeros(8, dtype=int))
-    with pytest.raises(ValueError, match=r"option path=.*one\.npz' is not allowed; its training") as i:
+    with pytest.raises(ValueError, match=r"option path=.*one\.npz' is not allowed; its train") as i:
         gf.data.load("npz", path=str(path))
     assert "hold 1 class (0)" in str(i.value) and "classes=None" not in str(i.value)
 
@@ -487,7 +487,8 @@ def test_overflowing_inputs_are_bad_input_not_a_divergence(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", str(scenario), "--quiet", "--out", str(out)])
     line = _one_line(capsys)
-    assert code == 2 and f"data.path={str(path)!r}: data=<x_train with entries up to 1e+300>" in line
+    assert code == 2, line
+    assert f"data.path={str(path)!r}: data=<x_train with entries up to 1e+300>" in line
     assert not out.exists()
 
 
