@@ -23,6 +23,8 @@ import argparse
 import contextlib
 import signal
 import sys
+import time
+import warnings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -85,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-limits",
         action="store_true",
         dest="no_limits",
-        help="lift the size limits (weights, seeds, save points, steps, memory, work)",
+        help="lift the size limits (weights, seeds, save points, steps, memory, work) and "
+        "run a learning rate beyond 10× 2/λ_max (with a warning)",
     )
     # ---- sweep: a scenario with a [sweep] table ----
     sw = sub.add_parser(
@@ -197,6 +200,11 @@ def main(argv=None) -> int:
     except _UsageError as err:
         _error(err)
         return EXIT_BAD_INPUT
+    with _one_line_warnings():
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -259,6 +267,9 @@ def sweep(
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
+    except MemoryError as err:
+        _error(_out_of_memory(err))
+        return EXIT_FAILED
     except OSError as err:
         _error(err)
         return EXIT_FAILED
@@ -290,6 +301,7 @@ def run(
     """``gradflow run``: validate, then run and write; returns the exit status (130 / 143
     after SIGINT / SIGTERM: the partial trajectory and a checkpoint are written, and
     ``--resume`` continues)."""
+    started = time.time()
     with _signals_interrupt():
         try:
             return _run(
@@ -305,12 +317,48 @@ def run(
         except KeyboardInterrupt as err:  # gradflow.Interrupted, or a signal between runs
             signum = getattr(err, "signum", signal.SIGINT)
             where = str(err) if str(err) else f"interrupted by {signal.Signals(signum).name}"
-            print(
-                f"gradflow: {where}; partial results kept, continue with --resume",
-                file=sys.stderr,
-                flush=True,
+            kept = (
+                "partial results kept, continue with --resume"
+                if _written_since(out, started)
+                else "nothing was written"
             )
+            print(f"gradflow: {where}; {kept}", file=sys.stderr, flush=True)
             return 128 + int(signum)
+        except MemoryError as err:
+            _error(_out_of_memory(err))
+            return EXIT_FAILED
+
+
+def _written_since(out, started: float) -> bool:
+    """Whether any file in ``out`` was written since ``started`` (a partial result)."""
+    from pathlib import Path
+
+    try:
+        return any(p.stat().st_mtime >= started for p in Path(out).iterdir() if p.is_file())
+    except OSError:
+        return False
+
+
+def _out_of_memory(err: MemoryError) -> str:
+    detail = " ".join(str(err).split()) or "an allocation failed"
+    return (
+        f"out of memory ({detail}); lower the sizes (time.save_every larger, fewer seeds, a "
+        "smaller network or data set)"
+    )
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings as ONE line ``gradflow: warning: <message>`` on stderr (no source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"gradflow: warning: {text}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager
@@ -334,12 +382,14 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     from .scenario import ConfigError, load_config
     from .scenario._limits import check_limits
     from .scenario._output import OutputLock, check_out_dir, remove_old
+    from .scenario._plausible import check_plausible
 
     try:
         config = load_config(file, sets, fast=fast)
         labels = [spec.label for spec in config.runs]
         out_dir = check_out_dir(out, config.name, labels, overwrite=overwrite, resume=resume)
         check_limits(config, limits=limits)
+        check_plausible(config, limits=limits)
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT

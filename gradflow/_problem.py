@@ -17,7 +17,38 @@ from jaxtyping import Array, Float
 
 from . import _loss
 from ._parametrization import AbstractParametrization, resolve_parametrization
-from ._validate import bad_value
+from ._validate import Shown, bad_value
+
+
+def _check_magnitudes(model, data, weight_decay, dtype) -> None:
+    """Refuse inputs or a weight decay so large that the loss at the start overflows: the
+    loss squares the network's outputs (about as large as the inputs) and adds
+    ``(λ/2)·||W||²``; either beyond ``finfo(dtype).max^(1/3)`` is bad input, not a divergence."""
+    limit = float(np.finfo(dtype).max) ** (1 / 3)
+    for name in ("x_train", "x_test"):
+        x = getattr(data, name)
+        if x is None or np.size(x) == 0:
+            continue
+        x = np.asarray(x)
+        big = float(np.max(np.abs(x))) if np.issubdtype(x.dtype, np.number) else 0.0
+        if not big <= limit:  # also NaN
+            raise bad_value(
+                "Problem",
+                "data",
+                Shown(f"<{name} with entries up to {big:.3g}>"),
+                f"inputs beyond {limit:.3g} overflow the squared loss in {dtype.name}; "
+                "rescale them (e.g. the loaders' standardize=True or unit_norm=True)",
+            )
+    norm2 = sum(float(np.sum(np.square(np.asarray(w, np.float64)))) for w in model.weights)
+    decay = float(weight_decay) * norm2 / 2
+    if not decay <= limit:
+        raise bad_value(
+            "Problem",
+            "weight_decay",
+            weight_decay,
+            f"(λ/2)·||W||² = {decay:.3g} at the initial weights overflows {dtype.name} (limit "
+            f"{limit:.3g}); use weight_decay <= {2 * limit / max(norm2, 1e-300):.3g}",
+        )
 
 
 class Problem(eqx.Module):
@@ -75,6 +106,20 @@ class Problem(eqx.Module):
         chunk_size: int | None = None,
         precision: str | None = None,
     ):
+        if not all(hasattr(model, a) for a in ("weights", "with_weights")):
+            raise bad_value(
+                "Problem",
+                "model",
+                Shown(f"<{type(model).__name__}>"),
+                "pass a network of gradflow.models (e.g. MLP, DeepLinear, LocalCNN)",
+            )
+        if not all(hasattr(data, a) for a in ("x_train", "y_train", "x_test", "y_test")):
+            raise bad_value(
+                "Problem",
+                "data",
+                Shown(f"<{type(data).__name__}>"),
+                "pass a gradflow.data.Dataset (gf.data.load(...))",
+            )
         parametrization = resolve_parametrization(normalization, freeze_directions)
         dtype = _resolve_precision(precision)
         if (
@@ -95,6 +140,7 @@ class Problem(eqx.Module):
                 chunk_size,
                 "use an integer >= 1, or None for the default (activations within 32 MiB on a CPU)",
             )
+        _check_magnitudes(model, data, weight_decay, dtype)
         if any(jnp.dtype(w.dtype) != dtype for w in model.weights):
             model = model.with_weights(tuple(jnp.asarray(w, dtype) for w in model.weights))
         self.model = model

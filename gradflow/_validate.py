@@ -25,6 +25,14 @@ def bad_value(where: str, name: str, value, allowed: str) -> ValueError:
     return ValueError(f"{where}: {name}={value!r} is not allowed; {allowed}")
 
 
+class Shown(str):
+    """A description of a value (``<array of shape (3,)>``) shown as is, without quotes, in
+    place of the value in a refusal."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def did_you_mean(value, options) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``options`` to a misspelt ``value``."""
     import difflib

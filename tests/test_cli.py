@@ -153,9 +153,10 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
 
 
 def test_divergence_keeps_the_partial_trajectory_and_exits_3(tmp_path, capsys):
-    # A deep linear net at lr = 10, far beyond 2/λ_max: the loss overflows within a few steps.
+    # A deep linear net at lr = 10, far beyond 2/λ_max: the loss overflows within a few steps
+    # (beyond 10× 2/λ_max the run is refused as implausible; --no-limits runs it).
     path = _scenario(tmp_path, kind="deep-linear", lr=10.0, t1=400.0)
-    code = main(["run", path, "--out", str(tmp_path / "out")])
+    code = main(["run", path, "--out", str(tmp_path / "out"), "--no-limits"])
     captured = capsys.readouterr()
     assert code == 3
     assert "gd_lr10 diverged (partial trajectory written)" in captured.err

@@ -50,7 +50,7 @@ import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._validate import bad_value
+from .._validate import Shown, bad_value
 from ._manifold import StateManifold
 from ._spectrum import HessianSpectrum, hessian_spectrum
 
@@ -279,6 +279,19 @@ def _start(problem, state):
                 "state",
                 f"a Trajectory of {len(state.seeds)} seeds",
                 "use one state, e.g. jax.tree.map(lambda x: x[i], trajectory.final_state)",
+            )
+        status = state.stats.get("status", "success")
+        finite = all(np.all(np.isfinite(np.asarray(w))) for w in state.final_params)
+        if status in ("diverged", "blew_up", "interrupted") or not finite:
+            raise bad_value(
+                "equilibrium",
+                "state",
+                Shown(
+                    f"<a Trajectory with status {status!r}, t_reached = "
+                    f"{state.stats.get('t_reached')}>"
+                ),
+                "its run failed, and its end is no flow's: start from a successful run, or "
+                "pass a state explicitly",
             )
         if state.final_state is None:
             return problem.to_state(tuple(jnp.asarray(w) for w in state.final_params))

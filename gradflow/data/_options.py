@@ -117,6 +117,10 @@ def resolve_classes(dataset: str, classes: Any, available: Sequence[int]) -> tup
     return selected
 
 
+def _fewer_than_classes(k: int) -> str:
+    return f"each of the {k} classes needs a training sample: use n_train >= {k}"
+
+
 def per_class(total: int, k: int) -> np.ndarray:
     """``total`` split evenly over ``k`` classes; the first ``total % k`` get one more."""
     return np.full(k, total // k) + (np.arange(k) < total % k)
@@ -161,6 +165,8 @@ def split_pool(
         note = f" besides n_test={n_test}" if n_test else ""
         _check_enough(dataset, "n_train", n_train, classes, have - te, tr, note)
     if tr.sum() < k:
+        if n_train is not None:
+            raise bad(dataset, "n_train", n_train, _fewer_than_classes(k))
         raise bad(dataset, "n_test", n_test, "it leaves fewer training samples than classes")
     train, test = [], []
     for c, a, b in zip(classes, tr, te, strict=True):
@@ -274,6 +280,8 @@ def finish(
 ) -> Dataset:
     """Encode labels (original labels ``classes``), add label noise, normalize, build."""
     k = len(classes)
+    if len(labels_train) < k:  # a class without a training sample: fewer than two classes
+        raise bad(dataset, "n_train", opts["n_train"], _fewer_than_classes(k))
 
     def encoded(labels):  # original label classes[i] -> i
         return np.argmax(np.asarray(labels)[:, None] == np.array(classes)[None, :], axis=1)
@@ -388,7 +396,17 @@ def from_pools(
     (per class and split; :func:`balance_note`).
     """
     check_common(dataset, opts, pool=True)
-    classes = resolve_classes(dataset, opts["classes"], np.unique(labels).tolist())
+    found = np.unique(labels).tolist()
+    if opts["classes"] is None and len(found) < 2:  # the data's fault, not classes=None's
+        key = "path" if opts.get("path") is not None else "classes"
+        raise bad(
+            dataset,
+            key,
+            opts[key],
+            f"its training labels hold {len(found)} class{'es' if len(found) != 1 else ''} "
+            f"({', '.join(map(str, found)) or 'none'}); a classifier needs at least two",
+        )
+    classes = resolve_classes(dataset, opts["classes"], found)
     rng = np.random.default_rng(opts["seed"])
     balance = bool(opts.get("balance", True))
     if not balance:  # keep the selected classes, then random draws

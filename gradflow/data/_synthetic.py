@@ -28,7 +28,10 @@ MAX_FLOATS = 5 * 10**8
 def _check_size(name: str, opts: dict, dim: int) -> None:
     total = (opts["n_train"] + opts["n_test"]) * dim
     if total > MAX_FLOATS:
-        key = "n_train" if opts["n_train"] >= opts["n_test"] else "n_test"
+        sizes = {"n_train": opts["n_train"], "n_test": opts["n_test"], "dim": dim}
+        key = max(sizes, key=sizes.get)  # the largest factor is the one to blame
+        if key == "dim" and "dim" not in opts:
+            key = "levels"  # compositional: dim = 2**levels
         raise common.bad(
             name,
             key,

@@ -261,6 +261,19 @@ def policy(where, checkpoint, checkpoint_every, checkpoint_minutes) -> Policy:
     """Check the checkpoint arguments; default cadence: every 50 segments or 5 minutes."""
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise bad_value(where, "checkpoint", checkpoint, "use a file path or None")
+    if checkpoint is not None:
+        folder = Path(checkpoint).expanduser().parent
+        if Path(checkpoint).expanduser().is_dir():
+            raise bad_value(
+                where, "checkpoint", os.fspath(checkpoint), "it is a folder; use a file path"
+            )
+        if not folder.is_dir():
+            raise bad_value(
+                where,
+                "checkpoint",
+                os.fspath(checkpoint),
+                f"its folder {str(folder)!r} does not exist; create it first",
+            )
     if checkpoint_every is not None and (
         isinstance(checkpoint_every, bool)
         or not isinstance(checkpoint_every, (int, np.integer))

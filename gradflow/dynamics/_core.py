@@ -19,8 +19,45 @@ import numpy as np
 
 from .._observables import GROUPS
 from .._observables import saveat as observation_saveat
-from .._validate import bad_value, check_choice
+from .._validate import Shown, bad_value, check_choice
 from ..diffrax_ext import FloorState, SpectralRecord
+
+
+#: The most save points any run may have, whatever the limits (``--no-limits`` included):
+#: beyond this the save grid and its records do not fit in memory.
+MAX_SAVE_POINTS = 10**9
+
+
+def check_key(where: str, key) -> None:
+    """Refuse anything but one PRNG key (``jax.random.PRNGKey(s)`` or ``jax.random.key(s)``)."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    raw = dtype == np.uint32 and shape == (2,)
+    if not (isinstance(key, (jax.Array, np.ndarray)) and (typed or raw)):
+        shown = Shown(f"<array of shape {shape} and dtype {dtype}>") if dtype is not None else key
+        raise bad_value(
+            where, "key", shown, "use a PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0)"
+        )
+
+
+def check_sde_horizon(where: str, noise, t0, t1) -> None:
+    """Refuse an SDE of SGD whose learning rate exceeds the horizon: one SGD step is
+    ``t = lr``, and the SDE's default step ``lr/4`` would span the whole run."""
+    lr = getattr(noise, "lr", None)
+    if not isinstance(lr, (int, float, np.integer, np.floating)):
+        return  # SGDNoise checks its own lr
+    try:
+        span = float(t1) - float(t0)
+    except (TypeError, ValueError):
+        return  # check_run_arguments names a bad t0 or t1
+    if math.isfinite(span) and span > 0 and lr > span:
+        raise bad_value(
+            where,
+            "noise.lr",
+            lr,
+            f"it exceeds the horizon t1 - t0 = {span:g} (one SGD step is t = lr, the SDE's "
+            f"default step lr/4): use lr <= {span:g}, or a longer t1",
+        )
 
 
 def save_times(t0: float, t1: float, save_every=None, ts=None, where: str = "flow") -> np.ndarray:
@@ -33,8 +70,21 @@ def save_times(t0: float, t1: float, save_every=None, ts=None, where: str = "flo
             raise bad_value(where, "ts", ts, f"times must lie in [t0, t1] = [{t0}, {t1}]")
         return ts
     if save_every is not None:
-        if not save_every > 0:
-            raise bad_value(where, "save_every", save_every, "use a number > 0")
+        if (
+            isinstance(save_every, bool)
+            or not isinstance(save_every, (int, float, np.integer, np.floating))
+            or not 0 < save_every < np.inf
+        ):
+            raise bad_value(where, "save_every", save_every, "use a finite number > 0")
+        points = (t1 - t0) / save_every + 1
+        if points > MAX_SAVE_POINTS:  # no memory holds them (even the times alone)
+            raise bad_value(
+                where,
+                "save_every",
+                save_every,
+                f"(t1 - t0) / save_every = {points:.3g} save points cannot be held in "
+                f"memory; use at most {MAX_SAVE_POINTS:.0e}",
+            )
         n = int(np.floor((t1 - t0) / save_every + 1e-9))
         grid = t0 + save_every * np.arange(n + 1)
         return grid if np.isclose(grid[-1], t1) else np.append(grid, t1)

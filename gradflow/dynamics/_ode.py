@@ -26,7 +26,9 @@ from ..diffrax_ext import (
 from . import _checkpoint, _defaults
 from ._batch import Plan
 from ._core import (
+    check_key,
     check_run_arguments,
+    check_sde_horizon,
     run_segmented,
     run_stats,
     save_times,
@@ -220,6 +222,9 @@ def flow(
                 stepsize_controller,
                 "with noise the SDE takes fixed Euler–Maruyama steps: set dt0 instead",
             )
+        if key is not None:
+            check_key("flow", key)
+        check_sde_horizon("flow", noise, t0, t1)
         given = {k: v for k, v in tolerances.items() if v is not DEFAULT}
         return sde(
             problem,

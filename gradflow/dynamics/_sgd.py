@@ -25,7 +25,7 @@ from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
 from . import _blocks, _checkpoint, _defaults
 from ._batch import Plan
-from ._core import save_times
+from ._core import check_key, save_times
 from ._cost import timed
 from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
 
@@ -202,8 +202,13 @@ def sgd(
     check_choice("sgd", "sampling", sampling, SAMPLING)
     check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
     on_divergence = resolve_on_failure("sgd", on_failure, "on_divergence", on_divergence, "raise")
-    if not 0.0 <= momentum < 1.0:
+    if (
+        isinstance(momentum, bool)
+        or not isinstance(momentum, (int, float, np.integer, np.floating))
+        or not 0.0 <= momentum < 1.0
+    ):
         raise bad_value("sgd", "momentum", momentum, "use a number in [0, 1)")
+    check_key("sgd", key)
     for g in observables:
         check_choice("sgd", "observables", g, tuple(GROUPS))
     if (t1 is None) == (steps is None):
@@ -224,8 +229,9 @@ def sgd(
         isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1
     ):
         raise bad_value("sgd", "seeds", seeds, "use a positive integer or None")
-    grid = save_times(0.0, steps * lr, save_every, ts)
+    grid = save_times(0.0, steps * lr, save_every, ts, where="sgd")
     save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
+    _warn_off_grid(grid, save_steps, lr, "ts" if ts is not None else "save_every", ts, save_every)
     if save_steps[0] != 0:
         save_steps = np.insert(save_steps, 0, 0)
     args = (
@@ -260,6 +266,25 @@ def sgd(
     if _plan:
         return plan
     return _direct(problem, plan.args[3], state0, kw, pol, resume_from)
+
+
+def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
+    """Warn when the save times asked for are not on ``t = lr·step``: given ``ts`` off the
+    grid, or times that round to the same step (fewer save points than asked)."""
+    if ts is None and save_every is None:
+        return  # the default grid (101 times) is not the user's: rounding it is no surprise
+    off = np.abs(grid / lr - np.round(grid / lr)) > 1e-6
+    merged = len(save_steps) < len(grid)
+    if not (merged or (name == "ts" and np.any(off))):
+        return
+    value = [float(x) for x in np.ravel(ts)] if name == "ts" else save_every
+    saved = save_steps * lr
+    shown = ", ".join(f"{x:g}" for x in saved[:6]) + (", ..." if len(saved) > 6 else "")
+    warnings.warn(
+        f"sgd: {name}={value!r} is not on the step grid t = lr·step (lr={lr:g}); saving at "
+        f"the nearest steps, t = [{shown}] ({len(saved)} times for the {len(grid)} asked)",
+        stacklevel=3,
+    )
 
 
 def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
@@ -331,7 +356,7 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
     if signum is None:
         return _finish(out, problem, done)
     traj = _finish(out, problem, dict(done, on_divergence="return"))
-    raise _checkpoint.interrupted("sgd", traj, signum, pol, save_steps[index] * lr)
+    raise _checkpoint.interrupted(traj.kind, traj, signum, pol, save_steps[index] * lr)
 
 
 @eqx.filter_jit
@@ -412,7 +437,7 @@ def _finish(out, problem, kw) -> Trajectory:
         eta_max, lam = stable_learning_rate(problem)
         last_loss = float(np.atleast_1d(last)[0])
         raise Diverged(
-            f"sgd: the loss stopped being finite at step {step} (t={step * lr:.6g}); the last "
+            f"{kind}: the loss stopped being finite at step {step} (t={step * lr:.6g}); the last "
             f"finite batch loss was {last_loss:.6g}. The stable learning rate is about "
             f"2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start, Hessian-vector power "
             f"iteration); lr={lr} was used",

@@ -93,6 +93,8 @@ def load_config(path, sets=(), fast: bool = False) -> Config:
 def read_table(path) -> dict:
     """The parsed TOML table of a scenario file (a :class:`ConfigError` if it cannot be)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"scenario file {str(path)!r} is a directory; give a scenario .toml file")
     if not path.is_file():
         raise ConfigError(f"scenario file {str(path)!r} does not exist")
     try:
@@ -459,7 +461,15 @@ class _Validator:
         return runs
 
     def check_sde_steps(self, opts, lr: float) -> None:
-        """Euler–Maruyama takes ``ceil(t1/dt0)`` steps (``dt0`` defaults to ``lr/4``)."""
+        """Euler–Maruyama takes ``ceil(t1/dt0)`` steps (``dt0`` defaults to ``lr/4``); an
+        ``lr`` beyond ``t1`` (one SGD step is ``t = lr``) is refused."""
+        if lr > opts["t1"]:
+            raise self.bad(
+                "sde.lr",
+                lr,
+                f"it exceeds the horizon t1 = {opts['t1']:g} (one SGD step is t = lr, the "
+                f"SDE's default step lr/4): use lr <= t1",
+            )
         dt0 = opts["dt0"] or lr / SDE_DEFAULTS["steps_per_lr"]
         steps = math.ceil(opts["t1"] / dt0 - 1e-9)
         if steps > opts["max_steps"]:

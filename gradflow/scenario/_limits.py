@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import jax
 
 from .._validate import ConfigError
+from ..dynamics._core import MAX_SAVE_POINTS
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -46,6 +47,13 @@ def _bad(key: str, value, estimate: str, limit: str) -> ConfigError:
         f"{key}={value!r} is not allowed; {estimate}, above the limit {limit} "
         "(gradflow run --no-limits lifts the limits)"
     )
+
+
+def _time_key(config: Config, section: str, key: str) -> str:
+    """The key the user set: ``<section>.<key>`` (e.g. ``flow.save_every``) when the run's own
+    table sets it, else ``time.<key>``."""
+    table = config.table.get(section)
+    return f"{section}.{key}" if isinstance(table, dict) and key in table else f"time.{key}"
 
 
 def num_weights(config: Config) -> int:
@@ -94,6 +102,14 @@ def check_limits(config: Config, limits: bool = True) -> dict:
         estimates[spec.label] = dict(
             save_points=points, steps=steps, memory=memory, work=work, seeds=seeds
         )
+        every_key = _time_key(config, section, "save_every")
+        t1_key = _time_key(config, section, "t1")
+        if points > MAX_SAVE_POINTS:  # beyond any memory: refused even with --no-limits
+            raise ConfigError(
+                f"{every_key}={save_every!r} is not allowed; run {spec.label} would save "
+                f"{points:.3g} times (t1 = {t1:g}), more than any memory holds (at most "
+                f"{MAX_SAVE_POINTS:.0e}, even with --no-limits)"
+            )
         if not limits:
             continue
         key = section if section != "flow" else "flow"
@@ -101,27 +117,27 @@ def check_limits(config: Config, limits: bool = True) -> dict:
             raise _bad(f"{key}.seeds", seeds, f"run {spec.label} has {seeds} seeds", "10000")
         if points > LIMITS["save_points"]:
             raise _bad(
-                "time.save_every",
+                every_key,
                 save_every,
                 f"run {spec.label} would save {points:.3g} times (t1 = {t1:g})",
                 f"{LIMITS['save_points']:.0e}",
             )
         if steps > LIMITS["steps"]:
-            name = f"{key}.max_steps" if section == "flow" else "time.t1"
+            name = f"{key}.max_steps" if section == "flow" else t1_key
             value = o.get("max_steps") if section == "flow" else t1
             raise _bad(
                 name, value, f"run {spec.label} takes {steps:.3g} steps", f"{LIMITS['steps']:.0e}"
             )
         if memory > LIMITS["memory"]:
             raise _bad(
-                "time.save_every" if weights else f"{key}.seeds",
+                every_key if weights else f"{key}.seeds",
                 save_every if weights else seeds,
                 f"run {spec.label} would hold about {memory / 2**30:.3g} GiB",
                 "16 GiB",
             )
         if work > LIMITS["work"]:
             raise _bad(
-                "time.t1",
+                t1_key,
                 t1,
                 f"run {spec.label} needs about {work:.2g} floating-point operations",
                 f"{LIMITS['work']:.0e}",

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,13 @@ def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) ->
                 "with mode = 'zip' every axis needs the same length",
             )
         positions = [(i,) * len(names) for i in range(lengths.pop())]
-    else:
+    else:  # the size from the axis lengths, before any product is built
+        size = math.prod(len(axes[n]) for n in names)
+        if size > MAX_POINTS:
+            lengths = " × ".join(str(len(axes[n])) for n in names)
+            raise _bad(
+                "sweep.axes", f"{lengths} = {size} points", f"use at most {MAX_POINTS} points"
+            )
         positions = list(itertools.product(*(range(len(axes[n])) for n in names)))
     if len(positions) > MAX_POINTS:
         raise _bad("sweep.axes", f"{len(positions)} points", f"use at most {MAX_POINTS} points")
