@@ -123,7 +123,7 @@ def flow(
     on_failure: str | None = None,
     observables: tuple[str, ...] = (),
     state0=None,
-    progress: bool = False,
+    progress: bool | str = False,
     stiffness: bool = False,
     noise=None,
     key=None,
@@ -169,7 +169,9 @@ def flow(
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
-        progress: show a progress bar.
+        progress: report the progress on stderr after every block of save intervals (the
+            time reached, steps, rate, ETA): a bar on a terminal, else a plain line every 10
+            s (:mod:`gradflow._progress`); a string names the run in it.
         stiffness: estimate the spectral radius ``ρ`` of the velocity's Jacobian at every step
             (:class:`gradflow.diffrax_ext.SpectralMonitor`: three extra gradient evaluations per
             step, reported as ``stats["num_spectral_evaluations"]``, not in
@@ -375,6 +377,7 @@ def flow(
         pol=pol,
         resume_path=resume_from,
         progress=progress,
+        times=grid,
     )
     if signum is None:
         return finish(raw)

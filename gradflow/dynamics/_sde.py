@@ -129,7 +129,7 @@ def sde(
     on_max_steps: str = "raise",
     observables: tuple[str, ...] = (),
     state0=None,
-    progress: bool = False,
+    progress: bool | str = False,
     checkpoint=None,
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
@@ -257,6 +257,7 @@ def sde(
             pol=pol,
             resume_path=resume_from,
             progress=progress,
+            times=grid,
         )
     if seeds is None:
         raw = _first_seed(raw)
