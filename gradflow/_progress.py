@@ -18,10 +18,13 @@ compilation) to what is left.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
+
+import numpy as np
 
 #: The environment variable that sets the seconds between two plain progress lines.
 ENV_INTERVAL = "GRADFLOW_PROGRESS_INTERVAL"
@@ -81,6 +84,7 @@ class Progress:
         self._first = None  # (time, done) of the first report: the rate is measured from it
         self._last_line = self.clock0
         self._printed = False
+        self._shown = None  # (done, steps) of the last line printed
         self._bar = None
         if self.enabled and _isatty(self.stream):
             from tqdm.auto import tqdm
@@ -103,12 +107,12 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        self.done, self.steps = float(done), steps
-        if self._first is None:
+        self.done, self.steps = max(float(done), self.done), steps  # never backwards
+        if self._first is None and self.done > self.start:  # compilation is behind us
             self._first = (now, self.done, steps or 0)
         if self._bar is not None:
             self._update_bar(note)
-        elif now - self._last_line >= self.every:
+        elif now - self._last_line >= self.every and (self.done, steps) != self._shown:
             self._line(now, note)
 
     def close(self) -> None:
@@ -140,14 +144,15 @@ class Progress:
         return min(max((self.done - self.start) / (self.end - self.start), 0.0), 1.0)
 
     def eta(self, now: float | None = None) -> float:
-        """Seconds left at the rate measured since the first report (NaN before a second)."""
+        """Seconds left at the rate measured since the first report of progress (which
+        includes the compilation), or since the start before a second one (NaN before any)."""
         now = time.monotonic() if now is None else now
         if self._first is None:
             return math.nan
         t_first, d_first, _ = self._first
         if self.done > d_first and now > t_first:
             rate = (self.done - d_first) / (now - t_first)
-        elif self.done > self.start and now > self.clock0:
+        elif now > self.clock0:
             rate = (self.done - self.start) / (now - self.clock0)
         else:
             return math.nan
@@ -160,13 +165,15 @@ class Progress:
         t_first, _, s_first = self._first
         if now <= t_first or self.steps <= s_first:
             return ""
-        return f"{(self.steps - s_first) / (now - t_first):,.3g} steps/s"
+        rate = (self.steps - s_first) / (now - t_first)
+        return f"{rate:,.0f} steps/s" if rate >= 100 else f"{rate:.3g} steps/s"
 
     def _position(self) -> str:
         if self.unit == "t":
             return f"t = {self.done:.4g} of {self.end:.4g} ({100 * self.fraction():.0f}%)"
         total, pct = self.end - self.start, 100 * self.fraction()
-        return f"{self.done:g} of {total:g} {self.unit}s ({pct:.0f}%)"
+        done = f"{self.done:g}" if self.done == int(self.done) else f"{self.done:.1f}"
+        return f"{done} of {total:g} {self.unit}s ({pct:.0f}%)"
 
     def _line(self, now: float, note: str = "") -> None:
         parts = [self._position()]
@@ -181,6 +188,7 @@ class Progress:
         print(f"gradflow: {self.desc}: " + ", ".join(parts), file=self.stream, flush=True)
         self._last_line = now
         self._printed = True
+        self._shown = (self.done, self.steps)
 
     def _update_bar(self, note: str) -> None:
         bar = self._bar
@@ -215,3 +223,66 @@ def for_run(progress, where: str, start: float, end: float) -> Progress:
         return disabled()
     desc = progress if isinstance(progress, str) else where
     return Progress(desc, end, start=start)
+
+
+# ---- inside a compiled (batched) solve: Diffrax's progress meter, read on the host ---------
+
+_RECEIVERS: list = []
+
+
+@contextlib.contextmanager
+def receiving(receive):
+    """Within this context, ``receive(f)`` gets the fraction ``f`` of the span done by the
+    flows that run with :func:`batch_meter` (the slowest member of a batch)."""
+    _RECEIVERS.append(receive)
+    try:
+        yield
+    finally:
+        _RECEIVERS.remove(receive)
+
+
+def _tell(fraction: float) -> None:
+    if _RECEIVERS:
+        _RECEIVERS[-1](min(max(float(fraction), 0.0), 1.0))
+
+
+def batch_meter():
+    """A ``diffrax.AbstractProgressMeter`` that hands the fraction done to :func:`receiving`
+    (every percent; under ``vmap`` Diffrax's meter follows the slowest member)."""
+    import diffrax
+
+    global _BatchMeter
+    if _BatchMeter is None:
+
+        class _BatchMeter(diffrax.TextProgressMeter):
+            # Diffrax's text meter (its host callbacks, their ordering under vmap) with the
+            # printing replaced by a call of the current receiver.
+            @staticmethod
+            def _init_bar():
+                return [0.0]
+
+            @staticmethod
+            def _step_bar(bar, progress):
+                bar[0] = float(np.asarray(progress).reshape(()))
+                _tell(bar[0])
+
+            @staticmethod
+            def _close_bar(bar):
+                _tell(1.0)
+
+    return _BatchMeter(minimum_increase=0.01)
+
+
+_BatchMeter = None
+
+
+def with_batch_meter(plan):
+    """``plan`` (of ``gf.flow``) with :func:`batch_meter` as its progress meter."""
+    import dataclasses
+
+    import diffrax
+
+    args = tuple(
+        batch_meter() if isinstance(a, diffrax.AbstractProgressMeter) else a for a in plan.args
+    )
+    return dataclasses.replace(plan, args=args)

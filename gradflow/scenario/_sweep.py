@@ -45,8 +45,9 @@ def _run_names(config) -> list[str]:
     return names
 
 
-def _plans(point: Point):
-    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly)."""
+def _plans(point: Point, meter: bool = False):
+    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly).
+    ``meter``: the flows report their progress (:func:`gradflow._progress.batch_meter`)."""
     import jax
 
     from ..dynamics import flow, plan, sgd
@@ -57,6 +58,10 @@ def _plans(point: Point):
     for name, spec in zip(_run_names(point.config), point.config.runs):
         if spec.dynamics == "flow":
             item = plan(flow, problem, **spec.options)
+            if meter:
+                from .._progress import with_batch_meter
+
+                item = with_batch_meter(item)
         elif spec.dynamics in ("gd", "sgd"):
             item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
         else:
@@ -118,6 +123,7 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     names an SDE run before it starts (its own progress is then shown)."""
     import jax
 
+    from .._progress import receiving
     from ..dynamics import run_plans
     from ._run import run_one
 
@@ -125,7 +131,7 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     built, plans, where, first = [], [], {}, {}
     for i, point in enumerate(points):
         try:
-            problem, runs = _plans(point)
+            problem, runs = _plans(point, meter=report is not None)
         except (ValueError, RuntimeError) as err:
             built.append(err)
             continue
@@ -144,7 +150,14 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     direct = sum(plan is None for _, runs in ok for *_, plan in runs)
     total = max(len(plans) + direct, 1)
     tell = report or (lambda f, name=None: None)
-    results = run_plans(plans, batch=batch, report=lambda k: tell(k / total))
+    where_now = [0, 0]  # plans finished, plans in the group now running
+
+    def group(k, m):
+        where_now[:] = k, m
+        tell(k / total)
+
+    with receiving(lambda f: tell((where_now[0] + f * where_now[1]) / total)):
+        results = run_plans(plans, batch=batch, report=group if report else None)
     outcomes = {ij: results[k] for ij, k in where.items()}
     out, finished = [], len(plans)
     for i, item in enumerate(built):
