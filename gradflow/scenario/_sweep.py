@@ -16,7 +16,8 @@ as dimensions (``grid``) or one ``point`` dimension with the axes as coordinates
 plus ``t`` and ``seed`` where they apply; every run's observable ``obs`` is the variable
 ``<run>__<obs>`` (``run``: ``flow``, ``sgd``, ``gd``, ``sde``, with ``_1``, ``_2``, ... for further
 runs of one dynamics), and ``status`` / ``message`` hold each point's outcome. It is written
-atomically to ``<out>/<name>.sweep.nc``.
+atomically to ``<out>/<name>.sweep.nc``, and its summary PNG (the final observables against
+the axes, :mod:`._sweep_plot`) to ``<out>/<name>.sweep.png``.
 """
 
 from __future__ import annotations
@@ -302,7 +303,22 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
         write_netcdf(ds, folder / f"{hashes[i]}.nc")
     result = _assemble(spec, [folder / f"{h}.nc" for h in hashes])
     write_netcdf(result, Path(out) / f"{spec.name}.sweep.nc")
+    _plot(spec, result, Path(out) / f"{spec.name}.sweep.png")
     return result
+
+
+def _plot(spec, result, path) -> Path:
+    """``<name>.sweep.png``: the final observables against the axes (:mod:`._sweep_plot`)."""
+    from ._sweep_plot import sweep_plot
+
+    output = spec.points[0].config.output if spec.points else {}
+    return sweep_plot(
+        result,
+        path,
+        panels=output.get("plot", ()),
+        logy=output.get("logy", ()),
+        title=f"sweep {spec.name} ({spec.mode} over {' × '.join(spec.axes)})",
+    )
 
 
 def _check_writable(out: Path) -> None:
