@@ -422,7 +422,7 @@ def show(path, *, plot=False) -> int:
     """``gradflow show``: the table of :func:`gradflow.scenario.show` (2: no such path or no
     results in it)."""
     from .scenario import ConfigError
-    from .scenario._show import show as show_results
+    from .scenario import show as show_results
 
     try:
         for line in show_results(path, plot=plot):
