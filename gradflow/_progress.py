@@ -91,12 +91,12 @@ class Progress:
 
             counted = unit != "t"
             self._bar = tqdm(
-                total=(self.end - self.start) if counted else 1000,
+                total=round(self.end - self.start) if counted else 1000,
                 desc=desc,
                 unit=unit if counted else "‰",
                 file=self.stream,
                 leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]"
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}{postfix}]"
                 if not counted
                 else None,
                 dynamic_ncols=True,
