@@ -12,8 +12,8 @@ longer) through :class:`Progress`; a sweep reports its points.
   ``gradflow: flow: t = 12.5 of 40 (31%), 4,210 steps, 905 steps/s, ETA 0:00:30``, and a last
   line when the run ends if any line was printed.
 
-The ETA extrapolates the rate measured since the first report (whose time includes the
-compilation) to what is left.
+The ETA extrapolates the rate measured since the first report of progress (the time before
+it includes the compilation) to what is left; it is ``?`` until a second report.
 """
 
 from __future__ import annotations
@@ -144,18 +144,15 @@ class Progress:
         return min(max((self.done - self.start) / (self.end - self.start), 0.0), 1.0)
 
     def eta(self, now: float | None = None) -> float:
-        """Seconds left at the rate measured since the first report of progress (which
-        includes the compilation), or since the start before a second one (NaN before any)."""
+        """Seconds left at the rate measured since the first report of progress (the time
+        before it includes the compilation); NaN (shown ``?``) before a second one."""
         now = time.monotonic() if now is None else now
         if self._first is None:
             return math.nan
         t_first, d_first, _ = self._first
-        if self.done > d_first and now > t_first:
-            rate = (self.done - d_first) / (now - t_first)
-        elif now > self.clock0:
-            rate = (self.done - self.start) / (now - self.clock0)
-        else:
+        if not (self.done > d_first and now > t_first):
             return math.nan
+        rate = (self.done - d_first) / (now - t_first)
         return (self.end - self.done) / rate
 
     def rate(self, now: float) -> str:
