@@ -283,3 +283,26 @@ def with_batch_meter(plan):
         batch_meter() if isinstance(a, diffrax.AbstractProgressMeter) else a for a in plan.args
     )
     return dataclasses.replace(plan, args=args)
+
+
+@contextlib.contextmanager
+def solve_progress(progress, where: str, start: float, end: float):
+    """Around ONE compiled solve whose meter is :func:`batch_meter` (a flow that cannot go in
+    segments, the fixed-step SDE with save times closer than its step): its fraction done as
+    the :class:`Progress` of ``progress=`` (the time reached; no step count)."""
+    if not progress:
+        yield
+        return
+    meter = for_run(progress, where, start, end)
+    with receiving(lambda f: meter.update(start + f * (end - start))):
+        try:
+            yield
+        finally:
+            meter.close()
+
+
+def solve_meter(progress):
+    """The Diffrax progress meter of a compiled solve: :func:`batch_meter` or none."""
+    import diffrax
+
+    return batch_meter() if progress else diffrax.NoProgressMeter()

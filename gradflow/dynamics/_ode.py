@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._problem import Problem
+from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import (
@@ -308,7 +309,7 @@ def flow(
         monitored = SpectralMonitor(inner, stability_boundary(inner))
     solver_obj = ProjectedSolver(monitored, problem.parametrization)
     y0 = problem.initial_state() if state0 is None else state0
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    meter = solve_meter(progress)
     args = (
         problem,
         y0,
@@ -346,7 +347,8 @@ def flow(
                 type(controller).__name__,
                 "checkpoints and resume need an adaptive controller or ConstantStepSize",
             )
-        return plan.run()
+        with solve_progress(progress, "flow", t0, t1):
+            return plan.run()
     fp = _checkpoint.fingerprint(
         "flow",
         problem.describe(),

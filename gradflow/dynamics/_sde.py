@@ -50,6 +50,7 @@ import numpy as np
 
 from .._hessian import stable_learning_rate
 from .._problem import Problem
+from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
@@ -194,7 +195,7 @@ def sde(
         controller = diffrax.ConstantStepSize()
     keys = jax.random.split(key, 1 if seeds is None else seeds)
     y0 = problem.initial_state() if state0 is None else state0
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    meter = solve_meter(progress)
     pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
     common = (jnp.asarray(scale, float), keys, inner, controller, jnp.asarray(dt0, float), tol)
     t0a, t1a = jnp.asarray(t0, float), jnp.asarray(t1, float)
@@ -208,22 +209,23 @@ def sde(
                 save_every,
                 f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart",
             )
-        out = _integrate(
-            problem,
-            y0,
-            t0a,
-            t1a,
-            jnp.asarray(grid),
-            *common[:2],
-            inner,
-            controller,
-            common[4],
-            tol,
-            int(max_steps),
-            tuple(observables),
-            meter,
-        )
-        raw = jax.device_get(out)
+        with solve_progress(progress, "flow", t0, t1):
+            out = _integrate(
+                problem,
+                y0,
+                t0a,
+                t1a,
+                jnp.asarray(grid),
+                *common[:2],
+                inner,
+                controller,
+                common[4],
+                tol,
+                int(max_steps),
+                tuple(observables),
+                meter,
+            )
+            raw = jax.device_get(out)  # inside: the meter reports while it computes
     else:
         a, b = bounds
         groups = tuple(observables)
