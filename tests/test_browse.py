@@ -1,6 +1,8 @@
 """Browsing results (issue 27): ``gradflow show PATH``, the sweep's summary PNG, and the command
 line's manners (``--version``, a closed pipe)."""
 
+import contextlib
+import io
 import re
 import shutil
 import subprocess
@@ -55,8 +57,23 @@ def results(tmp_path_factory):
         + '[sweep]\n[sweep.axes]\n"problem.weight_decay" = [0.0, 0.01, 0.1]\n'
     )
     assert main(["run", str(run), "--out", str(out), "--quiet"]) == 0
-    assert main(["sweep", str(sweep), "--out", str(out), "--quiet"]) == 0
+    # the sweep with its progress, every report a line (stderr is not a terminal here)
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        mp.setenv("GRADFLOW_PROGRESS_INTERVAL", "0")
+        assert main(["sweep", str(sweep), "--out", str(out)]) == 0
+    LOGS["sweep"] = err.getvalue()
     return out
+
+
+LOGS: dict = {}
+
+
+def test_sweep_progress_counts_points(results):
+    lines = [m for m in re.finditer(r"^gradflow: sw: ([\d.]+) of 3 points", LOGS["sweep"], re.M)]
+    done = [float(m[1]) for m in lines]
+    assert done and done == sorted(done) and done[-1] == 3, LOGS["sweep"]
+    assert "ended after" in LOGS["sweep"]
 
 
 def test_sweep_writes_a_summary_png_of_its_axes(results):

@@ -59,17 +59,22 @@ def show(path, *, plot: bool = False) -> list[str]:
         )
     rows, notes, drawn = [], [], []
     for name, (combined, runs) in sorted(scenarios.items()):
-        rows += _scenario_rows(name, combined, runs)
-        if plot:
-            drawn.append(_draw_scenario(name, combined, runs))
+        try:
+            rows += _scenario_rows(name, combined, runs)
+            if plot:
+                drawn.append(_draw_scenario(name, combined, runs))
+        except (KeyError, ValueError, TypeError, IndexError) as err:  # not a gradflow file
+            notes.append(f"{combined or runs[0]}: not shown ({type(err).__name__}: {err})")
     for sweep in sorted(sweeps):
-        with _open(sweep) as ds:
-            ds = ds.load()
-        sweep_rows = _sweep_rows(ds, sweep)
-        rows += sweep_rows
-        notes.append(_sweep_note(ds, sweep))
-        if plot:
-            drawn.append(_draw_sweep(ds, sweep))
+        try:
+            with _open(sweep) as ds:
+                ds = ds.load()
+            rows += _sweep_rows(ds, sweep)
+            notes.append(_sweep_note(ds, sweep))
+            if plot:
+                drawn.append(_draw_sweep(ds, sweep))
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            notes.append(f"{sweep}: not shown ({type(err).__name__}: {err})")
     lines = _table(rows)
     lines.append(FOOTER)
     lines += notes
