@@ -2,8 +2,10 @@
 
     gradflow run FILE [--out DIR] [--set key=value ...] [--fast]
     gradflow sweep FILE [--out DIR] [--set ...] [--fast] [--workers K | --scheduler ADDR] [--resume]
+    gradflow show PATH [--plot]
     gradflow info
     gradflow figs [--fast | --scale fast|full|paper] [--only NAME ...] [--out DIR]
+    gradflow --version
 
 ``run`` validates the scenario (and every ``--set``) before computing anything, then writes
 ``DIR/<name>.nc``, one ``DIR/<name>__<run>.nc`` per run and ``DIR/<name>.png`` (DIR defaults to
@@ -14,13 +16,16 @@ computed, no file written); 3 a run diverged or blew up (its partial trajectory 
 others run on); 1 a run that failed otherwise (the flow ran out of ``max_steps``: its partial
 trajectory is written too); 130 / 143
 interrupted by SIGINT / SIGTERM (the partial trajectory, ``status = "interrupted"``, and a
-checkpoint are written; ``gradflow run FILE --resume`` continues).
+checkpoint are written; ``gradflow run FILE --resume`` continues); 141 its output was cut by a
+closed pipe (``gradflow info | head -1``: no traceback, the rest is dropped).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import os
 import signal
 import sys
 import time
@@ -44,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Gradient flows, SDEs and SGD of normalized "
         "homogeneous networks: run scenario files, report the environment.",
     )
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser(
         "run",
@@ -171,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the PNGs over the profile's committed ones (full: paper_figs/figures/, "
         "paper: paper_figs/figures/paper/, fast: paper_figs/figures/fast/)",
     )
+    _add_show(sub)
     sub.add_parser(
         "info",
         help="versions, devices and float precision",
@@ -193,6 +200,50 @@ def _error(message: str) -> None:
     print(f"gradflow: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _add_version(parser) -> None:
+    from . import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"gradflow {__version__}", help="print the version"
+    )
+
+
+def _add_show(sub) -> None:
+    show_parser = sub.add_parser(
+        "show",
+        help="summarize results: a run file, a sweep file or a results folder",
+        description="Print a table of the results in PATH (a <name>.nc or <name>__<run>.nc "
+        "file, a <name>.sweep.nc file or a folder of them): scenario, dynamics, status, t "
+        "reached, wall time, the final observables and the predictions' gaps.",
+    )
+    show_parser.add_argument("path", metavar="PATH", help="a results file or folder")
+    show_parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="also draw each scenario's or sweep's summary PNG next to its file",
+    )
+
+
+def _pipe_safe(main):
+    """A closed stdout (``gradflow info | head -1``) ends the command quietly: no traceback,
+    the output left is dropped, exit status 141 (128 + SIGPIPE) as for a shell command."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None) -> int:
+        try:
+            code = main(argv)
+            sys.stdout.flush()  # a pipe closed early shows here, not at interpreter exit
+            return code
+        except BrokenPipeError:
+            with contextlib.suppress(OSError):  # the unflushed rest goes nowhere at exit
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            return 128 + int(getattr(signal, "SIGPIPE", 13))
+
+    return wrapper
+
+
+@_pipe_safe
 def main(argv=None) -> int:
     """Entry point of the ``gradflow`` console script; returns the exit status."""
     try:
@@ -210,6 +261,8 @@ def _dispatch(args) -> int:
     jax.config.update("jax_enable_x64", True)
     if args.command == "info":
         return info()
+    if args.command == "show":
+        return show(args.path, plot=args.plot)
     if args.command == "figs":
         return figs(
             fast=args.fast,
@@ -267,6 +320,8 @@ def sweep(
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise
     except MemoryError as err:
         _error(_out_of_memory(err))
         return EXIT_FAILED
@@ -406,6 +461,8 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     except ValueError as err:  # a library check that validation did not anticipate
         _error(err)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise
     except (RuntimeError, OSError) as err:
         _error(err)
         return EXIT_FAILED
@@ -434,6 +491,21 @@ def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False) -
     return build(
         fast=fast, only=tuple(only), out=out, scale=scale, update_committed=update_committed
     )
+
+
+def show(path, *, plot=False) -> int:
+    """``gradflow show``: the table of :func:`gradflow.scenario.show` (2: no such path or no
+    results in it)."""
+    from .scenario import ConfigError
+    from .scenario import show as show_results
+
+    try:
+        for line in show_results(path, plot=plot):
+            print(line)
+    except ConfigError as err:
+        _error(err)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 def info() -> int:

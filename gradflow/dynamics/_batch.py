@@ -158,14 +158,21 @@ def _finished(finish, raw):
         return err
 
 
-def run_plans(plans: Sequence[Plan], batch: bool = True) -> list:
+def run_plans(plans: Sequence[Plan], batch: bool = True, report=None) -> list:
     """Every plan's result (a Trajectory, or the exception it raised), batching where the
-    signatures agree (``batch=True``)."""
+    signatures agree (``batch=True``); ``report(k, m)``, if given, before each group (``k``
+    plans finished, ``m`` in the group about to run) and after the last (``m = 0``)."""
     results: list = [None] * len(plans)
     groups = groups_of(plans) if batch else [[i] for i in range(len(plans))]
+    finished = 0
     for idx in groups:
+        if report is not None:
+            report(finished, len(idx))
         for i, r in zip(idx, run_batch([plans[i] for i in idx])):
             results[i] = r
+        finished += len(idx)
+    if report is not None:
+        report(finished, 0)
     return results
 
 

@@ -41,11 +41,13 @@ def record_bytes(obs0: dict) -> int:
 
 def next_size(elapsed: float, done: int, first: bool, limit: int) -> int:
     """Intervals for the next block: about :data:`TARGET_SECONDS` at the measured rate (one
-    after the first block, whose time includes compilation), between 1 and ``limit``."""
+    after the first block, whose time includes compilation), between 1 and ``limit``, and at
+    most twice the last block: a run whose intervals grow dearer (an adaptive flow that meets
+    stiffness) still comes back, and reports its progress, about every half second."""
     if first or done < 1:
         return 1
     per = max(elapsed / done, 1e-9)
-    return int(max(1, min(limit, TARGET_SECONDS // per)))
+    return int(max(1, min(limit, 2 * done, TARGET_SECONDS // per)))
 
 
 def pad(x: np.ndarray, start: int, k: int) -> np.ndarray:

@@ -387,20 +387,21 @@ def run_segmented(
     pol,
     resume_path,
     progress=False,
+    times=None,
 ):
     """Drive ``step`` (see :func:`gradflow.dynamics._blocks.run_block`) over segments
     ``0 .. n-1`` whose bounds are ``xs`` (arrays, segments along axis 0), in blocks (see
     :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict
     of :func:`solve`, the segments done and the interrupting signal (or None). A failed
     segment (``max_steps`` in it) or a total of ``max_steps`` steps before the end stops the
-    run."""
+    run. ``progress`` (True, or the run's name) reports the save time reached (``times``: the
+    ``n + 1`` save times) and the steps after every block (:mod:`gradflow._progress`)."""
     from . import _blocks, _checkpoint
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from .._progress import for_run
 
-        bar = tqdm(total=n, desc=where, unit="save")
+    times = np.asarray(times) if times is not None else np.arange(n + 1, dtype=float)
+    meter = for_run(progress, where, times[0], times[-1])
     axis = 1 if seeded else 0
     cap = _blocks.capacity(_blocks.record_bytes(obs0))  # obs0: the record of one save
 
@@ -420,8 +421,7 @@ def run_segmented(
             "failed": (not ok) or (total >= max_steps and not last),
             "budget": ok and total >= max_steps and not last,
         }
-        if bar is not None:
-            bar.update(int(done))
+        meter.update(times[min(i + int(done), n)], total)
         return carry, rec, info, int(done)
 
     try:
@@ -442,8 +442,7 @@ def run_segmented(
             block=cap,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        meter.close()
     raw = assemble(jax.device_get(carry), obs, seeded)
     if info["budget"]:  # out of steps between two segments: as Diffrax's max_steps_reached
         raw["success"] = np.zeros_like(raw["success"])

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._problem import Problem
+from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import (
@@ -127,7 +128,7 @@ def flow(
     on_failure: str | None = None,
     observables: tuple[str, ...] = (),
     state0=None,
-    progress: bool = False,
+    progress: bool | str = False,
     stiffness: bool = False,
     noise=None,
     key=None,
@@ -173,7 +174,9 @@ def flow(
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
-        progress: show a progress bar.
+        progress: report the progress on stderr after every block of save intervals (the
+            time reached, steps, rate, ETA): a bar on a terminal, else a plain line every 10
+            s (:mod:`gradflow._progress`); a string names the run in it.
         stiffness: estimate the spectral radius ``ρ`` of the velocity's Jacobian at every step
             (:class:`gradflow.diffrax_ext.SpectralMonitor`: three extra gradient evaluations per
             step, reported as ``stats["num_spectral_evaluations"]``, not in
@@ -311,7 +314,7 @@ def flow(
         monitored = SpectralMonitor(inner, stability_boundary(inner))
     solver_obj = ProjectedSolver(monitored, problem.parametrization)
     y0 = problem.initial_state() if state0 is None else state0
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    meter = solve_meter(progress)
     args = (
         problem,
         y0,
@@ -349,7 +352,8 @@ def flow(
                 type(controller).__name__,
                 "checkpoints and resume need an adaptive controller or ConstantStepSize",
             )
-        return plan.run()
+        with solve_progress(progress, "flow", t0, t1):
+            return plan.run()
     fp = _checkpoint.fingerprint(
         "flow",
         problem.describe(),
@@ -380,6 +384,7 @@ def flow(
         pol=pol,
         resume_path=resume_from,
         progress=progress,
+        times=grid,
     )
     if signum is None:
         return finish(raw)

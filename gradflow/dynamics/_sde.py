@@ -60,6 +60,7 @@ import numpy as np
 
 from .._hessian import stable_learning_rate
 from .._problem import Problem
+from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
@@ -152,7 +153,7 @@ def sde(
     on_max_steps: str = "raise",
     observables: tuple[str, ...] = (),
     state0=None,
-    progress: bool = False,
+    progress: bool | str = False,
     checkpoint=None,
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
@@ -224,7 +225,7 @@ def sde(
         controller = diffrax.ConstantStepSize()
     keys = jax.random.split(key, 1 if seeds is None else seeds)
     y0 = problem.initial_state() if state0 is None else state0
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    meter = solve_meter(progress)
     pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
     common = (jnp.asarray(scale, float), keys, inner, controller, jnp.asarray(dt0, float), tol)
     t0a, t1a = jnp.asarray(t0, float), jnp.asarray(t1, float)
@@ -238,22 +239,23 @@ def sde(
                 save_every,
                 f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart",
             )
-        out = _integrate(
-            problem,
-            y0,
-            t0a,
-            t1a,
-            jnp.asarray(grid),
-            *common[:2],
-            inner,
-            controller,
-            common[4],
-            tol,
-            int(max_steps),
-            tuple(observables),
-            meter,
-        )
-        raw = jax.device_get(out)
+        with solve_progress(progress, "flow", t0, t1):
+            out = _integrate(
+                problem,
+                y0,
+                t0a,
+                t1a,
+                jnp.asarray(grid),
+                *common[:2],
+                inner,
+                controller,
+                common[4],
+                tol,
+                int(max_steps),
+                tuple(observables),
+                meter,
+            )
+            raw = jax.device_get(out)  # inside: the meter reports while it computes
     else:
         a, b = bounds
         groups = tuple(observables)
@@ -287,6 +289,7 @@ def sde(
             pol=pol,
             resume_path=resume_from,
             progress=progress,
+            times=grid,
         )
     if seeds is None:
         raw = _first_seed(raw)

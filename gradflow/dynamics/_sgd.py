@@ -20,6 +20,7 @@ import optax
 from .._hessian import stable_learning_rate
 from .._observables import GROUPS, observe
 from .._problem import Problem
+from .._progress import for_run
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
@@ -160,6 +161,7 @@ def sgd(
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
     resume_from=None,
+    progress: bool | str = False,
     _plan: bool = False,
 ) -> Trajectory:
     """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``.
@@ -187,6 +189,9 @@ def sgd(
             and at SIGINT/SIGTERM (then :class:`gradflow.Interrupted` carries the partial
             trajectory), and removes the file when the run ends; ``resume_from=PATH`` (or a
             :class:`gradflow.Checkpoint`) continues that run, bit for bit.
+        progress: report the progress on stderr after every block of save intervals (the
+            time ``t = η·step`` reached, steps, rate, ETA): a bar on a terminal, else a plain
+            line every 10 s (:mod:`gradflow._progress`); a string names the run in it.
     """
     if not isinstance(problem, Problem):
         raise bad_value("sgd", "problem", type(problem).__name__, "pass a gf.Problem")
@@ -265,7 +270,7 @@ def sgd(
     pol = _checkpoint.policy("sgd", checkpoint, checkpoint_every, checkpoint_minutes)
     if _plan:
         return plan
-    return _direct(problem, plan.args[3], state0, kw, pol, resume_from)
+    return _direct(problem, plan.args[3], state0, kw, pol, resume_from, progress)
 
 
 def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
@@ -287,7 +292,7 @@ def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
     )
 
 
-def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
+def _direct(problem, keys, state0, kw, pol, resume_from, progress=False) -> Trajectory:
     """The direct call: save intervals in blocks of compiled calls (:mod:`._blocks`), with
     interruption, checkpoints and resume (:mod:`._checkpoint`)."""
     lr, seeds, save_steps = kw["lr"], kw["seeds"], kw["save_steps"]
@@ -328,11 +333,16 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
         obs0, first = {}, {k: np.take(v, [0], axis=axis) for k, v in ckpt.obs.items()}
     cap = _blocks.capacity(_blocks.record_bytes(first))
 
+    gd = kw["batch_size"] == problem.n_train and kw["sampling"] == "without-replacement"
+    meter = for_run(progress, "gd" if gd else "sgd", 0.0, float(bounds[-1] * lr))
+
     def advance(carry, i, m, info):
         starts, stops = _blocks.pad(bounds[:-1], i, cap), _blocks.pad(bounds[1:], i, cap)
         carry, obs, done = block(carry, starts, stops, m)
         obs, bad, done = jax.device_get((obs, carry[2], done))
         info = {"diverged": bool(np.any(np.asarray(bad) >= 0))}
+        step = int(bounds[min(i + int(done), len(bounds) - 1)])
+        meter.update(step * lr, step)
         return carry, _blocks.take(obs, int(done), axis), info, int(done)
 
     carry, obs, index, info, signum = _checkpoint.drive(
@@ -351,6 +361,7 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
         stop=lambda info: info["diverged"] and not seeded,  # a seed ensemble runs on
         block=cap,
     )
+    meter.close()
     out = jax.device_get((carry[0], obs, carry[2], carry[3]))
     done = dict(kw, save_steps=save_steps[: index + 1])
     if signum is None:

@@ -12,6 +12,8 @@ from ._run import Outcome, build_problem, run, run_one
 from ._schema import REQUIRED, SCHEMA
 from ._sweep import run_points, sweep, task_outcomes
 from ._sweep_spec import TRACED, Point, SweepSpec, load_sweep, sweep_points
+from ._show import show
+from ._sweep_plot import sweep_plot
 
 __all__ = [
     "Config",
@@ -35,4 +37,6 @@ __all__ = [
     "SweepSpec",
     "TRACED",
     "validate",
+    "show",
+    "sweep_plot",
 ]

@@ -31,6 +31,7 @@ def _existing(out: Path, name: str) -> list[Path]:
     found = [p for p in (out / f"{name}.nc", out / f"{name}.png") if p.exists()]
     found += sorted(out.glob(f"{name}__*.nc"))
     found += [p for p in (out / f"{name}.sweep.nc", out / f"{name}.sweep") if p.exists()]
+    found += [p for p in (out / f"{name}.sweep.png",) if p.exists()]  # the sweep's summary
     return found
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,20 +84,21 @@ def build_network(config: Config):
     return net
 
 
-def run_one(problem, spec: RunSpec, **resume):
+def run_one(problem, spec: RunSpec, progress=False, **resume):
     """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory.
+    ``progress``: the dynamics' ``progress=`` (False, True or the name shown);
     ``resume``: ``checkpoint=``, ``resume_from=`` (see :mod:`gradflow.dynamics._checkpoint`)."""
     from ..diffrax_ext import SGDNoise
     from ..dynamics import flow, sgd
 
     key = jax.random.PRNGKey(spec.seed)
     if spec.dynamics == "flow":
-        return flow(problem, **spec.options, **resume)
+        return flow(problem, **spec.options, progress=progress, **resume)
     if spec.dynamics == "sde":
         opts = dict(spec.options)
         noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
-        return flow(problem, noise=noise, key=key, **opts, **resume)
-    return sgd(problem, key=key, **spec.options, **resume)
+        return flow(problem, noise=noise, key=key, **opts, progress=progress, **resume)
+    return sgd(problem, key=key, **spec.options, progress=progress, **resume)
 
 
 def _finished(path: Path):
@@ -124,8 +124,6 @@ def run(
     (``status = "interrupted"``) and :class:`gradflow.Interrupted` propagates. With
     ``resume=True`` the runs whose file holds a finished run are read, not recomputed, and an
     interrupted run continues from its checkpoint."""
-    from tqdm.auto import tqdm
-
     from ..dynamics import RunFailed
     from ..dynamics._checkpoint import Interrupted
     from ._plot import summary_plot
@@ -133,17 +131,8 @@ def run(
     out_dir = Path(out_dir)
     problem = build_problem(config)
     trajectories, files, diverged = {}, [], {}
-    bar = tqdm(
-        config.runs,
-        desc=config.name,
-        unit="run",
-        file=sys.stderr,
-        leave=False,
-        disable=None if progress and len(config.runs) > 1 else True,
-    )
     skipped = []
-    for spec in bar:
-        bar.set_postfix_str(spec.label)
+    for k, spec in enumerate(config.runs):
         path = out_dir / f"{config.name}__{spec.label}.nc"
         ckpt = out_dir / f"{config.name}__{spec.label}.ckpt.npz"
         done = _finished(path) if resume else None
@@ -159,7 +148,8 @@ def run(
         if resume and ckpt.is_file():
             options["resume_from"] = ckpt
         try:
-            traj = run_one(problem, spec, **options)
+            name = _progress_name(config, k) if progress else False
+            traj = run_one(problem, spec, name, **options)
         except RunFailed as err:  # the partial trajectory is written, the other runs go on
             traj = err.trajectory
             diverged[spec.label] = str(err)
@@ -168,7 +158,6 @@ def run(
                 err.trajectory.config["scenario"] = config.name
                 err.trajectory.config["run"] = spec.label
                 err.trajectory.save(path)
-            bar.close()
             raise
         status = traj.stats.get("status", "success")
         if status != "success" and spec.label not in diverged:  # returned: on_max_steps
@@ -177,7 +166,6 @@ def run(
         traj.config["scenario"] = config.name
         traj.config["run"] = spec.label
         files.append(traj.save(path))
-    bar.close()
     if skipped:
         echo(
             f"resume: {len(skipped)} of {len(config.runs)} runs already finished, not "
@@ -211,6 +199,12 @@ def run(
         echo(f"predictions (THEORY 4; simulated vs predicted {where}):")
         echo(format_report(report(problem, ok, equilibrium=fixed)))
     return Outcome(trajectories, files, diverged, fixed)
+
+
+def _progress_name(config: Config, k: int) -> str:
+    """How run ``k`` is named in its progress: ``quickstart flow (1/3)``."""
+    n = len(config.runs)
+    return f"{config.name} {config.runs[k].label}" + (f" ({k + 1}/{n})" if n > 1 else "")
 
 
 def _checkpointable(spec: RunSpec) -> bool:

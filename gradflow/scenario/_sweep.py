@@ -21,14 +21,14 @@ ambiguous: :func:`gradflow._variables.plain_names`), the key kept in the coordin
 dynamics), with ``<run>__wall_time`` and the run's other costs, and ``status`` / ``message``
 hold each point's outcome; every variable has ``long_name``, ``units`` and ``theory``
 (docs/output.md), the attribute ``wall_time`` the sweep's seconds. It is written atomically to
-``<out>/<name>.sweep.nc``.
+``<out>/<name>.sweep.nc``, and its summary PNG (the final observables against
+the axes, :mod:`._sweep_plot`) to ``<out>/<name>.sweep.png``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,9 @@ def _run_names(config) -> list[str]:
     return names
 
 
-def _plans(point: Point):
-    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly)."""
+def _plans(point: Point, meter: bool = False):
+    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly).
+    ``meter``: the flows report their progress (:func:`gradflow._progress.batch_meter`)."""
     import jax
 
     from ..dynamics import flow, plan, sgd
@@ -64,6 +65,10 @@ def _plans(point: Point):
     for name, spec in zip(_run_names(point.config), point.config.runs):
         if spec.dynamics == "flow":
             item = plan(flow, problem, **spec.options)
+            if meter:
+                from .._progress import with_batch_meter
+
+                item = with_batch_meter(item)
         elif spec.dynamics in ("gd", "sgd"):
             item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
         else:
@@ -94,12 +99,13 @@ def _point_dataset(point: Point, results: dict, status: str, message: str) -> xr
     return ds
 
 
-def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
-    """Run the points of one task (in this process); one Dataset per point, in order."""
+def run_task(points: list[Point], batch: bool = True, report=None) -> list[xr.Dataset]:
+    """Run the points of one task (in this process); one Dataset per point, in order.
+    ``report``: as in :func:`task_outcomes`."""
     from ..dynamics import RunFailed
 
     out = []
-    for point, outcome in zip(points, task_outcomes(points, batch)):
+    for point, outcome in zip(points, task_outcomes(points, batch, report)):
         if isinstance(outcome, Exception):
             out.append(_point_dataset(point, {}, "failed", _one_line(outcome)))
             continue
@@ -118,13 +124,16 @@ def run_task(points: list[Point], batch: bool = True) -> list[xr.Dataset]:
     return out
 
 
-def task_outcomes(points: list[Point], batch: bool = True) -> list:
+def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     """Run the points of one task; for each point, the exception that stopped it from being
     built, or its runs as ``[(name, RunSpec, Trajectory or the exception it raised)]`` (a
     :class:`gradflow.RunFailed` carries its partial trajectory). Runs with a plan (flow, GD,
-    SGD) are batched where their signatures agree; the SDE runs directly."""
+    SGD) are batched where their signatures agree; the SDE runs directly. ``report(f, name)``,
+    if given, is called as runs finish (``f``: the fraction of the task's runs done) and
+    names an SDE run before it starts (its own progress is then shown)."""
     import jax
 
+    from .._progress import receiving
     from ..dynamics import run_plans
     from ._run import run_one
 
@@ -132,7 +141,7 @@ def task_outcomes(points: list[Point], batch: bool = True) -> list:
     built, plans, where, first = [], [], {}, {}
     for i, point in enumerate(points):
         try:
-            problem, runs = _plans(point)
+            problem, runs = _plans(point, meter=report is not None)
         except (ValueError, RuntimeError) as err:
             built.append(err)
             continue
@@ -147,9 +156,20 @@ def task_outcomes(points: list[Point], batch: bool = True) -> list:
                 first[key] = len(plans)
                 plans.append(plan)
             where[(i, j)] = first[key]
-    results = run_plans(plans, batch=batch)
+    ok = [item for item in built if not isinstance(item, Exception)]
+    direct = sum(plan is None for _, runs in ok for *_, plan in runs)
+    total = max(len(plans) + direct, 1)
+    tell = report or (lambda f, name=None: None)
+    where_now = [0, 0]  # plans finished, plans in the group now running
+
+    def group(k, m):
+        where_now[:] = k, m
+        tell(k / total)
+
+    with receiving(lambda f: tell((where_now[0] + f * where_now[1]) / total)):
+        results = run_plans(plans, batch=batch, report=group if report else None)
     outcomes = {ij: results[k] for ij, k in where.items()}
-    out = []
+    out, finished = [], len(plans)
     for i, item in enumerate(built):
         if isinstance(item, Exception):
             out.append(item)
@@ -158,7 +178,14 @@ def task_outcomes(points: list[Point], batch: bool = True) -> list:
         done = []
         for j, (name, spec, plan) in enumerate(runs):
             try:
-                result = outcomes[(i, j)] if plan is not None else run_one(problem, spec)
+                if plan is not None:
+                    result = outcomes[(i, j)]
+                else:
+                    label = f"{points[i].config.name} {name}" if report else False
+                    tell(finished / total, label)
+                    result = run_one(problem, spec, label)
+                    finished += 1
+                    tell(finished / total)
             except Exception as err:  # noqa: BLE001 - a failed run is recorded, not raised
                 result = err
             done.append((name, spec, result))
@@ -289,7 +316,22 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
     result = _assemble(spec, [folder / f"{h}.nc" for h in hashes])
     result.attrs["wall_time"] = time.perf_counter() - start
     write_netcdf(result, Path(out) / f"{spec.name}.sweep.nc")
+    _plot(spec, result, Path(out) / f"{spec.name}.sweep.png")
     return result
+
+
+def _plot(spec, result, path) -> Path:
+    """``<name>.sweep.png``: the final observables against the axes (:mod:`._sweep_plot`)."""
+    from ._sweep_plot import sweep_plot
+
+    output = spec.points[0].config.output if spec.points else {}
+    return sweep_plot(
+        result,
+        path,
+        panels=output.get("plot", ()),
+        logy=output.get("logy", ()),
+        title=f"sweep {spec.name} ({spec.mode} over {' × '.join(spec.axes)})",
+    )
 
 
 def _check_writable(out: Path) -> None:
@@ -308,22 +350,24 @@ def _check_writable(out: Path) -> None:
 
 def _execute(spec, tasks, workers, scheduler, client, progress):
     """Yield ``(point index, Dataset)`` as tasks finish."""
-    from tqdm.auto import tqdm
+    from .._progress import Progress
 
-    bar = tqdm(
-        total=sum(map(len, tasks)),
-        desc=spec.name,
-        unit="point",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
+    bar = Progress(spec.name, sum(map(len, tasks)), unit="point", enabled=progress)
     try:
         if not tasks:
             return
         if client is None and scheduler is None and not workers:
-            for task in tasks:
-                for i, ds in zip(task, run_task([spec.points[i] for i in task], spec.batch)):
-                    bar.update()
+            done = 0
+            for k, task in enumerate(tasks):
+                note = f"task {k + 1} of {len(tasks)}" if len(tasks) > 1 else ""
+
+                def report(f, name=None, base=done, size=len(task), note=note):
+                    bar.update(base + f * size, note=", ".join(x for x in (note, name) if x))
+
+                points = [spec.points[i] for i in task]
+                for i, ds in zip(task, run_task(points, spec.batch, report if progress else None)):
+                    done += 1
+                    bar.update(done, note=note)
                     yield i, ds
             return
         yield from _on_dask(spec, tasks, workers, scheduler, client, bar)
@@ -347,6 +391,7 @@ def _on_dask(spec, tasks, workers, scheduler, client, bar):
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(scheduler)
+    done = 0
     try:
         futures = {
             client.submit(run_task, [spec.points[i] for i in task], spec.batch, pure=False): task
@@ -355,7 +400,8 @@ def _on_dask(spec, tasks, workers, scheduler, client, bar):
         for future in distributed.as_completed(futures):
             task = futures[future]
             for i, ds in zip(task, future.result()):
-                bar.update()
+                done += 1
+                bar.update(done)
                 yield i, ds
     finally:
         if own:

@@ -1,0 +1,138 @@
+"""Progress (issue 27): every dynamics reports the time reached, steps, rate and ETA on stderr;
+when stderr is not a terminal, one plain line every ``GRADFLOW_PROGRESS_INTERVAL`` seconds."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import pytest
+
+import gradflow as gf
+from gradflow._progress import Progress
+from gradflow.models import MLP
+
+LINE = re.compile(
+    r"^gradflow: (?P<name>.+?): t = (?P<t>[\d.e+-]+) of (?P<t1>[\d.e+-]+) \(\d+%\), "
+    r"(?P<steps>[\d,]+) steps, .*ETA (?P<eta>\d+:\d\d:\d\d|\?)"
+)
+
+SCENARIO = """
+[scenario]
+name = "slowish"
+description = "a smooth flow of many save intervals, for the progress lines"
+
+[data]
+name = "gaussian-mixture"
+n_train = 16
+n_test = 8
+dim = 3
+seed = 0
+
+[model]
+kind = "deep-linear"
+widths = [4]
+init_scale = 0.5
+seed = 0
+
+[problem]
+weight_decay = 0.01
+normalization = "lm-last"
+
+[time]
+t1 = {t1}
+save_every = 0.05
+
+[flow]
+enabled = true
+
+[output]
+plot = ["loss"]
+"""
+
+
+def _lines(text: str) -> list[re.Match]:
+    return [m for m in map(LINE.match, text.splitlines()) if m]
+
+
+def test_gradflow_run_logs_periodic_progress_lines_with_an_eta(tmp_path):
+    """A real ``gradflow run`` with stderr redirected to a file (not a terminal): periodic
+    lines naming the run, the time reached (increasing), the steps and an ETA."""
+    toml = tmp_path / "slowish.toml"
+    toml.write_text(SCENARIO.format(t1=200.0))
+    err = tmp_path / "stderr.log"
+    env = dict(os.environ, GRADFLOW_PROGRESS_INTERVAL="0.3")
+    with open(err, "w") as fh:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gradflow._cli", "run", str(toml), "--out", str(tmp_path / "o")],
+            stdout=subprocess.PIPE,
+            stderr=fh,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    text = err.read_text()
+    assert proc.returncode == 0, text
+    lines = _lines(text)
+    assert len(lines) >= 3, text  # periodic: several lines while the flow runs
+    assert {m["name"] for m in lines} == {"slowish flow"}
+    times = [float(m["t"]) for m in lines]
+    assert times == sorted(times) and times[0] < 200.0 and float(lines[0]["t1"]) == 200.0
+    assert any(m["eta"] != "?" for m in lines)
+    last = r"^gradflow: slowish flow: t = 200 of 200 \(100%\), [\d,]+ steps, ended after"
+    assert re.search(last, text, re.M), text
+    assert "\r" not in text  # no bar in a log file
+
+
+def test_quiet_and_a_long_interval_print_nothing(tmp_path):
+    toml = tmp_path / "slowish.toml"
+    toml.write_text(SCENARIO.format(t1=2.0))
+    env = dict(os.environ, GRADFLOW_PROGRESS_INTERVAL="0")
+    cmd = [sys.executable, "-m", "gradflow._cli", "run", str(toml), "--out", str(tmp_path / "o")]
+    proc = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def _problem():
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=0)
+    net = MLP(3, [4], 1, init_scale=0.5, key=jax.random.PRNGKey(0))
+    return gf.Problem(net, data, weight_decay=0.01, normalization="lm-last")
+
+
+@pytest.mark.parametrize("dynamics", ["flow", "sde", "sgd"])
+def test_every_dynamics_reports_progress_in_the_python_api(dynamics, monkeypatch, capsys):
+    monkeypatch.setenv("GRADFLOW_PROGRESS_INTERVAL", "0")  # a line at every report
+    problem, key = _problem(), jax.random.PRNGKey(1)
+    if dynamics == "flow":
+        gf.flow(problem, t1=1.0, save_every=0.25, progress=True)
+    elif dynamics == "sde":
+        noise = gf.SGDNoise(0.05, 4, "with-replacement")
+        gf.flow(problem, t1=1.0, save_every=0.25, noise=noise, key=key, progress="my sde")
+    else:
+        gf.sgd(problem, lr=0.05, batch_size=4, t1=1.0, save_every=0.25, key=key, progress=True)
+    lines = _lines(capsys.readouterr().err)
+    assert lines, dynamics
+    name = {"flow": "flow", "sde": "my sde", "sgd": "sgd"}[dynamics]
+    assert {m["name"] for m in lines} == {name}
+    assert float(lines[-1]["t"]) == 1.0 and float(lines[-1]["t1"]) == 1.0
+    if dynamics == "sgd":
+        assert int(lines[-1]["steps"].replace(",", "")) == 20  # t = η·step
+
+
+def test_no_progress_by_default(capsys):
+    gf.sgd(_problem(), lr=0.05, batch_size=4, t1=0.5, key=jax.random.PRNGKey(0))
+    assert capsys.readouterr().err == ""
+
+
+def test_the_eta_extrapolates_the_measured_rate():
+    import io
+
+    out = io.StringIO()
+    p = Progress("run", 10.0, stream=out, every=0.0)
+    p.update(1.0, steps=10)  # the first report (compilation behind it)
+    p._first = (p._first[0] - 2.0, 1.0, 10)  # as if it came 2 s ago: 1 unit of t per second
+    p.update(3.0, steps=30)
+    assert 6.5 < p.eta() < 7.5  # 7 units of t left
+    p.close()
+    assert "ETA 0:00:07" in out.getvalue() and "ended after" in out.getvalue()
