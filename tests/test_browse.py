@@ -117,7 +117,7 @@ def test_show_on_a_folder_prints_the_run_and_the_sweep(results, capsys):
     runs = {(r[0], r[1]) for r in rows}
     assert ("tiny", "flow") in runs and ("tiny", "sgd_lr0.05_b8") in runs
     for wd in ("0", "0.01", "0.1"):
-        assert ("sw", f"sgd [problem.weight_decay={wd}]") in runs, runs
+        assert ("sw", f"sgd [weight_decay={wd}]") in runs, runs
     assert len(rows) == 2 + 3
     for r in rows:
         scenario, run, dynamics, status, t, wall, loss, rho, margin, acc, gap41, gap44 = r
@@ -131,7 +131,7 @@ def test_show_on_a_folder_prints_the_run_and_the_sweep(results, capsys):
     assert float(row[7]) == pytest.approx(float(flow["rho"][-1]), rel=1e-3)
     gap = abs(float(flow["rho"][-1]) / float(flow["rho_eq"][-1]) - 1)
     assert float(row[10]) == pytest.approx(gap, rel=1e-2)
-    assert "sw.sweep.nc: sweep grid over problem.weight_decay, 3 points (3 success)" in out
+    assert "sw.sweep.nc: sweep grid over weight_decay, 3 points (3 success)" in out
 
 
 def test_show_reads_a_wall_time_where_the_file_has_one(results, tmp_path, capsys):
