@@ -128,7 +128,11 @@ def run(
     from ..dynamics._checkpoint import Interrupted
     from ._plot import summary_plot
 
+    from ._integrity import check_resume
+
     out_dir = Path(out_dir)
+    for note in check_resume(config, out_dir) if resume else ():  # before computing anything
+        echo(note)
     problem = build_problem(config)
     trajectories, files, diverged = {}, [], {}
     bar = tqdm(
@@ -163,8 +167,7 @@ def run(
             diverged[spec.label] = str(err)
         except Interrupted as err:
             if err.trajectory is not None:
-                err.trajectory.config["scenario"] = config.name
-                err.trajectory.config["run"] = spec.label
+                _label(err.trajectory, config, spec)
                 err.trajectory.save(path)
             bar.close()
             raise
@@ -172,8 +175,7 @@ def run(
         if status != "success" and spec.label not in diverged:  # returned: on_max_steps
             diverged[spec.label] = f"status {status} (t_reached = {traj.stats.get('t_reached')})"
         trajectories[spec.label] = traj
-        traj.config["scenario"] = config.name
-        traj.config["run"] = spec.label
+        _label(traj, config, spec)
         files.append(traj.save(path))
     bar.close()
     if skipped:
@@ -209,6 +211,19 @@ def run(
         echo(f"predictions (THEORY 4; simulated vs predicted {where}):")
         echo(format_report(report(problem, ok, equilibrium=fixed)))
     return Outcome(trajectories, files, diverged, fixed)
+
+
+def _label(traj, config: Config, spec: RunSpec) -> None:
+    """The scenario, the run and its configuration's hash, recorded in the run's file."""
+    from ._integrity import config_hash, run_config
+
+    canonical = run_config(config, spec)
+    traj.config.update(
+        scenario=config.name,
+        run=spec.label,
+        config_hash=config_hash(canonical),
+        run_config=canonical,
+    )
 
 
 def _checkpointable(spec: RunSpec) -> bool:
@@ -253,7 +268,12 @@ def write_combined(config: Config, trajectories: dict, path) -> Path:
         ),
         status=("run", [t.stats.get("status", "") for t in trajectories.values()]),
     )
+    from ._integrity import config_hash, run_config
+
     combined.attrs.update(
+        config_hash=config_hash(
+            {s.label: run_config(config, s) for s in specs if s.label in trajectories}
+        ),
         scenario=config.name,
         description=config.description,
         question=config.question,
