@@ -321,14 +321,25 @@ def _in_worker_thread(fn):
         except BaseException as err:  # noqa: BLE001 - handed to the main thread
             box["error"] = err
 
+    caught: list[int] = []  # a flag, not an exception: one raised in a handler can land in
+    # a garbage-collector callback, which swallows it
+
+    def record(signum, frame):
+        caught.append(signum)
+
+    old = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)}
     thread = threading.Thread(target=target, name="gradflow-sweep", daemon=True)
-    thread.start()
     try:
-        while thread.is_alive():
+        thread.start()
+        while thread.is_alive() and not caught:
             thread.join(0.05)
-    except KeyboardInterrupt as err:
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        err = _Signalled(caught[0])
         err.abandoned = True
-        raise
+        raise err
     if "error" in box:
         raise box["error"]
     return box["value"]
