@@ -503,11 +503,11 @@ def _flow_start(problem, y0, t0, t_first, dt0, solver, controller, groups):
     return start(_term(), solver, controller, t0, t_first, dt0, y0, problem, groups)
 
 
-def _flow_step(carry, args, x):
-    """One save interval ``[a, b]`` of the flow (a step of :func:`._blocks.run_block`)."""
+def _flow_step(carry, args, x, allowed):
+    """At most ``allowed`` steps of the save interval ``[a, b]`` of the flow (a step of
+    :func:`._blocks.run_block`)."""
     problem, solver, controller, max_steps, groups = args
     a, b = x
-    new, rec = segment(
-        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups
+    return segment(
+        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups, allowed
     )
-    return new, rec, rec["__num_steps"][0], rec["__success"][0]
