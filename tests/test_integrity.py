@@ -170,6 +170,16 @@ def _gradflow(*args):
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (Linux: /proc/PID/stat), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_for(predicate, proc, seconds=120):
     deadline = time.time() + seconds
     while time.time() < deadline and not predicate() and proc.poll() is None:
@@ -184,7 +194,8 @@ def test_sigint_with_one_save_interval_of_1e6_exits_130_within_5_s(tmp_path):
     toml, out = _scenario(tmp_path, t1=1e6, save_every=1e6), tmp_path / "out"
     proc = _gradflow("run", toml, "--out", out, "--quiet", "--no-limits")
     _wait_for(lambda: (out / ".tiny.lock").exists(), proc)
-    time.sleep(3.0)  # past the compilation, into the steps
+    start = _cpu_seconds(proc.pid)  # validated; then 8 CPU seconds: compiled, in the steps
+    _wait_for(lambda: _cpu_seconds(proc.pid) > start + 8.0, proc)
     sent = time.time()
     proc.send_signal(signal.SIGINT)
     try:

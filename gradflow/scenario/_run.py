@@ -134,6 +134,7 @@ def run(
     for note in check_resume(config, out_dir) if resume else ():  # before computing anything
         echo(note)
     problem = build_problem(config)
+    _warm_writer()
     trajectories, files, diverged = {}, [], {}
     bar = tqdm(
         config.runs,
@@ -211,6 +212,16 @@ def run(
         echo(f"predictions (THEORY 4; simulated vs predicted {where}):")
         echo(format_report(report(problem, ok, equilibrium=fixed)))
     return Outcome(trajectories, files, diverged, fixed)
+
+
+def _warm_writer() -> None:
+    """Write a tiny NetCDF to memory once, before computing: the NetCDF stack's lazy imports
+    (seconds on a busy machine) then do not delay the partial file of an interrupted run."""
+    import io
+
+    xr.Dataset({"x": ("t", np.zeros(1))}, attrs={"a": "1"}).to_netcdf(
+        io.BytesIO(), engine="h5netcdf"
+    )
 
 
 def _label(traj, config: Config, spec: RunSpec) -> None:
