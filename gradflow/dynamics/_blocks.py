@@ -1,14 +1,17 @@
 """Blocks of save intervals: how a direct call runs its segments in few compiled calls.
 
 A direct (unbatched) call runs its save intervals in *blocks*: one compiled call runs up to
-``m`` intervals in turn (a ``while_loop`` whose bound ``m`` is traced), writing each
-interval's record into a buffer of :data:`CAPACITY` slots. ``m`` is chosen on the host from
-the measured time per interval so that one call takes about :data:`TARGET_SECONDS`: a cheap
-run makes few calls (the per-call cost of dispatch and transfer is paid once per block, not
-once per save), and an expensive one still returns to Python after every interval, so that
-signals and checkpoints are handled promptly. Every run shares one compilation (the capacity
-is fixed, the bounds and ``m`` are arrays), and the intervals compute the same values whatever
-the blocks are: an interrupted and resumed run equals the uninterrupted one bit for bit.
+``m`` intervals in turn (a ``while_loop`` whose bound ``m`` is traced) and at most ``cap``
+steps in all, writing each interval's record into a buffer of :data:`CAPACITY` slots. ``m``
+and ``cap`` are chosen on the host from the measured times so that one call takes about
+:data:`TARGET_SECONDS` (:class:`Pace`): a cheap run makes few calls (the per-call cost of
+dispatch and transfer is paid once per block, not once per save), and an expensive one, or one
+with a long save interval, still returns to Python about every half second (a block may end
+inside an interval, which the next block continues), so that signals and checkpoints are
+handled promptly. Every run shares one compilation (the capacity is fixed, the bounds, ``m``
+and ``cap`` are arrays), and the intervals compute the same values whatever the blocks are
+(a paused solve restarts exactly: :func:`gradflow.dynamics._core.segment`): an interrupted and
+resumed run equals the uninterrupted one bit for bit.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Interruption, checkpoints and resume of the direct (unbatched) calls of every dynamics.
 
 A direct call of ``gf.flow``, ``gf.flow(noise=...)`` or ``gf.sgd`` runs its compiled loop in
-*segments* of one save interval each, a few segments per compiled call (blocks of about half a
-second, :mod:`._blocks`; one compilation, the bounds are arrays), so control comes back to
-Python every half second or every save interval, whichever is longer:
+*segments* of one save interval each, in compiled calls of about half a second bounded in
+steps (blocks, :mod:`._blocks`; one compilation, the bounds are arrays; a block may end inside
+a segment), so control comes back to Python about every half second whatever the save
+interval:
 
 * SIGINT / SIGTERM received during a run (in the main thread) end it after the current
   block: the partial trajectory (``stats["status"] == "interrupted"``, ``stats["t_reached"]``)
