@@ -32,7 +32,7 @@ TARGET_SECONDS = 0.5
 BUFFER_BYTES = 2**27
 #: Steps of the first block; no block makes more than :data:`MAX_STEPS`.
 FIRST_STEPS = 64
-MAX_STEPS = 2**40
+MAX_STEPS = 2**31 - 1  # an int32 also without x64
 
 
 def capacity(record_bytes: int) -> int:

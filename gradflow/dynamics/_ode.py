@@ -185,8 +185,8 @@ def flow(
             Brownian paths in one ``vmap`` (leading ``seed`` dimension). The result has
             ``kind="sde"``.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: a direct call runs
-            one save interval per compiled call, so SIGINT/SIGTERM stop it between two save
-            times (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
+            in compiled calls of about half a second (bounded in steps), so SIGINT/SIGTERM stop
+            it within about half a second (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
             ``"interrupted"``). ``checkpoint=PATH`` keeps the full state (state, solver and
             controller state, save index, observables so far) there every
             ``checkpoint_every`` save intervals or ``checkpoint_minutes`` minutes (default 50

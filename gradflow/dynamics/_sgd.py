@@ -179,8 +179,8 @@ def sgd(
             ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
             :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
-            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes one save interval per
-            compiled call; ``checkpoint=PATH`` keeps its state there every
+            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes in compiled calls of
+            about half a second (bounded in steps); ``checkpoint=PATH`` keeps its state there every
             ``checkpoint_every`` intervals or ``checkpoint_minutes`` minutes (default 50 or 5)
             and at SIGINT/SIGTERM (then :class:`gradflow.Interrupted` carries the partial
             trajectory), and removes the file when the run ends; ``resume_from=PATH`` (or a
