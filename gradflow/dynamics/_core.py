@@ -450,7 +450,12 @@ def run_segmented(
     finally:
         if bar is not None:
             bar.close()
-    raw = assemble(jax.device_get(carry), obs, seeded)
+    carry = jax.device_get(carry)
+    if signum is None and info["budget"] and np.any(carry["open"]):
+        # out of steps inside an interval: its record so far (steps, the time reached)
+        axis = 1 if seeded else 0
+        obs = {k: np.concatenate([v, np.asarray(carry["rec"][k])], axis) for k, v in obs.items()}
+    raw = assemble(carry, obs, seeded)
     if info["budget"]:  # out of steps between two segments: as Diffrax's max_steps_reached
         raw["success"] = np.zeros_like(raw["success"])
         raw["max_steps_reached"] = np.ones_like(raw["max_steps_reached"])
