@@ -308,3 +308,33 @@ def test_blocks_of_one_step_give_the_same_result_bit_for_bit(monkeypatch, name):
     for a, b in zip(paused.final_params, ref.final_params):
         np.testing.assert_array_equal(a, b)
     assert paused.stats.get("num_steps") == ref.stats.get("num_steps")
+
+
+def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypatch):
+    """The Python API's resume mismatch names the key that differs with both values (it
+    printed two identical run descriptions)."""
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=3)
+    net = MLP(3, (4,), 1, key=jax.random.PRNGKey(7))
+    ck = tmp_path / "run.ckpt.npz"
+
+    def run(lam, **kw):
+        p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last")
+        return gf.sgd(p, lr=0.05, batch_size=4, t1=1.0, save_every=0.1, key=KEY, **kw)
+
+    orig, calls = _blocks.run_block, [0]
+
+    def second_block_sends_sigint(*args, **kw):
+        calls[0] += 1
+        if calls[0] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return orig(*args, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(_blocks, "run_block", second_block_sends_sigint)
+        with pytest.raises(gf.Interrupted):
+            run(0.01, checkpoint=ck)
+    with pytest.raises(ValueError) as info:
+        run(0.5, resume_from=ck)
+    message = str(info.value)
+    assert "problem.weight_decay = 0.01 in the checkpoint, 0.5 now" in message, message
+    assert len(message.splitlines()) == 1

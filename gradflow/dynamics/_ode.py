@@ -352,7 +352,11 @@ def flow(
         grid,
         *_checkpoint.flatten(y0),
     )
-    describe = f"flow of t1={t1}, {len(grid)} save times, solver {type(inner).__name__}"
+    describe = {
+        "run": f"flow of t1={t1}, {len(grid)} save times, solver {type(inner).__name__}",
+        "problem": problem.describe(),
+        **locals_,
+    }
     ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
     groups = tuple(observables)
     carry, obs0 = _flow_start(

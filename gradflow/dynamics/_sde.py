@@ -237,7 +237,15 @@ def sde(
             keys,
             *_checkpoint.flatten(y0),
         )
-        describe = f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)"
+        describe = {
+            "run": f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)",
+            "problem": problem.describe(),
+            "noise": noise.describe(),
+            "t0": t0,
+            "t1": t1,
+            "dt0": float(dt0),
+            "max_steps": int(max_steps),
+        }
         ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
         carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
 

@@ -270,7 +270,11 @@ def _direct(problem, keys, state0, kw, pol, resume_from) -> Trajectory:
     fp = _checkpoint.fingerprint(
         "sgd", problem.describe(), settings, save_steps, keys, *_checkpoint.flatten(state0)
     )
-    describe = f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}"
+    describe = {
+        "run": f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}",
+        "problem": problem.describe(),
+        **settings,
+    }
     ckpt = _checkpoint.resolve("sgd", resume_from, fp, describe)
     # the loop's carry and the next step to make (a block may end inside a save interval)
     carry = (*_init_carry(problem, state0, lr, kw["momentum"]), jnp.asarray(0))
