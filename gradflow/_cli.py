@@ -28,6 +28,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -79,12 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         help="apply the scenario's [fast] table (a run of seconds, for checks)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument(
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted runs from their checkpoints, skip the finished ones",
+        help="continue the interrupted runs from their checkpoints, skip the finished ones "
+        "(each file's configuration hash must match)",
     )
-    run.add_argument(
+    again.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the scenario's results already in --out (they are refused otherwise)",
@@ -129,8 +132,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the address of a running Dask scheduler (e.g. tcp://host:8786)",
     )
-    sw.add_argument("--resume", action="store_true", help="skip the points already finished")
-    sw.add_argument(
+    sw_again = sw.add_mutually_exclusive_group()
+    sw_again.add_argument(
+        "--resume", action="store_true", help="skip the points already finished"
+    )
+    sw_again.add_argument(
         "--overwrite", action="store_true", help="replace the sweep's results already in --out"
     )
     sw.add_argument(
@@ -200,6 +206,18 @@ def _error(message: str) -> None:
     print(f"gradflow: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGINT or SIGTERM before a run has its own handler (imports, validation, a sweep)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+
+def _raise_signalled(signum, frame):
+    raise _Signalled(signum)
+
+
 def _add_version(parser) -> None:
     from . import __version__
 
@@ -245,7 +263,27 @@ def _pipe_safe(main):
 
 @_pipe_safe
 def main(argv=None) -> int:
-    """Entry point of the ``gradflow`` console script; returns the exit status."""
+    """Entry point of the ``gradflow`` console script; returns the exit status (130 / 143
+    after SIGINT / SIGTERM at any moment, with one line on stderr)."""
+    old = {s: signal.signal(s, _raise_signalled) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:  # start-up (imports, validation) or between two steps
+        return _report_interrupt(err, "nothing more was computed")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _report_interrupt(err: BaseException, kept: str) -> int:
+    """One line on stderr for an interruption; the exit status 128 + the signal."""
+    signum = int(getattr(err, "signum", signal.SIGINT))
+    where = str(err) if str(err) else f"interrupted by {signal.Signals(signum).name}"
+    print(f"gradflow: {where}; {kept}", file=sys.stderr, flush=True)
+    return 128 + signum
+
+
+def _main(argv) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as err:
@@ -304,8 +342,8 @@ def sweep(
     from .scenario import ConfigError
     from .scenario import sweep as run_sweep
 
-    try:
-        ds = run_sweep(
+    def compute():
+        return run_sweep(
             file,
             sets=sets,
             fast=fast,
@@ -317,6 +355,23 @@ def sweep(
             limits=limits,
             progress=progress,
         )
+
+    try:
+        # in this process the batched runs are single compiled calls, during which Python
+        # runs no signal handler: they run in a worker thread, so that the main thread stops
+        # the sweep at once (the points finished are files already; the lock is removed)
+        ds = compute() if workers or scheduler else _in_worker_thread(compute)
+    except KeyboardInterrupt as err:
+        code = _report_interrupt(
+            err, f"the points finished are kept in {out}, continue with --resume"
+        )
+        if getattr(err, "abandoned", False):  # a worker thread is still computing
+            from .scenario._output import release_all
+
+            release_all()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
@@ -340,6 +395,41 @@ def sweep(
     if set(status) <= {"success"}:
         return EXIT_OK
     return EXIT_DIVERGED if set(status) <= {"success", "diverged", "blew_up"} else EXIT_FAILED
+
+
+def _in_worker_thread(fn):
+    """``fn()`` in a daemon thread while the main thread waits, ready for signals; a
+    KeyboardInterrupt in the main thread is raised with ``abandoned = True``."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            box["error"] = err
+
+    caught: list[int] = []  # a flag, not an exception: one raised in a handler can land in
+    # a garbage-collector callback, which swallows it
+
+    def record(signum, frame):
+        caught.append(signum)
+
+    old = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=target, name="gradflow-sweep", daemon=True)
+    try:
+        thread.start()
+        while thread.is_alive() and not caught:
+            thread.join(0.05)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        err = _Signalled(caught[0])
+        err.abandoned = True
+        raise err
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def run(
@@ -370,15 +460,12 @@ def run(
                 limits=limits,
             )
         except KeyboardInterrupt as err:  # gradflow.Interrupted, or a signal between runs
-            signum = getattr(err, "signum", signal.SIGINT)
-            where = str(err) if str(err) else f"interrupted by {signal.Signals(signum).name}"
             kept = (
                 "partial results kept, continue with --resume"
                 if _written_since(out, started)
                 else "nothing was written"
             )
-            print(f"gradflow: {where}; {kept}", file=sys.stderr, flush=True)
-            return 128 + int(signum)
+            return _report_interrupt(err, kept)
         except MemoryError as err:
             _error(_out_of_memory(err))
             return EXIT_FAILED

@@ -1,17 +1,23 @@
 """Blocks of save intervals: how a direct call runs its segments in few compiled calls.
 
 A direct (unbatched) call runs its save intervals in *blocks*: one compiled call runs up to
-``m`` intervals in turn (a ``while_loop`` whose bound ``m`` is traced), writing each
-interval's record into a buffer of :data:`CAPACITY` slots. ``m`` is chosen on the host from
-the measured time per interval so that one call takes about :data:`TARGET_SECONDS`: a cheap
-run makes few calls (the per-call cost of dispatch and transfer is paid once per block, not
-once per save), and an expensive one still returns to Python after every interval, so that
-signals and checkpoints are handled promptly. Every run shares one compilation (the capacity
-is fixed, the bounds and ``m`` are arrays), and the intervals compute the same values whatever
-the blocks are: an interrupted and resumed run equals the uninterrupted one bit for bit.
+``m`` intervals in turn (a ``while_loop`` whose bound ``m`` is traced) and at most ``cap``
+steps in all, writing each interval's record into a buffer of :data:`CAPACITY` slots. ``m``
+and ``cap`` are chosen on the host from the measured times so that one call takes about
+:data:`TARGET_SECONDS` (:class:`Pace`): a cheap run makes few calls (the per-call cost of
+dispatch and transfer is paid once per block, not once per save), and an expensive one, or one
+with a long save interval, still returns to Python about every half second (a block may end
+inside an interval, which the next block continues), so that signals and checkpoints are
+handled promptly. Every run shares one compilation (the capacity is fixed, the bounds, ``m``
+and ``cap`` are arrays), and the intervals compute the same values whatever the blocks are
+(a paused solve restarts exactly: :func:`gradflow.dynamics._core.segment`): an interrupted and
+resumed run equals the uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
+
+import contextlib
+import time
 
 import equinox as eqx
 import jax
@@ -24,6 +30,9 @@ CAPACITY = 64
 TARGET_SECONDS = 0.5
 #: The record buffer of one block stays under this many bytes.
 BUFFER_BYTES = 2**27
+#: Steps of the first block; no block makes more than :data:`MAX_STEPS`.
+FIRST_STEPS = 64
+MAX_STEPS = 2**31 - 1  # an int32 also without x64
 
 
 def capacity(record_bytes: int) -> int:
@@ -58,40 +67,72 @@ def pad(x: np.ndarray, start: int, k: int) -> np.ndarray:
     return part
 
 
+class Pace:
+    """The step bound of the next block: :data:`FIRST_STEPS` for the first (its time includes
+    compilation), then the steps that take about :data:`TARGET_SECONDS` at the measured rate
+    (growing at most eightfold from one block to the next). ``with pace.timed() as cap:``
+    runs a block of at most ``cap`` steps; set ``pace.steps`` to the steps it made."""
+
+    def __init__(self):
+        self.cap, self.steps, self.first = FIRST_STEPS, 0, True
+
+    @contextlib.contextmanager
+    def timed(self):
+        clock = time.perf_counter()
+        self.steps = 0
+        yield jnp.asarray(self.cap)
+        elapsed = time.perf_counter() - clock
+        if not self.first and self.steps >= 1:
+            per = max(elapsed / self.steps, 1e-9)
+            self.cap = int(max(1, min(8 * self.cap, TARGET_SECONDS / per, MAX_STEPS)))
+        self.first = False
+
+
 @eqx.filter_jit
-def run_block(step, carry, args, xs, m, budget, axis):
-    """Intervals ``j = 0 .. m-1`` of ``xs`` (a pytree of arrays, intervals along axis 0):
-    ``step(carry, args, x_j) -> (carry, record, num_steps, ok)`` with ``x_j`` the slices
-    ``[j : j+1]`` and the record's time axis ``axis`` of length 1. Stops after an interval
-    with ``ok`` false or once the steps reach ``budget``. Returns ``(carry, buffer, done)``:
-    the records in a buffer as long as ``xs`` (entries ``>= done`` are zeros)."""
+def run_block(step, carry, args, xs, m, budget, axis, cap):
+    """Intervals ``j = 0 .. m-1`` of ``xs`` (a pytree of arrays, intervals along axis 0), at
+    most ``cap`` steps in all: ``step(carry, args, x_j, allowed) -> (carry, record,
+    num_steps, ok, reached)`` makes at most ``allowed`` steps of interval ``j`` from where
+    ``carry`` stands, with ``x_j`` the slices ``[j : j+1]`` and the record's time axis
+    ``axis`` of length 1; ``reached``: the interval is complete (a block that runs out of
+    steps inside an interval leaves its carry there, and the next block continues it).
+    Stops after an interval with ``ok`` false or once the steps reach ``budget`` (the run's)
+    or ``cap`` (the block's). Returns ``(carry, buffer, done, steps, ok)``: the records of
+    the ``done`` intervals completed (or failed) in a buffer as long as ``xs`` (entries
+    ``>= done`` are not records), the steps made and whether the last piece succeeded."""
     k = jax.tree.leaves(xs)[0].shape[0]
     first = jax.tree.map(lambda x: x[:1], xs)
-    shapes = jax.eval_shape(lambda c: step(c, args, first)[1], carry)
+    shapes = jax.eval_shape(lambda c: step(c, args, first, cap)[1], carry)
     buffer = jax.tree.map(
         lambda s: jnp.zeros(s.shape[:axis] + (k,) + s.shape[axis + 1 :], s.dtype), shapes
     )
 
+    zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    limit = jnp.minimum(jnp.asarray(budget, zero.dtype), jnp.asarray(cap, zero.dtype))
+
     def cond(state):
-        j, _, _, _, go = state
+        j, _, _, _, go, _ = state
         return (j < m) & go
 
     def body(state):
-        j, c, buf, total, _ = state
+        j, c, buf, total, _, _ = state
         x = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, j, 1), xs)
-        c, rec, steps, ok = step(c, args, x)
+        c, rec, steps, ok, reached = step(c, args, x, limit - total)
+        ok, reached = jnp.asarray(ok), jnp.asarray(reached)
         buf = jax.tree.map(
             lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r.astype(b.dtype), j, axis),
             buf,
             rec,
         )
-        total = total + jnp.asarray(steps, total.dtype)
-        return j + 1, c, buf, total, jnp.asarray(ok) & (total < budget)
+        steps = jnp.asarray(steps, total.dtype)
+        total = total + steps
+        # a piece that neither finished its interval nor made a step cannot make progress
+        go = ok & (total < limit) & (reached | (steps > 0))
+        return j + (reached | ~ok).astype(j.dtype), c, buf, total, go, ok
 
-    zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
-    state = (zero, carry, buffer, zero, jnp.asarray(True))
-    done, carry, buffer, _, _ = jax.lax.while_loop(cond, body, state)
-    return carry, buffer, done
+    state = (zero, carry, buffer, zero, jnp.asarray(True), jnp.asarray(True))
+    done, carry, buffer, total, _, ok = jax.lax.while_loop(cond, body, state)
+    return carry, buffer, done, total, ok
 
 
 def take(buffer: dict, done: int, axis: int) -> dict:

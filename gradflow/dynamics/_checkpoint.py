@@ -1,9 +1,10 @@
 """Interruption, checkpoints and resume of the direct (unbatched) calls of every dynamics.
 
 A direct call of ``gf.flow``, ``gf.flow(noise=...)`` or ``gf.sgd`` runs its compiled loop in
-*segments* of one save interval each, a few segments per compiled call (blocks of about half a
-second, :mod:`._blocks`; one compilation, the bounds are arrays), so control comes back to
-Python every half second or every save interval, whichever is longer:
+*segments* of one save interval each, in compiled calls of about half a second bounded in
+steps (blocks, :mod:`._blocks`; one compilation, the bounds are arrays; a block may end inside
+a segment), so control comes back to Python about every half second whatever the save
+interval:
 
 * SIGINT / SIGTERM received during a run (in the main thread) end it after the current
   block: the partial trajectory (``stats["status"] == "interrupted"``, ``stats["t_reached"]``)
@@ -72,7 +73,7 @@ class Checkpoint:
     leaves: list  # the run's state, flattened (numpy arrays)
     obs: dict  # name -> observables so far (time along ``time_axis``)
     info: dict  # host-side counters (JSON)
-    describe: str = ""
+    describe: object = ""  # the run's settings (a dict) or a summary
 
     def save(self, path) -> Path:
         """Write atomically: a temporary file next to ``path``, fsync, ``os.replace``."""
@@ -151,14 +152,43 @@ def resolve(where: str, resume_from, fingerprint: str, describe: str) -> Checkpo
         raise bad_value(where, "resume_from", type(resume_from).__name__, _ALLOWED)
     if ckpt.fingerprint != fingerprint:
         shown = resume_from if not isinstance(resume_from, Checkpoint) else "a gf.Checkpoint"
+        old, new = ckpt.describe, describe
+        if isinstance(old, dict) and isinstance(new, dict):
+            diff = differences(_canonical(old), _canonical(new))
+            what = "; ".join(diff) or "the initial state, the key or the save times differ"
+            what = f"({what})"
+        else:
+            what = f"({_summary(old) or 'unknown'}); this run is {_summary(new)}"
         raise bad_value(
             where,
             "resume_from",
             str(shown),
-            f"it is the checkpoint of a different run ({ckpt.describe or 'unknown'}); this run "
-            f"is {describe}: pass the checkpoint that this same call wrote",
+            f"it is the checkpoint of a different run {what}: pass the checkpoint that this "
+            "same call wrote",
         )
     return ckpt
+
+
+def _summary(describe) -> str:
+    return describe.get("run", "") if isinstance(describe, dict) else str(describe)
+
+
+def _canonical(value):
+    return json.loads(json.dumps(value, default=_jsonable, sort_keys=True))
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key = OLD in the checkpoint, NEW now`` for every dotted key whose value differs."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        if key == "run" and not prefix:
+            continue
+        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} = {json.dumps(a)} in the checkpoint, {json.dumps(b)} now")
+    return out
 
 
 def fingerprint(*parts) -> str:

@@ -212,12 +212,39 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
 # ---- segmented runs: interruption, checkpoints, resume (see _checkpoint.py) ---------------
 
 
-class _NextStep(diffrax.AbstractAdaptiveStepSizeController):
-    """An adaptive controller that also keeps, in its state, the end of the step it proposes
-    next: a segment that ends at a save time hands it to the next one (as ``dt0``), so the
-    segmented run takes the steps of the unsegmented one."""
+class _Piece(diffrax.AbstractStepSizeController):
+    """The controller of one *piece* of a segmented run (:func:`segment`): it wraps the run's
+    controller, counts the piece's steps and pauses the solve after ``allowed`` of them (the
+    result ``event_occurred``, which stops Diffrax's loop after the step), and keeps in its
+    state ``(inner state, next t1, keep, count)``: the end of the step it proposes next and
+    whether the last step was accepted, from which the next piece restarts exactly where the
+    loop stood (``init`` returns ``tnext``: Diffrax calls it only for the first step's end
+    when the controller state is passed). So a run's result does not depend on where its
+    pieces end: a pause costs a restart, not a change of a single step."""
 
-    controller: diffrax.AbstractAdaptiveStepSizeController
+    controller: diffrax.AbstractStepSizeController
+    allowed: object
+    tnext: object
+
+    def wrap(self, direction):
+        return type(self)(self.controller.wrap(direction), self.allowed, self.tnext)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        return self.tnext, None
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner, _, _, count = state
+        keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
+        )
+        count = count + 1
+        pause = (count >= self.allowed) & (result == diffrax.RESULTS.successful)
+        result = diffrax.RESULTS.where(pause, diffrax.RESULTS.event_occurred, result)
+        return keep, next_t0, next_t1, jump, (inner, next_t1, keep, count), result
+
+
+class _AdaptivePiece(_Piece, diffrax.AbstractAdaptiveStepSizeController):
+    """:class:`_Piece` of an adaptive controller (Diffrax checks adaptivity by type)."""
 
     @property
     def rtol(self):
@@ -230,19 +257,6 @@ class _NextStep(diffrax.AbstractAdaptiveStepSizeController):
     @property
     def norm(self):
         return self.controller.norm
-
-    def wrap(self, direction):
-        return _NextStep(self.controller.wrap(direction))
-
-    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return t1, (state, t1)
-
-    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, state[0]
-        )
-        return keep, next_t0, next_t1, jump, (inner, next_t1), result
 
 
 def segmentable(controller) -> bool:
@@ -258,20 +272,10 @@ def start(term, solver, controller, t0, t_first, dt0, y0, problem, groups):
     # state is float64 with x64 on, docs/scale.md), so that every segment keeps its dtypes
     y0 = jax.tree.map(lambda a: jnp.asarray(a, jnp.result_type(a, jnp.asarray(t0))), y0)
     adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
-    ctrl = _NextStep(controller) if adaptive else controller
-    tnext, cstate = ctrl.init(
+    tnext, inner = controller.init(
         term, t0, t_first, y0, dt0, problem, solver.func, solver.error_order(term)
     )
     tnext = jnp.minimum(tnext, t_first)
-    carry = {
-        "y": y0,
-        "solver_state": solver.init(term, t0, tnext, y0, problem),
-        "controller_state": cstate,
-        "made_jump": jnp.asarray(False),
-        "dt": jnp.asarray(tnext - t0 if adaptive else dt0, jnp.result_type(t0)),
-    }
-    # strong dtypes, as a segment returns them (a weak-typed carry would compile twice)
-    carry = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.result_type(a)), carry)
     from .._observables import observe
 
     obs = jax.tree.map(lambda a: a[None], observe(problem, y0, groups))
@@ -285,22 +289,57 @@ def start(term, solver, controller, t0, t_first, dt0, y0, problem, groups):
         "__max_steps": jnp.zeros((1,), bool),
         "__t_end": jnp.asarray(t0)[None],
     }
-    return carry, {**obs, **record}
+    record = {**obs, **record}
+    carry = {
+        "y": y0,
+        "solver_state": solver.init(term, t0, tnext, y0, problem),
+        "controller_state": (inner, tnext, jnp.asarray(True), jnp.zeros((), jnp.int32)),
+        "made_jump": jnp.asarray(False),
+        "dt": jnp.asarray(tnext - t0 if adaptive else dt0, jnp.result_type(t0)),
+        # where the run stands: its time, and whether it stands inside a save interval
+        "t": jnp.asarray(t0, jnp.result_type(t0)),
+        "open": jnp.asarray(False),
+        # the record of the current interval (its steps add up over its pieces)
+        "rec": record,
+    }
+    # strong dtypes, as a segment returns them (a weak-typed carry would compile twice)
+    carry = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.result_type(a)), carry)
+    return carry, record
 
 
-def segment(term, solver, controller, a, b, s, carry, problem, max_steps, groups):
-    """One ``diffeqsolve`` from ``a`` to ``b`` continuing ``carry``, observing at ``s``
-    (shape ``(1,)``, in ``[a, b]``); returns the new carry and the segment's host record."""
+def _clip_floor(t1):
+    """``t1`` less 100 ULP: where Diffrax's loop rounds a step's end to ``t1``."""
+    floor = t1
+    for _ in range(100):
+        floor = jnp.nextafter(floor, jnp.asarray(-jnp.inf, jnp.result_type(floor)))
+    return floor
+
+
+def segment(term, solver, controller, a, b, s, carry, problem, max_steps, groups, allowed):
+    """At most ``allowed`` steps of the save interval ``[a, b]`` from where ``carry`` stands
+    (at ``a``, or inside the interval after a pause), observing at ``s`` (shape ``(1,)``, in
+    ``[a, b]``); returns the new carry, the interval's record (valid once it is reached:
+    steps summed over its pieces) and whether ``b`` is reached. A carry already at ``b`` (an
+    ensemble member that finished the interval in an earlier piece) is returned unchanged."""
     adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
-    ctrl = _NextStep(controller) if adaptive else controller
+    t0 = carry["t"]
+    inner, next_t1, keep, _ = carry["controller_state"]
+    # a new interval starts as it always did (its first step ends at t0 + dt); a paused one
+    # continues with the step the loop had proposed, rounded to b as the loop rounds it
+    floor = _clip_floor(b)
+    clipped = jnp.where(keep, b, t0 + 0.5 * (b - t0))
+    resumed = jnp.where(next_t1 > floor, clipped, next_t1)
+    tnext = jnp.where(carry["open"], resumed, t0 + carry["dt"])
+    piece = _AdaptivePiece if adaptive else _Piece
+    ctrl = piece(controller, allowed, tnext)
     subs = observation_saveat(s, groups).subs
     saveat = diffrax.SaveAt(subs=subs, controller_state=True, solver_state=True, made_jump=True)
     sol = diffrax.diffeqsolve(
         term,
         solver,
-        a,
+        t0,
         b,
-        carry["dt"],
+        None,
         carry["y"],
         args=problem,
         saveat=saveat,
@@ -308,29 +347,42 @@ def segment(term, solver, controller, a, b, s, carry, problem, max_steps, groups
         max_steps=max_steps,
         throw=False,
         solver_state=carry["solver_state"],
-        controller_state=carry["controller_state"],
+        controller_state=(inner, next_t1, keep, jnp.zeros((), jnp.int32)),
         made_jump=carry["made_jump"],
     )
     (saved_t, t_end), (obs, final) = sol.ts, sol.ys
     cstate = sol.controller_state
+    t_end = t_end[-1]
+    reached = t_end >= b
+    ok = diffrax.is_okay(sol.result)
+    before = t0 >= b
+    prev = carry["rec"]
+    counts = {
+        k: jnp.where(carry["open"], prev[f"__{k}"][0], 0) + sol.stats[k].astype(jnp.int32)
+        for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")
+    }
+    record = {
+        **obs,
+        "__t": saved_t,
+        **{f"__{k}": v[None] for k, v in counts.items()},
+        "__success": (ok & (~carry["open"] | prev["__success"][0]))[None],
+        "__max_steps": (sol.result == diffrax.RESULTS.max_steps_reached)[None],
+        "__t_end": t_end[None],
+    }
+    record = jax.tree.map(lambda r, p: jnp.asarray(r, p.dtype), record, prev)
     new = {
         "y": jax.tree.map(lambda x: x[-1], final),
         "solver_state": sol.solver_state,
         "controller_state": cstate,
         "made_jump": jnp.asarray(sol.made_jump),
-        "dt": (cstate[1] - b) if adaptive else carry["dt"],
+        "dt": jnp.where(reached, cstate[1] - b, carry["dt"]) if adaptive else carry["dt"],
+        "t": jnp.asarray(t_end, carry["t"].dtype),
+        "open": ~reached,
+        "rec": record,
     }
-    record = {
-        **obs,
-        "__t": saved_t,
-        "__num_steps": sol.stats["num_steps"][None],
-        "__num_accepted_steps": sol.stats["num_accepted_steps"][None],
-        "__num_rejected_steps": sol.stats["num_rejected_steps"][None],
-        "__success": diffrax.is_successful(sol.result)[None],
-        "__max_steps": (sol.result == diffrax.RESULTS.max_steps_reached)[None],
-        "__t_end": t_end[-1:],
-    }
-    return new, record
+    new = jax.tree.map(lambda n, o: jnp.where(before, o, jnp.asarray(n, o.dtype)), new, carry)
+    steps = jnp.where(before, 0, sol.stats["num_steps"])
+    return new, new["rec"], steps, ok | before, reached | before
 
 
 def assemble(carry, obs: dict, seeded: bool) -> dict:
@@ -390,12 +442,13 @@ def run_segmented(
     times=None,
 ):
     """Drive ``step`` (see :func:`gradflow.dynamics._blocks.run_block`) over segments
-    ``0 .. n-1`` whose bounds are ``xs`` (arrays, segments along axis 0), in blocks (see
+    ``0 .. n-1`` whose bounds are ``xs`` (arrays, segments along axis 0), in blocks of about
+    half a second, bounded in steps (a block may end inside a segment; see
     :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict
     of :func:`solve`, the segments done and the interrupting signal (or None). A failed
-    segment (``max_steps`` in it) or a total of ``max_steps`` steps before the end stops the
-    run. ``progress`` (True, or the run's name) reports the save time reached (``times``: the
-    ``n + 1`` save times) and the steps after every block (:mod:`gradflow._progress`)."""
+    segment or a total of ``max_steps`` steps before the end stops the run. ``progress`` (True,
+    or the run's name) reports the save time reached (``times``: the ``n + 1`` save times) and
+    the steps after every block (:mod:`gradflow._progress`)."""
     from . import _blocks, _checkpoint
 
     from .._progress import for_run
@@ -405,16 +458,20 @@ def run_segmented(
     axis = 1 if seeded else 0
     cap = _blocks.capacity(_blocks.record_bytes(obs0))  # obs0: the record of one save
 
+    pace = _blocks.Pace()
+
     def advance(carry, i, m, info):
         part = jax.tree.map(lambda x: _blocks.pad(x, i, cap), xs)
         budget = jnp.asarray(max_steps - info["num_steps"])
-        carry, buf, done = _blocks.run_block(step, carry, args, part, jnp.asarray(m), budget, axis)
-        buf, done = jax.device_get((buf, done))
+        with pace.timed() as steps_cap:
+            carry, buf, done, steps, ok = _blocks.run_block(
+                step, carry, args, part, jnp.asarray(m), budget, axis, steps_cap
+            )
+            buf, done, steps, ok = jax.device_get((buf, done, steps, ok))
+            pace.steps = int(steps)  # the slowest seed's steps
         rec = _blocks.take(buf, int(done), axis)
-        per = np.asarray(rec["__num_steps"])  # (seeds, done) or (done,): the slowest seed counts
-        steps = int(np.sum(np.max(per, axis=0) if seeded else per))
-        total = steps + info["num_steps"]
-        ok = bool(np.all(rec["__success"]))
+        total = int(steps) + info["num_steps"]
+        ok = bool(ok)
         last = i + int(done) >= n
         info = {
             "num_steps": total,
@@ -443,7 +500,12 @@ def run_segmented(
         )
     finally:
         meter.close()
-    raw = assemble(jax.device_get(carry), obs, seeded)
+    carry = jax.device_get(carry)
+    if signum is None and info["budget"] and np.any(carry["open"]):
+        # out of steps inside an interval: its record so far (steps, the time reached)
+        axis = 1 if seeded else 0
+        obs = {k: np.concatenate([v, np.asarray(carry["rec"][k])], axis) for k, v in obs.items()}
+    raw = assemble(carry, obs, seeded)
     if info["budget"]:  # out of steps between two segments: as Diffrax's max_steps_reached
         raw["success"] = np.zeros_like(raw["success"])
         raw["max_steps_reached"] = np.ones_like(raw["max_steps_reached"])

@@ -191,8 +191,8 @@ def flow(
             ``seeds=k`` runs ``k`` Brownian paths in one ``vmap`` (leading ``seed``
             dimension). The result has ``kind="sde"``.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: a direct call runs
-            one save interval per compiled call, so SIGINT/SIGTERM stop it between two save
-            times (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
+            in compiled calls of about half a second (bounded in steps), so SIGINT/SIGTERM stop
+            it within about half a second (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
             ``"interrupted"``). ``checkpoint=PATH`` keeps the full state (state, solver and
             controller state, save index, observables so far) there every
             ``checkpoint_every`` save intervals or ``checkpoint_minutes`` minutes (default 50
@@ -361,7 +361,11 @@ def flow(
         grid,
         *_checkpoint.flatten(y0),
     )
-    describe = f"flow of t1={t1}, {len(grid)} save times, solver {type(inner).__name__}"
+    describe = {
+        "run": f"flow of t1={t1}, {len(grid)} save times, solver {type(inner).__name__}",
+        "problem": problem.describe(),
+        **locals_,
+    }
     ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
     groups = tuple(observables)
     carry, obs0 = _flow_start(
@@ -513,11 +517,11 @@ def _flow_start(problem, y0, t0, t_first, dt0, solver, controller, groups):
     return start(_term(), solver, controller, t0, t_first, dt0, y0, problem, groups)
 
 
-def _flow_step(carry, args, x):
-    """One save interval ``[a, b]`` of the flow (a step of :func:`._blocks.run_block`)."""
+def _flow_step(carry, args, x, allowed):
+    """At most ``allowed`` steps of the save interval ``[a, b]`` of the flow (a step of
+    :func:`._blocks.run_block`)."""
     problem, solver, controller, max_steps, groups = args
     a, b = x
-    new, rec = segment(
-        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups
+    return segment(
+        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups, allowed
     )
-    return new, rec, rec["__num_steps"][0], rec["__success"][0]

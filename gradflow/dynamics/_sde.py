@@ -269,7 +269,15 @@ def sde(
             keys,
             *_checkpoint.flatten(y0),
         )
-        describe = f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)"
+        describe = {
+            "run": f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)",
+            "problem": problem.describe(),
+            "noise": noise.describe(),
+            "t0": t0,
+            "t1": t1,
+            "dt0": float(dt0),
+            "max_steps": int(max_steps),
+        }
         ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
         carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
 
@@ -408,17 +416,20 @@ def _sde_start(problem, y0, t0, t1, t_first, scale, keys, solver, controller, dt
     return jax.vmap(one)(keys)
 
 
-def _sde_step(carry, args, x):
-    """One save interval ``[a, b]`` of every seed (a step of :func:`._blocks.run_block`)."""
+def _sde_step(carry, args, x, allowed):
+    """At most ``allowed`` steps of the save interval ``[a, b]`` of every seed (a step of
+    :func:`._blocks.run_block`; a seed that reaches ``b`` waits there for the others)."""
     problem, t0, t1, scale, keys, solver, controller, dt0, tol, max_steps, groups = args
     a, b, s = x
 
     def one(key, c):
         term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
-        return segment(term, solver, controller, a[0], b[0], s, c, problem, max_steps, groups)
+        return segment(
+            term, solver, controller, a[0], b[0], s, c, problem, max_steps, groups, allowed
+        )
 
-    new, rec = jax.vmap(one)(keys, carry)
-    return new, rec, jnp.max(rec["__num_steps"]), jnp.all(rec["__success"])
+    new, rec, steps, ok, reached = jax.vmap(one)(keys, carry)
+    return new, rec, jnp.max(steps), jnp.all(ok), jnp.all(reached)
 
 
 @eqx.filter_jit

@@ -183,8 +183,8 @@ def sgd(
             ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
             :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
-            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes one save interval per
-            compiled call; ``checkpoint=PATH`` keeps its state there every
+            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes in compiled calls of
+            about half a second (bounded in steps); ``checkpoint=PATH`` keeps its state there every
             ``checkpoint_every`` intervals or ``checkpoint_minutes`` minutes (default 50 or 5)
             and at SIGINT/SIGTERM (then :class:`gradflow.Interrupted` carries the partial
             trajectory), and removes the file when the run ends; ``resume_from=PATH`` (or a
@@ -302,9 +302,14 @@ def _direct(problem, keys, state0, kw, pol, resume_from, progress=False) -> Traj
     fp = _checkpoint.fingerprint(
         "sgd", problem.describe(), settings, save_steps, keys, *_checkpoint.flatten(state0)
     )
-    describe = f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}"
+    describe = {
+        "run": f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}",
+        "problem": problem.describe(),
+        **settings,
+    }
     ckpt = _checkpoint.resolve("sgd", resume_from, fp, describe)
-    carry = _init_carry(problem, state0, lr, kw["momentum"])
+    # the loop's carry and the next step to make (a block may end inside a save interval)
+    carry = (*_init_carry(problem, state0, lr, kw["momentum"]), jnp.asarray(0))
     # strong dtypes, as the segment returns them (a weak-typed carry would compile twice)
     carry = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), carry)
     if seeds is not None:
@@ -314,17 +319,22 @@ def _direct(problem, keys, state0, kw, pol, resume_from, progress=False) -> Traj
     args = (problem, keys, *static, seeded)
     axis = 1 if seeded else 0
 
+    pace = _blocks.Pace()
+
     def block(carry, starts, stops, m):
-        return _blocks.run_block(
-            # SGD has no step budget: its steps count 0, so a budget of 1 never stops a block
-            _sgd_step,
-            carry,
-            args,
-            (starts, stops),
-            jnp.asarray(m),
-            jnp.asarray(1),
-            axis,
-        )
+        with pace.timed() as cap:
+            carry, obs, done, steps, _ = _blocks.run_block(
+                _sgd_step,
+                carry,
+                args,
+                (starts, stops),
+                jnp.asarray(m),
+                jnp.asarray(_blocks.MAX_STEPS),  # SGD has no step budget
+                axis,
+                cap,
+            )
+            pace.steps = int(steps)
+        return carry, obs, done
 
     if ckpt is None:  # the observables at step 0
         obs0 = jax.device_get(_observe_at(problem, carry[0], static[2], seeded))
@@ -381,19 +391,23 @@ def _observe_at(problem, state, groups, seeded):
     return jax.tree.map(lambda a: jnp.expand_dims(a, 1 if seeded else 0), obs)
 
 
-def _sgd_step(carry, args, x):
-    """Steps ``starts[0] .. stops[0] - 1`` from ``carry`` (per seed when ``seeded``) and the
-    observables after them (a step of :func:`._blocks.run_block`); a single run stops at its
-    first non-finite step, an ensemble runs on."""
+def _sgd_step(carry, args, x, allowed):
+    """At most ``allowed`` of the steps ``starts[0] .. stops[0] - 1``, from the next step
+    ``carry[-1]`` (per seed when ``seeded``), and the observables after them (a step of
+    :func:`._blocks.run_block`; they are the interval's record once its last step is made); a
+    single run stops at its first non-finite step, an ensemble runs on."""
     problem, key, batch_size, sampling, groups, seeded = args
     starts, stops = x
 
     def one(c, k):
-        return _advance(problem, c, k, starts, stops, batch_size, sampling, groups)
+        lo = jnp.maximum(c[-1], starts[0])
+        hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
+        core, obs = _advance(problem, c[:-1], k, lo[None], hi[None], batch_size, sampling, groups)
+        return (*core, hi), obs, hi - lo, hi >= stops[0]
 
-    carry, obs = jax.vmap(one)(carry, key) if seeded else one(carry, key)
+    carry, obs, steps, reached = jax.vmap(one)(carry, key) if seeded else one(carry, key)
     ok = jnp.asarray(True) if seeded else carry[2] < 0
-    return carry, obs, 0, ok
+    return carry, obs, jnp.max(steps), ok, jnp.all(reached)
 
 
 def _finish(out, problem, kw) -> Trajectory:

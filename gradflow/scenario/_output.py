@@ -101,6 +101,16 @@ def remove_old(out: Path, name: str) -> None:
             path.unlink()
 
 
+_HELD: set = set()  # the lock files this process holds (release_all: an abandoned sweep)
+
+
+def release_all() -> None:
+    """Remove every lock file this process holds (before ``os._exit`` after a signal)."""
+    for path in list(_HELD):
+        Path(path).unlink(missing_ok=True)
+        _HELD.discard(path)
+
+
 class OutputLock:
     """``with OutputLock(out, name):`` one writer of scenario ``name`` in folder ``out``."""
 
@@ -115,36 +125,43 @@ class OutputLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
-                if owner is not None and _alive(owner):
+                if owner is not None and _alive(*owner):
+                    pid, host = owner
+                    where = "" if host == socket.gethostname() else f" on host {host}"
                     raise ConfigError(
                         f"--out {str(self.path.parent)!r} is not allowed; another gradflow "
-                        f"process (pid {owner}) is writing scenario "
-                        f"{self.path.name[1:-5]!r} there; wait for it or use another --out"
+                        f"process (pid {pid}){where} is writing scenario "
+                        f"{self.path.name[1:-5]!r} there (lock file {self.path}); wait for "
+                        "it, use another --out, or remove the lock file if that process is gone"
                     ) from None
                 self.path.unlink(missing_ok=True)  # a dead writer's lock
                 continue
+            self.held = True
+            _HELD.add(str(self.path))
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()} {socket.gethostname()}\n")
-            self.held = True
             return self
         raise ConfigError(f"--out {str(self.path.parent)!r}: cannot take the lock {self.path}")
 
-    def _owner(self) -> int | None:
+    def _owner(self) -> tuple[int, str] | None:
+        """``(pid, host)`` of the lock's writer, or None for an unreadable lock."""
         try:
             pid, host = self.path.read_text().split()[:2]
-            # a writer on another host (a shared file system) cannot be probed: alive
-            return int(pid) if host == socket.gethostname() else os.getpid()
+            return int(pid), host
         except (OSError, ValueError):
             return None
 
     def __exit__(self, *exc):
         if self.held:
             self.path.unlink(missing_ok=True)
+            _HELD.discard(str(self.path))
             self.held = False
         return False
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():  # a writer on another host (shared file system): alive
+        return True
     if pid == os.getpid():
         return True
     try:

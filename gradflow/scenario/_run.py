@@ -128,8 +128,13 @@ def run(
     from ..dynamics._checkpoint import Interrupted
     from ._plot import summary_plot
 
+    from ._integrity import check_resume
+
     out_dir = Path(out_dir)
+    for note in check_resume(config, out_dir) if resume else ():  # before computing anything
+        echo(note)
     problem = build_problem(config)
+    _warm_writer()
     trajectories, files, diverged = {}, [], {}
     skipped = []
     for k, spec in enumerate(config.runs):
@@ -155,16 +160,14 @@ def run(
             diverged[spec.label] = str(err)
         except Interrupted as err:
             if err.trajectory is not None:
-                err.trajectory.config["scenario"] = config.name
-                err.trajectory.config["run"] = spec.label
+                _label(err.trajectory, config, spec)
                 err.trajectory.save(path)
             raise
         status = traj.stats.get("status", "success")
         if status != "success" and spec.label not in diverged:  # returned: on_max_steps
             diverged[spec.label] = f"status {status} (t_reached = {traj.stats.get('t_reached')})"
         trajectories[spec.label] = traj
-        traj.config["scenario"] = config.name
-        traj.config["run"] = spec.label
+        _label(traj, config, spec)
         files.append(traj.save(path))
     if skipped:
         echo(
@@ -205,6 +208,29 @@ def _progress_name(config: Config, k: int) -> str:
     """How run ``k`` is named in its progress: ``quickstart flow (1/3)``."""
     n = len(config.runs)
     return f"{config.name} {config.runs[k].label}" + (f" ({k + 1}/{n})" if n > 1 else "")
+
+
+def _warm_writer() -> None:
+    """Write a tiny NetCDF to memory once, before computing: the NetCDF stack's lazy imports
+    (seconds on a busy machine) then do not delay the partial file of an interrupted run."""
+    import io
+
+    xr.Dataset({"x": ("t", np.zeros(1))}, attrs={"a": "1"}).to_netcdf(
+        io.BytesIO(), engine="h5netcdf"
+    )
+
+
+def _label(traj, config: Config, spec: RunSpec) -> None:
+    """The scenario, the run and its configuration's hash, recorded in the run's file."""
+    from ._integrity import config_hash, run_config
+
+    canonical = run_config(config, spec)
+    traj.config.update(
+        scenario=config.name,
+        run=spec.label,
+        config_hash=config_hash(canonical),
+        run_config=canonical,
+    )
 
 
 def _checkpointable(spec: RunSpec) -> bool:
@@ -251,7 +277,12 @@ def write_combined(config: Config, trajectories: dict, path) -> Path:
         ),
         status=("run", [t.stats.get("status", "") for t in trajectories.values()]),
     )
+    from ._integrity import config_hash, run_config
+
     combined.attrs.update(
+        config_hash=config_hash(
+            {s.label: run_config(config, s) for s in specs if s.label in trajectories}
+        ),
         scenario=config.name,
         description=config.description,
         question=config.question,

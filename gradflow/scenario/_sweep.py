@@ -27,6 +27,7 @@ the axes, :mod:`._sweep_plot`) to ``<out>/<name>.sweep.png``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -284,6 +285,11 @@ def sweep(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"--workers={workers!r} is not allowed; use an integer >= 0")
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume is not allowed with --overwrite; --resume continues the results in "
+            "--out, --overwrite replaces them: pass one"
+        )
     spec = load_sweep(scenario, sets, fast=fast, limits=limits)
     check_out_dir(out, spec.name, overwrite=overwrite, resume=resume)
     root = Path(out) / f"{spec.name}.sweep"
@@ -303,7 +309,7 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
     start = time.perf_counter()
     code = code_hash()
     hashes = [point_hash(p, code) for p in spec.points]
-    done = [i for i, h in enumerate(hashes) if resume and (folder / f"{h}.nc").is_file()]
+    done = [i for i, h in enumerate(hashes) if resume and _readable(folder / f"{h}.nc", h, echo)]
     todo = [i for i in range(len(spec.points)) if i not in set(done)]
     tasks = tasks_of(spec, todo)
     echo(
@@ -312,9 +318,11 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
         + (f" on {scheduler}" if scheduler else f" on {workers} workers" if workers else "")
     )
     for i, ds in _execute(spec, tasks, workers, scheduler, client, progress):
+        ds.attrs["config_hash"] = hashes[i]
         write_netcdf(ds, folder / f"{hashes[i]}.nc")
     result = _assemble(spec, [folder / f"{h}.nc" for h in hashes])
     result.attrs["wall_time"] = time.perf_counter() - start
+    result.attrs["config_hash"] = hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16]
     write_netcdf(result, Path(out) / f"{spec.name}.sweep.nc")
     _plot(spec, result, Path(out) / f"{spec.name}.sweep.png")
     return result
@@ -332,6 +340,25 @@ def _plot(spec, result, path) -> Path:
         logy=output.get("logy", ()),
         title=f"sweep {spec.name} ({spec.mode} over {' × '.join(spec.axes)})",
     )
+
+
+def _readable(path: Path, expected: str, echo) -> bool:
+    """Whether ``--resume`` may read the point file ``path``: it exists, opens, holds a status
+    and records the point's hash; a file that does not is named and its point recomputed."""
+    if not path.is_file():
+        return False
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            recorded = ds.attrs.get("config_hash", expected)
+            str(ds["status"].values)
+    except Exception as err:  # noqa: BLE001 - a truncated HDF5 file raises many kinds
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        echo(f"resume: {path} cannot be read ({type(err).__name__}: {first}); recomputing it")
+        return False
+    if recorded != expected:
+        echo(f"resume: {path} records configuration {recorded}, not {expected}; recomputing it")
+        return False
+    return True
 
 
 def _check_writable(out: Path) -> None:
