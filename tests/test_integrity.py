@@ -287,9 +287,6 @@ RUNS = {
     "adaptive flow": lambda p: gf.flow(p, t1=1.0, save_every=0.25),
     "euler flow": lambda p: gf.flow(p, t1=1.0, save_every=0.25, solver="euler", dt0=0.03),
     "sde": lambda p: gf.flow(p, t1=1.0, save_every=0.25, noise=NOISE, key=KEY, seeds=2),
-    "adaptive sde": lambda p: gf.flow(
-        p, t1=0.5, save_every=0.25, noise=NOISE, key=KEY, seeds=2, solver="euler-adaptive"
-    ),
     "sgd": lambda p: gf.sgd(p, lr=0.05, batch_size=4, t1=1.0, save_every=0.25, key=KEY),
 }
 
