@@ -1,8 +1,8 @@
 """Independent references for the LM flows (THEORY 3.2).
 
 The reference is written from THEORY 3.2's equations alone: a bias-free 3-layer network's forward
-pass and its Jacobian-transpose products ``J_{k,n}ᵀ r_n`` by hand in NumPy, and the ``(ρ, V_k)`` ODEs integrated
-by SciPy's ``solve_ivp`` (DOP853). Nothing here calls gradflow's loss, velocity or
+pass and its Jacobian-transpose products ``J_{k,n}ᵀ r_n`` by hand in NumPy, and the ``(ρ, V_k)``
+ODEs integrated by SciPy's ``solve_ivp`` (DOP853). Nothing here calls gradflow's loss, velocity or
 parametrization; ``gf.flow`` is compared against it to the solvers' tolerance, through the
 ``weights`` observable group (every ``W_k`` at every save time).
 
@@ -88,9 +88,8 @@ def _problem(variant, lam, seed):
     x = rng.normal(size=(N, DIMS[0]))
     labels = np.arange(N) % DIMS[-1]
     y = np.eye(DIMS[-1])[labels]
-    net = MLP(
-        DIMS[0], DIMS[1:-1], DIMS[-1], activation="linear", init_scale=0.7, key=jax.random.PRNGKey(seed)
-    )
+    key = jax.random.PRNGKey(seed)
+    net = MLP(DIMS[0], DIMS[1:-1], DIMS[-1], activation="linear", init_scale=0.7, key=key)
     w = [np.asarray(a) for a in net.weights]
     data = gf.data.Dataset("reference", x, y)
     return gf.Problem(net, data, weight_decay=lam, normalization=variant), x, y, w
