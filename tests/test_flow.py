@@ -75,7 +75,8 @@ def test_lm_flows_keep_unit_norms(normalization, data):
     )
     tr = gf.flow(p, t1=50.0, save_every=1.0)
     assert tr.t[-1] == 50.0
-    assert gft.unit_norm_error(tr) <= 1e-8  # the recorded observable and the final state
+    # the recorded observable and the final state (measured ~1e-15: the solver projects)
+    assert gft.unit_norm_error(tr) <= 1e-13
     assert gft.tangency_error(p, tr.final_state) <= 1e-12
 
 
@@ -122,11 +123,13 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     )
     wn = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="wn"), **kw)
     lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
-    tol = 1e-8 if tight else 1e-6
-    np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=tol)
+    # linear: ~100x the measured errors (||v|| 1.4e-14, weights 4.9e-12 relative to the
+    # largest, loss 4.3e-13); ReLU, through floor steps, measured 9.8e-7, 3.9e-6, 5.2e-7
+    v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (1e-6, 1e-4, 1e-5)
+    np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=v_tol)
     for a, b in zip(wn.final_params, lm.final_params):
-        np.testing.assert_allclose(a, b, rtol=100 * tol, atol=100 * tol * np.abs(b).max())
-    np.testing.assert_allclose(wn["loss"], lm["loss"], rtol=10 * tol)
+        np.testing.assert_allclose(a, b, rtol=w_tol, atol=w_tol * np.abs(b).max())
+    np.testing.assert_allclose(wn["loss"], lm["loss"], rtol=loss_tol)
 
 
 @given(data=st.data(), lam=st.sampled_from([0.0, 1e-3, 0.2]))
