@@ -17,6 +17,8 @@ Public API (``import gradflow as gf``):
   ``diffrax_ext``, ``analysis``, ``scenario``.
 """
 
+# first: one line, not a traceback, for a signal while the console script imports the rest
+from . import _startup  # noqa: F401, I001
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 

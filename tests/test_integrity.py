@@ -335,3 +335,39 @@ def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypat
     message = str(info.value)
     assert "problem.weight_decay = 0.01 in the checkpoint, 0.5 now" in message, message
     assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_console_script_imports_is_one_line(signum):
+    """The installed ``gradflow`` script, signalled 0.5 s after it starts (while it imports
+    JAX and the package: seconds), prints one line and exits 130 / 143, no traceback."""
+    script = os.path.join(os.path.dirname(sys.executable), "gradflow")
+    assert os.path.isfile(script), script
+    proc = subprocess.Popen(
+        [script, "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(0.5)
+    assert proc.poll() is None, "the command ended before the signal; the test means nothing"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert signal.Signals(signum).name in err
+
+
+def test_importing_gradflow_leaves_a_library_users_handlers_alone():
+    """Only the console script gets the start-up handlers: ``import gradflow`` keeps Python's."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import signal, gradflow; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+            "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.stdout.split() == ["True", "True"], out.stderr
