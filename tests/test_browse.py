@@ -14,34 +14,19 @@ import xarray as xr
 
 import gradflow as gf
 from gradflow._cli import main
+from tiny_scenario import scenario_text
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRADFLOW = [sys.executable, "-m", "gradflow._cli"]
 
-BASE = """
-[scenario]
-name = "{name}"
-[data]
-name = "gaussian-mixture"
-n_train = 24
-n_test = 8
-dim = 4
-seed = 0
-[model]
-kind = "mlp"
-widths = [5]
-init_scale = 0.5
-[problem]
-weight_decay = 0.01
-normalization = "lm-last"
-[time]
-t1 = 1.0
-save_every = 0.25
-[sgd]
-lr = 0.05
-batch_size = 8
-{extra}
-"""
+BASE = scenario_text(
+    "{name}",
+    widths=(5,),
+    n_train=24,
+    dim=4,
+    save_every=0.25,
+    tables="[sgd]\nlr = 0.05\nbatch_size = 8\n{extra}\n",
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,40 +19,13 @@ import gradflow as gf
 from gradflow._cli import main
 from gradflow.dynamics import _blocks
 from gradflow.models import MLP
+from tiny_scenario import scenario_text
 
-TINY = """
-[scenario]
-name = "tiny"
-
-[data]
-name = "gaussian-mixture"
-n_train = 16
-n_test = 8
-dim = 3
-seed = 0
-
-[model]
-kind = "mlp"
-widths = [4]
-init_scale = 0.5
-seed = 0
-
-[problem]
-weight_decay = 0.01
-normalization = "lm-last"
-
-[time]
-t1 = {t1}
-save_every = {save_every}
-
-[sgd]
-lr = 0.05
-batch_size = 4
-seed = 1
-
-[output]
-plot = ["loss"]
-{extra}"""
+TINY = scenario_text(
+    t1="{t1}",
+    save_every="{save_every}",
+    tables='[sgd]\nlr = 0.05\nbatch_size = 4\nseed = 1\n\n[output]\nplot = ["loss"]\n{extra}',
+)
 
 
 def _scenario(tmp_path, t1=1.0, save_every=0.25, extra=""):

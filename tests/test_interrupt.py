@@ -15,38 +15,13 @@ import pytest
 import gradflow as gf
 from gradflow.dynamics import _checkpoint
 from gradflow.models import MLP
+from tiny_scenario import scenario_text
 
-SCENARIO = """
-[scenario]
-name = "tiny"
-description = "a tiny scenario for the interruption tests"
-
-[data]
-name = "gaussian-mixture"
-n_train = 16
-n_test = 8
-dim = 3
-seed = 0
-
-[model]
-kind = "mlp"
-widths = [4]
-init_scale = 0.5
-seed = 0
-
-[problem]
-weight_decay = 0.01
-normalization = "lm-last"
-
-[time]
-t1 = {t1}
-save_every = 0.05
-
-{table}
-
-[output]
-plot = ["loss"]
-"""
+SCENARIO = scenario_text(
+    description="a tiny scenario for the interruption tests",
+    t1="{t1}",
+    tables='{table}\n\n[output]\nplot = ["loss"]\n',
+)
 SGD = "[sgd]\nlr = 0.05\nbatch_size = 4\nseed = 1"
 SDE = '[sde]\nlr = 0.05\nbatch_size = 4\nsampling = "with-replacement"\nseed = 2\ndt0 = 0.0125'
 

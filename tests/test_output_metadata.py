@@ -16,38 +16,18 @@ from gradflow._cli import main
 from gradflow._observables import GROUPS, observe
 from gradflow._variables import VARIABLES, annotate, meta, plain_names
 from gradflow.models import DeepLinear, MLP
+from tiny_scenario import scenario_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIO = """
-[scenario]
-name = "{name}"
-[data]
-name = "gaussian-mixture"
-n_train = 16
-n_test = 8
-dim = 3
-seed = 0
-[model]
-kind = "mlp"
-widths = [4, 4]
-init_scale = 0.5
-[problem]
-weight_decay = 0.01
-normalization = "lm-last"
-[time]
-t1 = 0.5
-save_every = 0.25
-[flow]
-solver = "bosh3"
-enabled = {flow}
-[sgd]
-lr = 0.05
-batch_size = 4
-seeds = 2
-[output]
-observables = ["rank"]
-"""
+SCENARIO = scenario_text(
+    "{name}",
+    widths=(4, 4),
+    t1=0.5,
+    save_every=0.25,
+    tables='[flow]\nsolver = "bosh3"\nenabled = {flow}\n[sgd]\nlr = 0.05\nbatch_size = 4\n'
+    'seeds = 2\n[output]\nobservables = ["rank"]\n',
+)
 
 SWEEP = '[sweep]\n[sweep.axes]\n"problem.weight_decay" = [0.0, 0.01]\n"sgd.seed" = [1, 2]\n'
 

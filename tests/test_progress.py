@@ -12,44 +12,20 @@ import pytest
 import gradflow as gf
 from gradflow._progress import Progress
 from gradflow.models import MLP
+from tiny_scenario import scenario_text
 
 LINE = re.compile(
     r"^gradflow: (?P<name>.+?): t = (?P<t>[\d.e+-]+) of (?P<t1>[\d.e+-]+) \(\d+%\), "
     r"(?P<steps>[\d,]+) steps, .*ETA (?P<eta>\d+:\d\d:\d\d|\?)"
 )
 
-SCENARIO = """
-[scenario]
-name = "slowish"
-description = "a smooth flow of many save intervals, for the progress lines"
-
-[data]
-name = "gaussian-mixture"
-n_train = 16
-n_test = 8
-dim = 3
-seed = 0
-
-[model]
-kind = "deep-linear"
-widths = [4]
-init_scale = 0.5
-seed = 0
-
-[problem]
-weight_decay = 0.01
-normalization = "lm-last"
-
-[time]
-t1 = {t1}
-save_every = 0.05
-
-[flow]
-enabled = true
-
-[output]
-plot = ["loss"]
-"""
+SCENARIO = scenario_text(
+    "slowish",
+    description="a smooth flow of many save intervals, for the progress lines",
+    kind="deep-linear",
+    t1="{t1}",
+    tables='[flow]\nenabled = true\n\n[output]\nplot = ["loss"]\n',
+)
 
 
 def _lines(text: str) -> list[re.Match]:

@@ -1,0 +1,47 @@
+"""The small scenario file that the CLI, sweep, integrity, progress and metadata tests write:
+a Gaussian mixture, a one- or two-layer ReLU (or deep linear) net, LM-last with λ = 0.01. One
+template; each test passes what it varies (values, or ``{placeholders}`` it fills later with
+``str.format``) and appends its own tables."""
+
+
+def scenario_text(
+    name="tiny",
+    *,
+    description=None,
+    kind="mlp",
+    widths=(4,),
+    n_train=16,
+    dim=3,
+    t1=1.0,
+    save_every=0.05,
+    tables="",
+) -> str:
+    """A scenario TOML: ``[scenario]``, ``[data]``, ``[model]``, ``[problem]``, ``[time]``,
+    then ``tables`` verbatim (the runs, ``[output]``, ``[sweep]``, ...)."""
+    about = f'description = "{description}"\n' if description else ""
+    return f"""
+[scenario]
+name = "{name}"
+{about}
+[data]
+name = "gaussian-mixture"
+n_train = {n_train}
+n_test = 8
+dim = {dim}
+seed = 0
+
+[model]
+kind = "{kind}"
+widths = [{", ".join(map(str, widths))}]
+init_scale = 0.5
+seed = 0
+
+[problem]
+weight_decay = 0.01
+normalization = "lm-last"
+
+[time]
+t1 = {t1}
+save_every = {save_every}
+
+{tables}"""
