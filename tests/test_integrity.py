@@ -223,6 +223,44 @@ def test_sigterm_inside_one_long_flow_interval_stops_within_5_s(tmp_path):
     assert stdout.split()[0] == "interrupted" and ckpt.is_file()
 
 
+PYTHON_GD = """
+import sys, jax, gradflow as gf
+from gradflow.models import MLP
+jax.config.update("jax_enable_x64", True)
+data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=3)
+p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-2)
+try:
+    gf.sgd(p, lr=0.05, batch_size=16, t1=5e5, save_every=5e5, key=jax.random.key(0),
+           checkpoint=sys.argv[1], checkpoint_minutes=0.001)
+except gf.Interrupted as stop:
+    print(stop, flush=True)
+    print(stop.trajectory.stats["status"], stop.trajectory.config["dynamics"], flush=True)
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_an_interrupted_gd_run_is_reported_as_gd(tmp_path):
+    """Full-batch GD (B = N, without replacement) interrupted by SIGINT inside its one save
+    interval: the message and the partial trajectory name it ``gd``, not ``sgd``."""
+    ckpt = tmp_path / "gd.ckpt.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PYTHON_GD, str(ckpt)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(ckpt.exists, proc)
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    message, outcome = stdout.strip().splitlines()
+    assert message.startswith("gd: interrupted by SIGINT at t="), message
+    assert outcome.split() == ["interrupted", "gd"], outcome
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_a_sweep_prints_one_line_and_leaves_no_lock(tmp_path, sig):
     sweep = '\n[sweep]\n[sweep.axes]\n"problem.weight_decay" = [0.0, 0.01]\n'
