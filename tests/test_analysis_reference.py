@@ -99,7 +99,8 @@ def test_compare_differences_per_observable():
     out = gf.compare(a, b)
     inside = ta[ta <= 2.0]
     np.testing.assert_allclose(out["t"].values, inside)
-    assert set(out.data_vars) == {"loss", "rho_k"}  # only the shared observables
+    compared = {v for v in out.data_vars if not v.startswith("param_distance")}
+    assert compared == {"loss", "rho_k"}  # only the shared observables (and the distances)
     np.testing.assert_allclose(
         out["loss"].values, np.exp(-inside) - np.interp(inside, tb, seeds_loss.mean(0))
     )

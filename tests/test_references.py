@@ -7,9 +7,9 @@ parametrization; ``gf.flow`` is compared against it to the solvers' tolerance, t
 ``weights`` observable group (every ``W_k`` at every save time).
 
 The network is a deep *linear* one (σ = identity, THEORY 1): a ReLU network's flow slides along
-switching surfaces (THEORY 3.6), where no explicit integrator reaches a tight tolerance (the
-reference then takes ~1e5 steps), and the smooth case is what can be compared to ~1e-10. The
-equations of 3.2 are the same for both: the activation only enters ``f`` and ``J``.
+switching surfaces (a Filippov sliding motion), where no explicit integrator reaches a
+tight tolerance (the reference then takes ~1e5 steps), and the smooth case is what can be
+compared to ~1e-10. The equations of 3.2 are the same for both: the activation only enters ``f`` and ``J``.
 """
 
 import jax
