@@ -108,6 +108,11 @@ def test_compare_differences_per_observable():
         ref = (j + 1) * inside - np.interp(inside, tb, seeds_rho.mean(0)[:, j])
         np.testing.assert_allclose(out["rho_k"].values[:, j], ref)
     # final weights: a = (ones(2, 3), 2·ones(1, 2)); b's seed means = (zeros, 2·ones)
-    assert out.attrs["param_distance"] == pytest.approx(np.sqrt(6.0))
-    assert out.attrs["param_distance_rel"] == pytest.approx(np.sqrt(6.0) / np.sqrt(8.0))
+    # of the seed means: ||(ones(2, 3), 0)|| = √6 against ||W_b mean|| = √8
+    assert out.attrs["param_distance_of_means"] == pytest.approx(np.sqrt(6.0))
+    assert out.attrs["param_distance_of_means_rel"] == pytest.approx(np.sqrt(6.0) / np.sqrt(8.0))
+    # per seed k = 1, 2, 3 (W_2 = k·ones(1, 2)): distances √8, √6, √8, norms √2, √8, √18
+    per_seed, norms = np.sqrt([8.0, 6.0, 8.0]), np.sqrt([2.0, 8.0, 18.0])
+    assert out.attrs["param_distance"] == pytest.approx(per_seed.mean())
+    assert out.attrs["param_distance_rel"] == pytest.approx(np.mean(per_seed / norms))
     assert (out.attrs["a"], out.attrs["b"]) == ("flow", "sgd")
