@@ -14,19 +14,12 @@ import xarray as xr
 
 import gradflow as gf
 from gradflow._cli import main
-from tiny_scenario import scenario_text
+from tiny_scenario import SGD_BASE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRADFLOW = [sys.executable, "-m", "gradflow._cli"]
 
-BASE = scenario_text(
-    "{name}",
-    widths=(5,),
-    n_train=24,
-    dim=4,
-    save_every=0.25,
-    tables="[sgd]\nlr = 0.05\nbatch_size = 8\n{extra}\n",
-)
+BASE = SGD_BASE
 
 
 @pytest.fixture(scope="module")

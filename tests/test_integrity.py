@@ -201,24 +201,31 @@ except gf.Interrupted as stop:
 """
 
 
-def test_sigterm_inside_one_long_flow_interval_stops_within_5_s(tmp_path):
-    """The Python API, a fixed-step flow with one save interval of 1e8 steps: the first
-    checkpoint (written between two blocks, inside the interval) shows the steps are running."""
-    ckpt = tmp_path / "run.ckpt.npz"
+def _signal_at_first_checkpoint(script, ckpt, signum):
+    """Run ``script`` (argv[1]: its checkpoint path) in a subprocess, send ``signum`` once the
+    first checkpoint exists (the steps are running); ``(proc, stdout, stderr, latency)``."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", PYTHON_FLOW, str(ckpt)],
+        [sys.executable, "-c", script, str(ckpt)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     _wait_for(ckpt.exists, proc)
     sent = time.time()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     try:
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert time.time() - sent < 5.0
+    return proc, stdout, stderr, time.time() - sent
+
+
+def test_sigterm_inside_one_long_flow_interval_stops_within_5_s(tmp_path):
+    """The Python API, a fixed-step flow with one save interval of 1e8 steps: the first
+    checkpoint (written between two blocks, inside the interval) shows the steps are running."""
+    ckpt = tmp_path / "run.ckpt.npz"
+    proc, stdout, stderr, latency = _signal_at_first_checkpoint(PYTHON_FLOW, ckpt, signal.SIGTERM)
+    assert latency < 5.0
     assert proc.returncode == 143, (proc.returncode, stderr)
     assert stdout.split()[0] == "interrupted" and ckpt.is_file()
 
@@ -243,18 +250,7 @@ def test_an_interrupted_gd_run_is_reported_as_gd(tmp_path):
     """Full-batch GD (B = N, without replacement) interrupted by SIGINT inside its one save
     interval: the message and the partial trajectory name it ``gd``, not ``sgd``."""
     ckpt = tmp_path / "gd.ckpt.npz"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PYTHON_GD, str(ckpt)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(ckpt.exists, proc)
-    proc.send_signal(signal.SIGINT)
-    try:
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc, stdout, stderr, _ = _signal_at_first_checkpoint(PYTHON_GD, ckpt, signal.SIGINT)
     assert proc.returncode == 130, (proc.returncode, stderr)
     message, outcome = stdout.strip().splitlines()
     assert message.startswith("gd: interrupted by SIGINT at t="), message

@@ -16,16 +16,9 @@ import gradflow as gf
 from gradflow._cli import main
 from gradflow.dynamics import plan, run_plans
 from gradflow.models import MLP
-from tiny_scenario import scenario_text
+from tiny_scenario import SGD_BASE
 
-BASE = scenario_text(
-    "{name}",
-    widths=(5,),
-    n_train=24,
-    dim=4,
-    save_every=0.25,
-    tables="[sgd]\nlr = 0.05\nbatch_size = 8\n{extra}\n",
-)
+BASE = SGD_BASE
 
 
 def _write(tmp_path, name="sw", extra="", axes='"problem.weight_decay" = [0.0, 0.01, 0.1]\n'):

@@ -45,3 +45,15 @@ t1 = {t1}
 save_every = {save_every}
 
 {tables}"""
+
+
+#: The sweep and browse tests' scenario: SGD on 24 samples, 4 saves to t = 1; ``{name}`` and
+#: ``{extra}`` (e.g. a ``[sweep]`` table) filled by each test.
+SGD_BASE = scenario_text(
+    "{name}",
+    widths=(5,),
+    n_train=24,
+    dim=4,
+    save_every=0.25,
+    tables="[sgd]\nlr = 0.05\nbatch_size = 8\n{extra}\n",
+)
