@@ -531,7 +531,7 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
         labels = [spec.label for spec in config.runs]
         out_dir = check_out_dir(out, config.name, labels, overwrite=overwrite, resume=resume)
         check_limits(config, limits=limits)
-        check_plausible(config, limits=limits)
+        problem = check_plausible(config, limits=limits)  # built once, run below
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
@@ -541,7 +541,9 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
         with OutputLock(out_dir, config.name):
             if overwrite and not resume:
                 remove_old(out_dir, config.name)
-            outcome = run_scenario(config, out_dir, progress=progress, resume=resume)
+            outcome = run_scenario(
+                config, out_dir, progress=progress, resume=resume, problem=problem
+            )
     except ConfigError as err:  # the lock: another writer
         _error(err)
         return EXIT_BAD_INPUT

@@ -115,7 +115,13 @@ def _finished(path: Path):
 
 
 def run(
-    config: Config, out_dir, *, progress: bool = True, echo=print, resume: bool = False
+    config: Config,
+    out_dir,
+    *,
+    progress: bool = True,
+    echo=print,
+    resume: bool = False,
+    problem=None,
 ) -> Outcome:
     """Run every :class:`RunSpec` of ``config``, writing results into ``out_dir``.
 
@@ -123,7 +129,8 @@ def run(
     ends). SIGINT/SIGTERM stop the current run: its partial trajectory is written
     (``status = "interrupted"``) and :class:`gradflow.Interrupted` propagates. With
     ``resume=True`` the runs whose file holds a finished run are read, not recomputed, and an
-    interrupted run continues from its checkpoint."""
+    interrupted run continues from its checkpoint. ``problem``: ``config``'s problem when the
+    caller has built it already (the CLI's plausibility check does), else built here."""
     from ..dynamics import RunFailed
     from ..dynamics._checkpoint import Interrupted
     from ._plot import summary_plot
@@ -133,7 +140,7 @@ def run(
     out_dir = Path(out_dir)
     for note in check_resume(config, out_dir) if resume else ():  # before computing anything
         echo(note)
-    problem = build_problem(config)
+    problem = build_problem(config) if problem is None else problem
     _warm_writer()
     trajectories, files, diverged = {}, [], {}
     skipped = []
