@@ -49,3 +49,31 @@ def pytest_collection_modifyitems(session, config, items):
         return len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
+
+
+# ---- CPU seconds per test (opt-in): load-insensitive timings on a shared, noisy machine ----
+#
+# GRADFLOW_TEST_CPU_LOG=FILE appends one line per test: nodeid, CPU seconds of the test's
+# process and of the subprocesses it waited for (getrusage), wall seconds. Unlike pytest's
+# --durations (wall time), the CPU seconds hardly change when other work shares the cores, so
+# they show where the suite's time goes even on a loaded machine.
+_CPU_LOG = os.environ.get("GRADFLOW_TEST_CPU_LOG")
+
+if _CPU_LOG:
+    import resource
+    import time
+
+    import pytest
+
+    def _cpu_seconds() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        cpu, wall = _cpu_seconds(), time.perf_counter()
+        yield
+        cpu, wall = _cpu_seconds() - cpu, time.perf_counter() - wall
+        with open(_CPU_LOG, "a") as log:
+            log.write(f"{item.nodeid}\t{cpu:.2f}\t{wall:.2f}\n")
