@@ -20,13 +20,41 @@ import dataclasses
 import functools
 import math
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.optimize
-import sympy as sp
 
-RHO = sp.Symbol("rho", positive=True)
-A, N_SAMPLES = sp.Symbol("a", real=True), sp.Symbol("n", positive=True)
-B, LAM = sp.Symbol("b", nonnegative=True), sp.Symbol("lambda", nonnegative=True)
+if TYPE_CHECKING:
+    import sympy as sp
+
+
+def _sympy():
+    """sympy, imported on first use: it is a fifth of ``import gradflow``'s time (measured with
+    ``python -X importtime``), which every run, worker and test subprocess would pay, and only
+    the two symbolic predictions of this module need it."""
+    import sympy
+
+    return sympy
+
+
+@functools.cache
+def _symbols() -> dict:
+    sp = _sympy()
+    return {
+        "RHO": sp.Symbol("rho", positive=True),
+        "A": sp.Symbol("a", real=True),
+        "N_SAMPLES": sp.Symbol("n", positive=True),
+        "B": sp.Symbol("b", nonnegative=True),
+        "LAM": sp.Symbol("lambda", nonnegative=True),
+    }
+
+
+def __getattr__(name: str):
+    """The module's symbols ``RHO``, ``A``, ``B``, ``N_SAMPLES``, ``LAM`` (built on first use)."""
+    if name in ("RHO", "A", "N_SAMPLES", "B", "LAM"):
+        return _symbols()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _scale_law(rho, rho_k, s, lam):
@@ -80,6 +108,8 @@ def balanced_rhs_symbolic(num_layers: int, flow: str = "plain") -> sp.Expr:
     ``"lm-all"`` (3.2) or ``"wn"`` (3.3); all three have the same scale law, hence the same result.
     """
     _check(num_layers, flow)
+    sp, sym = _sympy(), _symbols()
+    RHO, A, B, N_SAMPLES, LAM = (sym[k] for k in ("RHO", "A", "B", "N_SAMPLES", "LAM"))
     scales = sp.symbols(f"rho_1:{num_layers + 1}", positive=True)
     rho = sp.Mul(*scales)
     s = 2 / N_SAMPLES * (A - rho * B)
@@ -94,6 +124,8 @@ def _compiled(num_layers: int, flow: str):
     """Lambdified ``g``, ``g'`` and ``h = g/(Lρ)`` (whose positive roots are those of g), and the
     critical points of ``h`` in ρ (solved symbolically, for the scan grid)."""
     g = balanced_rhs_symbolic(num_layers, flow)
+    sp, sym = _sympy(), _symbols()
+    RHO, A, B, N_SAMPLES, LAM = (sym[k] for k in ("RHO", "A", "B", "N_SAMPLES", "LAM"))
     h = sp.simplify(g / (num_layers * RHO))
     args = (RHO, A, B, N_SAMPLES, LAM)
     critical = sp.solve(sp.diff(h, RHO), RHO)
