@@ -17,7 +17,8 @@ from gradflow._cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-#: The verdict phrases a figure may state (a figure may state several, one per part).
+#: The verdict phrases a figure may state (a figure may state several, one per part):
+#: ``paper_figs/_verdict.py``'s three words. "NOT borne out" is tried before "borne out".
 VERDICT = re.compile(r"(?i)\b(not borne out|borne out|outside the claim's hypotheses)\b")
 
 #: Figures whose prediction the ``--fast`` profile does NOT bear out, and why. Any other figure
@@ -41,17 +42,48 @@ def verdicts(line: str) -> list[str]:
     return [m.group(1).lower() for m in VERDICT.finditer(line)]
 
 
+def check_line(name: str, line: str) -> list[str]:
+    """The checks every verdict line must pass (fresh run and README record alike): it states
+    the prediction, the measurement, digits and its regime; its phrases are the three words
+    only; an unexpected "not borne out" fails; and a point printed outside its hypotheses
+    ``(out: ...)`` never stands beside a verdict that is only "borne out"."""
+    assert "predicted" in line and "measured" in line, line
+    assert re.search(r"\d", line), line
+    assert "regime" in line, line  # the regime numbers are printed beside the claim
+    found = verdicts(line)
+    assert found, line
+    if "not borne out" in found:
+        assert name in EXPECTED_NOT_BORNE_OUT, line
+    if "(out:" in line:
+        assert "outside the claim's hypotheses" in found, line
+    return found
+
+
 def test_verdict_parser_tells_not_borne_out_apart():
     assert verdicts("verdict a: predicted x; measured 1: borne out") == ["borne out"]
-    assert verdicts("verdict a: measured 2: NOT borne out at this scale (gap)") == [
-        "not borne out"
-    ]
-    line = "verdict rank: measured 3: NOT borne out at this scale (digits); MNIST-1D: borne out"
+    assert verdicts("verdict a: measured 2: NOT borne out (gap)") == ["not borne out"]
+    line = "verdict rank: measured 3: NOT borne out (digits); MNIST-1D: borne out"
     assert verdicts(line) == ["not borne out", "borne out"]
     assert verdicts("verdict b: measured 4: outside the claim's hypotheses (λ = 0)") == [
         "outside the claim's hypotheses"
     ]
+    line = "verdict c: x: outside the claim's hypotheses; y: NOT borne out; z: borne out"
+    assert verdicts(line) == ["outside the claim's hypotheses", "not borne out", "borne out"]
     assert verdicts("verdict c: predicted 5, measured 6") == []
+    # the regime's own words are never verdicts
+    assert verdicts("regime [a: train acc 1.000 (in); b: λ·t 0.6 (out: λ·t < 20)]") == []
+
+
+def test_check_line_fails_an_unexpected_not_borne_out_and_a_hidden_outside():
+    ok = "x: predicted 1; measured 2; regime [a: λ·t 30 (in)]: borne out"
+    assert check_line("conservation", ok) == ["borne out"]
+    with pytest.raises(AssertionError):
+        check_line("conservation", ok.replace("borne out", "NOT borne out"))
+    hidden = "x: predicted 1; measured 2; regime [a: λ·t 3 (out: λ·t < 20)]: borne out"
+    with pytest.raises(AssertionError):
+        check_line("conservation", hidden)
+    with pytest.raises(AssertionError):  # no regime printed
+        check_line("conservation", "x: predicted 1; measured 2: borne out")
 
 
 def test_cached_fast_verdicts_are_expected():
@@ -62,11 +94,7 @@ def test_cached_fast_verdicts_are_expected():
     lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("verdict ")]
     assert {ln.split(":")[0].split()[1] for ln in lines} == set(_figures())
     for ln in lines:
-        name = ln.split(":")[0].split()[1]
-        found = verdicts(ln)
-        assert found, ln
-        if "not borne out" in found:
-            assert name in EXPECTED_NOT_BORNE_OUT, ln
+        check_line(ln.split(":")[0].split()[1], ln)
 
 
 def _figures():
@@ -139,13 +167,8 @@ def test_figs_fast_then_cached(tmp_path):
         assert png.is_file() and png.stat().st_size > 1000, name
         lines = [ln for ln in out.splitlines() if ln.startswith(f"verdict {name}: ")]
         assert len(lines) == 1, (name, out)
-        # the line states the prediction, the measurement and whether it was borne out
-        assert "predicted" in lines[0] and "measured" in lines[0], lines[0]
-        assert re.search(r"\d", lines[0]), lines[0]
-        found = verdicts(lines[0])
-        assert found, lines[0]  # at least one verdict phrase, and only allowed ones
-        if "not borne out" in found:
-            assert name in EXPECTED_NOT_BORNE_OUT, lines[0]
+        # the prediction, the measurement, the regime, and one of the three words
+        check_line(name, lines[0])
         if name == "rank":  # THEORY 4.6's exact part: rank ≤ B at the SGD (B = N) fixed point
             assert "(holds)" in lines[0], lines[0]
     assert _listing(clone / "paper_figs" / "cache"), "the cache is the clone's"
