@@ -9,6 +9,14 @@ and SGD itself (with-replacement batches, ensembles of seeds) on four digit clas
 one-hot targets and once with ``data.centre_targets`` (one-hot − 1/C), the variant under which
 THEORY 4.8's identities are attainable by a bias-free network (below). The verdict states both.
 
+The claim is conditional on symmetric quasi-interpolation: beside NC1-NC4 every run's regime
+prints the SQI defect δ and common shortfall ε̄ of its outputs against its targets, its train
+accuracy, λ·t (ηλ·steps) and the singular values of M̃ relative to the largest (rank C − 1
+under NC2), computed once from the final weights (``sqi.json`` in each point's cache folder).
+A λ > 0 run is inside the hypotheses with train accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5 and λ·t ≥ 20
+(``_verdict.QUASI_INTERPOLATION``); a λ = 0 run with train accuracy 1. With one-hot targets NC3
+is unattainable (below), so that row judges NC1, NC2 and NC4 only.
+
 Why NC3 cannot reach 0 here [exact, a caveat to THEORY 4.8]: the network is bias-free and the
 targets one-hot, so at quasi-interpolation the outputs sum to ``1`` on every sample
 (``1ᵀ W_L h_n ≈ 1``), while the rows of ``M̃ᵀ`` sum to the zero vector (balanced classes:

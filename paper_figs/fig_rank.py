@@ -74,6 +74,20 @@ def compute(profile, log=print) -> dict:
         for lam in _decays(profile)
     }
     points.update({("fixed", n): _fixed_sets(n) for n in _fixed_sizes(profile)})
+    # the companion's protocol, fixed epochs: every B makes E epochs (E·N/B steps), so the
+    # larger B run for a shorter flow time; the smallest B's runs are the sweep's own
+    table = _common._config("rank", profile, []).table["sgd"]
+    batches, t1 = sorted(table["batch_size"]), float(table["t1"])
+    for lam in _decays(profile):
+        for b in batches[1:]:
+            t_b = t1 * batches[0] / b
+            points[("epochs", lam, b)] = [
+                f"problem.weight_decay={lam}",
+                f"sgd.batch_size={b}",
+                f"sgd.lr={LR}",
+                f"sgd.t1={t_b!r}",
+                f"sgd.save_every={t_b / 10!r}",
+            ]
     results = _common.sweep("rank", profile, points, log=log)
     if profile == "paper":  # the second dataset: rank_mnist1d.toml, as written
         mnist = {
@@ -241,6 +255,8 @@ def draw(inputs: dict, out_dir) -> str:
     def part(kind):
         return {k[1]: r for k, r in inputs.items() if isinstance(k, tuple) and k[0] == kind}
 
+    epochs = {k[1:]: r for k, r in inputs.items() if isinstance(k, tuple) and k[0] == "epochs"}
+
     fixed = {n: _common.read_json(r, FIXED) for n, r in part("fixed").items()}
     mnist = part("mnist1d")
     sweep = {k: r for k, r in inputs.items() if not isinstance(k, tuple)}
@@ -365,7 +381,28 @@ def draw(inputs: dict, out_dir) -> str:
         f"; protocol: fixed ηλ·steps (every B to t={_horizon(sweep):g}); "
         + _verdict.regime_text(points, RANK_HYPOTHESES)
     )
-    status = _verdict.judge(ok, points, RANK_HYPOTHESES)
+    status = "fixed ηλ·steps: " + _verdict.judge(ok, points, RANK_HYPOTHESES)
+    if epochs:
+        # fixed epochs: B_max made E epochs in t·B_min/B_max of flow time (less exposure)
+        e_points, e_rank = [], {}
+        for b, lam in [(b_min, 0.0), (b_min, lam_max), (b_max, 0.0), (b_max, lam_max)]:
+            res = {lam: sweep[lam]} if b == b_min else {lam: epochs[(lam, b)]}
+            e_points.append(_rank_regime(res, b, lam, LR))
+            (traj,) = [tr for tr in res[lam].runs().values() if int(tr.config["batch_size"]) == b]
+            e_rank[(b, lam)] = float(
+                np.mean(np.atleast_2d(np.asarray(traj["rank"])[..., LAYER])[:, -1])
+            )
+        e_ok = _lower(e_rank[(b_min, lam_max)], e_rank[(b_max, lam_max)]) and _lower(
+            e_rank[(b_min, lam_max)], e_rank[(b_min, 0.0)]
+        )
+        text += (
+            f"; fixed epochs (the companion's protocol: B={b_max} runs to "
+            f"t={_horizon(sweep) * b_min / b_max:g}): final rank "
+            + ", ".join(f"B={b} λ={lam:g}: {v:.0f}" for (b, lam), v in e_rank.items())
+            + "; "
+            + _verdict.regime_text(e_points, RANK_HYPOTHESES)
+        )
+        status += "; fixed epochs: " + _verdict.judge(e_ok, e_points, RANK_HYPOTHESES)
     if mnist:
         mb = sorted({b for b, _, _ in m_measured})
         mlams = sorted(mnist)
