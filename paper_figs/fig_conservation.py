@@ -100,7 +100,7 @@ def draw(inputs: dict, out_dir) -> str:
             regimes.append(
                 _verdict.Regime(
                     f"{which} {_common.words(traj)}",
-                    exposure=lam * float(traj.t[-1]),
+                    extra=(("λ", f"{lam:g}"), ("t", f"{float(traj.t[-1]):g}")),
                     outside=(f"λ = {lam:g} ≠ 0",) if lam != 0 else (),
                 )
             )

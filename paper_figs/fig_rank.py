@@ -163,7 +163,8 @@ def _rank_regime(results: dict, b: int, lam: float, lr: float):
     key = lam if lam in results else ("mnist1d", lam)
     for traj in results[key].runs().values():
         if int(traj.config["batch_size"]) == b and float(traj.config["lr"]) == lr:
-            classes = int(np.shape(traj.final_params[-1])[-2])
+            outputs = int(np.shape(traj.final_params[-1])[-2])
+            classes = outputs if outputs > 1 else 2
             steps = int(round(float(traj.t[-1]) / lr))
             return _verdict.run_regime(
                 traj,
@@ -171,7 +172,7 @@ def _rank_regime(results: dict, b: int, lam: float, lr: float):
                 eps=None,
                 extra=(("steps", steps), ("classes", classes)),
                 outside=("2 classes: the layers' rank is capped by the task's",)
-                if classes == 1
+                if classes == 2
                 else (),
             )
     raise KeyError((b, lam, lr))
