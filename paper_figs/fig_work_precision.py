@@ -43,13 +43,13 @@ def _ladders(fast: bool) -> dict:
         # tolerances and dt0 are traced (one compilation per solver): three points per method,
         # two decades each
         return {
-            "euler": (0.05, 0.005, 0.0005),
+            "euler": (0.01, 0.001, 0.0001),
             "heun": (1e-3, 1e-4, 1e-5),
             "bosh3": (1e-4, 1e-5, 1e-6),
             "tsit5": (1e-5, 1e-6, 1e-7),
         }
     return {
-        "euler": (0.05, 0.0125, 0.003125, 0.0005),
+        "euler": (0.01, 0.003, 0.001, 0.0001),
         "heun": (1e-3, 1e-4, 1e-5, 1e-6),
         "bosh3": (1e-4, 1e-5, 1e-6, 1e-7),
         "tsit5": (1e-5, 1e-6, 1e-7, 1e-8),
@@ -143,8 +143,11 @@ def _fits(ax, points: dict, ref_err: float, style: str, suffix: str = "") -> dic
     return fits
 
 
-def _decades(pts) -> float:
-    """How many decades a method's ladder spans (its tolerances, or Euler's steps)."""
+def _decades(pts, evals=None) -> float:
+    """How many decades a method's ladder spans (its tolerances, or Euler's steps), over the
+    points that entered the fit (``evals``: their evaluation counts) when given."""
+    if evals is not None:
+        pts = [p for p in pts if p[1] in set(np.asarray(evals).tolist())]
     xs = np.array([p[0] for p in pts], float)
     return float(np.log10(xs.max() / xs.min())) if xs.size > 1 else 0.0
 
@@ -155,7 +158,7 @@ def _regimes(points: dict, fits: dict, ref_err: float, outside: tuple) -> list:
     regimes = []
     for m, pts in points.items():
         reasons = list(outside)
-        span = _decades(pts)
+        span = _decades(pts, fits[m][2] if m in fits else None)
         if span < MIN_DECADES:
             reasons.append(f"ladder spans {span:.1f} < {MIN_DECADES:g} decades")
         if m not in fits:
@@ -163,7 +166,7 @@ def _regimes(points: dict, fits: dict, ref_err: float, outside: tuple) -> list:
         extra = (
             ("slope", f"{-fits[m][0]:.2f}" if m in fits else "none"),
             ("points fitted", len(fits[m][2]) if m in fits else 0),
-            ("ladder decades", f"{span:.1f}"),
+            ("fitted ladder decades", f"{span:.1f}"),
             ("floor steps", sum(p[3] for p in pts)),
             ("rejected steps", sum(p[4] for p in pts)),
         )

@@ -22,16 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 VERDICT = re.compile(r"(?i)\b(not borne out|borne out|outside the claim's hypotheses)\b")
 
 #: Figures whose prediction the ``--fast`` profile does NOT bear out, and why. Any other figure
-#: stating "not borne out" at the fast profile fails the test.
-EXPECTED_NOT_BORNE_OUT = {
-    "margins": "t = 60 is far too short for the normalized margins to equalize (the spread "
-    "settles at ~0.21 only by t = 5,000, and above λ = 0's even there)",
-    "rank": "at the fast profile's size and horizon every rank stays at 31-32 of 32 (the fall "
-    "with λ shows only in the longer runs of the full and paper profiles)",
-    "neural_collapse": "NC2 falls only ~3x within the short fast horizon (the criterion asks 10x)",
-    "work_precision": "the ReLU flow crosses switching surfaces, which caps the high-order "
-    "methods' fitted slopes (tsit5 ~3 for p = 5) at the fast profile's tolerances",
-}
+#: stating "not borne out" at the fast profile fails the test. None is expected since the
+#: verdicts print their regime (2026-12-06): the four figures listed here before are now judged
+#: where the theory makes its claim, and at the fast scale they are "outside the claim's
+#: hypotheses" instead — margins (λ·t ≤ 2.4 at t = 60), rank (binary digits: the layers' rank is
+#: the task's), neural_collapse (λ·t = 0.6) — or borne out on the smooth control
+#: (work_precision, whose ReLU net is outside: a piecewise-smooth right-hand side). An entry
+#: here is a figure name and the measured reason.
+EXPECTED_NOT_BORNE_OUT: dict[str, str] = {}
 
 
 def verdicts(line: str) -> list[str]:
