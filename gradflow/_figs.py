@@ -20,15 +20,15 @@ from pathlib import Path
 FIGURES = {
     "rho_dynamics": "ρ(t) closes in on ρ_eq(V(t)) along the flow and SGD (THEORY 4.1)",
     "conservation": "balancedness and WN norms kept by the flow, GD drift ∝ η (3.1, 3.3)",
-    "margins": "margin spread and 1 − min margin·ρ → 0 as λ → 0, at equilibrium (4.4)",
+    "margins": "normalized margins equalize with weight decay (4.4)",
     "sgd_noise": "SGD's per-epoch weight change stays > 0 for λ > 0, B < N (4.7)",
-    "rank": "rank against B at fixed ηλ·steps and fixed epochs; rank ≤ B at a fixed point (4.6)",
+    "rank": "rank of a hidden layer against B, λ (and η); rank ≤ B at SGD's fixed point (4.6)",
     "neural_collapse": "NC1-NC4 for the flow, the SDE and SGD, one-hot and centred targets (4.8)",
     "init_scale": "final ρ, margin and test error independent of the init scale with λ > 0",
     "random_labels": "ρ and test error against the fraction of random labels (4.3-4.4, 6)",
     "bounds": "dense and kernel margin bounds against N, the Toeplitz norm ratio (6)",
     "sde_vs_sgd": "SGD against its SDE: weak error O(η), distributions over seeds (3.4)",
-    "work_precision": "the ODE solvers' orders on a smooth control; the ReLU net's effective ones",
+    "work_precision": "the ODE solvers' orders: error against gradient evaluations",
 }
 
 
