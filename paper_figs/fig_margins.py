@@ -198,7 +198,7 @@ def draw(inputs: dict, out_dir) -> str:
     word = _verdict.judge(holds, judged)
     verdict = _verdict.line(
         NAME,
-        "(THEORY 4.4, 4.9) at equilibrium the spread of the normalized margins and "
+        "(THEORY 4.4; the stationarity identity of 4.9) at equilibrium the spread of the normalized margins and "
         "1 − min margin·ρ → 0 as λ → 0, O(λ) while the kernel stays well conditioned; "
         "criterion: both fitted log-log slopes in λ > 0 with their 95% intervals, over the "
         "points inside the hypotheses (≥ 2)",
