@@ -451,7 +451,7 @@ def decay(traj) -> float:
 
 def footer(fig, verdict: str) -> None:
     """The verdict line under the figure, wrapped to its width (green when borne out, red
-    where not)."""
+    where not, amber where the run was outside the claim's hypotheses)."""
     import textwrap
 
     width = fig.get_size_inches()[0]
@@ -459,7 +459,12 @@ def footer(fig, verdict: str) -> None:
     # DejaVu Sans: about 0.55 em per character on average
     chars = max(60, int(width * 72 / (0.55 * fontsize)))
     text = textwrap.fill("Verdict (measured): " + verdict, chars)
-    color = "#8b0000" if "NOT borne out" in verdict else "#1b5e20"
+    if "NOT borne out" in verdict:
+        color = "#8b0000"
+    elif "outside the claim's hypotheses" in verdict:
+        color = "#8a5a00"
+    else:
+        color = "#1b5e20"
     fig.text(0.005, -0.01, text, ha="left", va="top", fontsize=fontsize, color=color, wrap=False)
 
 

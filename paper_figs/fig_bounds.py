@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figs import _common
+from paper_figs import _common, _verdict
 
 NAME = "bounds"
 
@@ -162,7 +162,19 @@ def draw(inputs: dict, out_dir) -> str:
         f"N={n}: dense {d:.3g}, kernel {k:.3g}, test error {t:.3g}"
         for n, d, k, t in zip(sizes, fin["bound_dense"], fin["bound_kernel"], err, strict=True)
     )
-    status = "borne out" if ok else "NOT borne out at this scale"
+    # the ratio is exact and the comparison of the two bounds holds at any weights: no
+    # hypotheses; the regime says where the runs ended (fit, and whether a bound is < 1)
+    regimes = [
+        _verdict.Regime(
+            f"N={n}",
+            train_acc=1.0 - float(tr),
+            extra=(("dense bound", f"{d:.3g}"), ("kernel bound", f"{k:.3g}")),
+        )
+        for n, d, k, tr in zip(
+            sizes, fin["bound_dense"], fin["bound_kernel"], fin["train_error"], strict=True
+        )
+    ]
+    hyp = _verdict.Hypotheses()
     verdict = (
         f"{NAME}: predicted Π||W_k||_F / Π||w_k||_F = Π sqrt(d_k) = {predicted:g} and kernel "
         f"bound < dense bound; measured norm ratio {np.mean(ratios):.6g} (max rel. dev "
@@ -176,6 +188,7 @@ def draw(inputs: dict, out_dir) -> str:
         f"{rho_n_kernel:.2f} (kernel), along training ({int(finite.sum())} points with finite "
         f"γ, N pooled) "
         f"{rho_t_dense:.2f}, "
-        f"{rho_t_kernel:.2f}: {status}"
+        f"{rho_t_kernel:.2f}; {_verdict.regime_text(regimes, hyp)}: "
+        f"{_verdict.judge(ok, regimes, hyp)}"
     )
     return _common.finish(fig, out_dir, NAME, verdict)

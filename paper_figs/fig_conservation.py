@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figs import _common
+from paper_figs import _common, _verdict
 
 NAME = "conservation"
 
@@ -91,9 +91,26 @@ def draw(inputs: dict, out_dir) -> str:
         f"slope {p:.2f} (gap {p - 1:+.2f}; local {', '.join(f'{x:.2f}' for x in s)})"
         for (w, f, p, _, l, e), s in zip(parts, local, strict=True)
     )
-    status = "borne out" if ok else "NOT borne out at this scale"
-    verdict = (
-        f"{NAME}: predicted flow drift = 0 (solver tolerance), GD drift ∝ η^1 at t="
-        f"{parts[0][3]:g}; measured {text}: {status}"
+    # the laws are exact for λ = 0 (the hypothesis, read from the runs), and GD follows the
+    # flow only below its stability limit (η·λ_max/2 < 1, stated in the module docstring)
+    regimes = []
+    for which, *_ in parts:
+        for traj in inputs[which].runs().values():
+            lam = _common.decay(traj)
+            regimes.append(
+                _verdict.Regime(
+                    f"{which} {_common.words(traj)}",
+                    extra=(("λ", f"{lam:g}"), ("t", f"{float(traj.t[-1]):g}")),
+                    outside=(f"λ = {lam:g} ≠ 0",) if lam != 0 else (),
+                )
+            )
+    hyp = _verdict.Hypotheses()
+    verdict = _verdict.line(
+        NAME,
+        f"flow drift = 0 (solver tolerance), GD drift ∝ η^1 at t={parts[0][3]:g}, for λ = 0",
+        text,
+        regimes,
+        hyp,
+        _verdict.judge(ok, regimes, hyp),
     )
     return _common.finish(fig, out_dir, NAME, verdict)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figs import _common
+from paper_figs import _common, _verdict
 
 NAME = "sde_vs_sgd"
 PHIS = (("data_loss", "data loss"), ("rho", "ρ"))
@@ -95,6 +95,7 @@ def _measure(flow, pairs: dict, t_star: float) -> dict:
                     "ratio_se": ratio
                     * float(np.hypot(st["sem_std", "sgd"] / std_a, st["sem_std", "sde"] / std_b)),
                     "ks": float(ks_2samp(a, b).pvalue),
+                    "ks_d": float(ks_2samp(a, b).statistic),
                 }
             )
         out[name] = {"flow": phi_flow, "rows": rows}
@@ -224,7 +225,7 @@ def draw(inputs: dict, out_dir) -> str:
         xlabel=f"step size η (B = {batch} fixed; log)",
         ylabel=f"two-sample KS p-value, SGD vs SDE\n(t = {t_star:g}; log)",
     )
-    ax.set_title("(b) same distribution?")
+    ax.set_title("(b) same law? (not the claim: weak order 1 bounds E φ, the laws differ by O(η))")
     ax.legend(fontsize=7)
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
@@ -238,10 +239,11 @@ def draw(inputs: dict, out_dir) -> str:
         f"λ = {_common.decay(flow):g}: weak order 1 (THEORY 3.4)",
         fontsize=10,
     )
-    return _common.finish(fig, out_dir, NAME, _verdict(data, lrs, t_star, batch, seeds))
+    lam = _common.decay(flow)
+    return _common.finish(fig, out_dir, NAME, _line(data, lrs, t_star, batch, seeds, lam))
 
 
-def _verdict(data: dict, lrs, t_star: float, batch: int, seeds: int) -> str:
+def _line(data: dict, lrs, t_star: float, batch: int, seeds: int, lam: float) -> str:
     parts, checks, reasons, any_rate = [], [], [], False
     for name, label in PHIS:
         rows = data[name]["rows"]
@@ -271,18 +273,48 @@ def _verdict(data: dict, lrs, t_star: float, batch: int, seeds: int) -> str:
         checks.append(False)
         reasons.append("weak error below the Monte-Carlo floor for every φ: rate not measurable")
     rho, loss = data["rho"]["rows"], data["data_loss"]["rows"]
+    # weak order 1 bounds the bias of expectations, not the distance between the laws: at a
+    # fixed η the two laws differ by O(η), and a two-sample KS test with S seeds each rejects
+    # (p < 0.05) any sup-CDF gap D above about 1.36·sqrt(2/S), so its p-value falls as S grows
+    # at fixed η whatever the order; the criterion-free check is that D itself shrinks with η
+    d_rho = [r["ks_d"] for r in rho]
+    detect = 1.36 * np.sqrt(2.0 / seeds)
+    d_slope = _common.slope(lrs, d_rho) if min(d_rho) > 0 else float("nan")
     dist = (
-        f"distribution at t={t_star:g}: KS p(ρ) = {rho[0]['ks']:.2g} (η={lrs[0]:g}), "
-        f"{rho[-1]['ks']:.2g} (η={lrs[-1]:g}); std SGD/SDE ρ {rho[0]['ratio']:.2f}, "
-        f"{rho[-1]['ratio']:.2f}, data loss {loss[0]['ratio']:.2f}, {loss[-1]['ratio']:.2f} "
-        "(informative, not in the criterion)"
+        f"distribution at t={t_star:g} (outside the criterion: weak order 1 bounds the bias of "
+        "expectations, not the distance between the laws, which is O(η) too and which a KS "
+        f"test with {seeds} seeds each detects once the sup-CDF gap D exceeds ≈ "
+        f"1.36·sqrt(2/S) = {detect:.3f}): KS D(ρ) = {d_rho[0]:.3f} (η={lrs[0]:g}) .. "
+        f"{d_rho[-1]:.3f} (η={lrs[-1]:g}), log-log slope of D in η {d_slope:.2f}, "
+        f"p = {rho[0]['ks']:.2g} .. {rho[-1]['ks']:.2g}; std SGD/SDE ρ {rho[0]['ratio']:.2f}, "
+        f"{rho[-1]['ratio']:.2f}, data loss {loss[0]['ratio']:.2f}, {loss[-1]['ratio']:.2f}"
     )
-    status = (
-        "borne out" if all(checks) else "NOT borne out at this scale (" + "; ".join(reasons) + ")"
-    )
-    return (
-        f"{NAME}: predicted (THEORY 3.4, Li–Tai–E weak order 1) |E φ(SGD) − E φ(SDE)| = O(η) "
+    # the regime: the theorem (Li, Tai & E) assumes smooth drift and diffusion and a small η
+    # at a fixed horizon; the ReLU net's are piecewise smooth, so the rate is checked as the
+    # paper's claim, at each η's decay exposure and Monte-Carlo resolution
+    regimes = [
+        _verdict.Regime(
+            f"η={lr:g}",
+            exposure=lam * t_star,
+            exposure_name="ηλ·steps",
+            extra=(
+                ("steps", int(round(t_star / lr))),
+                ("SE(ρ)", f"{r['se']:.1e}"),
+                ("ρ error/SE", f"{r['err'] / r['se']:.1f}"),
+            ),
+        )
+        for lr, r in zip(lrs, rho, strict=True)
+    ]
+    word = _verdict.judge(all(checks), regimes, _verdict.Hypotheses())
+    return _verdict.line(
+        NAME,
+        "(THEORY 3.4, Li–Tai–E weak order 1, checked as the paper's claim: the theorem's "
+        "smooth coefficients are piecewise smooth for a ReLU net) |E φ(SGD) − E φ(SDE)| = O(η) "
         f"at t={t_star:g} (log-log slope ≥ {MIN_SLOPE} where above 2 SE) and below the flow's "
-        f"gap |E φ(SGD) − φ(flow)| (also O(η)) by more than 2 SE; measured B={batch}, "
-        f"{seeds} seeds, η={lrs[0]:g}..{lrs[-1]:g}: " + "; ".join(parts) + f"; {dist}: {status}"
+        "gap |E φ(SGD) − φ(flow)| (also O(η)) by more than 2 SE",
+        f"B={batch}, {seeds} seeds, η={lrs[0]:g}..{lrs[-1]:g}: " + "; ".join(parts) + f"; {dist}",
+        regimes,
+        _verdict.Hypotheses(),
+        word,
+        "; ".join(reasons),
     )
