@@ -43,9 +43,7 @@ def writes(monkeypatch, tmp_path):
     return out
 
 
-def test_checkpoint_every_writes_every_k_save_intervals_and_resumes_bit_for_bit(
-    tmp_path, writes
-):
+def test_checkpoint_every_writes_every_k_save_intervals_and_resumes_bit_for_bit(tmp_path, writes):
     ref = _run()
     ck = tmp_path / "run.ckpt.npz"
     done = _run(checkpoint=ck, checkpoint_every=3, checkpoint_minutes=None)

@@ -1,5 +1,6 @@
 """Public behaviours that no other test runs: every explicit solver against a closed form, the
-dense Hessian spectrum and an incomplete Lanczos one, the ``rank`` observable group and ``gf.flow(stiffness=True)``.
+dense Hessian spectrum and an incomplete Lanczos one, the ``rank`` observable group and
+``gf.flow(stiffness=True)``.
 
 The closed form: a one-layer linear model ``f(W; x) = W x`` under the plain flow (THEORY 3.1,
 λ = 0) obeys ``dW/dt = −(W − W*) H`` with ``H = (2/N) XᵀX`` and ``W* H = (2/N) YᵀX``, so

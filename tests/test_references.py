@@ -9,10 +9,10 @@ parametrization; ``gf.flow`` is compared against it to the solvers' tolerance, t
 The network is a deep *linear* one (σ = identity, THEORY 1): a ReLU network's flow slides along
 switching surfaces (a Filippov sliding motion), where no explicit integrator reaches a
 tight tolerance (the reference then takes ~1e5 steps), and the smooth case is what can be
-compared to ~1e-10. The equations of 3.2 are the same for both: the activation only enters ``f`` and ``J``.
-A ReLU network is compared too, on a horizon short enough that no pre-activation changes sign
-(a terminal event of the reference on the smallest signed pre-activation), where its flow is
-smooth.
+compared to ~1e-10. The equations of 3.2 are the same for both: the activation only enters
+``f`` and ``J``. A ReLU network is compared too, on a horizon short enough that no
+pre-activation changes sign (a terminal event of the reference on the smallest signed
+pre-activation), where its flow is smooth.
 """
 
 import jax

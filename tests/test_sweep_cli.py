@@ -11,9 +11,9 @@ import distributed
 import numpy as np
 import pytest
 import xarray as xr
+from tiny_scenario import SGD_BASE
 
 from gradflow._cli import main
-from tiny_scenario import SGD_BASE
 
 AXES = '[sweep]\n[sweep.axes]\n"problem.weight_decay" = [0.0, 0.01]\n'
 
@@ -50,7 +50,9 @@ def _thread_cluster(n_workers=1, **_):
 def test_scheduler_runs_the_points_on_the_cluster(toml, in_process, tmp_path, capsys):
     out = tmp_path / "o"
     with _thread_cluster() as cluster:
-        code = main(["sweep", str(toml), "--out", str(out), "--scheduler", cluster.scheduler_address])
+        code = main(
+            ["sweep", str(toml), "--out", str(out), "--scheduler", cluster.scheduler_address]
+        )
         assert code == 0, capsys.readouterr().err
         ran = {str(k) for k in cluster.scheduler.task_prefixes}
     assert any("run_task" in k for k in ran), ran  # the points were tasks of this scheduler
