@@ -92,6 +92,10 @@ def test_kernel_rademacher_reduces_to_dense_for_dense_nets_and_uses_kernel_norms
         2 * bounds.kernel_rademacher(cnn, 1.0, 10),
         rtol=1e-14,
     )
+    # the documented form on the CNN, by hand: P (sqrt(2 ln(2^L Π deg_k)) + 1) Π ||w_k|| / sqrt(N)
+    kernels = np.prod([np.linalg.norm(np.asarray(w)) for w in cnn.weights])
+    by_hand = 1.5 * (np.sqrt(2 * np.log(2**3 * 3 * 2 * 5)) + 1) * kernels / np.sqrt(10)
+    np.testing.assert_allclose(bounds.kernel_rademacher(cnn, 1.5, 10), by_hand, rtol=1e-13)
 
 
 def test_patch_bound():

@@ -124,8 +124,12 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     wn = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="wn"), **kw)
     lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
     # linear: ~100x the measured errors (||v|| 1.4e-14, weights 4.9e-12 relative to the
-    # largest, loss 4.3e-13); ReLU, through floor steps, measured 9.8e-7, 3.9e-6, 5.2e-7
-    v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (1e-6, 1e-4, 1e-5)
+    # largest, loss 4.3e-13); ReLU, through floor steps, measured 9.8e-7, 3.9e-6, 5.2e-7.
+    # The ReLU run slides at the floor (~1e5 forced steps of h = dtmin); each adds
+    # O(h² ||∇_v L||²) to ||v||², as a GD step does (THEORY 3.3), so the drift of ||v|| is
+    # O(t1 · dtmin): measured 9.8e-7 at dtmin = 1e-4 and 2.0e-7 at 2e-5 (5x smaller, at 5x
+    # the steps). Its tolerance is 10x the measured drift (it was 1e-6, a 2% margin).
+    v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (1e-5, 1e-4, 1e-5)
     np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=v_tol)
     for a, b in zip(wn.final_params, lm.final_params):
         np.testing.assert_allclose(a, b, rtol=w_tol, atol=w_tol * np.abs(b).max())

@@ -73,6 +73,14 @@ class _Unprojected(gf.LMAll):
         return {"rho": -grad["rho"], "v": tuple(-g for g in grad["v"])}
 
 
+class _UnnormalizedWN(gf.WeightNorm):
+    """A broken WN: ``W_k = g_k v_k`` (v not divided by its norm), so the loss is not
+    scale-invariant in ``v`` and ``∇_v L`` is not orthogonal to ``v``."""
+
+    def to_weights(self, state):
+        return tuple(g * v for g, v in zip(state["g"], state["v"]))
+
+
 def _small_data():
     return gf.data.load("gaussian-mixture", n_train=8, n_test=4, dim=4, classes=2, seed=3)
 
@@ -108,6 +116,11 @@ def test_state_checkers_flag_planted_violations():
     good = gf.Problem(net, data, weight_decay=0.1, normalization="lm-all")
     assert gft.tangency_error(good, good.initial_state()) <= 1e-12
     assert gft.tangency_error(broken, broken.initial_state()) >= 1e-2
+    # THEORY 3.3: ||v − η∇_v L||² = ||v||² + η²||∇_v L||² needs ∇_v L ⟂ v
+    wn = gf.Problem(net, data, weight_decay=0.1, normalization="wn")
+    unnormalized = gf.Problem(net, data, weight_decay=0.1, normalization=_UnnormalizedWN())
+    assert gft.wn_norm_growth_error(wn, wn.initial_state(), 0.5) <= 1e-12
+    assert gft.wn_norm_growth_error(unnormalized, unnormalized.initial_state(), 0.5) >= 1e-2
 
 
 def test_trajectory_checkers_flag_planted_violations():

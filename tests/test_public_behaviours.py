@@ -1,5 +1,6 @@
 """Public behaviours that no other test runs: every explicit solver against a closed form, the
-dense Hessian spectrum, the ``rank`` observable group and ``gf.flow(stiffness=True)``.
+dense Hessian spectrum and an incomplete Lanczos one, the ``rank`` observable group and
+``gf.flow(stiffness=True)``.
 
 The closed form: a one-layer linear model ``f(W; x) = W x`` under the plain flow (THEORY 3.1,
 λ = 0) obeys ``dW/dt = −(W − W*) H`` with ``H = (2/N) XᵀX`` and ``W* H = (2/N) YᵀX``, so
@@ -79,6 +80,19 @@ def test_dense_hessian_spectrum_is_the_closed_form_hessian():
     assert spec.n_negative == 0 and spec.n_zero == 0 and spec.kind == "minimum"
     lanczos = gf.hessian_spectrum(problem, method="lanczos")
     np.testing.assert_allclose(lanczos.eigenvalues, spec.eigenvalues, rtol=1e-10)
+
+
+def test_incomplete_lanczos_gives_interlacing_ritz_values():
+    """``num_iter < dim``: ``complete`` is False and the ``num_iter`` Ritz values interlace the
+    spectrum of H = (2/N) XᵀX (Cauchy: λ_1 ≤ θ_1 ≤ λ_2 ≤ θ_2 ≤ λ_3, whatever the start)."""
+    problem, _ = _linear_problem()
+    x = np.asarray(problem.x_train)
+    lam = np.linalg.eigvalsh(2.0 / N * x.T @ x)
+    spec = gf.hessian_spectrum(problem, num_iter=D - 1)
+    assert not spec.complete and spec.dim == D and spec.eigenvalues.shape == (D - 1,)
+    theta, eps = spec.eigenvalues, 1e-12 * lam[-1]
+    assert lam[0] - eps <= theta[0] <= lam[1] + eps <= theta[1] + 2 * eps <= lam[2] + 3 * eps
+    assert spec.n_negative + spec.n_zero + spec.n_positive == D - 1
 
 
 def test_rank_group_matches_numpy_singular_values():

@@ -1,0 +1,68 @@
+"""SGD's checkpoint cadence: ``checkpoint_every`` save intervals or ``checkpoint_minutes``.
+
+Every write is recorded (``gf.Checkpoint.save`` wrapped, the file copied aside before the next
+write replaces it); a run that ends normally removes its checkpoint, so the copies are the only
+trace. A write happens between two blocks of at most ``checkpoint_every`` save intervals once
+that many have passed since the last one, so successive writes are ``k`` to ``2k − 1`` save
+intervals apart.
+"""
+
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import gradflow as gf
+from gradflow.models import MLP
+
+T1, SAVE_EVERY = 1.2, 0.1  # 12 save intervals
+N_SEGMENTS = 12
+
+
+def _run(**kw):
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=3)
+    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-2)
+    key = jax.random.PRNGKey(0)
+    return gf.sgd(p, lr=0.05, batch_size=4, t1=T1, save_every=SAVE_EVERY, key=key, **kw)
+
+
+@pytest.fixture
+def writes(monkeypatch, tmp_path):
+    """``[(save index, copy of the file)]`` of every checkpoint written."""
+    out, save = [], gf.Checkpoint.save
+
+    def recording(self, path):
+        written = save(self, path)
+        copy = tmp_path / f"copy{len(out)}.npz"
+        shutil.copyfile(written, copy)
+        out.append((int(self.index), copy))
+        return written
+
+    monkeypatch.setattr(gf.Checkpoint, "save", recording)
+    return out
+
+
+def test_checkpoint_every_writes_every_k_save_intervals_and_resumes_bit_for_bit(tmp_path, writes):
+    ref = _run()
+    ck = tmp_path / "run.ckpt.npz"
+    done = _run(checkpoint=ck, checkpoint_every=3, checkpoint_minutes=None)
+    assert not ck.exists()  # removed at the end of a successful run
+    np.testing.assert_array_equal(done["loss"], ref["loss"])
+    index = [i for i, _ in writes]
+    gaps = np.diff([0, *index])
+    assert len(index) >= 2 and np.all((gaps >= 3) & (gaps <= 5)), index
+    assert index[-1] < N_SEGMENTS and N_SEGMENTS - index[-1] <= 5, index
+    resumed = _run(resume_from=writes[0][1])  # from 3 to 5 save intervals in
+    assert resumed.stats["status"] == "success"
+    np.testing.assert_array_equal(resumed.t, ref.t)
+    np.testing.assert_array_equal(resumed["loss"], ref["loss"])
+
+
+def test_checkpoint_minutes_writes_when_the_time_has_passed(tmp_path, writes):
+    ck = tmp_path / "run.ckpt.npz"
+    _run(checkpoint=ck, checkpoint_minutes=60.0)  # an hour: never due in this run
+    assert writes == []
+    _run(checkpoint=ck, checkpoint_minutes=1e-9)  # always due: after every block
+    index = [i for i, _ in writes]
+    assert len(index) >= 2 and index == sorted(set(index)) and index[-1] < N_SEGMENTS, index
