@@ -356,7 +356,7 @@ def equilibrium(
     forcing: float | None = None,
     gmres_restart: int | None = None,
     seed: int = 0,
-    switch_tol: float = 1e-5,
+    switch_tol: float = 1e-2,
     dying_tol: float = 1e-4,
     alpha_tol: float = THRESHOLDS["alpha_tol"],
     filippov_tol: float = THRESHOLDS["filippov_tol"],

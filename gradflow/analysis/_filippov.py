@@ -254,6 +254,7 @@ class Solve:
     n_flat: int | None
     jac: np.ndarray | None  # the last dense Jacobian (for the restricted Hessian)
     zscale: np.ndarray
+    dead: np.ndarray  # (N·Z,) entries of the dying units (z = 0 identically)
 
 
 def _capacity(m: int) -> int:
@@ -298,9 +299,25 @@ def identify(problem, state, switch_tol: float, dying_tol: float):
     unit = entry_unit(problem.model, problem.x_train)
     for k, j in dying:
         dead_entries[:, (layer == k) & (unit == j)] = True
-    near = (np.abs(z) <= switch_tol * zscale) & ~dead_entries
+    near = np.abs(z) <= _cut(np.abs(z) / zscale, dead_entries, switch_tol) * zscale
+    near &= ~dead_entries
     pattern = ((z > 0) & ~near & ~dead_entries).astype(np.asarray(flat).dtype)
     return np.asarray(flat), state, dying, free, np.flatnonzero(near.ravel()), pattern, zscale
+
+
+def _cut(ratio, dead, switch_tol: float) -> float:
+    """The threshold of ``S``: the middle (geometric) of the widest gap between consecutive
+    values of ``|z| / rms`` below ``switch_tol`` (the gap to the first value above it
+    included), so that ``S`` is what the flow holds at zero, apart from the rest by decades."""
+    values = np.sort(ratio[~dead].ravel())
+    below = values[values <= switch_tol]
+    if below.size == 0:
+        return 0.0
+    above = values[values > switch_tol]
+    upper = np.append(below[1:], above[0] if above.size else switch_tol)
+    gaps = np.log(np.maximum(upper, 1e-300)) - np.log(np.maximum(below, 1e-300))
+    i = int(np.argmax(gaps))
+    return float(np.sqrt(max(below[i], 1e-300) * upper[i]))
 
 
 @eqx.filter_jit
@@ -327,6 +344,19 @@ def multipliers(problem, manifold, template, flat_x, aux):
     op = lx.FunctionLinearOperator(matvec, jax.ShapeDtypeStruct((m + n_nu,), flat_x.dtype))
     solver = lx.LSMR(rtol=1e-14, atol=0.0, max_steps=20 * (m + n_nu) + 20, conlim=1e14)
     w = lx.linear_solve(op, -r0, solver, throw=False).value
+    return w[:m], w[m:]
+
+
+def _multipliers(problem, manifold, template, flat, aux, dense: bool):
+    """:func:`multipliers`, dense (least squares on the Jacobian's columns) when small."""
+    if not dense:
+        return tuple(np.asarray(a) for a in multipliers(problem, manifold, template, flat, aux))
+    p, m = flat.size, aux[1].size
+    n_nu = int(_spheres(manifold, template, flat).size)
+    u = jnp.concatenate([flat, jnp.zeros(m + n_nu, flat.dtype)])
+    jac = np.asarray(jacobian(problem, manifold, template, u, aux))
+    r = np.asarray(residual(problem, manifold, template, u, aux))
+    w = scipy.linalg.lstsq(jac[:p, p:], -r[:p], lapack_driver="gelsy")[0]
     return w[:m], w[m:]
 
 
@@ -372,18 +402,20 @@ def solve(
 
     # the start, measured as it was given (every coordinate free), with its best multipliers
     aux0 = _aux(np.ones_like(free), s, pattern, total)
-    mu0 = np.asarray(multipliers(problem, manifold, template, jnp.asarray(flat0), aux0)[0])
+    dense = flat.size + aux0[1].size + n_nu <= dense_max
+    mu0 = _multipliers(problem, manifold, template, jnp.asarray(flat0), aux0, dense)[0]
     rel_start = _relative(problem, manifold, template, jnp.asarray(flat0), jnp.asarray(mu0), aux0, zscale)
 
     aux = _aux(free, s, pattern, total)
-    mu_full, nu = (np.asarray(a) for a in multipliers(problem, manifold, template, jnp.asarray(flat), aux))
+    mu_full, nu = _multipliers(problem, manifold, template, jnp.asarray(flat), aux, dense)
     mu = mu_full[: len(s)]
     rels, joins, drops, history = [], 0, 0, set()
     solved, cycled, jac, alpha = False, False, None, np.zeros(0)
     message = f"max_iter = {max_iter} Newton iterations reached"
     state_of = _unravel(template)
 
-    def retract(x):
+    def retract(x):  # onto the spheres, the dying weights exactly zero
+        x = np.where(free, x, 0.0)
         return np.asarray(ravel_pytree(manifold.retract(state_of(jnp.asarray(x))))[0])
 
     for _ in range(max_iter):
@@ -459,7 +491,7 @@ def solve(
         if not accepted:
             message = "no Newton step reduces the residual of the system (at the rounding floor, or stuck)"
             break
-        flat = trial[:p]
+        flat = retract(trial[:p])
         mu = trial[p : p + len(s)]
         nu = trial[p + cap :]
     else:
@@ -494,5 +526,6 @@ def solve(
         n_flat=n_flat,
         jac=jac,
         zscale=zscale,
+        dead=dead,
     )
     return result, template, manifold, flat0
