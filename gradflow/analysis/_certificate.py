@@ -12,17 +12,20 @@ A point is **certified** only when every check passes at its stated threshold:
   ``(2/N) K^k_V r = s f`` (LM, WN: every direction at rest), relative defect
   ``||lhs − rhs|| / (||lhs|| + ||rhs||) ≤ identity_tol``, with the Jacobians taken at the slopes
   ``α`` (the identities hold for every slope at ``z = 0``);
-* zero is stable for each dying unit: with ``g(â) = ∇_b L`` at incoming weights ``â``
-  (unit norm) and outgoing weights ``b = 0``, the quadratic form
-  ``2⟨b, g(a)⟩ + μ_a|a|² + μ_b|b|²`` (``μ = λ`` for Plain; ``−⟨v, ∇_v L⟩/r²``, the curvature
-  of the sphere, for LM and WN) is positive, i.e. ``max ||g(â)|| < √(μ_a μ_b)``; the maximum
-  is *sampled* (random directions and the inputs' directions), a lower estimate of the supremum;
-* a short flow (``gf.flow`` for ``flow_time``) from the point stays: relative drift of the state
-  ``≤ flow_tol`` and no sign change off ``S`` at its end.
+* a short flow (``gf.flow`` for ``flow_time``, default tolerances) from the point stays:
+  relative drift of the state ``≤ flow_tol`` (default ``1e-4``, the flow's ``rtol``) and no
+  sign change off ``S`` at its end.
 
 Reported without a threshold: the Hessian of the Lagrangian restricted to the sliding manifold
 (``ker C`` on the tangent space, dying weights held), its eigen-range and kind; the counts
-(``|S|``, dying units, flat directions = the numerically zero singular values of the system).
+(``|S|``, dying units, flat directions = the numerically zero singular values of the system);
+and whether zero is stable for each dying unit: with ``g(â) = ∇_b L`` at incoming weights ``â``
+(unit norm) and outgoing weights ``b = 0``, the second variation ``2⟨b, g(a)⟩ + μ_a|a|² +
+μ_b|b|²`` (``μ = λ`` for Plain; ``−⟨v, ∇_v L⟩/r²``, the curvature of the sphere, for LM and WN)
+is positive iff ``||g(â)|| < √(μ_a μ_b)`` for every ``â``. The maximum is *sampled* (random
+directions), a lower estimate of the supremum. A ratio ``≥ 1`` means the unit can revive along
+some direction: the point is an equilibrium (the dying weights' gradient is exactly zero) but
+a saddle, and the Hessian's kind says so.
 """
 
 from __future__ import annotations

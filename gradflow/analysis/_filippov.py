@@ -409,7 +409,7 @@ def solve(
     aux = _aux(free, s, pattern, total)
     mu_full, nu = _multipliers(problem, manifold, template, jnp.asarray(flat), aux, dense)
     mu = mu_full[: len(s)]
-    rels, joins, drops, history = [], 0, 0, set()
+    rels, joins, drops, history, polish = [], 0, 0, set(), 0
     solved, cycled, jac, alpha = False, False, None, np.zeros(0)
     message = f"max_iter = {max_iter} Newton iterations reached"
     state_of = _unravel(template)
@@ -424,7 +424,9 @@ def solve(
         mu_p = pad(mu, cap)
         rel = _relative(problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale)
         rels.append(rel)
-        if rel <= tol:
+        if rel <= tol and polish < 2 and rel > 100 * np.finfo(dtype).eps:
+            polish += 1  # two more Newton steps past tol (quadratic: to the rounding floor)
+        elif rel <= tol:
             alpha, _ = slopes(problem, manifold, template, jnp.asarray(flat), aux, jnp.asarray(mu_p))
             a = alpha[: len(s)]
             bad = np.flatnonzero((a < -alpha_tol) | (a > 1 + alpha_tol))
@@ -488,6 +490,9 @@ def solve(
                 accepted = True
                 break
             t /= 2
+        if not accepted and rel <= tol:  # polishing has reached the rounding floor
+            polish = 2
+            continue
         if not accepted:
             message = "no Newton step reduces the residual of the system (at the rounding floor, or stuck)"
             break
