@@ -399,7 +399,8 @@ def test_relu_lm_last_fixed_point_from_the_end_of_the_flow(tmp_path):
     assert order >= 1.8, fp.relative_residuals
     assert after <= 1e-12 < 1e-8 < before
     text = "\n".join(lines)
-    assert "fixed point: converged" in text and "fixed point: " in text.split("4.1")[1]
+    assert "fixed point (Filippov, THEORY 3.6): certified" in text
+    assert "fixed point: " in text.split("4.1")[1]
     rows = gf.predict.report(problem, {"flow": tr}, equilibrium=fp)
     assert rows[0]["theory"] == "4.1" and rows[0]["gap[fixed point]"] <= 1e-12
     assert rows[0]["gap[flow]"] == pytest.approx(before, rel=1e-6)

@@ -5,9 +5,9 @@
 :class:`Certificate`) and the Hessian spectrum on the state's manifold
 (:func:`hessian_spectrum`, a :class:`HessianSpectrum`)."""
 
+from ._certificate import Certificate
 from ._compare import compare
 from ._ensembles import COMPARED, ensemble_summary, ensembles, sde_vs_sgd
-from ._certificate import Certificate
 from ._equilibrium import FixedPoint, equilibrium
 from ._spectrum import HessianSpectrum, hessian_spectrum, symmetry_generators
 

@@ -115,7 +115,7 @@ class Certificate:
             if self.certified
             else f"NOT certified ({self.verdict})"
         )
-        a = "none" if self.alpha_range is None else "[%.3g, %.3g]" % self.alpha_range
+        a = "none" if self.alpha_range is None else "[{:.3g}, {:.3g}]".format(*self.alpha_range)
         lines = [
             f"{head}: relative residual {self.relative_residual:.2e} (start "
             f"{self.start_residual:.2e}), Filippov residual {self.filippov_residual:.2e}, "
@@ -124,8 +124,7 @@ class Certificate:
             + ("" if self.dying_ratio is None else f" (stability ratio {self.dying_ratio:.3g})")
             + f", flat directions {self.n_flat}, active-set joins {self.joins}, drops "
             f"{self.drops}; {100 * self.distance:.3g}% from the start",
-            "THEORY 4.9 defects per layer: "
-            + " ".join(f"{d:.1e}" for d in self.identity_defects),
+            "THEORY 4.9 defects per layer: " + " ".join(f"{d:.1e}" for d in self.identity_defects),
         ]
         if self.flow_drift is not None:
             lines.append(
@@ -134,7 +133,9 @@ class Certificate:
             )
         if self.hessian_range is not None:
             lines.append(
-                "Hessian on the sliding manifold: eigenvalues in [%.4g, %.4g]" % self.hessian_range
+                "Hessian on the sliding manifold: eigenvalues in [{:.4g}, {:.4g}]".format(
+                    *self.hessian_range
+                )
                 + (f" ({self.hessian_kind})" if self.certified else " (no kind: not certified)")
             )
         lines += [f"failed: {r}" for r in self.reasons]
@@ -191,8 +192,7 @@ def dying_ratio(problem, state, dying, num: int = 256, seed: int = 0) -> float |
         curv = [float(problem.weight_decay)] * len(weights)
     else:
         curv = [
-            -float(jnp.vdot(v, g)) / float(jnp.sum(v**2))
-            for v, g in zip(state["v"], grad["v"])
+            -float(jnp.vdot(v, g)) / float(jnp.sum(v**2)) for v, g in zip(state["v"], grad["v"])
         ]
     rng = np.random.default_rng(seed)
     worst = 0.0
@@ -204,8 +204,16 @@ def dying_ratio(problem, state, dying, num: int = 256, seed: int = 0) -> float |
             return float("inf")
         cand = rng.standard_normal((num, i_in.size))
         cand /= np.linalg.norm(cand, axis=1, keepdims=True)
-        g = np.asarray(_unit_signal(problem, state, k, jnp.asarray(i_in), jnp.asarray(i_out),
-                                    jnp.asarray(cand, problem.dtype)))
+        g = np.asarray(
+            _unit_signal(
+                problem,
+                state,
+                k,
+                jnp.asarray(i_in),
+                jnp.asarray(i_out),
+                jnp.asarray(cand, problem.dtype),
+            )
+        )
         worst = max(worst, float(np.max(np.linalg.norm(g, axis=1))) / np.sqrt(mu))
     return worst
 
@@ -266,7 +274,11 @@ def _verdict(sol, failed: dict, start_rel: float, final_rel: float, tol: float) 
         return "certified"
     if sol.cycled or sol.message.startswith("max_changes"):
         return "stuck on switching surfaces"
-    if "flow" in failed or "signs" in failed or (sol.solved and sol.joins + sol.drops > 0 and "settled" in failed):
+    if (
+        "flow" in failed
+        or "signs" in failed
+        or (sol.solved and sol.joins + sol.drops > 0 and "settled" in failed)
+    ):
         return "not settled"
     if "settled" in failed:
         return "not settled"
@@ -275,8 +287,18 @@ def _verdict(sol, failed: dict, start_rel: float, final_rel: float, tol: float) 
     return "not converged"
 
 
-def certify(problem, sol, template, manifold, flat, *, thresholds: dict, flow_time: float,
-            settled_tol: float, start_flat) -> Certificate:
+def certify(
+    problem,
+    sol,
+    template,
+    manifold,
+    flat,
+    *,
+    thresholds: dict,
+    flow_time: float,
+    settled_tol: float,
+    start_flat,
+) -> Certificate:
     """The :class:`Certificate` of the point ``flat`` found by a solve (module docstring)."""
     state_of = ravel_pytree(template)[1]
     state = state_of(jnp.asarray(flat))
@@ -285,12 +307,18 @@ def certify(problem, sol, template, manifold, flat, *, thresholds: dict, flow_ti
     cap = aux[1].size
     mu_p = np.zeros(cap)
     mu_p[: len(sol.s)] = sol.mu
-    rel = _relative(problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux,
-                    sol.zscale)
-    _, scale, _ = (float(v) for v in measure(problem, manifold, template, jnp.asarray(flat),
-                                             jnp.asarray(mu_p), aux, sol.zscale))
-    fg = filippov_gradient(problem, manifold, template, jnp.asarray(flat),
-                           jnp.asarray(sol.slopes), aux[0])
+    rel = _relative(
+        problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, sol.zscale
+    )
+    _, scale, _ = (
+        float(v)
+        for v in measure(
+            problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, sol.zscale
+        )
+    )
+    fg = filippov_gradient(
+        problem, manifold, template, jnp.asarray(flat), jnp.asarray(sol.slopes), aux[0]
+    )
     fil = float(jnp.linalg.norm(fg)) / scale if scale > 0 else float("inf")
     alpha = sol.alpha
     a_range = (float(alpha.min()), float(alpha.max())) if alpha.size else None
@@ -325,8 +353,12 @@ def certify(problem, sol, template, manifold, flat, *, thresholds: dict, flow_ti
     if not rel <= t["tol"]:
         failed["residual"] = f"relative residual {rel:.2e} > tol = {t['tol']:g}"
     if not fil <= t["filippov_tol"]:
-        failed["filippov"] = f"Filippov residual with the slopes alpha {fil:.2e} > {t['filippov_tol']:g}"
-    if a_range is not None and not (a_range[0] >= -t["alpha_tol"] and a_range[1] <= 1 + t["alpha_tol"]):
+        failed["filippov"] = (
+            f"Filippov residual with the slopes alpha {fil:.2e} > {t['filippov_tol']:g}"
+        )
+    if a_range is not None and not (
+        a_range[0] >= -t["alpha_tol"] and a_range[1] <= 1 + t["alpha_tol"]
+    ):
         failed["alpha"] = f"alpha in [{a_range[0]:.3g}, {a_range[1]:.3g}], outside [0, 1]"
     if flips:
         failed["signs"] = f"{flips} pre-activations off S changed sign"

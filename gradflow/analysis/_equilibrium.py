@@ -51,9 +51,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._validate import Shown, bad_value
-from ._manifold import StateManifold
 from ._certificate import THRESHOLDS, Certificate, certify
 from ._filippov import solve as filippov_solve
+from ._manifold import StateManifold
 from ._spectrum import HessianSpectrum, hessian_spectrum
 from ._switching import has_switching
 
@@ -68,7 +68,9 @@ class FixedPoint:
         iterations: Newton iterations taken.
         residuals: ``||velocity||`` at the start and after each iteration (``iterations + 1``).
         relative_residuals: the same divided by the scale of the cancelling terms (module
-            docstring).
+            docstring). For ReLU networks both are the relative residual of the multiplier
+            system at each iterate (the start's, before the dying units were zeroed, is
+            ``certificate.start_residual``).
         steps: the accepted step length ``α`` of each iteration (negative: a steepest-descent
             fallback step).
         linear_steps: the Krylov solver's steps in each Newton solve (LSMR iterations; GMRES
@@ -76,7 +78,8 @@ class FixedPoint:
         linear_residuals: ``||S J S δ + F|| / ||F||`` of each Newton solve.
         pattern_flips: per iterate (start first), how many entries of the ReLU activation
             pattern on the training set differ from the start's (``None`` if the model does not
-            expose pre-activations; always 0 for linear networks).
+            expose pre-activations; always 0 for linear networks); for ReLU networks, the
+            changes of the active set so far (joins and drops of ``S``).
         pattern_changed: whether any iterate's pattern differs from the start's.
         spectrum: the Hessian spectrum at ``state`` (``None`` with ``spectrum=False``); its
             ``kind`` is ``"uncertified"`` at a point that is not a certified fixed point.
@@ -159,7 +162,6 @@ class FixedPoint:
         if self.spectrum is not None:
             lines.append("Hessian: " + self.spectrum.describe())
         return "\n".join(lines)
-
 
     def _describe_filippov(self) -> str:
         c = self.certificate
@@ -529,38 +531,53 @@ def equilibrium(
     )
 
 
-def _filippov(problem, state, thresholds, options, *, flow_time, settled_tol, spectrum,
-              spectrum_options) -> FixedPoint:
+def _filippov(
+    problem, state, thresholds, options, *, flow_time, settled_tol, spectrum, spectrum_options
+) -> FixedPoint:
     """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify."""
-    sol, template, manifold, flat0 = filippov_solve(problem, state, tol=thresholds["tol"], **options)
+    sol, template, manifold, flat0 = filippov_solve(
+        problem, state, tol=thresholds["tol"], **options
+    )
     rels = sol.relative_residuals
     flat = sol.flat
     message = sol.message
     if not rels[-1] <= rels[0]:  # never return a point worse than the start
-        sol, template, manifold, flat0 = filippov_solve(problem, state, tol=thresholds["tol"], **{**options, "max_iter": 0})
+        sol, template, manifold, flat0 = filippov_solve(
+            problem, state, tol=thresholds["tol"], **{**options, "max_iter": 0}
+        )
         sol.message = message = (
             f"{message}; the point found (relative residual {rels[-1]:.2e}) was worse than the "
             f"start ({rels[0]:.2e}), so the start is returned"
         )
         sol.relative_residuals = [rels[0], rels[0]]
         flat = flat0
-    cert = certify(problem, sol, template, manifold, flat, thresholds=thresholds,
-                   flow_time=flow_time, settled_tol=settled_tol, start_flat=flat0)
+    cert = certify(
+        problem,
+        sol,
+        template,
+        manifold,
+        flat,
+        thresholds=thresholds,
+        flow_time=flow_time,
+        settled_tol=settled_tol,
+        start_flat=flat0,
+    )
     point = ravel_pytree(template)[1](jnp.asarray(flat))
     spec = hessian_spectrum(problem, point, **spectrum_options) if spectrum else None
     if spec is not None and not cert.certified:
         spec = dataclasses.replace(spec, kind="uncertified")
-    rel = np.asarray(sol.relative_residuals)
+    rel = np.asarray(sol.relative_residuals[1:])  # the iterates (the start: certificate)
+    steps = np.asarray(sol.steps[: len(rel) - 1], dtype=float)
     return FixedPoint(
         state=point,
         converged=bool(sol.solved and rel[-1] <= thresholds["tol"]),
-        iterations=len(rel) - 2 if len(rel) > 1 else 0,
+        iterations=len(steps),
         residuals=rel,
         relative_residuals=rel,
-        steps=np.zeros(0),
-        linear_steps=np.zeros(0, dtype=int),
-        linear_residuals=np.zeros(0),
-        pattern_flips=None,
+        steps=steps,
+        linear_steps=np.zeros(len(steps), dtype=int),
+        linear_residuals=np.zeros(len(steps)),
+        pattern_flips=np.asarray([0] + list(sol.changes[: len(steps)]), dtype=int),
         pattern_changed=bool(cert.joins + cert.drops > 0 or cert.sign_flips > 0),
         spectrum=spec,
         message=message,

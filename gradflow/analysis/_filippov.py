@@ -52,7 +52,6 @@ from jax.flatten_util import ravel_pytree
 from ._manifold import StateManifold
 from ._switching import entry_layer, entry_unit, forward, unit_masks, unit_norms
 
-
 # ---- the system -----------------------------------------------------------------------------
 
 
@@ -217,7 +216,9 @@ def slopes(problem, manifold, template, flat_x, aux, mu, iterations: int = 3):
     for _ in range(iterations):
         r, jac = (
             np.asarray(a)
-            for a in _alpha_jacobian(problem, manifold, template, flat_x, base, idx, valid, alpha, free)
+            for a in _alpha_jacobian(
+                problem, manifold, template, flat_x, base, idx, valid, alpha, free
+            )
         )
         jac = jac[:, np.asarray(valid)]
         if jac.size == 0:
@@ -251,6 +252,8 @@ class Solve:
     solved: bool  # Newton reached tol on the final (S, pattern)
     message: str
     cycled: bool
+    steps: list  # per iteration: the step length (a join's cut; 0 for a drop)
+    changes: list  # per iteration: joins + drops so far
     n_flat: int | None
     jac: np.ndarray | None  # the last dense Jacobian (for the restricted Hessian)
     zscale: np.ndarray
@@ -285,7 +288,10 @@ def identify(problem, state, switch_tol: float, dying_tol: float):
         m_in, m_out = unit_masks(problem.model, weights, k, j)
         for i in range(len(masks)):
             masks[i] |= m_in[i] | m_out[i]
-    state = {**state, key: tuple(np.where(m, 0.0, np.asarray(v)) for m, v in zip(masks, state[key]))}
+    state = {
+        **state,
+        key: tuple(np.where(m, 0.0, np.asarray(v)) for m, v in zip(masks, state[key])),
+    }
     state = jax.tree.map(lambda a: jnp.asarray(a, problem.dtype), state)
     dying_tree = jax.tree.map(lambda a: np.zeros(np.shape(a), bool), state)
     dying_tree = {**dying_tree, key: tuple(masks)}
@@ -337,9 +343,9 @@ def multipliers(problem, manifold, template, flat_x, aux):
 
     def matvec(w):
         t = jnp.concatenate([jnp.zeros(p, w.dtype), w])
-        return jax.jvp(lambda v: _residual_vector(problem, manifold, template, v, aux), (u0,), (t,))[
-            1
-        ][:p]
+        return jax.jvp(
+            lambda v: _residual_vector(problem, manifold, template, v, aux), (u0,), (t,)
+        )[1][:p]
 
     op = lx.FunctionLinearOperator(matvec, jax.ShapeDtypeStruct((m + n_nu,), flat_x.dtype))
     solver = lx.LSMR(rtol=1e-14, atol=0.0, max_steps=20 * (m + n_nu) + 20, conlim=1e14)
@@ -361,7 +367,9 @@ def _multipliers(problem, manifold, template, flat, aux, dense: bool):
 
 
 def _relative(problem, manifold, template, flat, mu, aux, zscale) -> float:
-    stat, scale, cons = (float(v) for v in measure(problem, manifold, template, flat, mu, aux, zscale))
+    stat, scale, cons = (
+        float(v) for v in measure(problem, manifold, template, flat, mu, aux, zscale)
+    )
     rel = 0.0 if stat == 0 else (stat / scale if scale > 0 else math.inf)
     return max(rel, cons)
 
@@ -382,12 +390,17 @@ def solve(
     """The active-set Newton solve of the module docstring from ``state``."""
     manifold = StateManifold.of(problem, state)
     state = manifold.retract(state)
-    flat0, template, dying, free, s, pattern, zscale = identify(problem, state, switch_tol, dying_tol)
+    flat0, template, dying, free, s, pattern, zscale = identify(
+        problem, state, switch_tol, dying_tol
+    )
     template = manifold.retract(template)
     flat = np.asarray(ravel_pytree(template)[0])
     total = pattern.size
     dead = np.zeros(pattern.shape, bool)
-    layer, unit = entry_layer(problem.model, problem.x_train), entry_unit(problem.model, problem.x_train)
+    layer, unit = (
+        entry_layer(problem.model, problem.x_train),
+        entry_unit(problem.model, problem.x_train),
+    )
     for k, j in dying:
         dead[:, (layer == k) & (unit == j)] = True
     dead = dead.ravel()
@@ -404,12 +417,15 @@ def solve(
     aux0 = _aux(np.ones_like(free), s, pattern, total)
     dense = flat.size + aux0[1].size + n_nu <= dense_max
     mu0 = _multipliers(problem, manifold, template, jnp.asarray(flat0), aux0, dense)[0]
-    rel_start = _relative(problem, manifold, template, jnp.asarray(flat0), jnp.asarray(mu0), aux0, zscale)
+    rel_start = _relative(
+        problem, manifold, template, jnp.asarray(flat0), jnp.asarray(mu0), aux0, zscale
+    )
 
     aux = _aux(free, s, pattern, total)
     mu_full, nu = _multipliers(problem, manifold, template, jnp.asarray(flat), aux, dense)
     mu = mu_full[: len(s)]
     rels, joins, drops, history, polish = [], 0, 0, set(), 0
+    steps, changes = [], []  # per iteration: step length (0: a drop), changes of S so far
     solved, cycled, jac, alpha = False, False, None, np.zeros(0)
     message = f"max_iter = {max_iter} Newton iterations reached"
     state_of = _unravel(template)
@@ -422,12 +438,16 @@ def solve(
         aux = _aux(free, s, pattern, total)
         cap = aux[1].size
         mu_p = pad(mu, cap)
-        rel = _relative(problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale)
+        rel = _relative(
+            problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale
+        )
         rels.append(rel)
         if rel <= tol and polish < 2 and rel > 100 * np.finfo(dtype).eps:
             polish += 1  # two more Newton steps past tol (quadratic: to the rounding floor)
         elif rel <= tol:
-            alpha, _ = slopes(problem, manifold, template, jnp.asarray(flat), aux, jnp.asarray(mu_p))
+            alpha, _ = slopes(
+                problem, manifold, template, jnp.asarray(flat), aux, jnp.asarray(mu_p)
+            )
             a = alpha[: len(s)]
             bad = np.flatnonzero((a < -alpha_tol) | (a > 1 + alpha_tol))
             if bad.size == 0:
@@ -447,6 +467,8 @@ def solve(
             pattern.flat[s[i]] = 1.0 if a[i] > 1 else 0.0
             s, mu = np.delete(s, i), np.delete(mu, i)
             drops += 1
+            steps.append(0.0)
+            changes.append(joins + drops)
             continue
         u = np.concatenate([flat, mu_p, nu])
         r = np.asarray(residual(problem, manifold, template, jnp.asarray(u), aux))
@@ -456,12 +478,21 @@ def solve(
         else:
             jac = None
             delta = np.asarray(
-                krylov_step(problem, manifold, template, jnp.asarray(u), aux, jnp.asarray(1e-3 * min(rel, 1e-2)))
+                krylov_step(
+                    problem,
+                    manifold,
+                    template,
+                    jnp.asarray(u),
+                    aux,
+                    jnp.asarray(1e-3 * min(rel, 1e-2)),
+                )
             )
         p = flat.size
         # joins: a step that would flip a sign off S stops where the first one reaches zero
         z0 = np.asarray(pre_activations(problem, template, jnp.asarray(flat), pattern)).ravel()
-        z1 = np.asarray(pre_activations(problem, template, jnp.asarray(flat + delta[:p]), pattern)).ravel()
+        z1 = np.asarray(
+            pre_activations(problem, template, jnp.asarray(flat + delta[:p]), pattern)
+        ).ravel()
         off = np.ones(total, bool)
         off[s] = False
         off &= ~dead
@@ -479,12 +510,20 @@ def solve(
             s, mu = np.append(s, i), np.append(mu, 0.0)
             pattern.flat[i] = 0.0
             joins += 1
+            steps.append(step)
+            changes.append(joins + drops)
             continue
         norm_r = np.linalg.norm(r)
         accepted = False
         t = 1.0
         for _ in range(max_backtracks):
-            trial = np.concatenate([retract(flat + t * delta[:p]), mu_p + t * delta[p : p + cap], nu + t * delta[p + cap :]])
+            trial = np.concatenate(
+                [
+                    retract(flat + t * delta[:p]),
+                    mu_p + t * delta[p : p + cap],
+                    nu + t * delta[p + cap :],
+                ]
+            )
             r_t = np.asarray(residual(problem, manifold, template, jnp.asarray(trial), aux))
             if np.all(np.isfinite(r_t)) and np.linalg.norm(r_t) <= (1 - 1e-4 * t) * norm_r:
                 accepted = True
@@ -494,15 +533,21 @@ def solve(
             polish = 2
             continue
         if not accepted:
-            message = "no Newton step reduces the residual of the system (at the rounding floor, or stuck)"
+            message = "no Newton step reduces the system's residual (rounding floor, or stuck)"
             break
         flat = retract(trial[:p])
+        steps.append(t)
+        changes.append(joins + drops)
         mu = trial[p : p + len(s)]
         nu = trial[p + cap :]
     else:
         aux = _aux(free, s, pattern, total)
         mu_p = pad(mu, aux[1].size)
-        rels.append(_relative(problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale))
+        rels.append(
+            _relative(
+                problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale
+            )
+        )
     aux = _aux(free, s, pattern, total)
     mu_p = pad(mu, aux[1].size)
     if alpha.size != aux[1].size or not solved:
@@ -528,6 +573,8 @@ def solve(
         solved=solved,
         message=message,
         cycled=cycled,
+        steps=steps,
+        changes=changes,
         n_flat=n_flat,
         jac=jac,
         zscale=zscale,
