@@ -67,7 +67,8 @@ class Certificate:
         sign_flips: pre-activations off ``S`` whose sign differs from the start's pattern.
         identity_defects: THEORY 4.9's relative defect, one per layer.
         dying_ratio: sampled ``max ||g(â)|| / √(μ_a μ_b)`` over the dying units (< 1: zero is
-            stable for them; ``None`` without dying units).
+            stable for them; ``None`` without dying units, and for WN, whose loss does not see
+            ``||v_k||``).
         flow_drift: ``max ||x(t) − x|| / ||x||`` of the short flow (``None``: not run).
         flow_sign_changes: sign changes off ``S`` at the end of the short flow.
         hessian_range: eigen-range of the Hessian restricted to the sliding manifold.
@@ -183,7 +184,7 @@ def identity_defects(problem, state, slopes):
 
 def dying_ratio(problem, state, dying, num: int = 256, seed: int = 0) -> float | None:
     """Sampled ``max ||g(â)|| / √(μ_a μ_b)`` over the dying units (module docstring)."""
-    if not dying:
+    if not dying or "g" in state:  # WN: the loss does not see ||v_k||, no curvature to use
         return None
     key = "w" if "w" in state else "v"
     weights = [np.asarray(w) for w in problem.to_weights(state)]
