@@ -275,6 +275,7 @@ def _aux(free, s, pattern, total):
 
 def identify(problem, state, switch_tol: float, dying_tol: float):
     """``(flat, template, dying, free, S, pattern, zscale)`` at ``state`` (module docstring)."""
+    given = np.asarray(ravel_pytree(state)[0])
     weights = [np.asarray(w) for w in problem.to_weights(state)]
     dying = []
     for k, (n_in, n_out) in enumerate(unit_norms(weights)):
@@ -308,13 +309,14 @@ def identify(problem, state, switch_tol: float, dying_tol: float):
     near = np.abs(z) <= _cut(np.abs(z) / zscale, dead_entries, switch_tol) * zscale
     near &= ~dead_entries
     pattern = ((z > 0) & ~near & ~dead_entries).astype(np.asarray(flat).dtype)
-    return np.asarray(flat), state, dying, free, np.flatnonzero(near.ravel()), pattern, zscale
+    return given, state, dying, free, np.flatnonzero(near.ravel()), pattern, zscale
 
 
 def _cut(ratio, dead, switch_tol: float) -> float:
     """The threshold of ``S``: the middle (geometric) of the widest gap between consecutive
     values of ``|z| / rms`` below ``switch_tol`` (the gap to the first value above it
-    included), so that ``S`` is what the flow holds at zero, apart from the rest by decades."""
+    included), so that ``S`` is what the flow holds at zero, apart from the rest by decades;
+    0 (``S`` empty) when that gap is less than a factor 100."""
     values = np.sort(ratio[~dead].ravel())
     below = values[values <= switch_tol]
     if below.size == 0:
@@ -323,6 +325,8 @@ def _cut(ratio, dead, switch_tol: float) -> float:
     upper = np.append(below[1:], above[0] if above.size else switch_tol)
     gaps = np.log(np.maximum(upper, 1e-300)) - np.log(np.maximum(below, 1e-300))
     i = int(np.argmax(gaps))
+    if gaps[i] < np.log(100.0):  # no two decades apart: nothing is held at zero
+        return 0.0
     return float(np.sqrt(max(below[i], 1e-300) * upper[i]))
 
 
