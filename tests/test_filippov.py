@@ -178,3 +178,21 @@ def test_equilibrium_refuses_a_run_that_stopped_at_max_steps():
     assert tr.stats["status"] == "max_steps"
     with pytest.raises(ValueError, match=r"equilibrium: state=<a Trajectory with status "):
         gf.equilibrium(problem, tr)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"switch_tol": 0.0},
+            r"equilibrium: switch_tol=0.0 is not allowed; use a number in \(0, 1\)",
+        ),
+        ({"flow_time": -1.0}, r"equilibrium: flow_time=-1.0 is not allowed; use a number in \[0, "),
+        ({"max_changes": 1.5}, r"equilibrium: max_changes=1.5 is not allowed; use an integer >= 0"),
+        ({"identity_tol": float("nan")}, r"equilibrium: identity_tol=nan is not allowed"),
+    ],
+)
+def test_filippov_bad_input_is_one_line(kwargs, match):
+    with pytest.raises(ValueError, match=match) as info:
+        gf.equilibrium(_problem(), **kwargs)
+    assert "\n" not in str(info.value)

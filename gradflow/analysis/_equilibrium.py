@@ -298,6 +298,31 @@ def _check(
         raise bad_value("equilibrium", "forcing", forcing, "use a number in (0, 1), or None")
 
 
+def _check_filippov(**values):
+    """The ReLU path's arguments of :func:`equilibrium` (one line naming the bad one)."""
+    ranges = {
+        "switch_tol": (0, 1, False),
+        "dying_tol": (0, 1, True),
+        "alpha_tol": (0, 1, True),
+        "filippov_tol": (0, 1, False),
+        "identity_tol": (0, 1, False),
+        "flow_tol": (0, 1, False),
+        "settled_tol": (0, math.inf, False),
+        "flow_time": (0, math.inf, True),
+    }
+    for name, (low, high, closed) in ranges.items():
+        v = values[name]
+        ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+        ok = ok and math.isfinite(v) and (v >= low if closed else v > low) and v < high
+        if not ok:
+            where = f"{'[' if closed else '('}{low:g}, {high:g})"
+            raise bad_value("equilibrium", name, v, f"use a number in {where}")
+    for name in ("max_changes", "dense_max"):
+        v = values[name]
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
+            raise bad_value("equilibrium", name, v, "use an integer >= 0")
+
+
 def _start(problem, state):
     from .._trajectory import Trajectory
 
@@ -419,6 +444,18 @@ def equilibrium(
         linear_solver,
         forcing,
         gmres_restart,
+    )
+    _check_filippov(
+        switch_tol=switch_tol,
+        dying_tol=dying_tol,
+        alpha_tol=alpha_tol,
+        filippov_tol=filippov_tol,
+        identity_tol=identity_tol,
+        flow_time=flow_time,
+        flow_tol=flow_tol,
+        settled_tol=settled_tol,
+        max_changes=max_changes,
+        dense_max=dense_max,
     )
     state = _start(problem, state)
     if has_switching(problem.model) and not problem.freeze_directions:
