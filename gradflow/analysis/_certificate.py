@@ -59,7 +59,8 @@ class Certificate:
     Attributes:
         certified: every check passed.
         verdict: ``"certified"``, ``"not settled"``, ``"stuck on switching surfaces"``,
-            ``"rounding floor"`` or ``"not converged"``.
+            ``"rounding floor"``, ``"not converged"``, or ``"not checked"`` (every check
+            passed but the short flow was not run, ``flow_time = 0``).
         reasons: one line per failed check, with its numbers (empty when certified).
         relative_residual: of the multiplier system.
         filippov_residual: ``||T G(W, α)||`` relative to the same scale.
@@ -273,6 +274,8 @@ def flat_norm(state) -> float:
 def _verdict(sol, failed: dict, start_rel: float, final_rel: float, tol: float) -> str:
     if not failed:
         return "certified"
+    if list(failed) == ["unchecked"]:
+        return "not checked"
     if sol.cycled or sol.message.startswith("max_changes"):
         return "stuck on switching surfaces"
     if (
@@ -368,7 +371,9 @@ def certify(
         failed["identity"] = f"THEORY 4.9 defect {worst:.2e} > {t['identity_tol']:g}"
     if ratio is not None and not ratio < 1 and kind is not None:
         kind = "saddle"  # a dying unit can revive along a direction of its cone
-    if drift is not None and not (drift <= t["flow_tol"] and changes == 0):
+    if drift is None:
+        failed["unchecked"] = "the short flow was not run (flow_time = 0): not certifiable"
+    elif not (drift <= t["flow_tol"] and changes == 0):
         failed["flow"] = (
             f"a flow of t = {flow_time:g} from the point moves {drift:.2e} (> {t['flow_tol']:g}) "
             f"or changes {changes} signs off S: not the flow's limit"
