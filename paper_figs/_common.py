@@ -327,6 +327,8 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
         "run": run,
         "held_at_zero": held_at_zero(problem, end),
         "converged": bool(fp.converged),
+        "certified": bool(fp.certified),
+        "verdict": None if fp.certificate is None else fp.certificate.verdict,
         "iterations": int(fp.iterations),
         "relative_residuals": [float(r) for r in fp.relative_residuals],
         "pattern_changed": bool(fp.pattern_changed),

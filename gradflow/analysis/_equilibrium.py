@@ -51,8 +51,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._validate import Shown, bad_value
+from ._certificate import THRESHOLDS, Certificate, certify
+from ._filippov import solve as filippov_solve
 from ._manifold import StateManifold
 from ._spectrum import HessianSpectrum, hessian_spectrum
+from ._switching import has_switching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +68,9 @@ class FixedPoint:
         iterations: Newton iterations taken.
         residuals: ``||velocity||`` at the start and after each iteration (``iterations + 1``).
         relative_residuals: the same divided by the scale of the cancelling terms (module
-            docstring).
+            docstring). For ReLU networks both are the relative residual of the multiplier
+            system at each iterate (the start's, before the dying units were zeroed, is
+            ``certificate.start_residual``).
         steps: the accepted step length ``α`` of each iteration (negative: a steepest-descent
             fallback step).
         linear_steps: the Krylov solver's steps in each Newton solve (LSMR iterations; GMRES
@@ -73,10 +78,14 @@ class FixedPoint:
         linear_residuals: ``||S J S δ + F|| / ||F||`` of each Newton solve.
         pattern_flips: per iterate (start first), how many entries of the ReLU activation
             pattern on the training set differ from the start's (``None`` if the model does not
-            expose pre-activations; always 0 for linear networks).
+            expose pre-activations; always 0 for linear networks); for ReLU networks, the
+            changes of the active set so far (joins and drops of ``S``).
         pattern_changed: whether any iterate's pattern differs from the start's.
-        spectrum: the Hessian spectrum at ``state`` (``None`` with ``spectrum=False``).
+        spectrum: the Hessian spectrum at ``state`` (``None`` with ``spectrum=False``); its
+            ``kind`` is ``"uncertified"`` at a point that is not a certified fixed point.
         message: how the solve ended.
+        certificate: for ReLU networks, the :class:`gradflow.analysis.Certificate` of the
+            Filippov equilibrium (THEORY 3.6); ``None`` on the smooth path (linear networks).
     """
 
     state: Any
@@ -91,6 +100,13 @@ class FixedPoint:
     pattern_changed: bool
     spectrum: HessianSpectrum | None
     message: str
+    certificate: Certificate | None = None
+
+    @property
+    def certified(self) -> bool:
+        """Whether this is a fixed point: the certificate's verdict for ReLU networks, the
+        tolerance reached on the smooth path."""
+        return self.converged if self.certificate is None else self.certificate.certified
 
     @property
     def residual(self) -> float:
@@ -126,6 +142,8 @@ class FixedPoint:
         return "FixedPoint: " + "\n  ".join(lines).removeprefix("fixed point: ")
 
     def describe(self) -> str:
+        if self.certificate is not None:
+            return self._describe_filippov()
         lines = [
             f"fixed point: {'converged' if self.converged else 'NOT converged'} after "
             f"{self.iterations} Newton iterations ({self.message}); |velocity| = "
@@ -143,6 +161,19 @@ class FixedPoint:
             )
         if self.spectrum is not None:
             lines.append("Hessian: " + self.spectrum.describe())
+        return "\n".join(lines)
+
+    def _describe_filippov(self) -> str:
+        c = self.certificate
+        head = "fixed point" if c.certified else "NOT a fixed point"
+        lines = [
+            f"{head} (Filippov, THEORY 3.6): {c.verdict} after {self.iterations} Newton "
+            f"iterations ({self.message})",
+            "relative residuals: " + " ".join(f"{r:.1e}" for r in self.relative_residuals),
+            c.describe(),
+        ]
+        if self.spectrum is not None:
+            lines.append("Hessian (slopes 0 on S): " + self.spectrum.describe())
         return "\n".join(lines)
 
 
@@ -267,6 +298,31 @@ def _check(
         raise bad_value("equilibrium", "forcing", forcing, "use a number in (0, 1), or None")
 
 
+def _check_filippov(**values):
+    """The ReLU path's arguments of :func:`equilibrium` (one line naming the bad one)."""
+    ranges = {
+        "switch_tol": (0, 1, False),
+        "dying_tol": (0, 1, True),
+        "alpha_tol": (0, 1, True),
+        "filippov_tol": (0, 1, False),
+        "identity_tol": (0, 1, False),
+        "flow_tol": (0, 1, False),
+        "settled_tol": (0, math.inf, False),
+        "flow_time": (0, math.inf, True),
+    }
+    for name, (low, high, closed) in ranges.items():
+        v = values[name]
+        ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+        ok = ok and math.isfinite(v) and (v >= low if closed else v > low) and v < high
+        if not ok:
+            where = f"{'[' if closed else '('}{low:g}, {high:g})"
+            raise bad_value("equilibrium", name, v, f"use a number in {where}")
+    for name in ("max_changes", "dense_max"):
+        v = values[name]
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
+            raise bad_value("equilibrium", name, v, "use an integer >= 0")
+
+
 def _start(problem, state):
     from .._trajectory import Trajectory
 
@@ -282,7 +338,7 @@ def _start(problem, state):
             )
         status = state.stats.get("status", "success")
         finite = all(np.all(np.isfinite(np.asarray(w))) for w in state.final_params)
-        if status in ("diverged", "blew_up", "interrupted") or not finite:
+        if status in ("diverged", "blew_up", "interrupted", "max_steps") or not finite:
             raise bad_value(
                 "equilibrium",
                 "state",
@@ -327,6 +383,16 @@ def equilibrium(
     forcing: float | None = None,
     gmres_restart: int | None = None,
     seed: int = 0,
+    switch_tol: float = 1e-2,
+    dying_tol: float = 1e-4,
+    alpha_tol: float = THRESHOLDS["alpha_tol"],
+    filippov_tol: float = THRESHOLDS["filippov_tol"],
+    identity_tol: float = THRESHOLDS["identity_tol"],
+    flow_time: float = 1.0,
+    flow_tol: float = THRESHOLDS["flow_tol"],
+    settled_tol: float = 1e-3,
+    max_changes: int = 200,
+    dense_max: int = 3000,
 ) -> FixedPoint:
     """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
     docstring), with the Hessian spectrum there.
@@ -349,6 +415,21 @@ def equilibrium(
             ``η_k = min(10⁻³, 10⁻² r_k)``; a fixed ``η`` gives linear convergence (a control).
         gmres_restart: GMRES's Krylov dimension before a restart (default: the state's size
             up to 200).
+        switch_tol, dying_tol, alpha_tol, max_changes, dense_max: ReLU networks only: how
+            ``S`` and the dying units are identified, the tolerance on ``α ∈ [0, 1]``, the most
+            changes of the active set, and the largest system solved densely
+            (:mod:`gradflow.analysis._filippov`).
+        filippov_tol, identity_tol, flow_time, flow_tol, settled_tol: ReLU networks only: the
+            certificate's thresholds, the length of the short flow from the point (0: none),
+            and the start's relative residual above which a failure is put down to a flow
+            that had not settled (:mod:`gradflow.analysis._certificate`).
+
+    For a ReLU network (:class:`gradflow.models.MLP` with ReLU, :class:`gradflow.models.LocalCNN`)
+    without frozen directions, the point is a **Filippov equilibrium** (THEORY 3.6), found by
+    Newton on the multiplier system with an active set and returned with a
+    :class:`gradflow.analysis.Certificate`; ``FixedPoint.certified`` says whether every check
+    passed and ``certificate.verdict`` why not. The point returned is never worse (relative
+    residual) than the start: if the solve ends worse, the start is returned.
 
     Returns:
         A :class:`FixedPoint`.
@@ -364,7 +445,44 @@ def equilibrium(
         forcing,
         gmres_restart,
     )
+    _check_filippov(
+        switch_tol=switch_tol,
+        dying_tol=dying_tol,
+        alpha_tol=alpha_tol,
+        filippov_tol=filippov_tol,
+        identity_tol=identity_tol,
+        flow_time=flow_time,
+        flow_tol=flow_tol,
+        settled_tol=settled_tol,
+        max_changes=max_changes,
+        dense_max=dense_max,
+    )
     state = _start(problem, state)
+    if has_switching(problem.model) and not problem.freeze_directions:
+        return _filippov(
+            problem,
+            state,
+            dict(
+                tol=tol,
+                filippov_tol=filippov_tol,
+                alpha_tol=alpha_tol,
+                identity_tol=identity_tol,
+                flow_tol=flow_tol,
+            ),
+            dict(
+                switch_tol=switch_tol,
+                dying_tol=dying_tol,
+                alpha_tol=alpha_tol,
+                max_iter=max_iter,
+                max_changes=max_changes,
+                max_backtracks=max_backtracks,
+                dense_max=dense_max,
+            ),
+            flow_time=flow_time,
+            settled_tol=settled_tol,
+            spectrum=spectrum,
+            spectrum_options=dict(num_iter=lanczos_iter, zero_tol=zero_tol, seed=seed),
+        )
     manifold = StateManifold.of(problem, state)
     state = manifold.retract(state)
     flat = ravel_pytree(state)[0]
@@ -447,4 +565,58 @@ def equilibrium(
         pattern_changed=bool(flips is not None and max(flips) > 0),
         spectrum=spec,
         message=message,
+    )
+
+
+def _filippov(
+    problem, state, thresholds, options, *, flow_time, settled_tol, spectrum, spectrum_options
+) -> FixedPoint:
+    """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify."""
+    sol, template, manifold, flat0 = filippov_solve(
+        problem, state, tol=thresholds["tol"], **options
+    )
+    rels = sol.relative_residuals
+    flat = sol.flat
+    message = sol.message
+    if not rels[-1] <= rels[0]:  # never return a point worse than the start
+        sol, template, manifold, flat0 = filippov_solve(
+            problem, state, tol=thresholds["tol"], **{**options, "max_iter": 0}
+        )
+        sol.message = message = (
+            f"{message}; the point found (relative residual {rels[-1]:.2e}) was worse than the "
+            f"start ({rels[0]:.2e}), so the start is returned"
+        )
+        sol.relative_residuals = [rels[0], rels[0]]
+        flat = flat0
+    cert = certify(
+        problem,
+        sol,
+        template,
+        manifold,
+        flat,
+        thresholds=thresholds,
+        flow_time=flow_time,
+        settled_tol=settled_tol,
+        start_flat=flat0,
+    )
+    point = ravel_pytree(template)[1](jnp.asarray(flat))
+    spec = hessian_spectrum(problem, point, **spectrum_options) if spectrum else None
+    if spec is not None and not cert.certified:
+        spec = dataclasses.replace(spec, kind="uncertified")
+    rel = np.asarray(sol.relative_residuals[1:])  # the iterates (the start: certificate)
+    steps = np.asarray(sol.steps[: len(rel) - 1], dtype=float)
+    return FixedPoint(
+        state=point,
+        converged=bool(sol.solved and rel[-1] <= thresholds["tol"]),
+        iterations=len(steps),
+        residuals=rel,
+        relative_residuals=rel,
+        steps=steps,
+        linear_steps=np.zeros(len(steps), dtype=int),
+        linear_residuals=np.zeros(len(steps)),
+        pattern_flips=np.asarray([0] + list(sol.changes[: len(steps)]), dtype=int),
+        pattern_changed=bool(cert.joins + cert.drops > 0 or cert.sign_flips > 0),
+        spectrum=spec,
+        message=message,
+        certificate=cert,
     )

@@ -38,7 +38,7 @@ from jax.flatten_util import ravel_pytree
 from .._validate import bad_value
 from ._manifold import StateManifold
 
-KINDS = ("minimum", "saddle", "degenerate")
+KINDS = ("minimum", "saddle", "degenerate", "uncertified")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,6 +34,9 @@ def rho_eq(problem_or_f, params_or_y, weight_decay=None):
 
 #: The label of :func:`report`'s column at the exact fixed point.
 FIXED_POINT = "fixed point"
+#: Its label when the point is not a certified fixed point (``FixedPoint.certified`` false):
+#: the rows are still computed there, but nothing calls the point a fixed point.
+UNCERTIFIED = "uncertified point"
 
 
 def _gap(value: float, predicted: float) -> float:
@@ -89,7 +92,9 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
             "end of run".
         equilibrium: a :class:`gradflow.analysis.FixedPoint` of ``problem``
             (:func:`gradflow.equilibrium`); adds the column ``"fixed point"``, where the rows
-            tagged "exact at equilibrium" hold to the solver's residual.
+            tagged "exact at equilibrium" hold to the solver's residual — or, when the point
+            is not certified (``equilibrium.certified`` false: a failed solve, or a ReLU
+            point whose Filippov certificate failed), the column ``"uncertified point"``.
 
     Each row holds, per column, the simulated value, the prediction evaluated at that
     column's own state (``predicted[label]``) and their gap (relative, or absolute where the
@@ -114,7 +119,8 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
         t_end = float(traj.t[-1]) if len(traj.t) else 0.0
         columns[label] = _column(problem, params, t_end)
     if equilibrium is not None:
-        columns[FIXED_POINT] = _column(problem, problem.to_weights(equilibrium.state), np.inf)
+        label = FIXED_POINT if getattr(equilibrium, "certified", True) else UNCERTIFIED
+        columns[label] = _column(problem, problem.to_weights(equilibrium.state), np.inf)
     if not columns:
         raise ValueError("report: no runs and no equilibrium were given; give at least one")
     rows = []
