@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np
