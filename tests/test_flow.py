@@ -109,13 +109,13 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     """3.3: WN from ||v_k|| = 1 is the LM-all flow; ||v_k|| is constant along the flow.
 
     Tight tolerances on the smooth (linear-activation) net; the ReLU net crosses switching
-    surfaces, where both runs go through the step floor, so it is held to 1e-6 only.
+    surfaces, where both runs go through the step floor, so it is held to 10x its drift.
     """
     net = MLP(5, (7, 5), 1, activation=activation, init_scale=0.5, key=jax.random.PRNGKey(3))
     data = _data(seed=3)
     tight = activation == "linear"
     kw = dict(
-        t1=10.0,
+        t1=10.0 if tight else 2.0,
         save_every=0.5,
         rtol=1e-10 if tight else 1e-8,
         atol=1e-12 if tight else 1e-10,
@@ -124,12 +124,12 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     wn = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="wn"), **kw)
     lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
     # linear: ~100x the measured errors (||v|| 1.4e-14, weights 4.9e-12 relative to the
-    # largest, loss 4.3e-13); ReLU, through floor steps, measured 9.8e-7, 3.9e-6, 5.2e-7.
-    # The ReLU run slides at the floor (~1e5 forced steps of h = dtmin); each adds
-    # O(h² ||∇_v L||²) to ||v||², as a GD step does (THEORY 3.3), so the drift of ||v|| is
-    # O(t1 · dtmin): measured 9.8e-7 at dtmin = 1e-4 and 2.0e-7 at 2e-5 (5x smaller, at 5x
-    # the steps). Its tolerance is 10x the measured drift (it was 1e-6, a 2% margin).
-    v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (1e-5, 1e-4, 1e-5)
+    # largest, loss 4.3e-13). The ReLU run slides at the floor from the start (forced steps of
+    # h = dtmin: 18,384 to t1 = 2); each adds O(h² ||∇_v L||²) to ||v||², as a GD step does
+    # (THEORY 3.3), so the drift of ||v|| is O(t1 · dtmin): measured 9.8e-7 at t1 = 10 and
+    # 4.8e-8 at t1 = 2 (dtmin = 1e-4). At t1 = 2 (a fifth of the steps of t1 = 10): ||v|| 4.8e-8,
+    # weights 9.4e-7, loss 7.9e-8; the tolerances are 10x those.
+    v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (5e-7, 1e-5, 1e-6)
     np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=v_tol)
     for a, b in zip(wn.final_params, lm.final_params):
         np.testing.assert_allclose(a, b, rtol=w_tol, atol=w_tol * np.abs(b).max())
