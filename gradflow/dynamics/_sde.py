@@ -64,10 +64,10 @@ from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
-from . import _checkpoint, _defaults
+from . import _checkpoint, _defaults, _driver
 from ._core import (
+    assembled,
     check_run_arguments,
-    run_segmented,
     run_stats,
     save_times,
     segment,
@@ -76,6 +76,7 @@ from ._core import (
     traced,
 )
 from ._cost import timed
+from ._driver import AbstractDynamics
 from ._failure import BLOW_UP, blown_up, raise_or_return
 
 #: The public SDE solvers (``gf.flow(noise=…, solver=…)``, the scenario's ``sde.solver``).
@@ -279,17 +280,20 @@ def sde(
             "max_steps": int(max_steps),
         }
         ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
-        carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
-
-        raw, index, signum = run_segmented(
-            "flow",
-            n=len(grid) - 1,
-            step=_sde_step,
-            args=(problem, t0a, t1a, *common, int(max_steps), groups),
+        dyn = SDE(inner, controller, *common[:1], t0a, t1a, common[4], tol, int(max_steps))
+        carry, obs0 = _driver.first_record(
+            dyn, problem, y0, keys, t0a, np.float64(b[0]), groups, True
+        )
+        carry, obs, index, info, signum = _driver.run(
+            dyn,
+            problem,
+            where="flow",
+            keys=keys,
             xs=(a, b, grid[1:]),
             carry=carry,
-            obs0=jax.device_get(obs0),
+            obs0=obs0,
             seeded=True,
+            groups=groups,
             max_steps=int(max_steps),
             fp=fp,
             describe=describe,
@@ -299,6 +303,7 @@ def sde(
             progress=progress,
             times=grid,
         )
+        raw = assembled(carry, obs, info, signum, seeded=True)
     if seeds is None:
         raw = _first_seed(raw)
     if signum is not None:
@@ -407,29 +412,36 @@ def _sde_term(problem, key, scale, t0, t1, dt0, tol):
     return SGDTerm(scale, path)
 
 
-@eqx.filter_jit
-def _sde_start(problem, y0, t0, t1, t_first, scale, keys, solver, controller, dt0, tol, groups):
-    def one(key):
-        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
-        return start(term, solver, controller, t0, t_first, dt0, y0, problem, groups)
+class SDE(AbstractDynamics):
+    """The SDE of SGD (module docstring) as a dynamics: ``solver`` (Itô, projected) stepped by
+    ``stepsize_controller`` on the term ``v dt + G dβ`` whose noise has ``scale``
+    (:meth:`SGDNoise.scale`) and Brownian path from ``t0`` (fixed steps ``dt0``:
+    :class:`StepBrownianPath`; ``tol``: a ``VirtualBrownianTree`` to ``t1``); ``max_steps``
+    bounds the steps of one piece. ``init`` / ``advance`` are :func:`._core.start` /
+    :func:`._core.segment` on that term, one Brownian path per key; :func:`sde` builds it."""
 
-    return jax.vmap(one)(keys)
+    solver: diffrax.AbstractSolver
+    stepsize_controller: diffrax.AbstractStepSizeController
+    scale: object
+    t0: object
+    t1: object
+    dt0: object
+    tol: float | None = None
+    max_steps: int = eqx.field(static=True, default=_defaults.SDE["max_steps"])
 
+    def _term(self, problem, key):
+        return _sde_term(problem, key, self.scale, self.t0, self.t1, self.dt0, self.tol)
 
-def _sde_step(carry, args, x, allowed):
-    """At most ``allowed`` steps of the save interval ``[a, b]`` of every seed (a step of
-    :func:`._blocks.run_block`; a seed that reaches ``b`` waits there for the others)."""
-    problem, t0, t1, scale, keys, solver, controller, dt0, tol, max_steps, groups = args
-    a, b, s = x
+    def init(self, problem, state0, key, t0, t_next, groups):
+        term, ctrl = self._term(problem, key), self.stepsize_controller
+        return start(term, self.solver, ctrl, t0, t_next, self.dt0, state0, problem, groups)
 
-    def one(key, c):
-        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
+    def advance(self, problem, carry, key, x, allowed, groups):
+        a, b, s = x
+        term, ctrl, steps = self._term(problem, key), self.stepsize_controller, self.max_steps
         return segment(
-            term, solver, controller, a[0], b[0], s, c, problem, max_steps, groups, allowed
+            term, self.solver, ctrl, a[0], b[0], s, carry, problem, steps, groups, allowed
         )
-
-    new, rec, steps, ok, reached = jax.vmap(one)(keys, carry)
-    return new, rec, jnp.max(steps), jnp.all(ok), jnp.all(reached)
 
 
 @eqx.filter_jit
