@@ -142,8 +142,7 @@ def run_batch(plans: Sequence[Plan]) -> list:
         )
         out = jax.device_get(_batched(plans[0].core)(shared, stacked, static))
         done = [
-            _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out))
-            for i, p in enumerate(plans)
+            _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out)) for i, p in enumerate(plans)
         ]
     seconds = time.perf_counter() - start
     for result in done:

@@ -54,9 +54,8 @@ def _plain(momentum: bool, nesterov: bool) -> optax.GradientTransformation:
     """``optax.sgd`` with its learning rate (and momentum) held in its state
     (``inject_hyperparams``), so that sweeping them compiles once: :class:`SGD`'s
     ``hyperparams`` set them. One object per structure, so every run shares its compilation."""
-    return optax.inject_hyperparams(optax.sgd)(
-        learning_rate=0.0, momentum=0.5 if momentum else None
-    )
+    sgd = optax.inject_hyperparams(optax.sgd)
+    return sgd(learning_rate=0.0, momentum=0.5 if momentum else None, nesterov=nesterov)
 
 
 def plain_sgd(lr, batch_size: int, sampling: str, momentum=0.0, nesterov=False) -> SGD:
