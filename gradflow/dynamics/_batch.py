@@ -176,12 +176,13 @@ def run_plans(plans: Sequence[Plan], batch: bool = True, report=None) -> list:
 
 
 def plan(dynamics: Callable, problem, **kwargs) -> Plan:
-    """The :class:`Plan` of ``dynamics(problem, **kwargs)`` (``gf.flow`` or ``gf.sgd``), not
+    """The :class:`Plan` of ``dynamics(problem, **kwargs)`` (``gf.flow``, with ``noise=`` the
+    SDE, or ``gf.sgd``), not
     yet run: ``run_plans([plan(gf.sgd, p, lr=lr, ...) for ...])`` batches them."""
     out = dynamics(problem, _plan=True, **kwargs)
     if not isinstance(out, Plan):
         raise ValueError(
             f"plan: {getattr(dynamics, '__name__', dynamics)!r} with these arguments has no "
-            "plan (the SDE runs unbatched); call it directly"
+            "plan; call it directly"
         )
     return out

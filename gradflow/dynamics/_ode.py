@@ -258,6 +258,7 @@ def flow(
             checkpoint_every=checkpoint_every,
             checkpoint_minutes=checkpoint_minutes,
             resume_from=resume_from,
+            _plan=_plan,
             **given,
         )
     if key is not None or seeds is not None:

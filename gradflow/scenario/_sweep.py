@@ -58,6 +58,7 @@ def _plans(point: Point, meter: bool = False):
     ``meter``: the flows report their progress (:func:`gradflow._progress.batch_meter`)."""
     import jax
 
+    from ..diffrax_ext import SGDNoise
     from ..dynamics import flow, plan, sgd
     from ._run import build_problem
 
@@ -72,8 +73,10 @@ def _plans(point: Point, meter: bool = False):
                 item = with_batch_meter(item)
         elif spec.dynamics in ("gd", "sgd"):
             item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
-        else:
-            item = None
+        else:  # the SDE of SGD, as gf.scenario's runner calls it
+            opts = dict(spec.options)
+            noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
+            item = plan(flow, problem, noise=noise, key=jax.random.PRNGKey(spec.seed), **opts)
         out.append((name, spec, item))
     return problem, out
 
