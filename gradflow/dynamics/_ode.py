@@ -40,7 +40,7 @@ from ._core import (
 )
 from ._cost import timed
 from ._driver import AbstractDynamics
-from ._failure import blown_up, raise_or_return, resolve_on_failure
+from ._failure import blown_up, from_throw, raise_or_return, resolve_on_failure
 
 SOLVERS = {
     "euler": diffrax.Euler,
@@ -135,6 +135,7 @@ def flow(
     max_steps: int = _defaults.ODE["max_steps"],
     on_max_steps: str = "raise",
     on_failure: str | None = None,
+    throw: bool | None = None,
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool | str = False,
@@ -179,7 +180,8 @@ def flow(
             ``"raise"`` a :class:`gradflow.RunFailed` carrying the partial trajectory
             (``MaxStepsReached`` for status ``"max_steps"``, ``Diverged`` for ``"diverged"``
             and ``"blew_up"``) or ``"return"`` it; ``on_max_steps`` is its older name
-            (``"truncate"`` = ``"return"``).
+            (``"truncate"`` = ``"return"``). ``throw=True`` / ``False`` is the same switch
+            (Diffrax's name).
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
@@ -218,6 +220,7 @@ def flow(
     if not isinstance(problem, Problem):
         raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
     tolerances = {"rtol": rtol, "atol": atol, "dtmin": dtmin}
+    on_failure = from_throw("flow", throw, on_failure)
     if on_failure is not None:  # the one switch of every dynamics (dynamics/_failure.py)
         switch = resolve_on_failure("flow", on_failure, "on_max_steps", on_max_steps, "raise")
         on_max_steps = "raise" if switch == "raise" else "truncate"

@@ -29,7 +29,7 @@ from ._batch import Plan
 from ._core import check_key, save_times
 from ._cost import timed
 from ._driver import AbstractDynamics
-from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
+from ._failure import BLOW_UP, Diverged, blown_up, from_throw, resolve_on_failure
 
 
 def batch_indices(key, step, n: int, batch_size: int, sampling: str):
@@ -201,6 +201,7 @@ def sgd(
     observables: tuple[str, ...] = (),
     on_divergence: str = "raise",
     on_failure: str | None = None,
+    throw: bool | None = None,
     checkpoint=None,
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
@@ -234,7 +235,8 @@ def sgd(
             trajectory) or ``"return"`` (the partial trajectory, with
             ``stats["status"]`` ``"diverged"`` — the loss stopped being finite — or
             ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
-            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name.
+            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name;
+            ``throw=True`` / ``False`` the same switch under Diffrax's name.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
             resume (:mod:`gradflow.dynamics._checkpoint`): the run goes in compiled calls of
             about half a second (bounded in steps); ``checkpoint=PATH`` keeps its state there every
@@ -259,6 +261,7 @@ def sgd(
         raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
     check_choice("sgd", "sampling", sampling, SAMPLING)
     check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
+    on_failure = from_throw("sgd", throw, on_failure)
     on_divergence = resolve_on_failure("sgd", on_failure, "on_divergence", on_divergence, "raise")
     if (
         isinstance(momentum, bool)
