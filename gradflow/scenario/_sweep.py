@@ -132,9 +132,9 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     """Run the points of one task; for each point, the exception that stopped it from being
     built, or its runs as ``[(name, RunSpec, Trajectory or the exception it raised)]`` (a
     :class:`gradflow.RunFailed` carries its partial trajectory). Runs with a plan (flow, GD,
-    SGD) are batched where their signatures agree; the SDE runs directly. ``report(f, name)``,
+    SGD, SDE) are batched where their signatures agree. ``report(f, name)``,
     if given, is called as runs finish (``f``: the fraction of the task's runs done) and
-    names an SDE run before it starts (its own progress is then shown)."""
+    names a run without a plan before it starts (its own progress is then shown)."""
     import jax
 
     from .._progress import receiving
