@@ -12,6 +12,7 @@ import jax
 import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gradflow as gf
@@ -446,8 +447,6 @@ def test_an_optax_chain_is_the_hand_written_momentum_loop_bit_for_bit():
     protocol: decay in the optimizer, λ = 0 in the loss) equals :func:`_hand_scan` exactly, and
     the built-in Nesterov form equals its hand loop too (``normalization="none"``: the
     velocity is minus the gradient, no projection)."""
-    import optax
-
     lr, beta, wd, steps, b = 0.05, 0.9, 1e-2, 12, 8
     p = gf.Problem(_relu(seed=0), _data(), weight_decay=0.0, normalization="none")
     key = jax.random.PRNGKey(4)
