@@ -44,6 +44,16 @@ def _error(table, overrides=(), fast=False) -> str:
     return message
 
 
+def test_the_momentum_protocol_reaches_gf_sgd():
+    """``sgd.momentum`` and ``sgd.nesterov`` (the paper's protocol: heavy ball 0.9) are keys
+    of the scenario and arrive in every SGD run's options, as ``gf.sgd`` takes them."""
+    config = validate(_table(sgd__momentum=0.9, sgd__nesterov=True))
+    sgd = [r for r in config.runs if r.dynamics == "sgd"]
+    assert sgd and all(r.options["momentum"] == 0.9 and r.options["nesterov"] for r in sgd)
+    gd = next(r for r in config.runs if r.dynamics == "gd")
+    assert gd.options["momentum"] == 0.0 and gd.options["nesterov"] is False
+
+
 def test_valid_scenario_expands_into_runs():
     config = validate(_table())
     assert [r.label for r in config.runs] == [
@@ -120,6 +130,7 @@ BAD = [
     ({"flow__solver": "euler"}, "flow.dt0 is missing; solver 'euler' takes fixed steps"),
     ({"flow__dtmin": 0}, "flow.dtmin=0 is not allowed; use a number > 0, or false"),
     ({"sgd__momentum": 1.0}, "sgd.momentum=1.0 is not allowed; use a number >= 0 and < 1"),
+    ({"sgd__nesterov": "yes"}, "sgd.nesterov='yes' is not allowed; use true or false"),
     ({"sgd__sampling": "random"}, "sgd.sampling='random' is not allowed; use one of"),
     ({"time__t1": None}, "flow.t1 is missing; set flow.t1 or time.t1"),
     ({"time__t1": -2}, "time.t1=-2 is not allowed; use a number > 0"),

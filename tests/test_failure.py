@@ -29,6 +29,11 @@ def test_gd_far_above_its_stable_step_is_not_success():
         gf.sgd(p, lr=10.0, batch_size=16, steps=50, key=key)
     assert info.value.status == "blew_up" and len(info.value.trajectory.t) == 51
     assert isinstance(info.value, gf.RunFailed) and "blew up" in str(info.value)
+    back = gf.sgd(p, lr=10.0, batch_size=16, steps=50, key=key, throw=False)  # the same switch
+    assert back.stats["status"] == "blew_up"
+    np.testing.assert_array_equal(back["loss"], loss)
+    with pytest.raises(ValueError, match="sgd: throw=False is not allowed; give throw or on_fa"):
+        gf.sgd(p, lr=10.0, batch_size=16, steps=50, key=key, throw=False, on_failure="return")
     # a stable step succeeds (the control)
     ok = gf.sgd(p, lr=0.1, batch_size=16, steps=50, key=key)
     assert ok.stats["status"] == "success"

@@ -18,6 +18,8 @@ from gradflow import diffrax_ext as _noise
 from gradflow.analysis import ensemble_summary, sde_vs_sgd
 from gradflow.data import Dataset
 from gradflow.diffrax_ext import SGDNoise
+from gradflow.dynamics import plan, run_plans
+from gradflow.dynamics._batch import groups_of
 from gradflow.models import MLP, DeepLinear
 from gradflow.testing import linreg_stationary_covariance
 
@@ -410,3 +412,23 @@ def test_relu_lm_last_sde_matches_sgd_in_distribution():
             )
             worst = max(worst, abs(zm), abs(zs))
     assert worst < 3.0
+
+
+def test_a_sweep_over_weight_decay_is_one_batched_call_equal_to_the_direct_calls():
+    """``gf.dynamics.plan`` of the SDE (a sweep's path): two λ share one signature, so
+    ``run_plans`` runs them as ONE vmapped compiled call, and each point equals its direct
+    (segmented) call to 1e-12."""
+    noise, key = SGDNoise(0.05, 4, "with-replacement"), jax.random.PRNGKey(5)
+    kw = dict(t1=0.5, save_every=0.25, noise=noise, key=key, seeds=2)
+    problems = [_small_problem("lm-last", lam=lam) for lam in (0.01, 0.3)]
+    plans = [plan(gf.flow, p, **kw) for p in problems]
+    assert groups_of(plans) == [[0, 1]]  # one group: one compiled, vmapped call
+    batched = run_plans(plans)
+    for p, got in zip(problems, batched, strict=True):
+        want = gf.flow(p, **kw)
+        assert got.kind == "sde" and got.stats["status"] == "success"
+        np.testing.assert_array_equal(got.t, want.t)
+        for name in ("loss", "rho"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=0)
+    # the two points differ: the check can fail
+    assert not np.allclose(batched[0]["loss"], batched[1]["loss"], rtol=1e-6)

@@ -142,8 +142,7 @@ def run_batch(plans: Sequence[Plan]) -> list:
         )
         out = jax.device_get(_batched(plans[0].core)(shared, stacked, static))
         done = [
-            _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out))
-            for i, p in enumerate(plans)
+            _finished(p.finish, jax.tree.map(lambda a, i=i: a[i], out)) for i, p in enumerate(plans)
         ]
     seconds = time.perf_counter() - start
     for result in done:
@@ -177,12 +176,13 @@ def run_plans(plans: Sequence[Plan], batch: bool = True, report=None) -> list:
 
 
 def plan(dynamics: Callable, problem, **kwargs) -> Plan:
-    """The :class:`Plan` of ``dynamics(problem, **kwargs)`` (``gf.flow`` or ``gf.sgd``), not
+    """The :class:`Plan` of ``dynamics(problem, **kwargs)`` (``gf.flow``, with ``noise=`` the
+    SDE, or ``gf.sgd``), not
     yet run: ``run_plans([plan(gf.sgd, p, lr=lr, ...) for ...])`` batches them."""
     out = dynamics(problem, _plan=True, **kwargs)
     if not isinstance(out, Plan):
         raise ValueError(
             f"plan: {getattr(dynamics, '__name__', dynamics)!r} with these arguments has no "
-            "plan (the SDE runs unbatched); call it directly"
+            "plan; call it directly"
         )
     return out

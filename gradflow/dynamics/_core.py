@@ -5,7 +5,9 @@
 * :func:`solve`: ONE ``diffrax.diffeqsolve`` call with the observables at the save times
   (``SaveAt(fn=observe)``), the final state and the controller state; called inside each
   dynamics' compiled function;
-* :func:`run_stats`: ONE place that turns what :func:`solve` returned into ``stats``.
+* :func:`run_stats`: ONE place that turns what :func:`solve` returned into ``stats``;
+* :func:`start`, :func:`segment`: the ``init`` and ``advance`` of the Diffrax dynamics
+  (:class:`gradflow.ODE`, :class:`gradflow.SDE`), run by :func:`gradflow.dynamics._driver.run`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._observables import GROUPS
+from .._observables import GROUPS, observe
 from .._observables import saveat as observation_saveat
 from .._validate import Shown, bad_value, check_choice
 from ..diffrax_ext import FloorState, SpectralRecord
-
 
 #: The most save points any run may have, whatever the limits (``--no-limits`` included):
 #: beyond this the save grid and its records do not fit in memory.
@@ -276,8 +277,6 @@ def start(term, solver, controller, t0, t_first, dt0, y0, problem, groups):
         term, t0, t_first, y0, dt0, problem, solver.func, solver.error_order(term)
     )
     tnext = jnp.minimum(tnext, t_first)
-    from .._observables import observe
-
     obs = jax.tree.map(lambda a: a[None], observe(problem, y0, groups))
     zero = jnp.zeros((1,), jnp.int32)
     record = {
@@ -422,85 +421,9 @@ def _is_floor(s):
     return isinstance(s, FloorState)
 
 
-def run_segmented(
-    where,
-    *,
-    n,
-    step,
-    args,
-    xs,
-    carry,
-    obs0,
-    seeded,
-    max_steps,
-    fp,
-    describe,
-    ckpt,
-    pol,
-    resume_path,
-    progress=False,
-    times=None,
-):
-    """Drive ``step`` (see :func:`gradflow.dynamics._blocks.run_block`) over segments
-    ``0 .. n-1`` whose bounds are ``xs`` (arrays, segments along axis 0), in blocks of about
-    half a second, bounded in steps (a block may end inside a segment; see
-    :func:`gradflow.dynamics._checkpoint.drive`); returns ``(raw, index, signum)``: the dict
-    of :func:`solve`, the segments done and the interrupting signal (or None). A failed
-    segment or a total of ``max_steps`` steps before the end stops the run. ``progress`` (True,
-    or the run's name) reports the save time reached (``times``: the ``n + 1`` save times) and
-    the steps after every block (:mod:`gradflow._progress`)."""
-    from . import _blocks, _checkpoint
-
-    from .._progress import for_run
-
-    times = np.asarray(times) if times is not None else np.arange(n + 1, dtype=float)
-    meter = for_run(progress, where, times[0], times[-1])
-    axis = 1 if seeded else 0
-    cap = _blocks.capacity(_blocks.record_bytes(obs0))  # obs0: the record of one save
-
-    pace = _blocks.Pace()
-
-    def advance(carry, i, m, info):
-        part = jax.tree.map(lambda x: _blocks.pad(x, i, cap), xs)
-        budget = jnp.asarray(max_steps - info["num_steps"])
-        with pace.timed() as steps_cap:
-            carry, buf, done, steps, ok = _blocks.run_block(
-                step, carry, args, part, jnp.asarray(m), budget, axis, steps_cap
-            )
-            buf, done, steps, ok = jax.device_get((buf, done, steps, ok))
-            pace.steps = int(steps)  # the slowest seed's steps
-        rec = _blocks.take(buf, int(done), axis)
-        total = int(steps) + info["num_steps"]
-        ok = bool(ok)
-        last = i + int(done) >= n
-        info = {
-            "num_steps": total,
-            "failed": (not ok) or (total >= max_steps and not last),
-            "budget": ok and total >= max_steps and not last,
-        }
-        meter.update(times[min(i + int(done), n)], total)
-        return carry, rec, info, int(done)
-
-    try:
-        carry, obs, index, info, signum = _checkpoint.drive(
-            n=n,
-            advance=advance,
-            carry=carry,
-            obs0=obs0,
-            time_axis=1 if seeded else 0,
-            info={"num_steps": 0, "failed": False, "budget": False},
-            fp=fp,
-            describe=describe,
-            ckpt=ckpt,
-            where=where,
-            resume_path=resume_path,
-            pol=pol,
-            stop=lambda info: info["failed"],
-            block=cap,
-        )
-    finally:
-        meter.close()
-    carry = jax.device_get(carry)
+def assembled(carry, obs, info, signum, seeded: bool) -> dict:
+    """The dict of :func:`solve` from what :func:`gradflow.dynamics._driver.run` returned for
+    a Diffrax dynamics (host)."""
     if signum is None and info["budget"] and np.any(carry["open"]):
         # out of steps inside an interval: its record so far (steps, the time reached)
         axis = 1 if seeded else 0
@@ -509,4 +432,4 @@ def run_segmented(
     if info["budget"]:  # out of steps between two segments: as Diffrax's max_steps_reached
         raw["success"] = np.zeros_like(raw["success"])
         raw["max_steps_reached"] = np.ones_like(raw["max_steps_reached"])
-    return raw, index, signum
+    return raw

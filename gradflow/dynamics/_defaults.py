@@ -19,4 +19,4 @@ ODE = MappingProxyType(
 #: of ``"euler"`` is ``lr / steps_per_lr``.
 SDE = MappingProxyType({"solver": "euler", "steps_per_lr": 4, "max_steps": 2_000_000})
 #: ``gf.sgd``.
-SGD = MappingProxyType({"momentum": 0.0, "sampling": "without-replacement"})
+SGD = MappingProxyType({"momentum": 0.0, "nesterov": False, "sampling": "without-replacement"})

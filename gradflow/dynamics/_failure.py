@@ -12,7 +12,8 @@ Every run ends with ``stats["status"]`` one of :data:`STATUSES`:
 ``on_failure="raise"`` (the default) raises :class:`RunFailed` (``Diverged`` for "diverged" and
 "blew_up", ``MaxStepsReached`` for "max_steps"), which carries the partial trajectory
 (``.trajectory``, its stats holding the status and ``t_reached``); ``on_failure="return"``
-returns that trajectory instead. The older switches ``on_max_steps`` (flow, SDE: ``"truncate"``
+returns that trajectory instead; ``throw=True`` / ``False`` (Diffrax's name) is the same switch.
+The older switches ``on_max_steps`` (flow, SDE: ``"truncate"``
 is ``"return"``) and ``on_divergence`` (SGD) are kept as aliases.
 """
 
@@ -43,6 +44,18 @@ class Diverged(RunFailed):
 
 class MaxStepsReached(RunFailed):
     """An adaptive solve that ran out of ``max_steps`` before ``t1``."""
+
+
+def from_throw(where: str, throw, on_failure):
+    """``on_failure`` from Diffrax's switch ``throw`` (``True``: raise, ``False``: return),
+    when it is given (``None``: ``on_failure`` as it is)."""
+    if throw is None:
+        return on_failure
+    if not isinstance(throw, bool):
+        raise bad_value(where, "throw", throw, "use True (raise RunFailed) or False (return it)")
+    if on_failure is not None:
+        raise bad_value(where, "throw", throw, "give throw or on_failure, not both")
+    return "raise" if throw else "return"
 
 
 def resolve_on_failure(where: str, on_failure, legacy: str, value, legacy_default) -> str:

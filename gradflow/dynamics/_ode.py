@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import diffrax
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,13 +23,13 @@ from ..diffrax_ext import (
     spectral_stats,
     stability_boundary,
 )
-from . import _checkpoint, _defaults
+from . import _checkpoint, _defaults, _driver
 from ._batch import Plan
 from ._core import (
+    assembled,
     check_key,
     check_run_arguments,
     check_sde_horizon,
-    run_segmented,
     run_stats,
     save_times,
     segment,
@@ -40,26 +39,8 @@ from ._core import (
     traced,
 )
 from ._cost import timed
-from ._failure import blown_up, raise_or_return, resolve_on_failure
-
-#: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL), of the
-#: solvers whose work ``benchmarks/work_precision.py`` and the ``work_precision`` figure count
-#: (``evals = stats["num_steps"] * per_step + at_start``; rejected steps included, the initial
-#: step-size selection not). Heun's second stage is at ``y0 + h k1``, not at ``y1``, so it is not
-#: FSAL; Bosh3 (4 stages) and Tsit5 (7 stages) are: the first stage of a step is the last of
-#: the previous one (or of the same start after a rejection). Midpoint and Ralston are Heun's
-#: cost; Dopri5 (7 stages) and Dopri8 (14) are FSAL. RKC2's work varies per step (its stages and
-#: power iterations): it counts it in its solver state (see :func:`evaluations`).
-EVALS_PER_STEP = {
-    "euler": (1, 0),
-    "heun": (2, 0),
-    "bosh3": (3, 1),
-    "tsit5": (6, 1),
-    "midpoint": (2, 0),
-    "ralston": (2, 0),
-    "dopri5": (6, 1),
-    "dopri8": (13, 1),
-}
+from ._driver import AbstractDynamics
+from ._failure import blown_up, from_throw, raise_or_return, resolve_on_failure
 
 SOLVERS = {
     "euler": diffrax.Euler,
@@ -71,6 +52,34 @@ SOLVERS = {
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
     "rkc2": RKC2,
+}
+
+
+def evaluations_per_step(solver) -> tuple[int, int] | None:
+    """New right-hand-side (gradient) evaluations of ``solver`` per step, and once at the start
+    (FSAL): ``evals = num_steps * per_step + at_start`` (rejected steps included, the initial
+    step-size selection not), read from the solver itself: Euler ``(1, 0)``, an explicit
+    Butcher tableau ``(stages - fsal, fsal)`` (Heun's second stage is at ``y0 + h k1``, not at
+    ``y1``, so it is not FSAL; Bosh3, Tsit5, Dopri5 and Dopri8 are: the first stage of a step is
+    the last of the previous one). ``None`` for implicit solvers (their Newton iterations are
+    not counted) and for RKC2, whose work varies per step and is counted in its solver state
+    (see :func:`evaluations`). Wrappers (:class:`ProjectedSolver`, :class:`SpectralMonitor`)
+    are looked through."""
+    while isinstance(solver, (ProjectedSolver, SpectralMonitor)):
+        solver = solver.solver
+    if type(solver) is diffrax.Euler:
+        return 1, 0
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(tableau, diffrax.ButcherTableau) and not tableau.implicit:
+        first = int(tableau.fsal)
+        return tableau.num_stages - first, first
+    return None
+
+
+#: :func:`evaluations_per_step` of the classical solvers of :data:`SOLVERS`, by name (what
+#: ``benchmarks/work_precision.py`` and the ``work_precision`` figure count).
+EVALS_PER_STEP = {
+    name: evaluations_per_step(cls()) for name, cls in SOLVERS.items() if cls is not RKC2
 }
 
 
@@ -126,6 +135,7 @@ def flow(
     max_steps: int = _defaults.ODE["max_steps"],
     on_max_steps: str = "raise",
     on_failure: str | None = None,
+    throw: bool | None = None,
     observables: tuple[str, ...] = (),
     state0=None,
     progress: bool | str = False,
@@ -170,7 +180,8 @@ def flow(
             ``"raise"`` a :class:`gradflow.RunFailed` carrying the partial trajectory
             (``MaxStepsReached`` for status ``"max_steps"``, ``Diverged`` for ``"diverged"``
             and ``"blew_up"``) or ``"return"`` it; ``on_max_steps`` is its older name
-            (``"truncate"`` = ``"return"``).
+            (``"truncate"`` = ``"return"``). ``throw=True`` / ``False`` is the same switch
+            (Diffrax's name).
         observables: optional groups (:func:`gradflow.observable_groups`, e.g. ``"nc"``,
             ``"rank"``, ``"margins"``, ``"weights"``) added to the standard ones.
         state0: a starting state (default: the model's weights in the problem's form).
@@ -192,9 +203,9 @@ def flow(
             dimension). The result has ``kind="sde"``.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: a direct call runs
             in compiled calls of about half a second (bounded in steps), so SIGINT/SIGTERM stop
-            it within about half a second (:class:`gradflow.Interrupted` carries the partial trajectory, ``status``
-            ``"interrupted"``). ``checkpoint=PATH`` keeps the full state (state, solver and
-            controller state, save index, observables so far) there every
+            it within about half a second (:class:`gradflow.Interrupted` carries the partial
+            trajectory, ``status`` ``"interrupted"``). ``checkpoint=PATH`` keeps the full
+            state (state, solver and controller state, save index, observables so far) there every
             ``checkpoint_every`` save intervals or ``checkpoint_minutes`` minutes (default 50
             or 5) and at an interruption, written atomically and removed at the end;
             ``resume_from=PATH`` (or a :class:`gradflow.Checkpoint`) continues that run (see
@@ -209,6 +220,7 @@ def flow(
     if not isinstance(problem, Problem):
         raise bad_value("flow", "problem", type(problem).__name__, "pass a gf.Problem")
     tolerances = {"rtol": rtol, "atol": atol, "dtmin": dtmin}
+    on_failure = from_throw("flow", throw, on_failure)
     if on_failure is not None:  # the one switch of every dynamics (dynamics/_failure.py)
         switch = resolve_on_failure("flow", on_failure, "on_max_steps", on_max_steps, "raise")
         on_max_steps = "raise" if switch == "raise" else "truncate"
@@ -249,6 +261,7 @@ def flow(
             checkpoint_every=checkpoint_every,
             checkpoint_minutes=checkpoint_minutes,
             resume_from=resume_from,
+            _plan=_plan,
             **given,
         )
     if key is not None or seeds is not None:
@@ -368,19 +381,20 @@ def flow(
     }
     ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
     groups = tuple(observables)
-    carry, obs0 = _flow_start(
-        problem, y0, np.float64(t0), grid[1], traced(dt0), solver_obj, controller, groups
+    ode = ODE(solver_obj, controller, traced(dt0), int(max_steps))
+    carry, obs0 = _driver.first_record(
+        ode, problem, y0, None, np.float64(t0), grid[1], groups, False
     )
-
-    raw, index, signum = run_segmented(
-        "flow",
-        n=len(grid) - 1,
-        step=_flow_step,
-        args=(problem, solver_obj, controller, int(max_steps), groups),
+    carry, obs, index, info, signum = _driver.run(
+        ode,
+        problem,
+        where="flow",
+        keys=None,
         xs=(grid[:-1], grid[1:]),
         carry=carry,
-        obs0=jax.device_get(obs0),
+        obs0=obs0,
         seeded=False,
+        groups=groups,
         max_steps=int(max_steps),
         fp=fp,
         describe=describe,
@@ -390,6 +404,7 @@ def flow(
         progress=progress,
         times=grid,
     )
+    raw = assembled(carry, obs, info, signum, seeded=False)
     if signum is None:
         return finish(raw)
     traj = _finish(
@@ -451,9 +466,9 @@ def _finish(raw, problem, inner, controller, adaptive, kw) -> Trajectory:
 def evaluations(solver, stats: dict, record=None) -> dict:
     """``num_gradient_evaluations`` of a run, and the stiffness entries of its record.
 
-    Classical solvers: ``num_steps * per_step + at_start`` (:data:`EVALS_PER_STEP`, or the
-    solver's explicit Butcher tableau; rejected steps included, the initial step-size
-    selection not); ``None`` for implicit solvers (their Newton iterations are not counted).
+    Classical solvers: ``num_steps * per_step + at_start`` (:func:`evaluations_per_step`:
+    rejected steps included, the initial step-size selection not); ``None`` for implicit
+    solvers (their Newton iterations are not counted).
     RKC2 counts its work in its solver state: every stage, ``F(y1)`` and power iteration of
     the accepted steps and of the start, exactly. Diffrax discards the solver state of a
     rejected step, so each rejected step is charged the mean work of an accepted one
@@ -472,17 +487,10 @@ def evaluations(solver, stats: dict, record=None) -> dict:
         }
         out.update(spectral_stats(r, stages=True))
         return out
-    names = {cls: name for name, cls in SOLVERS.items()}
-    name = names.get(type(solver))
-    if name in EVALS_PER_STEP:
-        per, first = EVALS_PER_STEP[name]
-    elif isinstance(getattr(solver, "tableau", None), diffrax.ButcherTableau) and not (
-        solver.tableau.implicit
-    ):
-        first = int(solver.tableau.fsal)
-        per = solver.tableau.num_stages - first
-    else:
+    cost = evaluations_per_step(solver)
+    if cost is None:
         return {"num_gradient_evaluations": None}
+    per, first = cost
     out = {"num_gradient_evaluations": stats["num_steps"] * per + first}
     if record is not None:
         out.update(spectral_stats(record, stages=False))
@@ -512,16 +520,30 @@ def _integrate_core(problem, y0, t0, t1, grid, solver, controller, dt0, max_step
     return solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter)
 
 
-@eqx.filter_jit
-def _flow_start(problem, y0, t0, t_first, dt0, solver, controller, groups):
-    return start(_term(), solver, controller, t0, t_first, dt0, y0, problem, groups)
+class ODE(AbstractDynamics):
+    """The gradient flow ``d state/dt = v(state)`` (THEORY 3.1–3.3) as a dynamics: Diffrax's
+    ``solver`` (the run's, e.g. :class:`ProjectedSolver` around Heun) stepped by
+    ``stepsize_controller``; ``dt0`` the first (or fixed) step, ``max_steps`` Diffrax's bound
+    on the steps of one piece. ``init`` / ``advance`` are :func:`._core.start` /
+    :func:`._core.segment` on the term ``v(state)``; :func:`flow` builds it."""
 
+    solver: diffrax.AbstractSolver
+    stepsize_controller: diffrax.AbstractStepSizeController
+    dt0: object = None
+    max_steps: int = eqx.field(static=True, default=_defaults.ODE["max_steps"])
 
-def _flow_step(carry, args, x, allowed):
-    """At most ``allowed`` steps of the save interval ``[a, b]`` of the flow (a step of
-    :func:`._blocks.run_block`)."""
-    problem, solver, controller, max_steps, groups = args
-    a, b = x
-    return segment(
-        _term(), solver, controller, a[0], b[0], b, carry, problem, max_steps, groups, allowed
-    )
+    def init(self, problem, state0, key, t0, t_next, groups):
+        ctrl = self.stepsize_controller
+        return start(_term(), self.solver, ctrl, t0, t_next, self.dt0, state0, problem, groups)
+
+    def advance(self, problem, carry, key, x, allowed, groups):
+        a, b = x
+        ctrl, steps = self.stepsize_controller, self.max_steps
+        return segment(
+            _term(), self.solver, ctrl, a[0], b[0], b, carry, problem, steps, groups, allowed
+        )
+
+    @property
+    def evaluations_per_step(self) -> tuple[int, int] | None:
+        """:func:`evaluations_per_step` of the solver."""
+        return evaluations_per_step(self.solver)

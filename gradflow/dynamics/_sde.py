@@ -64,10 +64,11 @@ from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
-from . import _checkpoint, _defaults
+from . import _checkpoint, _defaults, _driver
+from ._batch import Plan
 from ._core import (
+    assembled,
     check_run_arguments,
-    run_segmented,
     run_stats,
     save_times,
     segment,
@@ -76,6 +77,7 @@ from ._core import (
     traced,
 )
 from ._cost import timed
+from ._driver import AbstractDynamics
 from ._failure import BLOW_UP, blown_up, raise_or_return
 
 #: The public SDE solvers (``gf.flow(noise=…, solver=…)``, the scenario's ``sde.solver``).
@@ -158,6 +160,7 @@ def sde(
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
     resume_from=None,
+    _plan: bool = False,
 ) -> Trajectory:
     """Integrate the SDE of SGD; called by ``gf.flow(..., noise=SGDNoise(...), key=key)``.
 
@@ -229,8 +232,102 @@ def sde(
     pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
     common = (jnp.asarray(scale, float), keys, inner, controller, jnp.asarray(dt0, float), tol)
     t0a, t1a = jnp.asarray(t0, float), jnp.asarray(t1, float)
+    integrate_args = (
+        problem,
+        y0,
+        t0a,
+        t1a,
+        jnp.asarray(grid),
+        *common[:2],
+        inner,
+        controller,
+        common[4],
+        tol,
+        int(max_steps),
+        tuple(observables),
+        meter,
+    )
+
+    def finish(raw, signum=None, index=0) -> Trajectory:
+        """The :class:`Trajectory` (or the error) of the run from its host output."""
+        if seeds is None:
+            raw = _first_seed(raw)
+        switch = "return" if signum is not None or on_max_steps != "raise" else "raise"
+        obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
+        final = raw["final"]
+        run = run_stats(raw, seeded=seeds is not None)
+        loss = obs["loss"].reshape(-1, obs["loss"].shape[-1])
+        finite = np.all(
+            np.isfinite(loss) | ~np.isfinite(np.asarray(raw["t"]).reshape(loss.shape)), 1
+        )
+        status = run["status"]
+        t_grid = np.asarray(raw["t"])[0] if seeds else np.asarray(raw["t"])
+        keep = np.isfinite(t_grid)
+        stats = {
+            **{k: run[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")},
+            "num_diverged_seeds": int(np.sum(~finite)),
+            "status": status,
+            "t_reached": run["t_reached"],
+            "solver": solver
+            if isinstance(solver, str)
+            else ("euler" if solver is None else type(solver).__name__),
+            "adaptive": adaptive,
+            "dt0": float(dt0),
+            "rtol": rtol if adaptive else None,
+            "atol": atol if adaptive else None,
+            "dtmin": dtmin if adaptive else None,
+            "noise_scale": scale,
+            "noise_coefficient": noise.coefficient(n),
+        }
+        if status == "diverged":
+            bad_t = t_grid[np.argmax(~np.isfinite(loss).any(0))]
+            eta_max, lam = stable_learning_rate(problem)
+            message = (
+                f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
+                f"{int(np.sum(~finite))} of {len(keys)} seeds (dt0={dt0:.4g}, lr={noise.lr}). The "
+                f"stable step is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); "
+                "lower dt0, or pass on_max_steps='truncate' to keep the partial trajectory"
+            )
+        else:
+            message = (
+                f"flow (SDE): {status}: max_steps={max_steps} reached before t1={t1} in some of "
+                f"{len(keys)} seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to "
+                "keep the partial trajectory"
+            )
+        config = {
+            "dynamics": "sde",
+            "problem": problem.describe(),
+            "noise": noise.describe(),
+            "t0": t0,
+            "t1": t1,
+            "seeds": seeds,
+            "observables": list(observables),
+        }
+        config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
+        traj = from_run(
+            problem,
+            "sde",
+            t_grid[keep],
+            {k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
+            final,
+            groups=observables,
+            stats=stats,
+            config=config,
+            seeds=seeds,
+        )
+        if signum is not None:
+            raise _checkpoint.interrupted("flow (SDE)", traj, signum, pol, grid[index])
+        if status == "success" and blown_up(traj):
+            traj.stats["status"] = "blew_up"
+            message = (
+                f"flow (SDE): the loss or ρ blew up (finite, beyond {BLOW_UP:.0e} times its start)"
+            )
+        return raise_or_return(traj, switch, message)
+
+    if _plan:  # a sweep batches the whole run (gradflow.dynamics.run_plans)
+        return Plan(_integrate_core, integrate_args, finish)
     bounds = _segment_bounds(grid, t0, t1, dt0, adaptive)
-    signum = None
+    signum, index = None, 0
     if bounds is None:
         if pol.path is not None or resume_from is not None:
             raise bad_value(
@@ -240,21 +337,7 @@ def sde(
                 f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart",
             )
         with solve_progress(progress, "flow", t0, t1):
-            out = _integrate(
-                problem,
-                y0,
-                t0a,
-                t1a,
-                jnp.asarray(grid),
-                *common[:2],
-                inner,
-                controller,
-                common[4],
-                tol,
-                int(max_steps),
-                tuple(observables),
-                meter,
-            )
+            out = _integrate(*integrate_args)
             raw = jax.device_get(out)  # inside: the meter reports while it computes
     else:
         a, b = bounds
@@ -279,17 +362,20 @@ def sde(
             "max_steps": int(max_steps),
         }
         ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
-        carry, obs0 = _sde_start(problem, y0, t0a, t1a, np.float64(b[0]), *common, groups)
-
-        raw, index, signum = run_segmented(
-            "flow",
-            n=len(grid) - 1,
-            step=_sde_step,
-            args=(problem, t0a, t1a, *common, int(max_steps), groups),
+        dyn = SDE(inner, controller, *common[:1], t0a, t1a, common[4], tol, int(max_steps))
+        carry, obs0 = _driver.first_record(
+            dyn, problem, y0, keys, t0a, np.float64(b[0]), groups, True
+        )
+        carry, obs, index, info, signum = _driver.run(
+            dyn,
+            problem,
+            where="flow",
+            keys=keys,
             xs=(a, b, grid[1:]),
             carry=carry,
-            obs0=jax.device_get(obs0),
+            obs0=obs0,
             seeded=True,
+            groups=groups,
             max_steps=int(max_steps),
             fp=fp,
             describe=describe,
@@ -299,78 +385,8 @@ def sde(
             progress=progress,
             times=grid,
         )
-    if seeds is None:
-        raw = _first_seed(raw)
-    if signum is not None:
-        on_max_steps = "truncate"
-    obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
-    final = raw["final"]
-    run = run_stats(raw, seeded=seeds is not None)
-    loss = obs["loss"].reshape(-1, obs["loss"].shape[-1])
-    finite = np.all(np.isfinite(loss) | ~np.isfinite(np.asarray(raw["t"]).reshape(loss.shape)), 1)
-    status = run["status"]
-    t_grid = np.asarray(raw["t"])[0] if seeds else np.asarray(raw["t"])
-    keep = np.isfinite(t_grid)
-    stats = {
-        **{k: run[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")},
-        "num_diverged_seeds": int(np.sum(~finite)),
-        "status": status,
-        "t_reached": run["t_reached"],
-        "solver": solver
-        if isinstance(solver, str)
-        else ("euler" if solver is None else type(solver).__name__),
-        "adaptive": adaptive,
-        "dt0": float(dt0),
-        "rtol": rtol if adaptive else None,
-        "atol": atol if adaptive else None,
-        "dtmin": dtmin if adaptive else None,
-        "noise_scale": scale,
-        "noise_coefficient": noise.coefficient(n),
-    }
-    if status == "diverged":
-        bad_t = t_grid[np.argmax(~np.isfinite(loss).any(0))]
-        eta_max, lam = stable_learning_rate(problem)
-        message = (
-            f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
-            f"{int(np.sum(~finite))} of {len(keys)} seeds (dt0={dt0:.4g}, lr={noise.lr}). The "
-            f"stable step is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); "
-            "lower dt0, or pass on_max_steps='truncate' to keep the partial trajectory"
-        )
-    else:
-        message = (
-            f"flow (SDE): {status}: max_steps={max_steps} reached before t1={t1} in some of "
-            f"{len(keys)} seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to "
-            "keep the partial trajectory"
-        )
-    config = {
-        "dynamics": "sde",
-        "problem": problem.describe(),
-        "noise": noise.describe(),
-        "t0": t0,
-        "t1": t1,
-        "seeds": seeds,
-        "observables": list(observables),
-    }
-    config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
-    traj = from_run(
-        problem,
-        "sde",
-        t_grid[keep],
-        {k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
-        final,
-        groups=observables,
-        stats=stats,
-        config=config,
-        seeds=seeds,
-    )
-    if signum is not None:
-        raise _checkpoint.interrupted("flow (SDE)", traj, signum, pol, grid[index])
-    if status == "success" and blown_up(traj):
-        traj.stats["status"] = "blew_up"
-        message = (
-            f"flow (SDE): the loss or ρ blew up (finite, beyond {BLOW_UP:.0e} times its start)"
-        )
-    return raise_or_return(traj, "raise" if on_max_steps == "raise" else "return", message)
+        raw = assembled(carry, obs, info, signum, seeded=True)
+    return finish(raw, signum, index)
 
 
 def _first_seed(raw: dict) -> dict:
@@ -407,33 +423,39 @@ def _sde_term(problem, key, scale, t0, t1, dt0, tol):
     return SGDTerm(scale, path)
 
 
-@eqx.filter_jit
-def _sde_start(problem, y0, t0, t1, t_first, scale, keys, solver, controller, dt0, tol, groups):
-    def one(key):
-        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
-        return start(term, solver, controller, t0, t_first, dt0, y0, problem, groups)
+class SDE(AbstractDynamics):
+    """The SDE of SGD (module docstring) as a dynamics: ``solver`` (Itô, projected) stepped by
+    ``stepsize_controller`` on the term ``v dt + G dβ`` whose noise has ``scale``
+    (:meth:`SGDNoise.scale`) and Brownian path from ``t0`` (fixed steps ``dt0``:
+    :class:`StepBrownianPath`; ``tol``: a ``VirtualBrownianTree`` to ``t1``); ``max_steps``
+    bounds the steps of one piece. ``init`` / ``advance`` are :func:`._core.start` /
+    :func:`._core.segment` on that term, one Brownian path per key; :func:`sde` builds it."""
 
-    return jax.vmap(one)(keys)
+    solver: diffrax.AbstractSolver
+    stepsize_controller: diffrax.AbstractStepSizeController
+    scale: object
+    t0: object
+    t1: object
+    dt0: object
+    tol: float | None = None
+    max_steps: int = eqx.field(static=True, default=_defaults.SDE["max_steps"])
 
+    def _term(self, problem, key):
+        return _sde_term(problem, key, self.scale, self.t0, self.t1, self.dt0, self.tol)
 
-def _sde_step(carry, args, x, allowed):
-    """At most ``allowed`` steps of the save interval ``[a, b]`` of every seed (a step of
-    :func:`._blocks.run_block`; a seed that reaches ``b`` waits there for the others)."""
-    problem, t0, t1, scale, keys, solver, controller, dt0, tol, max_steps, groups = args
-    a, b, s = x
+    def init(self, problem, state0, key, t0, t_next, groups):
+        term, ctrl = self._term(problem, key), self.stepsize_controller
+        return start(term, self.solver, ctrl, t0, t_next, self.dt0, state0, problem, groups)
 
-    def one(key, c):
-        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
+    def advance(self, problem, carry, key, x, allowed, groups):
+        a, b, s = x
+        term, ctrl, steps = self._term(problem, key), self.stepsize_controller, self.max_steps
         return segment(
-            term, solver, controller, a[0], b[0], s, c, problem, max_steps, groups, allowed
+            term, self.solver, ctrl, a[0], b[0], s, carry, problem, steps, groups, allowed
         )
 
-    new, rec, steps, ok, reached = jax.vmap(one)(keys, carry)
-    return new, rec, jnp.max(steps), jnp.all(ok), jnp.all(reached)
 
-
-@eqx.filter_jit
-def _integrate(
+def _integrate_core(
     problem, y0, t0, t1, grid, scale, keys, solver, controller, dt0, tol, max_steps, groups, meter
 ):
     n = problem.x_train.shape[0]
@@ -449,3 +471,6 @@ def _integrate(
         )
 
     return jax.vmap(one)(keys)
+
+
+_integrate = eqx.filter_jit(_integrate_core)

@@ -9,6 +9,7 @@ put ``V_k`` back on the unit sphere; WN does **not** renormalize ``v`` (THEORY 3
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import equinox as eqx
@@ -20,15 +21,15 @@ import optax
 from .._hessian import stable_learning_rate
 from .._observables import GROUPS, observe
 from .._problem import Problem
-from .._progress import for_run
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
-from . import _blocks, _checkpoint, _defaults
+from . import _blocks, _checkpoint, _defaults, _driver
 from ._batch import Plan
 from ._core import check_key, save_times
 from ._cost import timed
-from ._failure import BLOW_UP, Diverged, blown_up, resolve_on_failure
+from ._driver import AbstractDynamics
+from ._failure import BLOW_UP, Diverged, blown_up, from_throw, resolve_on_failure
 
 
 def batch_indices(key, step, n: int, batch_size: int, sampling: str):
@@ -48,47 +49,85 @@ def batch_indices(key, step, n: int, batch_size: int, sampling: str):
     return jnp.sort(jax.lax.dynamic_slice(perm, (block * batch_size,), (batch_size,)))
 
 
-def _optimizer(momentum: float):
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=momentum or None)
+@functools.cache
+def _plain(momentum: bool, nesterov: bool) -> optax.GradientTransformation:
+    """``optax.sgd`` with its learning rate (and momentum) held in its state
+    (``inject_hyperparams``), so that sweeping them compiles once: :class:`SGD`'s
+    ``hyperparams`` set them. One object per structure, so every run shares its compilation."""
+    sgd = optax.inject_hyperparams(optax.sgd)
+    return sgd(learning_rate=0.0, momentum=0.5 if momentum else None, nesterov=nesterov)
 
 
-def sgd_step(problem, state, opt_state, idx):
+def plain_sgd(lr, batch_size: int, sampling: str, momentum=0.0, nesterov=False) -> SGD:
+    """The :class:`SGD` of ``gf.sgd(lr=, momentum=, nesterov=)``: ``optax.sgd(lr, momentum,
+    nesterov)`` with η and β as arrays in its state (a sweep over them compiles once)."""
+    hyper = {"learning_rate": np.float64(lr)}
+    if momentum:
+        hyper["momentum"] = np.float64(momentum)
+    return SGD(_plain(bool(momentum), bool(nesterov)), batch_size, np.float64(lr), sampling, hyper)
+
+
+def sgd_step(problem, optimizer, state, opt_state, idx):
     """One step on the batch ``idx``; returns the new state and the batch loss before it."""
     x, y = problem.x_train[idx], problem.y_train[idx]
     loss, grad = jax.value_and_grad(problem.loss)(state, x, y)
     # Optax descends along its input; feed it minus the flow's velocity.
     direction = jax.tree.map(jnp.negative, problem.velocity_from_grad(state, grad))
-    updates, opt_state = _optimizer_from_state(opt_state).update(direction, opt_state, state)
+    updates, opt_state = optimizer.update(direction, opt_state, state)
     state = problem.project(optax.apply_updates(state, updates))
     return state, opt_state, loss
 
 
-def _optimizer_from_state(opt_state):
-    # Only the structure matters (inject_hyperparams reads the values from opt_state, where
-    # momentum is a traced array that `momentum or None` could not test).
-    return _optimizer(0.5 if "momentum" in opt_state.hyperparams else 0.0)
+class SGD(AbstractDynamics):
+    """Discrete SGD (GD when ``batch_size = N``) as a dynamics: step ``j`` draws a batch
+    (:func:`batch_indices`, ``sampling``), feeds minus the flow's velocity of the batch loss to
+    ``optimizer`` (any ``optax.GradientTransformation``: ``optax.sgd(lr, momentum=0.9)``,
+    a ``chain`` with ``add_decayed_weights``, Adam, ...) and applies its update, then
+    projects (LM); step ``j`` is flow time ``t = lr·j``. ``hyperparams``: values (arrays)
+    set in an ``optax.inject_hyperparams`` state at ``init``, so that sweeping them compiles
+    once. An ensemble of seeds runs on when one diverges (that seed freezes)."""
+
+    optimizer: optax.GradientTransformation
+    batch_size: int = eqx.field(static=True)
+    #: The flow time of one step (``t = lr·step``); the time axis only.
+    lr: object
+    sampling: str = eqx.field(static=True, default=_defaults.SGD["sampling"])
+    hyperparams: dict | None = None
+    ensemble_stops = False
+
+    def initial(self, problem, state):
+        """The loop's carry at step 0: state, optimizer state, first bad step, last finite
+        batch loss, the epoch's permutation."""
+        opt_state = self.optimizer.init(state)
+        for k, v in (self.hyperparams or {}).items():
+            opt_state.hyperparams[k] = jnp.asarray(v, opt_state.hyperparams[k].dtype)
+        n = problem.x_train.shape[0]
+        nan = jnp.asarray(jnp.nan, jnp.result_type(float))
+        return state, opt_state, jnp.asarray(-1), nan, jnp.arange(n)
+
+    def init(self, problem, state0, key, t0, t_next, groups):
+        carry = (*self.initial(problem, state0), jnp.asarray(0))
+        # strong dtypes, as advance returns them (a weak-typed carry would compile twice)
+        carry = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.result_type(a)), carry)
+        obs = observe(problem, state0, groups)
+        return carry, jax.tree.map(lambda a: a[None], obs)
+
+    def advance(self, problem, carry, key, x, allowed, groups):
+        """At most ``allowed`` of the steps ``starts[0] .. stops[0] - 1`` (``x``), from the
+        next step ``carry[-1]``, and the observables after them (the interval's record once
+        its last step is made); ``ok``: no step was non-finite."""
+        starts, stops = x
+        lo = jnp.maximum(carry[-1], starts[0])
+        hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
+        core, obs = _advance(problem, self, carry[:-1], key, lo[None], hi[None], groups)
+        return (*core, hi), obs, hi - lo, core[2] < 0, hi >= stops[0]
 
 
-def _init_carry(problem, state, lr, momentum):
-    """The loop's carry at step 0: state, optimizer state (η inside), first bad step, last
-    finite batch loss, the epoch's permutation."""
-    opt = _optimizer(momentum)
-    opt_state = opt.init(state)
-    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.result_type(float))
-    n = problem.x_train.shape[0]
-    return (
-        state,
-        opt_state,
-        jnp.asarray(-1),
-        jnp.asarray(jnp.nan, jnp.result_type(float)),
-        jnp.arange(n),
-    )
-
-
-def _advance(problem, carry, key, starts, stops, batch_size, sampling, groups):
+def _advance(problem, dyn, carry, key, starts, stops, groups):
     """Steps ``starts[i] .. stops[i] - 1`` for each ``i`` in turn, observing after each block;
     returns the carry and the observables (leading axis: the blocks)."""
     n = problem.x_train.shape[0]
+    batch_size, sampling = dyn.batch_size, dyn.sampling
     per_epoch = n // batch_size
 
     def indices(j, perm):
@@ -108,7 +147,7 @@ def _advance(problem, carry, key, starts, stops, batch_size, sampling, groups):
     def one(j, carry):
         state, opt_state, bad_step, last_loss, perm = carry
         idx, perm = indices(j, perm)
-        new_state, new_opt, loss = sgd_step(problem, state, opt_state, idx)
+        new_state, new_opt, loss = sgd_step(problem, dyn.optimizer, state, opt_state, idx)
         finite = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(new_state)])
         )
@@ -128,16 +167,19 @@ def _advance(problem, carry, key, starts, stops, batch_size, sampling, groups):
     return jax.lax.scan(chunk, carry, (starts, stops))
 
 
-def _run_core(problem, state, lr, key, save_steps, batch_size, sampling, momentum, groups):
+def _run_core(dyn, problem, state, key, save_steps, groups):
     """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
-    init = _init_carry(problem, state, lr, momentum)
     obs0 = observe(problem, state, groups)
     starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
     carry, obs = _advance(
-        problem, init, key, starts[1:], save_steps[1:], batch_size, sampling, groups
+        problem, dyn, dyn.initial(problem, state), key, starts[1:], save_steps[1:], groups
     )
     obs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), obs0, obs)
     return carry[0], obs, carry[2], carry[3]
+
+
+def _vmapped_core(dyn, problem, state0, keys, save_steps, groups):
+    return jax.vmap(lambda k: _run_core(dyn, problem, state0, k, save_steps, groups))(keys)
 
 
 @timed
@@ -149,6 +191,8 @@ def sgd(
     t1: float | None = None,
     steps: int | None = None,
     momentum: float = _defaults.SGD["momentum"],
+    nesterov: bool = _defaults.SGD["nesterov"],
+    optimizer: optax.GradientTransformation | None = None,
     sampling: str = _defaults.SGD["sampling"],
     save_every: float | None = None,
     ts=None,
@@ -157,6 +201,7 @@ def sgd(
     observables: tuple[str, ...] = (),
     on_divergence: str = "raise",
     on_failure: str | None = None,
+    throw: bool | None = None,
     checkpoint=None,
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
@@ -171,6 +216,15 @@ def sgd(
         batch_size: ``B`` in ``[1, N]``.
         t1 / steps: the length, as flow time (``steps = round(t1/η)``) or steps.
         momentum: heavy-ball coefficient (0: plain SGD, which is what the time map assumes).
+        nesterov: Nesterov's momentum instead of heavy ball (``optax.sgd(nesterov=True)``).
+        optimizer: any ``optax.GradientTransformation`` in place of ``optax.sgd(lr,
+            momentum)``, e.g. ``optax.chain(optax.add_decayed_weights(w),
+            optax.sgd(lr, momentum=0.9, nesterov=True))`` or ``optax.adam(lr)``: it receives
+            minus the flow's velocity of the batch loss (the gradient for ``"none"``, THEORY
+            3.3 otherwise) and its update is applied, then projected; ``lr`` still sets the
+            time axis ``t = lr·step``. The optimizer is part of the compiled step: build it
+            once and reuse it (``optax.inject_hyperparams`` keeps swept values out of the
+            compilation).
         sampling: ``"without-replacement"`` (epochs of disjoint batches) or
             ``"with-replacement"``.
         save_every, ts: the save grid in flow time (as ``gf.flow``); each time is rounded to
@@ -181,7 +235,8 @@ def sgd(
             trajectory) or ``"return"`` (the partial trajectory, with
             ``stats["status"]`` ``"diverged"`` — the loss stopped being finite — or
             ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
-            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name.
+            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name;
+            ``throw=True`` / ``False`` the same switch under Diffrax's name.
         checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
             resume (:mod:`gradflow.dynamics._checkpoint`): the run goes in compiled calls of
             about half a second (bounded in steps); ``checkpoint=PATH`` keeps its state there every
@@ -206,6 +261,7 @@ def sgd(
         raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
     check_choice("sgd", "sampling", sampling, SAMPLING)
     check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
+    on_failure = from_throw("sgd", throw, on_failure)
     on_divergence = resolve_on_failure("sgd", on_failure, "on_divergence", on_divergence, "raise")
     if (
         isinstance(momentum, bool)
@@ -213,6 +269,15 @@ def sgd(
         or not 0.0 <= momentum < 1.0
     ):
         raise bad_value("sgd", "momentum", momentum, "use a number in [0, 1)")
+    if not isinstance(nesterov, bool) or (nesterov and not momentum):
+        raise bad_value("sgd", "nesterov", nesterov, "use true or false (true needs momentum > 0)")
+    if optimizer is not None:
+        if momentum:
+            raise bad_value(
+                "sgd", "momentum", momentum, "with optimizer= put the momentum in the optimizer"
+            )
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise bad_value("sgd", "optimizer", optimizer, "use an optax.GradientTransformation")
     check_key("sgd", key)
     for g in observables:
         check_choice("sgd", "observables", g, tuple(GROUPS))
@@ -239,27 +304,23 @@ def sgd(
     _warn_off_grid(grid, save_steps, lr, "ts" if ts is not None else "save_every", ts, save_every)
     if save_steps[0] != 0:
         save_steps = np.insert(save_steps, 0, 0)
-    args = (
-        jnp.asarray(lr),
-        None,
-        jnp.asarray(save_steps),
-        int(batch_size),
-        sampling,
-        float(momentum),
-        tuple(observables),
-    )
-    state0 = problem.initial_state()
-    if seeds is None:
-        plan = Plan(_run_core, (problem, state0, args[0], key, *args[2:]), None)
+    if optimizer is None:
+        dyn = plain_sgd(lr, int(batch_size), sampling, momentum, nesterov)
     else:
-        keys = jax.random.split(key, seeds)
-        plan = Plan(_vmapped_core, (problem, state0, args[0], keys, *args[2:]), None)
+        dyn = SGD(optimizer, int(batch_size), np.float64(lr), sampling)
+    state0 = problem.initial_state()
+    groups = tuple(observables)
+    keys = key if seeds is None else jax.random.split(key, seeds)
+    core = _run_core if seeds is None else _vmapped_core
+    plan = Plan(core, (dyn, problem, state0, keys, jnp.asarray(save_steps), groups), None)
     kw = dict(
         lr=lr,
         batch_size=batch_size,
         steps=steps,
         sampling=sampling,
         momentum=momentum,
+        nesterov=nesterov,
+        optimizer="sgd" if optimizer is None else "custom",
         seeds=seeds,
         observables=observables,
         save_steps=save_steps,
@@ -270,7 +331,7 @@ def sgd(
     pol = _checkpoint.policy("sgd", checkpoint, checkpoint_every, checkpoint_minutes)
     if _plan:
         return plan
-    return _direct(problem, plan.args[3], state0, kw, pol, resume_from, progress)
+    return _direct(problem, dyn, keys, state0, kw, pol, resume_from, progress)
 
 
 def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
@@ -292,12 +353,11 @@ def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
     )
 
 
-def _direct(problem, keys, state0, kw, pol, resume_from, progress=False) -> Trajectory:
-    """The direct call: save intervals in blocks of compiled calls (:mod:`._blocks`), with
-    interruption, checkpoints and resume (:mod:`._checkpoint`)."""
+def _direct(problem, dyn, keys, state0, kw, pol, resume_from, progress=False) -> Trajectory:
+    """The direct call: :func:`._driver.run` (blocks, interruption, checkpoints, resume)."""
     lr, seeds, save_steps = kw["lr"], kw["seeds"], kw["save_steps"]
-    static = (int(kw["batch_size"]), kw["sampling"], tuple(kw["observables"]))
-    settings = {k: kw[k] for k in ("lr", "batch_size", "steps", "sampling", "momentum", "seeds")}
+    names = ("lr", "batch_size", "steps", "sampling", "momentum", "nesterov", "optimizer", "seeds")
+    settings = {k: kw[k] for k in names}
     settings["observables"] = list(kw["observables"])
     fp = _checkpoint.fingerprint(
         "sgd", problem.describe(), settings, save_steps, keys, *_checkpoint.flatten(state0)
@@ -308,106 +368,35 @@ def _direct(problem, keys, state0, kw, pol, resume_from, progress=False) -> Traj
         **settings,
     }
     ckpt = _checkpoint.resolve("sgd", resume_from, fp, describe)
-    # the loop's carry and the next step to make (a block may end inside a save interval)
-    carry = (*_init_carry(problem, state0, lr, kw["momentum"]), jnp.asarray(0))
-    # strong dtypes, as the segment returns them (a weak-typed carry would compile twice)
-    carry = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), carry)
-    if seeds is not None:
-        carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (seeds, *jnp.shape(a))), carry)
-    seeded = seeds is not None
-    bounds = np.asarray(save_steps)
-    args = (problem, keys, *static, seeded)
-    axis = 1 if seeded else 0
-
-    pace = _blocks.Pace()
-
-    def block(carry, starts, stops, m):
-        with pace.timed() as cap:
-            carry, obs, done, steps, _ = _blocks.run_block(
-                _sgd_step,
-                carry,
-                args,
-                (starts, stops),
-                jnp.asarray(m),
-                jnp.asarray(_blocks.MAX_STEPS),  # SGD has no step budget
-                axis,
-                cap,
-            )
-            pace.steps = int(steps)
-        return carry, obs, done
-
-    if ckpt is None:  # the observables at step 0
-        obs0 = jax.device_get(_observe_at(problem, carry[0], static[2], seeded))
-        first = obs0
-    else:
-        obs0, first = {}, {k: np.take(v, [0], axis=axis) for k, v in ckpt.obs.items()}
-    cap = _blocks.capacity(_blocks.record_bytes(first))
-
+    seeded, groups = seeds is not None, tuple(kw["observables"])
+    carry, obs0 = _driver.first_record(dyn, problem, state0, keys, 0.0, 0.0, groups, seeded)
     gd = kw["batch_size"] == problem.n_train and kw["sampling"] == "without-replacement"
-    meter = for_run(progress, "gd" if gd else "sgd", 0.0, float(bounds[-1] * lr))
-
-    def advance(carry, i, m, info):
-        starts, stops = _blocks.pad(bounds[:-1], i, cap), _blocks.pad(bounds[1:], i, cap)
-        carry, obs, done = block(carry, starts, stops, m)
-        obs, bad, done = jax.device_get((obs, carry[2], done))
-        info = {"diverged": bool(np.any(np.asarray(bad) >= 0))}
-        step = int(bounds[min(i + int(done), len(bounds) - 1)])
-        meter.update(step * lr, step)
-        return carry, _blocks.take(obs, int(done), axis), info, int(done)
-
-    carry, obs, index, info, signum = _checkpoint.drive(
-        n=len(bounds) - 1,
-        advance=advance,
+    carry, obs, index, _, signum = _driver.run(
+        dyn,
+        problem,
+        where="sgd",
+        keys=keys,
+        xs=(save_steps[:-1], save_steps[1:]),
         carry=carry,
         obs0=obs0,
-        time_axis=1 if seeded else 0,
-        info={"diverged": False},
+        seeded=seeded,
+        groups=groups,
+        max_steps=_blocks.MAX_STEPS,  # SGD has no step budget
         fp=fp,
         describe=describe,
         ckpt=ckpt,
-        where="sgd",
-        resume_path=resume_from,
         pol=pol,
-        stop=lambda info: info["diverged"] and not seeded,  # a seed ensemble runs on
-        block=cap,
+        resume_path=resume_from,
+        progress=progress,
+        times=save_steps * lr,
+        name="gd" if gd else "sgd",
     )
-    meter.close()
-    out = jax.device_get((carry[0], obs, carry[2], carry[3]))
+    out = (carry[0], obs, carry[2], carry[3])
     done = dict(kw, save_steps=save_steps[: index + 1])
     if signum is None:
         return _finish(out, problem, done)
     traj = _finish(out, problem, dict(done, on_divergence="return"))
     raise _checkpoint.interrupted(traj.kind, traj, signum, pol, save_steps[index] * lr)
-
-
-@eqx.filter_jit
-def _observe_at(problem, state, groups, seeded):
-    """The observables of ``state`` (per seed when ``seeded``), time axis of length 1."""
-    obs = (
-        jax.vmap(lambda s: observe(problem, s, groups))
-        if seeded
-        else (lambda s: observe(problem, s, groups))
-    )(state)
-    return jax.tree.map(lambda a: jnp.expand_dims(a, 1 if seeded else 0), obs)
-
-
-def _sgd_step(carry, args, x, allowed):
-    """At most ``allowed`` of the steps ``starts[0] .. stops[0] - 1``, from the next step
-    ``carry[-1]`` (per seed when ``seeded``), and the observables after them (a step of
-    :func:`._blocks.run_block`; they are the interval's record once its last step is made); a
-    single run stops at its first non-finite step, an ensemble runs on."""
-    problem, key, batch_size, sampling, groups, seeded = args
-    starts, stops = x
-
-    def one(c, k):
-        lo = jnp.maximum(c[-1], starts[0])
-        hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
-        core, obs = _advance(problem, c[:-1], k, lo[None], hi[None], batch_size, sampling, groups)
-        return (*core, hi), obs, hi - lo, hi >= stops[0]
-
-    carry, obs, steps, reached = jax.vmap(one)(carry, key) if seeded else one(carry, key)
-    ok = jnp.asarray(True) if seeded else carry[2] < 0
-    return carry, obs, jnp.max(steps), ok, jnp.all(reached)
 
 
 def _finish(out, problem, kw) -> Trajectory:
@@ -438,6 +427,8 @@ def _finish(out, problem, kw) -> Trajectory:
         "batch_size": int(batch_size),
         "sampling": sampling,
         "momentum": momentum,
+        "nesterov": kw["nesterov"],
+        "optimizer": kw["optimizer"],
         "steps": int(steps),
         "seeds": seeds,
         "observables": list(observables),
@@ -469,10 +460,3 @@ def _finish(out, problem, kw) -> Trajectory:
             traj,
         )
     return traj
-
-
-def _vmapped_core(problem, state0, lr, keys, save_steps, batch_size, sampling, momentum, groups):
-    def run(k):
-        return _run_core(problem, state0, lr, k, save_steps, batch_size, sampling, momentum, groups)
-
-    return jax.vmap(run)(keys)

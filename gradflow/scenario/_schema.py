@@ -12,8 +12,8 @@ Sections (:data:`SCHEMA`; scenarios/README.md documents each key)::
     [flow]      t1, save_every, solver, rtol, atol, dtmin, dt0, max_steps, on_max_steps, enabled
     [sde]       the SDE of SGD: lr, batch_size (one run per pair), sampling, seeds, seed, solver
                 ("euler": fixed steps, no tolerances), dt0, max_steps, t1, save_every
-    [gd]        lr (one or a list: one run each), t1, save_every, momentum, enabled
-    [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum,
+    [gd]        lr (one or a list: one run each), t1, save_every, momentum, nesterov, enabled
+    [sgd]       lr, batch_size (one or lists: one run per pair), t1, save_every, momentum, nesterov,
                 sampling, seeds, seed, enabled
     [equilibrium]  the exact fixed point near the end of the [flow] run (gf.equilibrium):
                 enabled, tol, max_iter, spectrum; printed with THEORY 4's report
@@ -99,6 +99,7 @@ _RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSIT
 _STEPS = {
     "lr": (one_or_many(POSITIVE), REQUIRED),
     "momentum": (number(ge=0, lt=1), SGD_DEFAULTS["momentum"]),
+    "nesterov": (BOOLEAN, SGD_DEFAULTS["nesterov"]),
 }
 
 #: PRNG seeds: JAX keys take a signed 64-bit integer.

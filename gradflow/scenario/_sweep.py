@@ -58,6 +58,7 @@ def _plans(point: Point, meter: bool = False):
     ``meter``: the flows report their progress (:func:`gradflow._progress.batch_meter`)."""
     import jax
 
+    from ..diffrax_ext import SGDNoise
     from ..dynamics import flow, plan, sgd
     from ._run import build_problem
 
@@ -72,8 +73,10 @@ def _plans(point: Point, meter: bool = False):
                 item = with_batch_meter(item)
         elif spec.dynamics in ("gd", "sgd"):
             item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
-        else:
-            item = None
+        else:  # the SDE of SGD, as gf.scenario's runner calls it
+            opts = dict(spec.options)
+            noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
+            item = plan(flow, problem, noise=noise, key=jax.random.PRNGKey(spec.seed), **opts)
         out.append((name, spec, item))
     return problem, out
 
@@ -129,9 +132,9 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     """Run the points of one task; for each point, the exception that stopped it from being
     built, or its runs as ``[(name, RunSpec, Trajectory or the exception it raised)]`` (a
     :class:`gradflow.RunFailed` carries its partial trajectory). Runs with a plan (flow, GD,
-    SGD) are batched where their signatures agree; the SDE runs directly. ``report(f, name)``,
+    SGD, SDE) are batched where their signatures agree. ``report(f, name)``,
     if given, is called as runs finish (``f``: the fraction of the task's runs done) and
-    names an SDE run before it starts (its own progress is then shown)."""
+    names a run without a plan before it starts (its own progress is then shown)."""
     import jax
 
     from .._progress import receiving
