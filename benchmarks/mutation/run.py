@@ -1,6 +1,6 @@
 """Mutation testing of gradflow's core modules with mutmut (docs/mutation.md).
 
-    nice -n 10 python benchmarks/mutation/run.py [MODULE ...] [--show-survivors]
+    nice -n 10 python benchmarks/mutation/run.py [MODULE ...] [--show-survivors] [--mutants GLOB]
 
 MODULE is a name of ``benchmarks/mutation/modules.toml`` (``loss``, ``parametrization``,
 ``metrics``, ``predict``, ``problem``, ``dynamics``, ``equilibrium``); none means all of them.
@@ -115,6 +115,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(modules))
     parser.add_argument("--show-survivors", action="store_true", help="print each survivor's diff")
+    parser.add_argument(
+        "--mutants",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only the mutants whose names match (e.g. 'gradflow._loss.x_data_loss*'); repeatable",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in modules]
     if unknown:
@@ -125,7 +132,8 @@ def main(argv=None) -> int:
         module = modules[name]
         work = _prepare(name, module, config.get("mutmut", {}))
         print(f"== {name}: mutating {', '.join(module['mutate'])}", flush=True)
-        subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=work, env=env, check=False)
+        run = [*mutmut, "run", "--max-children", "1", *args.mutants]
+        subprocess.run(run, cwd=work, env=env, check=False)
         score = _score(_statuses(work), set(module.get("equivalent", [])))
         (work / "score.json").write_text(json.dumps(score, indent=1) + "\n")
         print(f"== {name}: " + ", ".join(f"{k} {v}" for k, v in score["counts"].items()))
