@@ -72,6 +72,9 @@ def test_rank_measures_from_known_singular_values():
     assert int(metrics.numerical_rank(w, tol=0.3)) == 2
     assert int(metrics.numerical_rank(w, tol=unit[2] * 0.999)) == 3
     assert int(metrics.numerical_rank(w, tol=unit[2] * 1.001)) == 2
+    # strictly above: a normalized singular value equal to the tolerance does not count
+    e = np.diag([2.0, 0.0, 0.0])  # normalized singular values exactly (1, 0, 0)
+    assert [int(metrics.numerical_rank(e, tol=t)) for t in (0.0, 0.5, 1.0)] == [1, 1, 0]
 
 
 def test_equal_singular_values_give_the_full_effective_rank():
