@@ -36,7 +36,9 @@ def test_binary_margin_is_the_signed_output():
 @pytest.mark.parametrize("shapes", [((3, 2), (3, 3)), ((3,), (3,)), ((2, 2, 1), (2, 2, 1))])
 def test_margins_refuse_mismatched_or_unbatched_arrays(shapes):
     f, y = (np.zeros(s) for s in shapes)
-    with pytest.raises(ValueError, match=r"^margins: outputs .* and targets .* must both be \(N, C\)"):
+    with pytest.raises(
+        ValueError, match=r"^margins: outputs .* and targets .* must both be \(N, C\)"
+    ):
         metrics.margins(f, y)
 
 

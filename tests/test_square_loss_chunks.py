@@ -19,7 +19,7 @@ from gradflow import _loss
 from gradflow.models import MLP
 
 N, DIM, HIDDEN, C = 7, 3, 4, 2
-#: chunk sizes: unchunked, and last chunks that overlap the one before by 2, 1 and 5 samples
+#: chunk sizes: unchunked, and last chunks that overlap the one before by 2 and 5 samples
 CHUNKS = (None, 3, 6)
 
 NET = MLP(DIM, (HIDDEN,), C, key=jax.random.PRNGKey(3))
