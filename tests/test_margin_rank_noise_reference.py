@@ -7,6 +7,7 @@ diagonal matrix in rotated bases), a convolution kernel and a vector.
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -90,7 +91,8 @@ def test_kernels_and_vectors_are_matrices_by_output_channel():
     want = np.linalg.svd(kernel.reshape(3, 8), compute_uv=False)
     _close(metrics.singular_values(kernel), want / np.linalg.norm(kernel))
     vector = _rng.standard_normal(5)
-    _close(metrics.singular_values(vector), [1.0])
+    for v in (vector, jnp.asarray(vector)):  # one row: one singular value, ||v|| / ||v||
+        _close(metrics.singular_values(v), [1.0])
     with pytest.raises(ValueError, match="^rank measures need a vector, matrix or kernel; got a"):
         metrics.stable_rank(np.asarray(2.0))
 
