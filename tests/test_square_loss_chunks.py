@@ -8,6 +8,7 @@ are written in NumPy from those definitions, at ``N = 7`` (prime, so no ``1 < k 
 and every chunked case has an overlapping last chunk).
 """
 
+import functools
 import math
 
 import jax
@@ -22,14 +23,19 @@ N, DIM, HIDDEN, C = 7, 3, 4, 2
 #: chunk sizes: unchunked, and last chunks that overlap the one before by 2 and 5 samples
 CHUNKS = (None, 3, 6)
 
-NET = MLP(DIM, (HIDDEN,), C, key=jax.random.PRNGKey(3))
 _rng = np.random.default_rng(0)
 X = _rng.standard_normal((N, DIM))
 Y = _rng.standard_normal((N, C))  # generic targets: f − y and f + y differ
 W = _rng.uniform(0.5, 1.5, N)
 W = W / W.sum()  # distinct sample weights summing to 1
-WEIGHTS = NET.weights
-W1, W2 = (np.asarray(w) for w in WEIGHTS)
+W1, W2 = _rng.standard_normal((HIDDEN, DIM)), _rng.standard_normal((C, HIDDEN))
+WEIGHTS = (W1, W2)
+
+
+@functools.cache
+def _net():
+    """Built on first use: nothing here runs JAX at import (see docs/mutation.md)."""
+    return MLP(DIM, (HIDDEN,), C, key=jax.random.PRNGKey(3))
 
 
 def _hidden(x):
@@ -62,16 +68,16 @@ def test_square_error_over_the_last_axis():
 
 
 def test_per_sample_losses():
-    _close(_loss.sample_losses(NET, WEIGHTS, X, Y), _losses())
+    _close(_loss.sample_losses(_net(), WEIGHTS, X, Y), _losses())
     for n in (0, N - 1):
-        _close(_loss.sample_loss(NET, WEIGHTS, X[n], Y[n]), _losses()[n])
+        _close(_loss.sample_loss(_net(), WEIGHTS, X[n], Y[n]), _losses()[n])
 
 
 @pytest.mark.parametrize("k", CHUNKS)
 def test_data_loss_and_gradient_count_every_sample_once(k):
     """Mean and sample-weighted loss, and the gradient of the weighted one, at every chunk."""
-    _close(_loss.data_loss(NET, WEIGHTS, X, Y, chunk_size=k), np.mean(_losses()))
-    weighted = jax.value_and_grad(lambda ws: _loss.data_loss(NET, ws, X, Y, jnp.asarray(W), k))
+    _close(_loss.data_loss(_net(), WEIGHTS, X, Y, chunk_size=k), np.mean(_losses()))
+    weighted = jax.value_and_grad(lambda ws: _loss.data_loss(_net(), ws, X, Y, jnp.asarray(W), k))
     value, grad = weighted(WEIGHTS)
     _close(value, np.sum(W * _losses()))
     for got, want in zip(grad, _gradient(W)):
@@ -80,8 +86,8 @@ def test_data_loss_and_gradient_count_every_sample_once(k):
 
 @pytest.mark.parametrize("k", (None, 4))
 def test_outputs_features_and_mapped_pytrees_are_the_rows_in_order(k):
-    _close(_loss.outputs(NET, WEIGHTS, X, k), _hidden(X) @ W2.T)
-    _close(_loss.features(NET, WEIGHTS, X, k), _hidden(X))
+    _close(_loss.outputs(_net(), WEIGHTS, X, k), _hidden(X) @ W2.T)
+    _close(_loss.features(_net(), WEIGHTS, X, k), _hidden(X))
     rows = np.arange(N * 2.0).reshape(N, 2)
     twice, total = _loss.map_chunks(lambda a: (2.0 * a, a.sum(axis=1)), jnp.asarray(rows), k)
     _close(twice, 2.0 * rows)
