@@ -84,11 +84,11 @@ def test_data_loss_and_gradient_count_every_sample_once(k):
         _close(got, want)
 
 
-@pytest.mark.parametrize("k", (None, 4))
+@pytest.mark.parametrize("k", (None, 3))  # 3 chunks: [0, 3), [3, 6), [4, 7)
 def test_outputs_features_and_mapped_pytrees_are_the_rows_in_order(k):
     _close(_loss.outputs(_net(), WEIGHTS, X, k), _hidden(X) @ W2.T)
     _close(_loss.features(_net(), WEIGHTS, X, k), _hidden(X))
-    rows = np.arange(N * 2.0).reshape(N, 2)
+    rows = np.arange(N * 9.0).reshape(N, 9)  # more columns than rows
     twice, total = _loss.map_chunks(lambda a: (2.0 * a, a.sum(axis=1)), jnp.asarray(rows), k)
     _close(twice, 2.0 * rows)
     _close(total, rows.sum(axis=1))
@@ -134,3 +134,12 @@ def test_default_budget_on_a_cpu_is_32_mib():
     # 32 MiB / 8 kB per sample = 4194 samples; 10,000 take 3 chunks of 3334
     assert _loss.default_chunk_size(model, 10_000, 8) == 3334
     assert _loss.default_chunk_size(model, 10_000, 8, None) == 3334
+
+
+def test_chunked_loss_keeps_float32():
+    """The uniform sample weights take the data's precision: a float32 loss stays float32."""
+    x, y = X.astype(np.float32), Y.astype(np.float32)
+    weights = tuple(w.astype(np.float32) for w in WEIGHTS)
+    loss = _loss.data_loss(_net(), weights, x, y, chunk_size=3)
+    assert loss.dtype == np.float32
+    _close(loss, np.mean(_losses()), tol=1e-5)
