@@ -51,7 +51,11 @@ def test_gradflow_run_logs_periodic_progress_lines_with_an_eta(tmp_path):
     text = err.read_text()
     assert proc.returncode == 0, text
     lines = _lines(text)
-    assert len(lines) >= 3, text  # periodic: several lines while the flow runs
+    # periodic: lines come at the ends of blocks (the first is one save interval, its time
+    # includes compilation; later ones about half a second of steps), at most one every 0.3 s;
+    # this run steps for about half a second after compiling (4,176 steps), so two lines while
+    # it runs (t increasing) and the closing line are what a fast machine is sure to print.
+    assert len(lines) >= 2, text
     assert {m["name"] for m in lines} == {"slowish flow"}
     times = [float(m["t"]) for m in lines]
     assert times == sorted(times) and times[0] < 200.0 and float(lines[0]["t1"]) == 200.0
