@@ -125,10 +125,10 @@ def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     lm = gf.flow(gf.Problem(net, data, weight_decay=0.05, normalization="lm-all"), **kw)
     # linear: ~100x the errors measured at t1 = 10 (||v|| 1.4e-14, weights 4.9e-12 relative to
     # the largest, loss 4.3e-13); both runs now end at t1 = 2. The ReLU run slides at the
-    # floor from the start (forced steps of h = dtmin: 18,384 to t1 = 2); each adds O(h² ||∇_v L||²) to ||v||², as a GD step does
-    # (THEORY 3.3), so the drift of ||v|| is O(t1 · dtmin): measured 9.8e-7 at t1 = 10 and
-    # 4.8e-8 at t1 = 2 (dtmin = 1e-4). At t1 = 2 (a fifth of the steps of t1 = 10): ||v|| 4.8e-8,
-    # weights 9.4e-7, loss 7.9e-8; the tolerances are 10x those.
+    # floor from the start (forced steps of h = dtmin: 18,384 to t1 = 2); each adds
+    # O(h² ||∇_v L||²) to ||v||², as a GD step does (THEORY 3.3): measured drift of ||v||
+    # 9.8e-7 at t1 = 10 and 4.8e-8 at t1 = 2 (dtmin = 1e-4). At t1 = 2: ||v|| 4.8e-8, weights
+    # 9.4e-7, loss 7.9e-8; the tolerances are 10x those.
     v_tol, w_tol, loss_tol = (1e-12, 5e-10, 5e-11) if tight else (5e-7, 1e-5, 1e-6)
     np.testing.assert_allclose(wn["v_norm"], 1.0, rtol=v_tol)
     for a, b in zip(wn.final_params, lm.final_params):
