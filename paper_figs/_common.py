@@ -129,14 +129,18 @@ class Result:
     folder: Path
     cached: bool
     seconds: float
+    _runs: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def runs(self) -> dict:
-        """Run label -> :class:`gradflow.Trajectory` (read with ``gf.load``)."""
+        """Run label -> :class:`gradflow.Trajectory` (read with ``gf.load`` once: a figure
+        asks several times, and reading NetCDF was a third of a redraw from the cache)."""
         import gradflow as gf
 
-        prefix = f"{self.name}__"
-        files = sorted(self.folder.glob(f"{prefix}*.nc"))
-        return {p.stem[len(prefix) :]: gf.load(p) for p in files}
+        if self._runs is None:
+            prefix = f"{self.name}__"
+            files = sorted(self.folder.glob(f"{prefix}*.nc"))
+            self._runs = {p.stem[len(prefix) :]: gf.load(p) for p in files}
+        return dict(self._runs)
 
     def config(self) -> dict:
         return json.loads((self.folder / "DONE").read_text())

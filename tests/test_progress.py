@@ -8,11 +8,11 @@ import sys
 
 import jax
 import pytest
+from tiny_scenario import scenario_text
 
 import gradflow as gf
 from gradflow._progress import Progress
 from gradflow.models import MLP
-from tiny_scenario import scenario_text
 
 LINE = re.compile(
     r"^gradflow: (?P<name>.+?): t = (?P<t>[\d.e+-]+) of (?P<t1>[\d.e+-]+) \(\d+%\), "
