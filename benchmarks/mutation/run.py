@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar="GLOB",
-        help="only the mutants whose names match (e.g. 'gradflow._loss.x_data_loss*'); repeatable",
+        help="only the mutants whose names match (e.g. '*x_data_loss*'); repeatable",
     )
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in modules]
