@@ -49,6 +49,7 @@ import numpy as np
 import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
+from .._loss import square_error
 from ._manifold import StateManifold
 from ._switching import entry_layer, entry_unit, forward, unit_masks, unit_norms
 
@@ -64,7 +65,9 @@ def _gather(zflat, idx):
 
 
 def _parts(problem, template, flat_x, slopes):
-    """Loss pieces with the given slopes: ``(fit, signal, decay, z)``."""
+    """Loss pieces with the given slopes: ``(fit, signal, decay, z)``; ``fit + signal`` is the
+    mean of :func:`gradflow._loss.square_error` less the constant ``mean_n ||y_n||²`` (kept
+    apart: the residual is scaled by the size of each cancelling term)."""
     state = _unravel(template)(flat_x)
     weights = problem.network_weights(state)
     out, z = forward(problem.model, weights, problem.x_train, slopes)
@@ -168,7 +171,7 @@ def signals(problem, template, flat_x, slopes):
 
     def loss(extra):
         out, _ = forward(problem.model, weights, problem.x_train, slopes, extra)
-        return jnp.mean(jnp.sum((out - problem.y_train) ** 2, axis=1))
+        return jnp.mean(square_error(out, problem.y_train))  # the one per-sample loss
 
     return jax.grad(loss)(zero)
 
