@@ -85,3 +85,21 @@ def test_nc_default_outputs_are_the_last_layer_applied_to_the_features():
     h, labels, w_last, outputs = _case((4, 10, 7), 5, 3)
     got = metrics.neural_collapse(h, labels, w_last)
     assert float(got["nc4"]) == pytest.approx(_reference(h, labels, w_last, outputs)["nc4"])
+
+
+def test_binary_nc4_counts_an_output_of_exactly_zero_as_class_zero():
+    """The binary prediction is ``f > 0`` (class 1), as ``train_acc`` counts it: a sample whose
+    output is exactly 0 is predicted class 0. Ties are set on samples nearest to class 1's mean,
+    so that ``f ≥ 0`` would change NC4."""
+    h, labels, w_last, outputs = _case((18, 5), 4, 2, True)
+    mu = np.stack([h[labels == c].mean(axis=0) for c in range(2)])
+    nearest = np.argmin(((h[:, None, :] - mu[None]) ** 2).sum(-1), axis=1)
+    tied = np.flatnonzero(nearest == 1)[:3]
+    assert len(tied) == 3
+    outputs = outputs.copy()
+    outputs[tied, 0] = 0.0
+    ref = _reference(h, labels, w_last, outputs)
+    got = metrics.neural_collapse(h, labels, w_last, outputs)
+    assert float(got["nc4"]) == pytest.approx(ref["nc4"], abs=1e-15)
+    with_ties_as_one = np.mean(np.where(outputs[:, 0] >= 0, 1, 0) != nearest)
+    assert abs(ref["nc4"] - with_ties_as_one) == pytest.approx(3 / len(labels))
