@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from ._observables import dims_of
+from ._observables import described, dims_of
 from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,8 @@ class Trajectory:
             "dims": json.dumps(self.dims),
         }
         attrs.update(cost_attrs(self.stats))
-        return annotate(xr.Dataset(data_vars, coords=coords, attrs=attrs))
+        extra = described(self.config.get("observables", ()))  # a run's own Observable objects
+        return annotate(xr.Dataset(data_vars, coords=coords, attrs=attrs), extra)
 
     def save(self, path) -> Path:
         """Write NetCDF atomically (temporary file in the same folder, then rename)."""

@@ -196,17 +196,125 @@ def test_no_file_imports_the_old_models_package():
     assert not offenders, offenders
 
 
-def test_figures_and_benchmarks_use_only_public_names():
-    private = re.compile(
-        r"from gradflow(?:\.\w+)*\._\w+ import|from gradflow import _\w+|gradflow\._\w+\."
-    )
+#: Folders outside the package: they may use gradflow's public names only.
+OUTSIDE_PACKAGE = ("paper_figs", "benchmarks", "models", "scenarios")
+#: file -> why it may import a private module (a benchmark that patches an internal on purpose).
+PRIVATE_ALLOWED = {
+    "benchmarks/sde_stationary.py": "adds an unadvertised adaptive SDE solver to the private list",
+}
+
+
+def _private_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of every import of a private gradflow module or name in ``path``
+    (``from gradflow.x._y import``, ``from gradflow.x import _y``, ``import gradflow._y``), and
+    every attribute ``gradflow._y`` / ``gf._y``; relative imports (inside ``models/``, which is
+    ``gradflow.models``) are the package's own."""
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            names = [a.name for a in node.names]
+            if parts[0] == "gradflow" and (
+                any(p.startswith("_") for p in parts) or any(n.startswith("_") for n in names)
+            ):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "gradflow" and any(p.startswith("_") for p in parts):
+                    found.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and _private_attribute(node):
+            found.append(node.lineno)
+    lines = text.splitlines()
+    return [(i, lines[i - 1].strip()) for i in sorted(set(found))]
+
+
+def _private_attribute(node: ast.Attribute) -> bool:
+    """``gf._x``, ``gradflow.dynamics._y`` ...: a private attribute of gradflow (not a dunder)."""
+    chain = []
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
+        node = node.value
+    if not (isinstance(node, ast.Name) and node.id in ("gf", "gradflow")):
+        return False
+    return any(a.startswith("_") and not a.startswith("__") for a in chain)
+
+
+def test_code_outside_the_package_uses_only_public_names():
     offenders = []
-    for folder in ("paper_figs", "benchmarks"):
-        for path in (ROOT / folder).rglob("*.py"):
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if private.search(line):
-                    offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    for folder in OUTSIDE_PACKAGE:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            if rel in PRIVATE_ALLOWED:
+                continue
+            offenders += [f"{rel}:{i}: {line}" for i, line in _private_imports(path)]
     assert not offenders, "\n".join(offenders)
+
+
+def test_private_import_finder_finds_each_form(tmp_path):
+    """A positive control: every form of private import is reported, public ones are not."""
+    path = tmp_path / "x.py"
+    path.write_text(
+        "from gradflow.dynamics._ode import flow\n"
+        "from gradflow.dynamics import _sde\n"
+        "import gradflow._loss\n"
+        "x = gf._observables.GROUPS\n"
+        "from gradflow.dynamics import flow\n"
+        "from gradflow.models import MLP\n"
+        "from ._base import HomogeneousNet\n"
+        "y = gf.data.load\n",
+        encoding="utf-8",
+    )
+    assert [i for i, _ in _private_imports(path)] == [1, 2, 3, 4]
+
+
+# ---- the public namespace: one list -----------------------------------------------------------
+
+PUBLIC_API = ROOT / "tests" / "public_api.txt"
+
+
+def public_api() -> dict[str, list[str]]:
+    """Namespace -> its public names, from tests/public_api.txt (``[namespace]`` headers)."""
+    out: dict[str, list[str]] = {}
+    for line in PUBLIC_API.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = out.setdefault(line.strip("[]"), [])
+        else:
+            current.append(line)
+    return out
+
+
+@pytest.mark.parametrize("namespace", sorted(public_api()))
+def test_each_namespace_exports_exactly_its_listed_names(namespace):
+    import importlib
+    import types
+
+    listed = public_api()[namespace]
+    module = importlib.import_module(namespace)
+    assert isinstance(module.__all__, list)
+    assert sorted(module.__all__) == sorted(listed), namespace
+    assert len(set(listed)) == len(listed), "a name is listed twice"
+    for name in listed:
+        assert hasattr(module, name), f"{namespace}.{name} is listed but missing"
+    namespaces = set(public_api())
+
+    def public(name):  # a sub-package is an attribute once imported (``gradflow.testing``)
+        sub = isinstance(getattr(module, name), types.ModuleType)
+        return not name.startswith("_") and not (sub and f"{namespace}.{name}" in namespaces)
+
+    shown = {name for name in dir(module) if public(name)}
+    expected = {name for name in listed if public(name)}
+    assert shown == expected, f"{namespace}: dir() and the list differ by {sorted(shown ^ expected)}"
+
+
+def test_every_listed_namespace_is_a_package_of_the_distribution():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    packages = set(re.findall(r'^\s*"(gradflow(?:\.\w+)?)",\s*$', text, flags=re.M))
+    assert set(public_api()) == packages
 
 
 # ---- every figure scenario is a plain scenario -------------------------------------------------

@@ -144,7 +144,7 @@ class Dataset:
 def _shown_options(name: str, options: dict) -> list[tuple[str, Any]]:
     """The options worth printing: those that differ from the loader's defaults (all of them
     for an unknown loader), without the counts and classes the first lines show."""
-    from . import names, options as loader_options
+    from ._loaders import names, options as loader_options  # the loaders import this module
 
     defaults = loader_options(name) if name in names() else {}
     skip = {"classes", "n_train", "n_test"}
