@@ -32,6 +32,8 @@ import threading
 import time
 import warnings
 
+from ._optional import require
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
 
@@ -133,9 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the address of a running Dask scheduler (e.g. tcp://host:8786)",
     )
     sw_again = sw.add_mutually_exclusive_group()
-    sw_again.add_argument(
-        "--resume", action="store_true", help="skip the points already finished"
-    )
+    sw_again.add_argument("--resume", action="store_true", help="skip the points already finished")
     sw_again.add_argument(
         "--overwrite", action="store_true", help="replace the sweep's results already in --out"
     )
@@ -173,8 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         metavar="DIR",
         default=None,
-        help="folder for the PNGs (default: paper_figs/out/PROFILE/ of the checkout, "
-        "git-ignored)",
+        help="folder for the PNGs (default: paper_figs/out/PROFILE/ of the checkout, git-ignored)",
     )
     figs_parser.add_argument(
         "--update-committed",
@@ -356,6 +355,12 @@ def sweep(
             progress=progress,
         )
 
+    if workers or scheduler:
+        try:
+            require("distributed", "gradflow sweep --workers/--scheduler (Dask)")
+        except ImportError as err:
+            _error(err)
+            return EXIT_FAILED
     try:
         # in this process the batched runs are single compiled calls, during which Python
         # runs no signal handler: they run in a worker thread, so that the main thread stops

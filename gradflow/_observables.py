@@ -90,8 +90,10 @@ class Observable(eqx.Module):
             raise bad_value(where, "fn", fn, "use a function (problem, state) -> dict of arrays")
         if dims is not None and not (
             isinstance(dims, Mapping)
-            and all(isinstance(v, (tuple, list)) and all(isinstance(d, str) for d in v)
-                    for v in dims.values())
+            and all(
+                isinstance(v, (tuple, list)) and all(isinstance(d, str) for d in v)
+                for v in dims.values()
+            )
         ):
             raise bad_value(where, "dims", dims, "use a dict: entry -> tuple of dimension names")
         if meta is not None and not (

@@ -160,8 +160,9 @@ def coordinate(dim: str, size: int):
 
 
 def annotate(ds, extra: dict | None = None):
-    """``ds`` with :func:`meta` (given ``extra``) on every data variable, the :data:`COORDS` attributes on its
-    coordinates and a coordinate (:func:`coordinate`) on every dimension that has none."""
+    """``ds`` with :func:`meta` (given ``extra``) on every data variable, the :data:`COORDS`
+    attributes on its coordinates and a coordinate (:func:`coordinate`) on every dimension that
+    has none."""
     for name in ds.data_vars:
         ds[name].attrs.update(meta(str(name), extra))
     missing = {d: ds.sizes[d] for d in ds.dims if d not in ds.coords}

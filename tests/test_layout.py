@@ -308,7 +308,9 @@ def test_each_namespace_exports_exactly_its_listed_names(namespace):
 
     shown = {name for name in dir(module) if public(name)}
     expected = {name for name in listed if public(name)}
-    assert shown == expected, f"{namespace}: dir() and the list differ by {sorted(shown ^ expected)}"
+    assert shown == expected, (
+        f"{namespace}: dir() and the list differ by {sorted(shown ^ expected)}"
+    )
 
 
 def test_every_listed_namespace_is_a_package_of_the_distribution():
@@ -352,3 +354,52 @@ def test_cheap_figure_scenarios_run_with_plain_gradflow_run(name, tmp_path):
     path = ROOT / "paper_figs" / "scenarios" / f"{name}.toml"
     assert main(["run", str(path), "--fast", "--quiet", "--out", str(tmp_path)]) == 0
     assert list(tmp_path.glob("*.nc"))
+
+
+# ---- optional dependencies: Dask is the `sweep` extra --------------------------------------------
+
+OPTIONAL = ("dask", "distributed")
+
+
+def test_no_module_of_the_package_imports_dask_at_import_time():
+    """``import gradflow`` needs no Dask: only function bodies (the sweeps on workers) import
+    it."""
+    offenders = []
+    for name, path in _modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            offenders += [f"{name}:{node.lineno}" for r in roots if r in OPTIONAL]
+    assert not offenders, offenders
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    core = text[text.index("dependencies = [") : text.index("[project.optional-dependencies]")]
+    assert not any(f'"{m}' in core for m in OPTIONAL)
+    assert re.search(r'^sweep = \["dask[^"]*", "distributed[^"]*"\]', text, flags=re.M)
+
+
+def test_a_sweep_on_workers_without_dask_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    from tiny_scenario import SGD_BASE
+
+    from gradflow._cli import main
+    from gradflow._optional import require
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(ImportError) as info:
+        require("distributed", "a sweep on workers")
+    assert str(info.value) == (
+        "a sweep on workers needs 'distributed', which is not installed: "
+        'pip install -e ".[sweep]"'
+    )
+    path = tmp_path / "s.toml"
+    path.write_text(
+        SGD_BASE.format(name="sw", extra="") + '[sweep]\n[sweep.axes]\n"sgd.lr" = [0.05, 0.1]\n',
+        encoding="utf-8",
+    )
+    code = main(["sweep", str(path), "--workers", "2", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "needs 'distributed'" in err and '".[sweep]"' in err

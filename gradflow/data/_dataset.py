@@ -116,9 +116,8 @@ class Dataset:
                 if self.num_outputs == 1 and k == 2
                 else "one-hot"
             )
-            head += (
-                f"{k} classes {self.classes} ({enc}), per class "
-                + " ".join(str(int(c)) for c in counts)
+            head += f"{k} classes {self.classes} ({enc}), per class " + " ".join(
+                str(int(c)) for c in counts
             )
         else:
             head += f"targets {_forms.shape(self.y_train)}"
@@ -144,7 +143,9 @@ class Dataset:
 def _shown_options(name: str, options: dict) -> list[tuple[str, Any]]:
     """The options worth printing: those that differ from the loader's defaults (all of them
     for an unknown loader), without the counts and classes the first lines show."""
-    from ._loaders import names, options as loader_options  # the loaders import this module
+    # imported here: the loaders import this module
+    from ._loaders import names
+    from ._loaders import options as loader_options
 
     defaults = loader_options(name) if name in names() else {}
     skip = {"classes", "n_train", "n_test"}
