@@ -403,3 +403,97 @@ def test_a_sweep_on_workers_without_dask_says_so_in_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
     assert "needs 'distributed'" in err and '".[sweep]"' in err
+
+
+# ---- docs/api.md documents exactly the public names ---------------------------------------------
+
+
+def _api_page_paths() -> list[tuple[str, list[str] | None, list[str]]]:
+    """``(path, members or None, excluded)`` of every ``::: path`` block of docs/api.md
+    (``models.X`` is ``gradflow.models.X``; ``excluded``: the ``"!^Name$"`` filters)."""
+    lines = (ROOT / "docs" / "api.md").read_text(encoding="utf-8").splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if not line.startswith("::: "):
+            continue
+        path = line[4:].strip()
+        path = "gradflow." + path if path.startswith("models.") else path
+        members, excluded, j = None, [], i + 1
+        while j < len(lines) and (lines[j].startswith("  ") or not lines[j].strip()):
+            text = lines[j].strip()
+            if text == "members:":
+                members = []
+            elif text.startswith("- ") and members is not None:
+                members.append(text[2:].strip())
+            elif text.startswith("filters:"):
+                excluded = re.findall(r'"!\^(\w+)\$"', text)
+            if not text and j + 1 < len(lines) and not lines[j + 1].startswith("  "):
+                break
+            j += 1
+        blocks.append((path, members, excluded))
+    return blocks
+
+
+def _documented() -> dict[str, set[str]]:
+    """Namespace -> the names docs/api.md documents there, each as ``namespace.name``."""
+    api = public_api()
+    out: dict[str, set[str]] = {ns: set() for ns in api}
+    for path, members, excluded in _api_page_paths():
+        if path in api:  # a whole namespace, or its listed members
+            names = members if members is not None else api[path]
+            out[path] |= {n for n in names if n not in excluded}
+        else:
+            namespace, _, name = path.rpartition(".")
+            out.setdefault(namespace, set()).add(name)
+    return out
+
+
+def test_the_api_page_documents_exactly_the_public_names():
+    import importlib
+
+    api = public_api()
+    documented = _documented()
+    unknown = sorted(
+        f"{ns}.{n}" for ns, names in documented.items() for n in names if n not in api.get(ns, ())
+    )
+    assert not unknown, f"docs/api.md documents names that are not public: {unknown}"
+    # a name re-exported by two namespaces (gf.compare is gf.analysis.compare) is documented once
+    objects = {
+        id(getattr(importlib.import_module(ns), n))
+        for ns, names in documented.items()
+        for n in names
+    }
+    missing = []
+    for ns, names in api.items():
+        module = importlib.import_module(ns)
+        for name in names:
+            value = getattr(module, name)
+            if name == "__version__" or f"{ns}.{name}" in api:  # sub-packages have sections
+                continue
+            if name not in documented[ns] and id(value) not in objects:
+                missing.append(f"{ns}.{name}")
+    assert not missing, f"docs/api.md does not document {missing}"
+
+
+def test_the_api_page_check_sees_a_missing_and_an_extra_name(monkeypatch):
+    """A positive control: a listed name without documentation, and a documented name that is
+    not listed, are both found."""
+    real = public_api()
+    monkeypatch.setattr(
+        sys.modules[__name__],
+        "public_api",
+        lambda: {**real, "gradflow": [n for n in real["gradflow"] if n != "Observable"]},
+    )
+    with pytest.raises(AssertionError, match=r"not public: \['gradflow.Observable'\]"):
+        test_the_api_page_documents_exactly_the_public_names()
+    monkeypatch.setattr(sys.modules[__name__], "public_api", lambda: real)
+    monkeypatch.setattr(
+        sys.modules[__name__],
+        "_api_page_paths",
+        lambda: [(p, m, e) for p, m, e in _API_PATHS if p != "gradflow.metrics"],
+    )
+    with pytest.raises(AssertionError, match=r"does not document \[.*'gradflow.metrics.margins'"):
+        test_the_api_page_documents_exactly_the_public_names()
+
+
+_API_PATHS = _api_page_paths()
