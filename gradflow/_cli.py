@@ -26,11 +26,30 @@ import argparse
 import contextlib
 import functools
 import os
+import platform
 import signal
 import sys
 import threading
 import time
 import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from . import __version__
+from ._figs import NoCheckout, find_checkout, import_build
+from ._figs import epilog as _figs_epilog
+from ._optional import require
+from ._trajectory import versions
+from .dynamics._checkpoint import Interrupted
+from .scenario import ConfigError, load_config
+from .scenario import run as run_scenario
+from .scenario import show as show_results
+from .scenario import sweep as run_sweep
+from .scenario._limits import check_limits
+from .scenario._output import OutputLock, check_out_dir, release_all, remove_old
+from .scenario._plausible import check_plausible
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -133,9 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the address of a running Dask scheduler (e.g. tcp://host:8786)",
     )
     sw_again = sw.add_mutually_exclusive_group()
-    sw_again.add_argument(
-        "--resume", action="store_true", help="skip the points already finished"
-    )
+    sw_again.add_argument("--resume", action="store_true", help="skip the points already finished")
     sw_again.add_argument(
         "--overwrite", action="store_true", help="replace the sweep's results already in --out"
     )
@@ -144,8 +161,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     # ---- figs: paper_figs/ of the checkout the command runs in (gradflow/_figs.py) ----
-    from ._figs import epilog as _figs_epilog
-
     figs_parser = sub.add_parser(
         "figs",
         help="run (cached) the scenarios of the paper figures and draw them",
@@ -173,8 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         metavar="DIR",
         default=None,
-        help="folder for the PNGs (default: paper_figs/out/PROFILE/ of the checkout, "
-        "git-ignored)",
+        help="folder for the PNGs (default: paper_figs/out/PROFILE/ of the checkout, git-ignored)",
     )
     figs_parser.add_argument(
         "--update-committed",
@@ -219,8 +233,6 @@ def _raise_signalled(signum, frame):
 
 
 def _add_version(parser) -> None:
-    from . import __version__
-
     parser.add_argument(
         "--version", action="version", version=f"gradflow {__version__}", help="print the version"
     )
@@ -294,8 +306,6 @@ def _main(argv) -> int:
 
 
 def _dispatch(args) -> int:
-    import jax
-
     jax.config.update("jax_enable_x64", True)
     if args.command == "info":
         return info()
@@ -339,8 +349,6 @@ def sweep(
 ) -> int:
     """``gradflow sweep``: validate every point, run, write; returns the exit status
     (0 every point succeeded, 3 some diverged, 1 some failed otherwise, 2 bad input)."""
-    from .scenario import ConfigError
-    from .scenario import sweep as run_sweep
 
     def compute():
         return run_sweep(
@@ -356,6 +364,12 @@ def sweep(
             progress=progress,
         )
 
+    if workers or scheduler:
+        try:
+            require("distributed", "gradflow sweep --workers/--scheduler (Dask)")
+        except ImportError as err:
+            _error(err)
+            return EXIT_FAILED
     try:
         # in this process the batched runs are single compiled calls, during which Python
         # runs no signal handler: they run in a worker thread, so that the main thread stops
@@ -366,8 +380,6 @@ def sweep(
             err, f"the points finished are kept in {out}, continue with --resume"
         )
         if getattr(err, "abandoned", False):  # a worker thread is still computing
-            from .scenario._output import release_all
-
             release_all()
             sys.stderr.flush()
             os._exit(code)
@@ -473,8 +485,6 @@ def run(
 
 def _written_since(out, started: float) -> bool:
     """Whether any file in ``out`` was written since ``started`` (a partial result)."""
-    from pathlib import Path
-
     try:
         return any(p.stat().st_mtime >= started for p in Path(out).iterdir() if p.is_file())
     except OSError:
@@ -507,7 +517,6 @@ def _one_line_warnings():
 def _signals_interrupt():
     """SIGINT and SIGTERM as :class:`gradflow.Interrupted` (the runs themselves stop between
     two segments: see gradflow.dynamics._checkpoint)."""
-    from .dynamics._checkpoint import Interrupted
 
     def handler(signum, frame):
         raise Interrupted(f"interrupted by {signal.Signals(signum).name}", None, signum)
@@ -521,11 +530,6 @@ def _signals_interrupt():
 
 
 def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=True) -> int:
-    from .scenario import ConfigError, load_config
-    from .scenario._limits import check_limits
-    from .scenario._output import OutputLock, check_out_dir, remove_old
-    from .scenario._plausible import check_plausible
-
     try:
         config = load_config(file, sets, fast=fast)
         labels = [spec.label for spec in config.runs]
@@ -535,8 +539,6 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     except ConfigError as err:
         _error(err)
         return EXIT_BAD_INPUT
-    from .scenario import run as run_scenario
-
     try:
         with OutputLock(out_dir, config.name):
             if overwrite and not resume:
@@ -570,8 +572,6 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
 def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False) -> int:
     """``gradflow figs``: ``paper_figs._build.build`` of the repository checkout at or above the
     current directory (gradflow/_figs.py); exit 2 with one line when there is none."""
-    from ._figs import NoCheckout, find_checkout, import_build
-
     try:
         build = import_build(find_checkout()).build
     except NoCheckout as err:
@@ -585,9 +585,6 @@ def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False) -
 def show(path, *, plot=False) -> int:
     """``gradflow show``: the table of :func:`gradflow.scenario.show` (2: no such path or no
     results in it)."""
-    from .scenario import ConfigError
-    from .scenario import show as show_results
-
     try:
         for line in show_results(path, plot=plot):
             print(line)
@@ -599,13 +596,6 @@ def show(path, *, plot=False) -> int:
 
 def info() -> int:
     """``gradflow info``: versions, devices, precision."""
-    import platform
-
-    import jax
-    import jax.numpy as jnp
-
-    from ._trajectory import versions
-
     print(f"{'python':16s}{platform.python_version()}")
     for name, version in versions().items():
         print(f"{name:16s}{version}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import tomllib
 from pathlib import Path
 
 #: The figures, in the order ``gradflow figs`` draws them, and what each checks (for ``figs
@@ -37,8 +38,6 @@ class NoCheckout(Exception):
 
 
 def _names_gradflow(pyproject: Path) -> bool:
-    import tomllib
-
     try:
         table = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

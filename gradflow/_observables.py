@@ -3,12 +3,13 @@
 Every observable that needs the data takes them from ``problem.outputs`` / ``problem.features``,
 which run in chunks of ``problem.chunk_size`` samples (``lax.map``).
 
-``observe(problem, state)`` returns a dict of arrays; :data:`DIMS` names the extra
-dimensions of the non-scalar ones, and :data:`gradflow._variables.VARIABLES` (next door) gives
-every observable its long name, units and THEORY section for the results files. Optional
-groups (``gf.flow(..., observables=("nc",))``, the scenario key ``output.observables``) come
-from a public registry:
-:func:`register_observable` adds one, :func:`observable_groups` lists them. Built in:
+``observe(problem, state, groups)`` returns a dict of arrays: the standard observables (every
+run), then those of the optional ``groups``. A group is an :class:`Observable` — a name and a
+pure ``fn(problem, state) -> dict of arrays`` (the role of Diffrax's ``SaveAt(fn=…)``) — or the
+name of a built-in one (:data:`OBSERVABLES`); ``gf.flow/gf.sgd(observables=(...))`` and the
+scenario key ``output.observables`` take either. :data:`DIMS` names the extra dimensions of the
+non-scalar standard ones, and :data:`gradflow._variables.VARIABLES` (next door) gives every
+observable its long name, units and THEORY section for the results files. Built in:
 
 * ``nc``: NC1–NC4 of the training features (THEORY 5);
 * ``rank``: numerical and stable rank of every layer (THEORY 5);
@@ -19,12 +20,18 @@ from a public registry:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+
+import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ._loss import square_error
 from ._parametrization import layer_norms
-from ._validate import bad_value
+from ._validate import bad_value, did_you_mean
 from .metrics import margins, neural_collapse, numerical_rank, stable_rank
 
 DIMS: dict[str, tuple[str, ...]] = {
@@ -33,45 +40,92 @@ DIMS: dict[str, tuple[str, ...]] = {
     "balance_gap": ("layer_pair",),
 }
 
-GROUPS: dict = {}
 #: The most layers the ``weights`` group names dimensions for.
 MAX_LAYERS = 8
 
+#: What every run records, whatever its groups (a group's entries may not take these names).
+STANDARD = frozenset(
+    {"loss", "data_loss", "train_acc", "test_acc", "test_loss", "rho", "rho_k", "margin_min"}
+    | {"margin_mean", "margin_std", "balance_gap", "v_norm", "rho_eq", "unit_norm_error"}
+)
 
-def register_observable(
-    name: str, fn, dims: dict[str, tuple[str, ...]] | None = None, meta: dict | None = None
-) -> None:
-    """Make ``observables=(name,)`` add ``fn(problem, state)``'s entries to a trajectory.
+
+class Observable(eqx.Module):
+    """A group of observables recorded at every save time: ``fn(problem, state) -> dict``.
+
+    The object form of Diffrax's ``SaveAt(fn=…)`` for gradflow's runs; pass it to
+    ``gf.flow``, ``gf.sgd`` (``observables=(gf.OBSERVABLES["nc"], my_observable, "rank")``) or
+    call it (``obs(problem, state)``). It is immutable and hashable, so that it can be a static
+    argument of a compiled function; two objects built from the same function are equal.
 
     Args:
-        name: the group's name, as given to ``gf.flow/gf.sgd(observables=...)`` and to the
-            scenario key ``output.observables``. Registering a name twice replaces it.
-        fn: ``fn(problem, state) -> dict[str, Array]``, traceable by JAX (it runs inside the
-            compiled integrator at every save time). Its keys must not collide with the
-            standard observables.
-        dims: the extra dimension names of the non-scalar entries, e.g.
+        name: an identifier naming the group (in the run's configuration and in errors).
+        fn: ``fn(problem, state) -> dict[str, Array]``, pure and traceable by JAX (it runs
+            inside the compiled integrator at every save time); its keys may not take the name
+            of a standard observable (``loss``, ``rho``, ...).
+        dims: the extra dimension names of its non-scalar entries, e.g.
             ``{"margins": ("sample",)}``; scalars need none.
-        meta: what the entries mean in the results files, e.g.
-            ``{"my_norm": {"long_name": "||W_1||_2", "units": "1", "theory": "THEORY 5"}}``
-            (xarray labels plot axes with ``long_name [units]``); an entry without it is
-            written with its name as long name and ``units = "unknown"``.
+        meta: what its entries mean in the results files, e.g.
+            ``{"w1_norm": {"long_name": "||W_1||_F", "units": "1", "theory": "THEORY 5"}}``
+            (xarray labels plot axes with ``long_name [units]``); an entry without it is written
+            with its name as long name and ``units = "unknown"``.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise bad_value("register_observable", "name", name, "use an identifier-like string")
-    if not callable(fn):
-        raise bad_value("register_observable", "fn", fn, "use a function (problem, state) -> dict")
-    if meta is not None and not (
-        isinstance(meta, dict) and all(isinstance(v, dict) for v in meta.values())
+
+    name: str = eqx.field(static=True)
+    fn: Callable = eqx.field(static=True)
+    dims: tuple[tuple[str, tuple[str, ...]], ...] = eqx.field(static=True)
+    meta: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable,
+        dims: Mapping[str, tuple[str, ...]] | None = None,
+        meta: Mapping[str, Mapping[str, str]] | None = None,
     ):
-        raise bad_value(
-            "register_observable", "meta", meta, "use a dict: entry -> {long_name, units, theory}"
+        where = type(self).__name__
+        if not isinstance(name, str) or not name.isidentifier():
+            raise bad_value(where, "name", name, "use an identifier-like string")
+        if not callable(fn):
+            raise bad_value(where, "fn", fn, "use a function (problem, state) -> dict of arrays")
+        if dims is not None and not (
+            isinstance(dims, Mapping)
+            and all(
+                isinstance(v, (tuple, list)) and all(isinstance(d, str) for d in v)
+                for v in dims.values()
+            )
+        ):
+            raise bad_value(where, "dims", dims, "use a dict: entry -> tuple of dimension names")
+        if meta is not None and not (
+            isinstance(meta, Mapping) and all(isinstance(v, Mapping) for v in meta.values())
+        ):
+            raise bad_value(where, "meta", meta, "use a dict: entry -> {long_name, units, theory}")
+        self.name = name
+        self.fn = fn
+        self.dims = tuple((str(k), tuple(v)) for k, v in (dims or {}).items())
+        self.meta = tuple(
+            (str(k), tuple((str(a), str(b)) for a, b in v.items())) for k, v in (meta or {}).items()
         )
-    GROUPS[name] = (fn, dict(dims or {}), dict(meta or {}))
 
+    def __repr__(self) -> str:  # one line, for errors and the run's configuration
+        fn = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        return f"Observable({self.name!r}, fn={fn})"
 
-def observable_groups() -> tuple[str, ...]:
-    """The names of the registered optional observable groups."""
-    return tuple(GROUPS)
+    def __call__(self, problem, state) -> dict:
+        """The group's entries at ``state``: a dict of arrays."""
+        out = self.fn(problem, state)
+        if not isinstance(out, Mapping):
+            raise ValueError(
+                f"Observable {self.name!r}: fn returned {type(out).__name__}; "
+                "return a dict name -> array"
+            )
+        taken = sorted(STANDARD.intersection(out))
+        if taken:
+            raise ValueError(
+                f"Observable {self.name!r}: entries {taken} take the names of standard "
+                "observables; rename them"
+            )
+        return dict(out)
 
 
 def accuracy(outputs, targets):
@@ -83,8 +137,10 @@ def accuracy(outputs, targets):
     return jnp.mean(hit.astype(outputs.dtype))
 
 
-def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
-    """Every standard observable of ``state`` (see ``gf.flow``'s docstring for the list)."""
+def observe(problem, state, groups: Iterable[str | Observable] = ()) -> dict:
+    """Every standard observable of ``state`` (see ``gf.flow``'s docstring for the list), then
+    the entries of ``groups`` (:class:`Observable` objects or names of :data:`OBSERVABLES`)."""
+    resolved = resolve(groups)
     weights = problem.to_weights(state)
     rho_k = layer_norms(weights)
     rho = jnp.prod(rho_k)
@@ -112,15 +168,14 @@ def observe(problem, state, groups: tuple[str, ...] = ()) -> dict:
     obs.update(
         problem.parametrization.extra_observables(state, f_train / rho, y, problem.weight_decay)
     )
-    for name in groups:
-        obs.update(GROUPS[name][0](problem, state))
+    for group in resolved:
+        obs.update(group(problem, state))
     return obs
 
 
-def saveat(grid, groups: tuple[str, ...] = ()):
+def saveat(grid, groups: Iterable[str | Observable] = ()) -> diffrax.SaveAt:
     """Diffrax ``SaveAt``: :func:`observe` at the times ``grid``, and the state at ``t1``."""
-    import diffrax
-
+    groups = resolve(groups)
     return diffrax.SaveAt(
         subs=[
             diffrax.SubSaveAt(ts=grid, fn=lambda t, y, args: observe(args, y, groups)),
@@ -130,18 +185,71 @@ def saveat(grid, groups: tuple[str, ...] = ()):
     )
 
 
-def dims_of(groups: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+def dims_of(groups: Iterable[str | Observable] = ()) -> dict[str, tuple[str, ...]]:
+    """The trailing dimension names of the standard observables and of ``groups``' entries."""
     dims = dict(DIMS)
-    for name in groups:
-        dims.update(GROUPS[name][1])
+    for group in resolve(groups):
+        dims.update(group.dims)
     return dims
+
+
+def meta_of(groups: Iterable[str | Observable] = ()) -> dict[str, dict[str, str]]:
+    """Entry -> ``{long_name, units, theory}`` of ``groups`` (where their objects give it)."""
+    out: dict[str, dict[str, str]] = {}
+    for group in resolve(groups):
+        out.update({entry: dict(pairs) for entry, pairs in group.meta})
+    return out
+
+
+def described(items) -> dict[str, dict[str, str]]:
+    """:func:`meta_of` the :class:`Observable` objects among ``items`` (a run's configured
+    ``observables``, whose names the table of ``_variables`` already describes)."""
+    return meta_of(tuple(g for g in items if isinstance(g, Observable)))
+
+
+def resolve(groups: Iterable[str | Observable], where: str = "observe") -> tuple:
+    """``groups`` as :class:`Observable` objects: a name is looked up in :data:`OBSERVABLES`
+    (and in the names of the deprecated :func:`register_observable`); anything else is refused
+    with one line naming the value and the names allowed."""
+    if isinstance(groups, (str, Observable)):
+        groups = (groups,)
+    out = []
+    for group in groups:
+        if isinstance(group, Observable):
+            out.append(group)
+        elif isinstance(group, str) and group in GROUPS:
+            out.append(GROUPS[group])
+        else:
+            names = ", ".join(map(repr, GROUPS))
+            allowed = f"use an Observable or one of {names}" + did_you_mean(group, tuple(GROUPS))
+            raise bad_value(where, "observables", group, allowed)
+    return tuple(out)
+
+
+def register_observable(
+    name: str, fn, dims: dict[str, tuple[str, ...]] | None = None, meta: dict | None = None
+) -> Observable:
+    """Deprecated: build ``Observable(name, fn, dims, meta)`` and pass it in ``observables=``.
+
+    Makes ``name`` a string that ``observables=(name,)`` accepts in this process (registering a
+    name twice replaces it) and returns the :class:`Observable`.
+    """
+    group = Observable(name, fn, dims, meta)
+    warnings.warn(
+        "gf.register_observable is deprecated: pass gf.Observable(name, fn, dims, meta) in "
+        "observables=(...) instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    GROUPS[name] = group
+    return group
 
 
 def _labels(y):
     return (y[:, 0] > 0).astype(jnp.int32) if y.shape[1] == 1 else jnp.argmax(y, axis=1)
 
 
-def _nc_group(problem, state) -> dict:
+def _nc(problem, state) -> dict:
     """THEORY 5's NC1–NC4 of the training features (the input of the last layer)."""
     weights = problem.to_weights(state)
     feats = problem.features(state)  # in chunks of problem.chunk_size samples
@@ -152,7 +260,7 @@ def _nc_group(problem, state) -> dict:
     return {k: out[k] for k in ("nc1", "nc2", "nc2_equinorm", "nc2_equiangular", "nc3", "nc4")}
 
 
-def _rank_group(problem, state) -> dict:
+def _rank(problem, state) -> dict:
     """Numerical rank (tol 1e-3 of ``W_k/||W_k||_F``) and stable rank of every layer."""
     weights = problem.to_weights(state)
     return {
@@ -161,20 +269,27 @@ def _rank_group(problem, state) -> dict:
     }
 
 
-def _margins_group(problem, state) -> dict:
+def _margins(problem, state) -> dict:
     """The per-sample normalized margins (THEORY 5), dims ``sample``."""
     rho = jnp.prod(layer_norms(problem.to_weights(state)))
     return {"margins": margins(problem.outputs(state) / rho, problem.y_train)}
 
 
-def _weights_group(problem, state) -> dict:
+def _weights(problem, state) -> dict:
     """Every layer's weights ``W_k``, flattened."""
     return {f"w{k}": jnp.ravel(w) for k, w in enumerate(problem.to_weights(state))}
 
 
-register_observable("nc", _nc_group, {})
-register_observable("rank", _rank_group, {"rank": ("layer",), "stable_rank": ("layer",)})
-register_observable("margins", _margins_group, {"margins": ("sample",)})
-register_observable(
-    "weights", _weights_group, {f"w{k}": (f"w{k}_index",) for k in range(MAX_LAYERS)}
+NC = Observable("nc", _nc)
+RANK = Observable("rank", _rank, {"rank": ("layer",), "stable_rank": ("layer",)})
+MARGINS = Observable("margins", _margins, {"margins": ("sample",)})
+WEIGHTS = Observable("weights", _weights, {f"w{k}": (f"w{k}_index",) for k in range(MAX_LAYERS)})
+
+#: The built-in groups by name: what a string in ``observables=(...)`` stands for.
+OBSERVABLES: Mapping[str, Observable] = MappingProxyType(
+    {group.name: group for group in (NC, RANK, MARGINS, WEIGHTS)}
 )
+
+#: The names a string in ``observables=(...)`` may take: the built-in groups, and those of the
+#: deprecated :func:`register_observable` in this process.
+GROUPS: dict[str, Observable] = dict(OBSERVABLES)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from ._validate import bad_value
+from .predict._rho import rho_eq
 
 
 def _fro(a):
@@ -198,8 +199,6 @@ class LMLast(_LM):
         return vel_v[:-1] + (vel_v[-1] / state["rho"] ** 2,)
 
     def extra_observables(self, state, normalized_outputs, targets, weight_decay) -> dict:
-        from .predict._rho import rho_eq
-
         out = super().extra_observables(state, normalized_outputs, targets, weight_decay)
         out["rho_eq"] = rho_eq(normalized_outputs, targets, weight_decay)
         return out

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from . import _loss
+from . import _forms, _loss
 from ._parametrization import AbstractParametrization, resolve_parametrization
 from ._validate import Shown, bad_value
 
@@ -245,8 +245,6 @@ class Problem(eqx.Module):
     def __repr__(self) -> str:
         """Two lines: the network's layer shapes, the parametrization, λ, precision, and the
         data's sizes and shapes (never the arrays; :meth:`describe` has everything)."""
-        from . import _forms
-
         d = self.describe()
         n_params = sum(int(np.prod(w.shape)) for w in self.model.weights)
         return (

@@ -19,12 +19,15 @@ it includes the compilation) to what is left; it is ``?`` until a second report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
 import time
 
+import diffrax
 import numpy as np
+from tqdm.auto import tqdm
 
 #: The environment variable that sets the seconds between two plain progress lines.
 ENV_INTERVAL = "GRADFLOW_PROGRESS_INTERVAL"
@@ -87,8 +90,6 @@ class Progress:
         self._shown = None  # (done, steps) of the last line printed
         self._bar = None
         if self.enabled and _isatty(self.stream):
-            from tqdm.auto import tqdm
-
             counted = unit != "t"
             self._bar = tqdm(
                 total=round(self.end - self.start) if counted else 1000,
@@ -243,42 +244,32 @@ def _tell(fraction: float) -> None:
         _RECEIVERS[-1](min(max(float(fraction), 0.0), 1.0))
 
 
+class _BatchMeter(diffrax.TextProgressMeter):
+    """Diffrax's text meter (its host callbacks, their ordering under vmap) with the printing
+    replaced by a call of the current receiver (:func:`receiving`)."""
+
+    @staticmethod
+    def _init_bar():
+        return [0.0]
+
+    @staticmethod
+    def _step_bar(bar, progress):
+        bar[0] = float(np.asarray(progress).reshape(()))
+        _tell(bar[0])
+
+    @staticmethod
+    def _close_bar(bar):
+        _tell(1.0)
+
+
 def batch_meter():
     """A ``diffrax.AbstractProgressMeter`` that hands the fraction done to :func:`receiving`
     (every percent; under ``vmap`` Diffrax's meter follows the slowest member)."""
-    import diffrax
-
-    global _BatchMeter
-    if _BatchMeter is None:
-
-        class _BatchMeter(diffrax.TextProgressMeter):
-            # Diffrax's text meter (its host callbacks, their ordering under vmap) with the
-            # printing replaced by a call of the current receiver.
-            @staticmethod
-            def _init_bar():
-                return [0.0]
-
-            @staticmethod
-            def _step_bar(bar, progress):
-                bar[0] = float(np.asarray(progress).reshape(()))
-                _tell(bar[0])
-
-            @staticmethod
-            def _close_bar(bar):
-                _tell(1.0)
-
     return _BatchMeter(minimum_increase=0.01)
-
-
-_BatchMeter = None
 
 
 def with_batch_meter(plan):
     """``plan`` (of ``gf.flow``) with :func:`batch_meter` as its progress meter."""
-    import dataclasses
-
-    import diffrax
-
     args = tuple(
         batch_meter() if isinstance(a, diffrax.AbstractProgressMeter) else a for a in plan.args
     )
@@ -303,6 +294,4 @@ def solve_progress(progress, where: str, start: float, end: float):
 
 def solve_meter(progress):
     """The Diffrax progress meter of a compiled solve: :func:`batch_meter` or none."""
-    import diffrax
-
     return batch_meter() if progress else diffrax.NoProgressMeter()

@@ -10,14 +10,20 @@ import os
 import re
 import subprocess
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import diffrax
+import equinox
 import jax
 import numpy as np
+import optax
 import xarray as xr
 
-from ._observables import dims_of
+from . import _forms
+from ._observables import described, dims_of
+from ._validate import bad_value
 from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +35,7 @@ OLD_WEIGHT = re.compile(r"param\d+$")
 def code_hash() -> str:
     """A hash of gradflow's sources (``gradflow/`` and ``models/``) and of the versions of the
     numerical stack: what a cached result depends on besides its configuration."""
-    import gradflow
+    import gradflow  # the package imports this module
     import gradflow.models
 
     digest = hashlib.sha256()
@@ -46,13 +52,6 @@ def code_hash() -> str:
 
 def versions() -> dict[str, str]:
     """Versions of gradflow and the numerical stack, and the git revision if any."""
-    from importlib.metadata import version
-
-    import diffrax
-    import equinox
-    import jax
-    import optax
-
     out = {
         "gradflow": version("gradflow"),
         "jax": jax.__version__,
@@ -106,8 +105,6 @@ class Trajectory:
     def __repr__(self) -> str:
         """A few lines: dynamics, time span, status, the problem, the observables and their
         final values (seed means), never the arrays."""
-        from . import _forms
-
         t = np.asarray(self.t)
         seeds = "" if self.seeds is None else f", {len(self.seeds)} seeds"
         span = f"t {t[0]:g} → {t[-1]:g} ({len(t)} saves)" if len(t) else "no saves"
@@ -165,7 +162,8 @@ class Trajectory:
             "dims": json.dumps(self.dims),
         }
         attrs.update(cost_attrs(self.stats))
-        return annotate(xr.Dataset(data_vars, coords=coords, attrs=attrs))
+        extra = described(self.config.get("observables", ()))  # a run's own Observable objects
+        return annotate(xr.Dataset(data_vars, coords=coords, attrs=attrs), extra)
 
     def save(self, path) -> Path:
         """Write NetCDF atomically (temporary file in the same folder, then rename)."""
@@ -254,10 +252,6 @@ def load(path) -> Trajectory:
     """Read a :class:`Trajectory` written by :meth:`Trajectory.save` (one run's
     ``<name>__<run>.nc``; a scenario's combined ``<name>.nc`` and a sweep's ``<name>.sweep.nc``
     are plain ``xarray`` Datasets: ``xarray.open_dataset(path)``)."""
-    from pathlib import Path
-
-    from ._validate import bad_value
-
     if not Path(path).is_file():
         raise bad_value("load", "path", str(path), "use the path of an existing NetCDF file")
     try:

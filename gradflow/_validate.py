@@ -14,6 +14,7 @@ scenario key), the value received and what is allowed::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from collections.abc import Callable
@@ -35,8 +36,6 @@ class Shown(str):
 
 def did_you_mean(value, options) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``options`` to a misspelt ``value``."""
-    import difflib
-
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, [str(o) for o in options], n=1, cutoff=0.6)

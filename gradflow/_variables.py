@@ -6,8 +6,8 @@ does the same for the named dimensions. :func:`annotate` puts them on a Dataset 
 ``Trajectory.to_xarray()``, a scenario's combined ``<name>.nc``, a sweep's ``<name>.sweep.nc``)
 and gives every named dimension a coordinate, so that ``ds.rho.plot()`` labels its axes and
 ``ds.rho_k.sel(layer=2)`` works. A sweep's variable ``<run>__<obs>`` takes the entry of
-``<obs>`` and the attribute ``run``. An observable group registered without ``meta``
-(:func:`gradflow.register_observable`) gets its name as long name and ``units = "unknown"``;
+``<obs>`` and the attribute ``run``. An entry of a :class:`gradflow.Observable` given
+without ``meta`` gets its name as long name and ``units = "unknown"``;
 the built-in ones are all in the table (tests/test_output_metadata.py fails otherwise).
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
+from ._observables import GROUPS, meta_of
 
 #: name -> (long_name, units, THEORY section). Units: the flow time ``t`` and every quantity of
 #: the theory are dimensionless ("1"); seconds ("s") and bytes ("bytes") for run costs.
@@ -105,16 +107,15 @@ RESERVED = frozenset(
 
 
 def _registered() -> dict:
-    from ._observables import GROUPS
-
-    out = {}
-    for group in GROUPS.values():
-        out.update(group[2] if len(group) > 2 else {})
-    return out
+    """Entry -> meta of the groups a string in ``observables=`` names (built in, or given to
+    the deprecated ``register_observable``)."""
+    return meta_of(tuple(GROUPS.values()))
 
 
-def meta(name: str) -> dict[str, str]:
-    """``long_name``, ``units``, ``theory`` of variable ``name`` (``<run>__<obs>`` too)."""
+def meta(name: str, extra: dict | None = None) -> dict[str, str]:
+    """``long_name``, ``units``, ``theory`` of variable ``name`` (``<run>__<obs>`` too);
+    ``extra`` (entry -> meta, e.g. from :func:`gradflow._observables.meta_of`) describes the
+    entries of a run's own :class:`gradflow.Observable` objects."""
     run, sep, obs = name.partition("__")
     if not sep:
         run, obs = "", name
@@ -130,8 +131,8 @@ def meta(name: str) -> dict[str, str]:
         long_name, units, theory = VARIABLES[obs]
         out = {"long_name": long_name, "units": units, "theory": theory}
     else:
-        extra = _registered().get(obs)
-        out = dict(extra) if extra else {"long_name": obs, "units": "unknown", "theory": ""}
+        found = (extra or {}).get(obs) or _registered().get(obs)
+        out = dict(found) if found else {"long_name": obs, "units": "unknown", "theory": ""}
     if run:
         out["run"] = run
     return {k: v for k, v in out.items() if v}
@@ -158,11 +159,12 @@ def coordinate(dim: str, size: int):
     return (dim, values, {"long_name": long_name, "units": units})
 
 
-def annotate(ds):
-    """``ds`` with :func:`meta` on every data variable, the :data:`COORDS` attributes on its
-    coordinates and a coordinate (:func:`coordinate`) on every dimension that has none."""
+def annotate(ds, extra: dict | None = None):
+    """``ds`` with :func:`meta` (given ``extra``) on every data variable, the :data:`COORDS`
+    attributes on its coordinates and a coordinate (:func:`coordinate`) on every dimension that
+    has none."""
     for name in ds.data_vars:
-        ds[name].attrs.update(meta(str(name)))
+        ds[name].attrs.update(meta(str(name), extra))
     missing = {d: ds.sizes[d] for d in ds.dims if d not in ds.coords}
     if missing:
         ds = ds.assign_coords(

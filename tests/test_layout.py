@@ -196,17 +196,127 @@ def test_no_file_imports_the_old_models_package():
     assert not offenders, offenders
 
 
-def test_figures_and_benchmarks_use_only_public_names():
-    private = re.compile(
-        r"from gradflow(?:\.\w+)*\._\w+ import|from gradflow import _\w+|gradflow\._\w+\."
-    )
+#: Folders outside the package: they may use gradflow's public names only.
+OUTSIDE_PACKAGE = ("paper_figs", "benchmarks", "models", "scenarios")
+#: file -> why it may import a private module (a benchmark that patches an internal on purpose).
+PRIVATE_ALLOWED = {
+    "benchmarks/sde_stationary.py": "adds an unadvertised adaptive SDE solver to the private list",
+}
+
+
+def _private_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of every import of a private gradflow module or name in ``path``
+    (``from gradflow.x._y import``, ``from gradflow.x import _y``, ``import gradflow._y``), and
+    every attribute ``gradflow._y`` / ``gf._y``; relative imports (inside ``models/``, which is
+    ``gradflow.models``) are the package's own."""
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            names = [a.name for a in node.names]
+            if parts[0] == "gradflow" and (
+                any(p.startswith("_") for p in parts) or any(n.startswith("_") for n in names)
+            ):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "gradflow" and any(p.startswith("_") for p in parts):
+                    found.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and _private_attribute(node):
+            found.append(node.lineno)
+    lines = text.splitlines()
+    return [(i, lines[i - 1].strip()) for i in sorted(set(found))]
+
+
+def _private_attribute(node: ast.Attribute) -> bool:
+    """``gf._x``, ``gradflow.dynamics._y`` ...: a private attribute of gradflow (not a dunder)."""
+    chain = []
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
+        node = node.value
+    if not (isinstance(node, ast.Name) and node.id in ("gf", "gradflow")):
+        return False
+    return any(a.startswith("_") and not a.startswith("__") for a in chain)
+
+
+def test_code_outside_the_package_uses_only_public_names():
     offenders = []
-    for folder in ("paper_figs", "benchmarks"):
-        for path in (ROOT / folder).rglob("*.py"):
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if private.search(line):
-                    offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    for folder in OUTSIDE_PACKAGE:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            if rel in PRIVATE_ALLOWED:
+                continue
+            offenders += [f"{rel}:{i}: {line}" for i, line in _private_imports(path)]
     assert not offenders, "\n".join(offenders)
+
+
+def test_private_import_finder_finds_each_form(tmp_path):
+    """A positive control: every form of private import is reported, public ones are not."""
+    path = tmp_path / "x.py"
+    path.write_text(
+        "from gradflow.dynamics._ode import flow\n"
+        "from gradflow.dynamics import _sde\n"
+        "import gradflow._loss\n"
+        "x = gf._observables.GROUPS\n"
+        "from gradflow.dynamics import flow\n"
+        "from gradflow.models import MLP\n"
+        "from ._base import HomogeneousNet\n"
+        "y = gf.data.load\n",
+        encoding="utf-8",
+    )
+    assert [i for i, _ in _private_imports(path)] == [1, 2, 3, 4]
+
+
+# ---- the public namespace: one list -----------------------------------------------------------
+
+PUBLIC_API = ROOT / "tests" / "public_api.txt"
+
+
+def public_api() -> dict[str, list[str]]:
+    """Namespace -> its public names, from tests/public_api.txt (``[namespace]`` headers)."""
+    out: dict[str, list[str]] = {}
+    for line in PUBLIC_API.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = out.setdefault(line.strip("[]"), [])
+        else:
+            current.append(line)
+    return out
+
+
+@pytest.mark.parametrize("namespace", sorted(public_api()))
+def test_each_namespace_exports_exactly_its_listed_names(namespace):
+    import importlib
+    import types
+
+    listed = public_api()[namespace]
+    module = importlib.import_module(namespace)
+    assert isinstance(module.__all__, list)
+    assert sorted(module.__all__) == sorted(listed), namespace
+    assert len(set(listed)) == len(listed), "a name is listed twice"
+    for name in listed:
+        assert hasattr(module, name), f"{namespace}.{name} is listed but missing"
+    namespaces = set(public_api())
+
+    def public(name):  # a sub-package is an attribute once imported (``gradflow.testing``)
+        sub = isinstance(getattr(module, name), types.ModuleType)
+        return not name.startswith("_") and not (sub and f"{namespace}.{name}" in namespaces)
+
+    shown = {name for name in dir(module) if public(name)}
+    expected = {name for name in listed if public(name)}
+    assert shown == expected, (
+        f"{namespace}: dir() and the list differ by {sorted(shown ^ expected)}"
+    )
+
+
+def test_every_listed_namespace_is_a_package_of_the_distribution():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    packages = set(re.findall(r'^\s*"(gradflow(?:\.\w+)?)",\s*$', text, flags=re.M))
+    assert set(public_api()) == packages
 
 
 # ---- every figure scenario is a plain scenario -------------------------------------------------
@@ -244,3 +354,146 @@ def test_cheap_figure_scenarios_run_with_plain_gradflow_run(name, tmp_path):
     path = ROOT / "paper_figs" / "scenarios" / f"{name}.toml"
     assert main(["run", str(path), "--fast", "--quiet", "--out", str(tmp_path)]) == 0
     assert list(tmp_path.glob("*.nc"))
+
+
+# ---- optional dependencies: Dask is the `sweep` extra --------------------------------------------
+
+OPTIONAL = ("dask", "distributed")
+
+
+def test_no_module_of_the_package_imports_dask_at_import_time():
+    """``import gradflow`` needs no Dask: only function bodies (the sweeps on workers) import
+    it."""
+    offenders = []
+    for name, path in _modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            offenders += [f"{name}:{node.lineno}" for r in roots if r in OPTIONAL]
+    assert not offenders, offenders
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    core = text[text.index("dependencies = [") : text.index("[project.optional-dependencies]")]
+    assert not any(f'"{m}' in core for m in OPTIONAL)
+    assert re.search(r'^sweep = \["dask[^"]*", "distributed[^"]*"\]', text, flags=re.M)
+
+
+def test_a_sweep_on_workers_without_dask_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    from tiny_scenario import SGD_BASE
+
+    from gradflow._cli import main
+    from gradflow._optional import require
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(ImportError) as info:
+        require("distributed", "a sweep on workers")
+    assert str(info.value) == (
+        "a sweep on workers needs 'distributed', which is not installed: "
+        'pip install -e ".[sweep]"'
+    )
+    path = tmp_path / "s.toml"
+    path.write_text(
+        SGD_BASE.format(name="sw", extra="") + '[sweep]\n[sweep.axes]\n"sgd.lr" = [0.05, 0.1]\n',
+        encoding="utf-8",
+    )
+    code = main(["sweep", str(path), "--workers", "2", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "needs 'distributed'" in err and '".[sweep]"' in err
+
+
+# ---- docs/api.md documents exactly the public names ---------------------------------------------
+
+
+def _api_page_paths() -> list[tuple[str, list[str] | None, list[str]]]:
+    """``(path, members or None, excluded)`` of every ``::: path`` block of docs/api.md
+    (``models.X`` is ``gradflow.models.X``; ``excluded``: the ``"!^Name$"`` filters)."""
+    lines = (ROOT / "docs" / "api.md").read_text(encoding="utf-8").splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if not line.startswith("::: "):
+            continue
+        path = line[4:].strip()
+        path = "gradflow." + path if path.startswith("models.") else path
+        members, excluded, j = None, [], i + 1
+        while j < len(lines) and (lines[j].startswith("  ") or not lines[j].strip()):
+            text = lines[j].strip()
+            if text == "members:":
+                members = []
+            elif text.startswith("- ") and members is not None:
+                members.append(text[2:].strip())
+            elif text.startswith("filters:"):
+                excluded = re.findall(r'"!\^(\w+)\$"', text)
+            if not text and j + 1 < len(lines) and not lines[j + 1].startswith("  "):
+                break
+            j += 1
+        blocks.append((path, members, excluded))
+    return blocks
+
+
+def _documented() -> dict[str, set[str]]:
+    """Namespace -> the names docs/api.md documents there, each as ``namespace.name``."""
+    api = public_api()
+    out: dict[str, set[str]] = {ns: set() for ns in api}
+    for path, members, excluded in _api_page_paths():
+        if path in api:  # a whole namespace, or its listed members
+            names = members if members is not None else api[path]
+            out[path] |= {n for n in names if n not in excluded}
+        else:
+            namespace, _, name = path.rpartition(".")
+            out.setdefault(namespace, set()).add(name)
+    return out
+
+
+def test_the_api_page_documents_exactly_the_public_names():
+    import importlib
+
+    api = public_api()
+    documented = _documented()
+    unknown = sorted(
+        f"{ns}.{n}" for ns, names in documented.items() for n in names if n not in api.get(ns, ())
+    )
+    assert not unknown, f"docs/api.md documents names that are not public: {unknown}"
+    # a name re-exported by two namespaces (gf.compare is gf.analysis.compare) is documented once
+    objects = {
+        id(getattr(importlib.import_module(ns), n))
+        for ns, names in documented.items()
+        for n in names
+    }
+    missing = []
+    for ns, names in api.items():
+        module = importlib.import_module(ns)
+        for name in names:
+            value = getattr(module, name)
+            if name == "__version__" or f"{ns}.{name}" in api:  # sub-packages have sections
+                continue
+            if name not in documented[ns] and id(value) not in objects:
+                missing.append(f"{ns}.{name}")
+    assert not missing, f"docs/api.md does not document {missing}"
+
+
+def test_the_api_page_check_sees_a_missing_and_an_extra_name(monkeypatch):
+    """A positive control: a listed name without documentation, and a documented name that is
+    not listed, are both found."""
+    real = public_api()
+    monkeypatch.setattr(
+        sys.modules[__name__],
+        "public_api",
+        lambda: {**real, "gradflow": [n for n in real["gradflow"] if n != "Observable"]},
+    )
+    with pytest.raises(AssertionError, match=r"not public: \['gradflow.Observable'\]"):
+        test_the_api_page_documents_exactly_the_public_names()
+    monkeypatch.setattr(sys.modules[__name__], "public_api", lambda: real)
+    monkeypatch.setattr(
+        sys.modules[__name__],
+        "_api_page_paths",
+        lambda: [(p, m, e) for p, m, e in _API_PATHS if p != "gradflow.metrics"],
+    )
+    with pytest.raises(AssertionError, match=r"does not document \[.*'gradflow.metrics.margins'"):
+        test_the_api_page_documents_exactly_the_public_names()
+
+
+_API_PATHS = _api_page_paths()

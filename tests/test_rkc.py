@@ -18,14 +18,9 @@ from jax.experimental import io_callback
 from numpy.polynomial import chebyshev as cheb
 
 import gradflow as gf
-from gradflow.diffrax_ext import (
-    RKC2,
-    FloorController,
-    ProjectedSolver,
-    chebyshev_weights,
-    power_iteration,
-    stability_boundary,
-)
+from gradflow.diffrax_ext import RKC2, FloorController, ProjectedSolver, stability_boundary
+from gradflow.diffrax_ext._rkc import chebyshev_weights
+from gradflow.diffrax_ext._spectral import power_iteration
 from gradflow.models import MLP, DeepLinear
 
 

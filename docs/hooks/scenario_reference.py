@@ -21,6 +21,7 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
@@ -105,8 +106,11 @@ def load_schema():
 
 
 def observable_groups() -> tuple[str, ...] | None:
-    """Names of the registered observable groups (``observables = [...]``), if findable."""
-    groups = getattr(importlib.import_module("gradflow"), "observable_groups", None)
+    """Names of the built-in observable groups (``observables = [...]``), if findable."""
+    gradflow = importlib.import_module("gradflow")
+    if isinstance(getattr(gradflow, "OBSERVABLES", None), Mapping):
+        return tuple(gradflow.OBSERVABLES)
+    groups = getattr(gradflow, "observable_groups", None)  # before gf.OBSERVABLES existed
     if callable(groups):
         return tuple(groups())
     for name in ("gradflow._observables",):  # before gf.observable_groups() existed

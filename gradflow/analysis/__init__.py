@@ -5,14 +5,18 @@
 :class:`Certificate`) and the Hessian spectrum on the state's manifold
 (:func:`hessian_spectrum`, a :class:`HessianSpectrum`)."""
 
-from ._certificate import Certificate
-from ._compare import compare
-from ._ensembles import COMPARED, ensemble_summary, ensembles, sde_vs_sgd
-from ._equilibrium import FixedPoint, equilibrium
-from ._spectrum import HessianSpectrum, hessian_spectrum, symmetry_generators
+from ._certificate import Certificate as Certificate
+from ._compare import compare as compare
+from ._ensembles import ensemble_summary as ensemble_summary
+from ._ensembles import ensembles as ensembles
+from ._ensembles import sde_vs_sgd as sde_vs_sgd
+from ._equilibrium import FixedPoint as FixedPoint
+from ._equilibrium import equilibrium as equilibrium
+from ._spectrum import HessianSpectrum as HessianSpectrum
+from ._spectrum import hessian_spectrum as hessian_spectrum
+from ._spectrum import symmetry_generators as symmetry_generators
 
 __all__ = [
-    "COMPARED",
     "Certificate",
     "FixedPoint",
     "HessianSpectrum",

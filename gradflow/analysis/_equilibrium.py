@@ -50,6 +50,7 @@ import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._trajectory import Trajectory
 from .._validate import Shown, bad_value
 from ._certificate import THRESHOLDS, Certificate, certify
 from ._filippov import solve as filippov_solve
@@ -324,8 +325,6 @@ def _check_filippov(**values):
 
 
 def _start(problem, state):
-    from .._trajectory import Trajectory
-
     if state is None:
         return problem.initial_state()
     if isinstance(state, Trajectory):

@@ -36,6 +36,7 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 from .._validate import bad_value
+from ..models import MLP, DeepLinear, LocalCNN
 from ._manifold import StateManifold
 
 KINDS = ("minimum", "saddle", "degenerate", "uncertified")
@@ -233,8 +234,6 @@ def weight_symmetries(model, weights, weight_decay: float) -> dict:
     """Named families of infinitesimal symmetries of the loss in weight space (see the module
     docstring): name -> a tuple (one entry per layer) of stacked generators ``(G, *W_k.shape)``.
     Empty for models it does not know."""
-    from ..models import MLP, DeepLinear, LocalCNN
-
     weights = tuple(weights)
     num = len(weights)
     linear = isinstance(model, DeepLinear) or (

@@ -5,24 +5,22 @@
 ``dense_to_kernel_ratio`` (``Π_k sqrt(d_k)``) is exact.
 """
 
-from ._all import all_bounds
-from ._margin import margin_bound
-from ._rademacher import (
-    dense_rademacher,
-    dense_to_kernel_ratio,
-    kernel_degrees,
-    kernel_rademacher,
-    patch_bound,
-)
-from ._toeplitz import toeplitz_matrices
+from ._all import all_bounds as all_bounds
+from ._margin import margin_bound as margin_bound
+from ._rademacher import dense_rademacher as dense_rademacher
+from ._rademacher import dense_to_kernel_ratio as dense_to_kernel_ratio
+from ._rademacher import kernel_degrees as kernel_degrees
+from ._rademacher import kernel_rademacher as kernel_rademacher
+from ._rademacher import patch_bound as patch_bound
+from ._toeplitz import toeplitz_matrices as toeplitz_matrices
 
 __all__ = [
-    "margin_bound",
-    "dense_rademacher",
-    "kernel_rademacher",
-    "kernel_degrees",
-    "patch_bound",
-    "dense_to_kernel_ratio",
-    "toeplitz_matrices",
     "all_bounds",
+    "dense_rademacher",
+    "dense_to_kernel_ratio",
+    "kernel_degrees",
+    "kernel_rademacher",
+    "margin_bound",
+    "patch_bound",
+    "toeplitz_matrices",
 ]

@@ -11,60 +11,23 @@ targets in ``±1`` (first listed class ``-1``, second ``+1``); more give one-hot
 with one line naming the dataset, the option, its value and what is allowed.
 """
 
-from __future__ import annotations
-
-import inspect
-
-from ._dataset import Dataset, encode_labels
-from ._npz import npz
-from ._options import COMMON
-from ._real import digits, mnist1d
-from ._synthetic import compositional, gaussian_mixture, teacher
-
-_LOADERS = {
-    "compositional": compositional,
-    "digits": digits,
-    "gaussian-mixture": gaussian_mixture,
-    "mnist1d": mnist1d,
-    "npz": npz,
-    "teacher": teacher,
-}
-
-
-def names() -> tuple[str, ...]:
-    """The dataset names that :func:`load` accepts."""
-    return tuple(sorted(_LOADERS))
-
-
-def options(name: str) -> dict[str, object]:
-    """The options of dataset ``name`` with their defaults."""
-    _check_name(name)
-    params = inspect.signature(_LOADERS[name]).parameters
-    return {key: p.default for key, p in params.items()}
-
-
-def load(name: str, **opts) -> Dataset:
-    """Load dataset ``name`` with its options (see each loader's docstring)."""
-    allowed = options(name)
-    for key in opts:
-        if key not in allowed:
-            raise ValueError(
-                f"dataset {name!r}: option {key!r} is unknown; allowed: {', '.join(allowed)}"
-            )
-    return _LOADERS[name](**opts)
-
-
-def _check_name(name: str) -> None:
-    if name not in _LOADERS:
-        raise ValueError(f"dataset name {name!r} is unknown; allowed: {', '.join(names())}")
-
+from ._dataset import Dataset as Dataset
+from ._loaders import load as load
+from ._loaders import names as names
+from ._loaders import options as options
+from ._npz import npz as npz
+from ._options import COMMON as COMMON
+from ._real import digits as digits
+from ._real import mnist1d as mnist1d
+from ._synthetic import compositional as compositional
+from ._synthetic import gaussian_mixture as gaussian_mixture
+from ._synthetic import teacher as teacher
 
 __all__ = [
     "COMMON",
     "Dataset",
     "compositional",
     "digits",
-    "encode_labels",
     "gaussian_mixture",
     "load",
     "mnist1d",

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _forms
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -103,8 +105,6 @@ class Dataset:
     def __repr__(self) -> str:
         """A few lines: task, split sizes, shapes, the options that differ from the loader's
         defaults, and the loader's notes (never the arrays)."""
-        from .. import _forms
-
         head = f"Dataset {self.name!r}: "
         if self.is_regression:
             head += f"regression targets {_forms.shape(self.y_train)}"
@@ -116,9 +116,8 @@ class Dataset:
                 if self.num_outputs == 1 and k == 2
                 else "one-hot"
             )
-            head += (
-                f"{k} classes {self.classes} ({enc}), per class "
-                + " ".join(str(int(c)) for c in counts)
+            head += f"{k} classes {self.classes} ({enc}), per class " + " ".join(
+                str(int(c)) for c in counts
             )
         else:
             head += f"targets {_forms.shape(self.y_train)}"
@@ -144,7 +143,8 @@ class Dataset:
 def _shown_options(name: str, options: dict) -> list[tuple[str, Any]]:
     """The options worth printing: those that differ from the loader's defaults (all of them
     for an unknown loader), without the counts and classes the first lines show."""
-    from . import names, options as loader_options
+    from . import names  # the package: its loaders import this module
+    from . import options as loader_options
 
     defaults = loader_options(name) if name in names() else {}
     skip = {"classes", "n_train", "n_test"}

@@ -4,18 +4,22 @@ Every function is pure, works on one unbatched problem and is ``jax.jit``-friend
 static, values may be traced).
 """
 
-from ._collapse import neural_collapse
-from ._margins import margin_summary, margins
-from ._noise import sgd_noise
-from ._rank import effective_rank, numerical_rank, singular_values, stable_rank
+from ._collapse import neural_collapse as neural_collapse
+from ._margins import margin_summary as margin_summary
+from ._margins import margins as margins
+from ._noise import sgd_noise as sgd_noise
+from ._rank import effective_rank as effective_rank
+from ._rank import numerical_rank as numerical_rank
+from ._rank import singular_values as singular_values
+from ._rank import stable_rank as stable_rank
 
 __all__ = [
-    "neural_collapse",
-    "margins",
-    "margin_summary",
-    "numerical_rank",
-    "stable_rank",
     "effective_rank",
-    "singular_values",
+    "margin_summary",
+    "margins",
+    "neural_collapse",
+    "numerical_rank",
     "sgd_noise",
+    "singular_values",
+    "stable_rank",
 ]

@@ -22,52 +22,48 @@
 The tutorial "Property testing" of the documentation tests a conjecture with them.
 """
 
-from ._checks import (
-    balance_law_error,
-    balance_rate_error,
-    euler_identity_error,
-    gradient_scaling_error,
-    homogeneity_error,
-    loss_increase,
-    rho_eq_error,
-    tangency_error,
-    unit_norm_error,
-    wn_norm_growth_error,
-)
-from ._lyapunov import linreg_stationary_covariance
-from ._strategies import (
-    ARCHITECTURES,
-    PARAMETRIZATIONS,
-    TARGETS,
-    Architecture,
-    ProblemSpec,
-    ProblemStateSpec,
-    architecture,
-    build_network,
-    build_problem,
-    build_problem_state,
-    datasets,
-    init_scales,
-    input_shape,
-    inputs,
-    make_dataset,
-    networks,
-    parametrizations,
-    problem_specs,
-    problem_states,
-    problems,
-    random_state,
-    seeds,
-    states,
-    weight_decays,
-)
+from ._checks import balance_law_error as balance_law_error
+from ._checks import balance_rate_error as balance_rate_error
+from ._checks import euler_identity_error as euler_identity_error
+from ._checks import gradient_scaling_error as gradient_scaling_error
+from ._checks import homogeneity_error as homogeneity_error
+from ._checks import loss_increase as loss_increase
+from ._checks import rho_eq_error as rho_eq_error
+from ._checks import tangency_error as tangency_error
+from ._checks import unit_norm_error as unit_norm_error
+from ._checks import wn_norm_growth_error as wn_norm_growth_error
+from ._lyapunov import linreg_stationary_covariance as linreg_stationary_covariance
+from ._strategies import ARCHITECTURES as ARCHITECTURES
+from ._strategies import PARAMETRIZATIONS as PARAMETRIZATIONS
+from ._strategies import TARGETS as TARGETS
+from ._strategies import Architecture as Architecture
+from ._strategies import ProblemSpec as ProblemSpec
+from ._strategies import ProblemStateSpec as ProblemStateSpec
+from ._strategies import architecture as architecture
+from ._strategies import build_network as build_network
+from ._strategies import build_problem as build_problem
+from ._strategies import build_problem_state as build_problem_state
+from ._strategies import datasets as datasets
+from ._strategies import init_scales as init_scales
+from ._strategies import input_shape as input_shape
+from ._strategies import inputs as inputs
+from ._strategies import make_dataset as make_dataset
+from ._strategies import networks as networks
+from ._strategies import parametrizations as parametrizations
+from ._strategies import problem_specs as problem_specs
+from ._strategies import problem_states as problem_states
+from ._strategies import problems as problems
+from ._strategies import random_state as random_state
+from ._strategies import seeds as seeds
+from ._strategies import states as states
+from ._strategies import weight_decays as weight_decays
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
+    "PARAMETRIZATIONS",
     "ProblemSpec",
     "ProblemStateSpec",
-    "PARAMETRIZATIONS",
     "TARGETS",
     "architecture",
     "balance_law_error",
