@@ -35,7 +35,7 @@ def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     fast = _common.profile_of(profile) == "fast"
     points = {
-        (float(s), lam): [f"model.init_scale={float(s)}", f"problem.weight_decay={lam}"]
+        (float(s), lam): {"model.init_scale": float(s), "problem.weight_decay": lam}
         for lam in DECAYS
         for s in _scales(fast)
     }

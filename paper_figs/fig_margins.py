@@ -45,14 +45,14 @@ def _t1(lam: float, profile: str) -> float:
     return float(min(EXPOSURE / lam, HORIZON[profile]) if lam > 0 else HORIZON[profile])
 
 
-def _sets(lam: float, profile: str, scale: float | None = None) -> list[str]:
+def _sets(lam: float, profile: str, scale: float | None = None) -> dict:
     t1 = _t1(lam, profile)
-    return [
-        f"problem.weight_decay={lam}",
-        f"time.t1={t1!r}",
-        f"time.save_every={t1 / SAVES!r}",
-        *([f"model.init_scale={scale}"] if scale is not None else []),
-    ]
+    return {
+        "problem.weight_decay": lam,
+        "time.t1": t1,
+        "time.save_every": t1 / SAVES,
+        **({"model.init_scale": scale} if scale is not None else {}),
+    }
 
 
 def compute(profile, log=print) -> dict:

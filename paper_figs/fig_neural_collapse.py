@@ -44,10 +44,10 @@ FALL = 10.0  # the "order of magnitude" of the prediction
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     points = {
-        (targets, lam): [
-            f"problem.weight_decay={lam}",
-            f"data.centre_targets={'true' if targets == 'centred' else 'false'}",
-        ]
+        (targets, lam): {
+            "problem.weight_decay": lam,
+            "data.centre_targets": targets == "centred",
+        }
         for targets in TARGETS
         for lam in DECAYS
     }

@@ -32,13 +32,13 @@ def compute(profile, log=print) -> dict:
     for b in batches:
         epoch_t = LR * (n // b)
         for lam in decays:
-            points[(b, lam)] = [
-                f"sgd.batch_size={b}",
-                f"sgd.lr={LR}",
-                f"problem.weight_decay={lam}",
-                f"sgd.save_every={epoch_t!r}",
-                f"sgd.t1={epochs * epoch_t!r}",
-            ]
+            points[(b, lam)] = {
+                "sgd.batch_size": b,
+                "sgd.lr": LR,
+                "problem.weight_decay": lam,
+                "sgd.save_every": epoch_t,
+                "sgd.t1": epochs * epoch_t,
+            }
     return _common.sweep("sgd_noise", profile, points, log=log)
 
 
