@@ -230,8 +230,8 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
     """Run ``paper_figs/scenarios/<name>.toml`` at several points through the sweep engine.
 
     ``fast``: a profile (:func:`profile_of`). ``points`` maps a figure's key to the typed
-    overrides of that point (dotted key -> value, after the profile's, :data:`PAPER`); returns key ->
-    :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
+    overrides of that point (dotted key -> value, after the profile's, :data:`PAPER`); returns
+    key -> :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
     ``scenario(name, fast, sets)`` would use, so either call reads the other's results). The
     points not yet cached are validated first (every one, before anything runs), grouped into
     the sweep engine's tasks (points that differ only in traced values share a task) and run

@@ -59,6 +59,12 @@ def _noise(traj) -> np.ndarray:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # B and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (int(t.config["batch_size"]), _common.decay(t)): res
+        for res in inputs.values()
+        for t in [next(iter(res.runs().values()))]
+    }
     batches = sorted({b for b, _ in inputs})
     decays = sorted({lam for _, lam in inputs})
     n = max(batches)

@@ -19,8 +19,8 @@ import dataclasses
 import math
 import re
 import tomllib
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import diffrax
@@ -98,8 +98,9 @@ class Scenario:
         return dataclasses.replace(out, fast=self.fast)
 
     def value(self, key: str):
-        """The validated value of the dotted ``key`` (``"problem.weight_decay"``, ``"model.widths"``,
-        ``"sgd.lr"``; a key absent from the table: its default, None where it has none)."""
+        """The validated value of the dotted ``key`` (``"problem.weight_decay"``,
+        ``"model.widths"``, ``"sgd.lr"``; a key absent from the table: its default, None where
+        it has none)."""
         section, _, name = key.partition(".")
         if section in ("model", "problem") and name in getattr(self, section):
             return getattr(self, section)[name]

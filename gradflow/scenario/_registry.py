@@ -136,8 +136,13 @@ MODELS = MappingProxyType(
         "paper-cnn": ModelKind(
             {},
             _paper_cnn,
-            {"channels": (32, 64, 128), "kernel_sizes": 3, "strides": 2, "padding": 1,
-             "last": "dense"},
+            {
+                "channels": (32, 64, 128),
+                "kernel_sizes": 3,
+                "strides": 2,
+                "padding": 1,
+                "last": "dense",
+            },
         ),
     }
 )

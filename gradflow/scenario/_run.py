@@ -90,9 +90,8 @@ def run(
     caller has built it already (the CLI's plausibility check does), else built here."""
     from ..dynamics import RunFailed
     from ..dynamics._checkpoint import Interrupted
-    from ._plot import summary_plot
-
     from ._integrity import check_resume
+    from ._plot import summary_plot
 
     out_dir = Path(out_dir)
     for note in check_resume(config, out_dir) if resume else ():  # before computing anything

@@ -35,16 +35,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .._progress import with_batch_meter
 from .._validate import ConfigError
 from .._variables import annotate, axis_attrs, plain_names
-from .._progress import with_batch_meter
-from ..dynamics import plan
+from ..dynamics import plan as make_plan
 from ._integrity import scenario_key
 from ._output import OutputLock, check_out_dir, remove_old
 from ._registry import DYNAMICS, call
 from ._run import build_problem
 from ._sweep_spec import Point, SweepSpec, load_sweep
-
 
 
 def _run_names(config) -> list[str]:
@@ -65,7 +64,7 @@ def _plans(point: Point, meter: bool = False):
     out = []
     for name, spec in zip(_run_names(point.config), point.config.runs):
         entry, kwargs = call(spec)
-        item = plan(entry, problem, **kwargs)
+        item = make_plan(entry, problem, **kwargs)
         if meter and DYNAMICS[spec.dynamics].metered:
             item = with_batch_meter(item)
         out.append((name, spec, item))

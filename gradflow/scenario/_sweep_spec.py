@@ -19,8 +19,8 @@ import dataclasses
 import itertools
 import json
 import math
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .._validate import ConfigError, did_you_mean
@@ -203,8 +203,9 @@ def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) ->
 def sweep_points(scenario, point_sets, *, fast: bool = False, limits: bool = True) -> tuple:
     """The validated :class:`Point` of each entry of ``point_sets`` (per point, its typed
     overrides ``{"problem.weight_decay": 0.05}``, or ``--set`` items) of ``scenario`` (a file or
-    its parsed table): a sweep given as a list of points rather than as axes. Every point is validated before this returns (a bad one is a
-    one-line :class:`ConfigError`); run them with :func:`gradflow.scenario.run_points`."""
+    its parsed table): a sweep given as a list of points rather than as axes. Every point is
+    validated before this returns (a bad one is a one-line :class:`ConfigError`); run them with
+    :func:`gradflow.scenario.run_points`."""
     table, source = _table_of(scenario)
     table.pop("sweep", None)
     out = []
@@ -218,7 +219,8 @@ def sweep_points(scenario, point_sets, *, fast: bool = False, limits: bool = Tru
 
 def make_point(table, base, values, index, fast, source, limits=True, origin="sweep.axes"):
     """The validated :class:`Point` of ``table`` with the overrides ``base`` (``(path, value,
-    origin)``, :func:`gradflow.scenario.overrides_of`) and then ``values`` (dotted key -> value, said to come from ``origin``)."""
+    origin)``: :func:`gradflow.scenario.overrides_of`) and then ``values`` (dotted key ->
+    value, said to come from ``origin``)."""
     overrides = tuple(base) + tuple((tuple(n.split(".")), v, origin) for n, v in values.items())
     config = validate(table, overrides, fast=fast, source=source)
     check_limits(config, limits=limits)
