@@ -50,6 +50,11 @@ def _rel_range(values) -> float:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # the init scale and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (float(res.value("model.init_scale")), _common.decay(res.runs()["flow"])): res
+        for res in inputs.values()
+    }
     fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.8))
     (ax_t, ax_rho), (ax_m, ax_err) = axes
     final, gaps, losses = {}, {}, {}

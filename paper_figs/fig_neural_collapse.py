@@ -168,6 +168,14 @@ def _words(traj) -> str:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # the targets and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (
+            TARGETS[1] if res.value("data.centre_targets") else TARGETS[0],
+            _common.decay(res.runs()["flow"]),
+        ): res
+        for res in inputs.values()
+    }
     fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharex=True)
     styles = {"flow": "-", "sde": "--", "sgd": ":"}
     colors = {DECAYS[0]: "C3", DECAYS[1]: "C0"}

@@ -88,7 +88,7 @@ class Scenario:
         ``keys``: a key that only one section has, e.g. ``scenario.replace(weight_decay=0.05)``.
         """
         items = overrides_of(overrides or {}, "replace")
-        items += [(_path(dotted_key(k)), v, "replace") for k, v in keys.items()]
+        items += [(_path(dotted_key(k, v)), v, "replace") for k, v in keys.items()]
         out = _Validator(
             self.table,
             items,
@@ -111,11 +111,7 @@ class Scenario:
         return None if default is REQUIRED else default
 
 
-#: The former name of :class:`Scenario`.
-Config = Scenario
-
-
-def dotted_key(name: str) -> str:
+def dotted_key(name: str, value=None) -> str:
     """The dotted key of ``name``: itself when dotted, else the one section that has it
     (``weight_decay`` -> ``problem.weight_decay``); a :class:`ConfigError` otherwise."""
     if "." in name:
@@ -127,7 +123,7 @@ def dotted_key(name: str) -> str:
             if owners
             else "use a key of one section (e.g. weight_decay) or a dotted key section.key"
         )
-        raise ConfigError(f"{name}=... is not allowed; {allowed}")
+        raise ConfigError(f"{name}={_show(value)} is not allowed; {allowed}")
     return f"{owners[0]}.{name}"
 
 
