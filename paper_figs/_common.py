@@ -32,18 +32,7 @@ import jax
 import numpy as np
 
 import gradflow as gf
-from gradflow.scenario import (
-    DYNAMICS,
-    SCHEMA,
-    build_problem,
-    load_config,
-    overrides_of,
-    run,
-    run_points,
-    scenario_key,
-    scenario_record,
-    sweep_points,
-)
+from gradflow.scenario import load_config, run
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "paper_figs"
@@ -91,12 +80,12 @@ def code_version() -> dict:
 def cache_key(config) -> str:
     """The cache key of a validated scenario: :func:`gradflow.scenario.scenario_key` with the
     code's version (:func:`code_version`)."""
-    return scenario_key(config, code_version())
+    return gf.scenario.scenario_key(config, code_version())
 
 
 def cache_record(config) -> dict:
     """What ``DONE`` records: the scenario's record (table, runs, fast, code) and its key."""
-    return {**scenario_record(config, code_version()), "key": cache_key(config)}
+    return {**gf.scenario.scenario_record(config, code_version()), "key": cache_key(config)}
 
 
 #: The profiles of ``gradflow figs``: ``fast`` (the scenarios' ``[fast]`` tables, seconds, in
@@ -143,12 +132,17 @@ def profile_of(fast) -> str:
 def _profile_sets(name: str, profile: str, sets) -> list:
     """The profile's overrides of scenario ``name`` (:data:`PAPER`), then ``sets`` (a mapping of
     dotted keys to typed values), as :func:`gradflow.scenario.overrides_of` gives them."""
-    return [*overrides_of(PAPER.get(name, {}) if profile == "paper" else {}), *overrides_of(sets)]
+    return [
+        *gf.scenario.overrides_of(PAPER.get(name, {}) if profile == "paper" else {}),
+        *gf.scenario.overrides_of(sets),
+    ]
 
 
 def _tag(name: str, sets) -> str:
     """A point in words for the log: ``margins problem.weight_decay=0.05``."""
-    return " ".join([name, *(f"{'.'.join(path)}={value}" for path, value, _ in overrides_of(sets))])
+    return " ".join(
+        [name, *(f"{'.'.join(path)}={value}" for path, value, _ in gf.scenario.overrides_of(sets))]
+    )
 
 
 @dataclasses.dataclass
@@ -181,7 +175,7 @@ class Result:
         table = self.config()["table"].get(section) or {}
         if name in table:
             return table[name]
-        default = SCHEMA.get(section, {}).get(name, (None, None))[1]
+        default = gf.scenario.SCHEMA.get(section, {}).get(name, (None, None))[1]
         return default if isinstance(default, (int, float, str, bool)) else None
 
     def fixed_point(self) -> dict | None:
@@ -244,7 +238,9 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
     fast = profile == "fast"
     points = {k: _profile_sets(name, profile, v) for k, v in points.items()}
     keys = list(points)
-    built = sweep_points(SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast)
+    built = gf.scenario.sweep_points(
+        SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast
+    )
     results, todo = {}, []
     for key, point in zip(keys, built):
         payload = cache_record(point.config)
@@ -256,12 +252,14 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
         else:
             todo.append((key, point, payload, folder, tag))
     if batch is None:
-        flows = any(DYNAMICS[s.dynamics].solved for _, p, *_ in todo for s in p.config.runs)
+        flows = any(
+            gf.scenario.DYNAMICS[s.dynamics].solved for _, p, *_ in todo for s in p.config.runs
+        )
         batch = not (flows and jax.default_backend() == "cpu")
     sizes: dict[str, int] = {}
     for _, point, *_ in todo:
         sizes[point.group] = sizes.get(point.group, 0) + 1
-    for i, outcome, seconds in run_points([p for _, p, *_ in todo], batch):
+    for i, outcome, seconds in gf.scenario.run_points([p for _, p, *_ in todo], batch):
         key, point, payload, folder, tag = todo[i]
         _write_point(point, outcome, payload, folder, tag, log)
         task = sizes[point.group] if batch else 1
@@ -284,7 +282,7 @@ def _config(name: str, fast, sets):
 
 def problem(name: str, fast, sets):
     """The :class:`gradflow.Problem` of a figure scenario's point (profile ``fast``, ``sets``)."""
-    return build_problem(_config(name, fast, sets))
+    return gf.scenario.build_problem(_config(name, fast, sets))
 
 
 def read_json(result: Result, filename: str) -> dict | None:
@@ -328,7 +326,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     if cached is not None:
         return cached
     config = _config(name, fast, sets)
-    problem = build_problem(config)
+    problem = gf.scenario.build_problem(config)
     groups = tuple(config.output["observables"])
     traj = result.runs()[run]
     start = time.perf_counter()
