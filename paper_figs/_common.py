@@ -3,10 +3,12 @@
 Every path is rooted at the repository checkout that holds this file (``ROOT``), never at the
 working directory or at the checkout of an installed gradflow (``gradflow figs`` imports the
 ``paper_figs`` of the checkout it runs in). A scenario
-``paper_figs/scenarios/<name>.toml`` (with ``--set`` style overrides) is validated with
-``gradflow.scenario.load_config``; its results live in ``cache/<name>-<hash>/`` where the hash is
-that of the validated configuration (the merged table, the run specifications, ``fast``) and of
-the code (:func:`code_version`: the sources of ``gradflow/`` and ``models/``, package versions). A
+``paper_figs/scenarios/<name>.toml`` with typed overrides (dotted key -> value, e.g.
+``{"problem.weight_decay": 0.05}``) is validated with ``gradflow.scenario.load_config`` into a
+:class:`gradflow.scenario.Scenario`; its results live in ``cache/<name>-<key>/`` where the key
+is :func:`gradflow.scenario.scenario_key` of the validated scenario (the merged table, the run
+specifications, ``fast``) and of the code (:func:`code_version`: the sources of ``gradflow/``
+and ``models/``, package versions), the same key that names a sweep's point files. A
 finished folder holds ``DONE``; a second request for the same configuration is 'cached'. The
 figures that sweep a scenario over several values run their points through gradflow's sweep
 engine (:func:`sweep`), into the same cache.
@@ -26,7 +28,11 @@ import shutil
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
+
+import gradflow as gf
+from gradflow.scenario import load_config, run
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "paper_figs"
@@ -71,9 +77,15 @@ def code_version() -> dict:
     return {"sources": digest.hexdigest()[:16], **versions}
 
 
-def config_hash(payload) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def cache_key(config) -> str:
+    """The cache key of a validated scenario: :func:`gradflow.scenario.scenario_key` with the
+    code's version (:func:`code_version`)."""
+    return gf.scenario.scenario_key(config, code_version())
+
+
+def cache_record(config) -> dict:
+    """What ``DONE`` records: the scenario's record (table, runs, fast, code) and its key."""
+    return {**gf.scenario.scenario_record(config, code_version()), "key": cache_key(config)}
 
 
 #: The profiles of ``gradflow figs``: ``fast`` (the scenarios' ``[fast]`` tables, seconds, in
@@ -82,29 +94,29 @@ def config_hash(payload) -> str:
 #: finishes in about an hour; a figure module may also widen its own grid there).
 PROFILES = ("fast", "full", "paper")
 
-#: ``--scale paper``: ``--set`` overrides per scenario, applied before each point's own. The
+#: ``--scale paper``: typed overrides per scenario, applied before each point's own. The
 #: scenarios not listed run as in the full profile (stated in paper_figs/README.md).
 PAPER = {
     # all 356 balanced digits 0 vs 1, width 64, 12.5 times the horizon
-    "margins": [
-        "data.n_train=356",
-        "model.widths=[64, 64]",
-        "time.t1=5000.0",
-        "time.save_every=50.0",
-    ],
+    "margins": {
+        "data.n_train": 356,
+        "model.widths": [64, 64],
+        "time.t1": 5000.0,
+        "time.save_every": 50.0,
+    },
     # all 356 balanced digits 0 vs 1, width 128, 2.5 times the horizon, B from 4 to N (GD);
     # the λ grid is in fig_rank
-    "rank": [
-        "data.n_train=356",
-        "model.widths=[128, 128]",
-        "sgd.batch_size=[4, 16, 64, 356]",
-        "sgd.t1=1000.0",
-        "sgd.save_every=10.0",
-    ],
+    "rank": {
+        "data.n_train": 356,
+        "model.widths": [128, 128],
+        "sgd.batch_size": [4, 16, 64, 356],
+        "sgd.t1": 1000.0,
+        "sgd.save_every": 10.0,
+    },
     # four times the samples (40 per class), three times the horizon
-    "neural_collapse": ["data.n_train=160", "time.t1=3000.0", "time.save_every=30.0"],
+    "neural_collapse": {"data.n_train": 160, "time.t1": 3000.0, "time.save_every": 30.0},
     # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
-    "work_precision": ["data.n_train=256", "data.dim=16", "model.widths=[32, 32]"],
+    "work_precision": {"data.n_train": 256, "data.dim": 16, "model.widths": [32, 32]},
 }
 
 
@@ -118,7 +130,19 @@ def profile_of(fast) -> str:
 
 
 def _profile_sets(name: str, profile: str, sets) -> list:
-    return [*(PAPER.get(name, []) if profile == "paper" else []), *sets]
+    """The profile's overrides of scenario ``name`` (:data:`PAPER`), then ``sets`` (a mapping of
+    dotted keys to typed values), as :func:`gradflow.scenario.overrides_of` gives them."""
+    return [
+        *gf.scenario.overrides_of(PAPER.get(name, {}) if profile == "paper" else {}),
+        *gf.scenario.overrides_of(sets),
+    ]
+
+
+def _tag(name: str, sets) -> str:
+    """A point in words for the log: ``margins problem.weight_decay=0.05``."""
+    return " ".join(
+        [name, *(f"{'.'.join(path)}={value}" for path, value, _ in gf.scenario.overrides_of(sets))]
+    )
 
 
 @dataclasses.dataclass
@@ -134,8 +158,6 @@ class Result:
     def runs(self) -> dict:
         """Run label -> :class:`gradflow.Trajectory` (read with ``gf.load`` once: a figure
         asks several times, and reading NetCDF was a third of a redraw from the cache)."""
-        import gradflow as gf
-
         if self._runs is None:
             prefix = f"{self.name}__"
             files = sorted(self.folder.glob(f"{prefix}*.nc"))
@@ -143,7 +165,18 @@ class Result:
         return dict(self._runs)
 
     def config(self) -> dict:
+        """What ``DONE`` records (:func:`cache_record`): the validated table, runs, key."""
         return json.loads((self.folder / "DONE").read_text())
+
+    def value(self, key: str):
+        """A setting of the scenario that made this result, from the validated table that
+        ``DONE`` records: ``res.value("problem.weight_decay")`` (absent: the schema's default)."""
+        section, _, name = key.partition(".")
+        table = self.config()["table"].get(section) or {}
+        if name in table:
+            return table[name]
+        default = gf.scenario.SCHEMA.get(section, {}).get(name, (None, None))[1]
+        return default if isinstance(default, (int, float, str, bool)) else None
 
     def fixed_point(self) -> dict | None:
         """What :func:`fixed_point` wrote for this result (``fixed_point.json``), or None."""
@@ -157,35 +190,18 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def cache_payload(config, fast: bool) -> dict:
-    """What identifies a scenario's results: the validated configuration and the code."""
-    return {
-        "table": config.table,
-        "fast": bool(fast),
-        "runs": [dataclasses.asdict(r) for r in config.runs],
-        "model": config.model,
-        "problem": config.problem,
-        "observables": config.output["observables"],
-        "code": code_version(),
-    }
+def scenario(name: str, fast, sets=None, log=print) -> Result:
+    """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``: typed
+    overrides, dotted key -> value) once.
 
-
-def scenario(name: str, fast, sets=(), log=print) -> Result:
-    """Run ``paper_figs/scenarios/<name>.toml`` (``[fast]`` with ``fast``, then ``sets``) once.
-
-    ``fast``: a profile (:func:`profile_of`). The result folder is ``cache/<name>-<hash>``; the
-    hash is that of :func:`cache_payload`.
+    ``fast``: a profile (:func:`profile_of`). The result folder is ``cache/<name>-<key>``, the
+    key :func:`cache_key`.
     """
-    from gradflow.scenario import load_config, run
-
-    profile = profile_of(fast)
-    fast = profile == "fast"
-    sets = _profile_sets(name, profile, sets)
-    config = load_config(SCENARIOS / f"{name}.toml", list(sets), fast=fast)
-    payload = cache_payload(config, fast)
-    key = config_hash(payload)
+    config = _config(name, fast, sets or {})
+    payload = cache_record(config)
+    key = payload["key"]
     folder = CACHE / f"{config.name}-{key}"
-    tag = f"{name} {' '.join(sets)}".strip()
+    tag = _tag(name, _profile_sets(name, profile_of(fast), sets or {}))
     if (folder / "DONE").is_file():
         log(f"  scenario {tag}: cached ({_show(folder)})")
         return Result(config.name, folder, True, 0.0)
@@ -207,9 +223,9 @@ def scenario(name: str, fast, sets=(), log=print) -> Result:
 def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -> dict:
     """Run ``paper_figs/scenarios/<name>.toml`` at several points through the sweep engine.
 
-    ``fast``: a profile (:func:`profile_of`). ``points`` maps a figure's key to the ``--set``
-    overrides of that point (after the profile's, :data:`PAPER`); returns key ->
-    :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
+    ``fast``: a profile (:func:`profile_of`). ``points`` maps a figure's key to the typed
+    overrides of that point (dotted key -> value, after the profile's, :data:`PAPER`); returns
+    key -> :class:`Result`, in the same cache as :func:`scenario` (a point's folder is the one that
     ``scenario(name, fast, sets)`` would use, so either call reads the other's results). The
     points not yet cached are validated first (every one, before anything runs), grouped into
     the sweep engine's tasks (points that differ only in traced values share a task) and run
@@ -218,32 +234,32 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
     unless they include a flow on a CPU (a vmapped adaptive solve steps until its slowest
     member is done: measured slower than one by one on CPU, benchmarks/README.md).
     """
-    import jax
-
-    from gradflow.scenario import run_points, sweep_points
-
     profile = profile_of(fast)
     fast = profile == "fast"
     points = {k: _profile_sets(name, profile, v) for k, v in points.items()}
     keys = list(points)
-    built = sweep_points(SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast)
+    built = gf.scenario.sweep_points(
+        SCENARIOS / f"{name}.toml", [points[k] for k in keys], fast=fast
+    )
     results, todo = {}, []
     for key, point in zip(keys, built):
-        payload = cache_payload(point.config, fast)
-        folder = CACHE / f"{point.config.name}-{config_hash(payload)}"
-        tag = f"{name} {' '.join(points[key])}".strip()
+        payload = cache_record(point.config)
+        folder = CACHE / f"{point.config.name}-{payload['key']}"
+        tag = _tag(name, points[key])
         if (folder / "DONE").is_file():
             log(f"  scenario {tag}: cached ({_show(folder)})")
             results[key] = Result(point.config.name, folder, True, 0.0)
         else:
             todo.append((key, point, payload, folder, tag))
     if batch is None:
-        flows = any(s.dynamics in ("flow", "sde") for _, p, *_ in todo for s in p.config.runs)
+        flows = any(
+            gf.scenario.DYNAMICS[s.dynamics].solved for _, p, *_ in todo for s in p.config.runs
+        )
         batch = not (flows and jax.default_backend() == "cpu")
     sizes: dict[str, int] = {}
     for _, point, *_ in todo:
         sizes[point.group] = sizes.get(point.group, 0) + 1
-    for i, outcome, seconds in run_points([p for _, p, *_ in todo], batch):
+    for i, outcome, seconds in gf.scenario.run_points([p for _, p, *_ in todo], batch):
         key, point, payload, folder, tag = todo[i]
         _write_point(point, outcome, payload, folder, tag, log)
         task = sizes[point.group] if batch else 1
@@ -256,9 +272,8 @@ FIXED_POINT = "fixed_point.json"
 
 
 def _config(name: str, fast, sets):
-    """The validated configuration of a figure scenario at a profile, with ``sets``."""
-    from gradflow.scenario import load_config
-
+    """The validated :class:`gradflow.scenario.Scenario` of a figure scenario at a profile,
+    with ``sets`` (typed overrides)."""
     profile = profile_of(fast)
     return load_config(
         SCENARIOS / f"{name}.toml", _profile_sets(name, profile, sets), fast=profile == "fast"
@@ -267,9 +282,7 @@ def _config(name: str, fast, sets):
 
 def problem(name: str, fast, sets):
     """The :class:`gradflow.Problem` of a figure scenario's point (profile ``fast``, ``sets``)."""
-    from gradflow.scenario import build_problem
-
-    return build_problem(_config(name, fast, sets))
+    return gf.scenario.build_problem(_config(name, fast, sets))
 
 
 def read_json(result: Result, filename: str) -> dict | None:
@@ -309,14 +322,11 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     from stationary the end is (``pattern_flips``: per iterate, how many entries of the
     pattern differ from the end's; ``held_at_zero``: :func:`held_at_zero` at the end).
     """
-    import gradflow as gf
-    from gradflow.scenario import build_problem
-
     cached = result.fixed_point()
     if cached is not None:
         return cached
     config = _config(name, fast, sets)
-    problem = build_problem(config)
+    problem = gf.scenario.build_problem(config)
     groups = tuple(config.output["observables"])
     traj = result.runs()[run]
     start = time.perf_counter()
@@ -344,7 +354,7 @@ def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=pr
     }
     write_json(result, FIXED_POINT, record)
     log(
-        f"  fixed point of {name} {' '.join(sets)} ({run}): "
+        f"  fixed point of {_tag(name, sets)} ({run}): "
         f"{'converged' if fp.converged else 'not converged'} after {fp.iterations} Newton "
         f"iterations, relative residual {fp.relative_residuals[0]:.1e} -> "
         f"{fp.relative_residual:.1e} ({seconds:.1f} s)"
@@ -367,8 +377,6 @@ def held_at_zero(problem, state, rel: float = 1e-6) -> int | None:
     the entries a flow holds on a switching surface when it ends sliding. Units whose incoming
     weights decayed to 0 (0 on every sample) are not counted. None when the model does not
     expose pre-activations."""
-    import jax
-
     weights = problem.to_weights(state)
     try:
         pre = jax.vmap(lambda x: problem.model.pre_activations(weights, x))(problem.x_train)
@@ -407,8 +415,6 @@ def interval(samples, level: float = 0.95) -> tuple[float, float]:
 
 def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
     """A point's runs as :func:`scenario` writes them (``<name>__<run>.nc`` and ``DONE``)."""
-    from gradflow.dynamics import RunFailed
-
     if isinstance(outcome, Exception):
         raise outcome
     name = point.config.name
@@ -416,7 +422,7 @@ def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for _, spec, result in outcome:
-        if isinstance(result, RunFailed):
+        if isinstance(result, gf.RunFailed):
             log(f"  scenario {tag}: run {spec.label} {result.status}: {result}")
             result = result.trajectory
         elif isinstance(result, Exception):

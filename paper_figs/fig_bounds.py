@@ -32,7 +32,7 @@ def _sizes(fast: bool):
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     fast = _common.profile_of(profile) == "fast"
-    points = {n: [f"data.n_train={n}"] for n in _sizes(fast)}
+    points = {n: {"data.n_train": n} for n in _sizes(fast)}
     return _common.sweep("bounds", profile, points, log=log)
 
 

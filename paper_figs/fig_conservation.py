@@ -24,8 +24,8 @@ def compute(profile, log=print) -> dict:
     # each scenario's runs (one per η) are one point of the sweep engine: batched where their
     # compiled arguments agree
     return {
-        "balance": _common.sweep("conservation_balance", profile, {"main": []}, log=log)["main"],
-        "wn": _common.sweep("conservation_wn", profile, {"main": []}, log=log)["main"],
+        "balance": _common.sweep("conservation_balance", profile, {"main": {}}, log=log)["main"],
+        "wn": _common.sweep("conservation_wn", profile, {"main": {}}, log=log)["main"],
     }
 
 

@@ -35,7 +35,7 @@ def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     fast = _common.profile_of(profile) == "fast"
     points = {
-        (float(s), lam): [f"model.init_scale={float(s)}", f"problem.weight_decay={lam}"]
+        (float(s), lam): {"model.init_scale": float(s), "problem.weight_decay": lam}
         for lam in DECAYS
         for s in _scales(fast)
     }
@@ -50,6 +50,11 @@ def _rel_range(values) -> float:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # the init scale and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (float(res.value("model.init_scale")), _common.decay(res.runs()["flow"])): res
+        for res in inputs.values()
+    }
     fig, axes = plt.subplots(2, 2, figsize=(9.5, 6.8))
     (ax_t, ax_rho), (ax_m, ax_err) = axes
     final, gaps, losses = {}, {}, {}

@@ -45,14 +45,14 @@ def _t1(lam: float, profile: str) -> float:
     return float(min(EXPOSURE / lam, HORIZON[profile]) if lam > 0 else HORIZON[profile])
 
 
-def _sets(lam: float, profile: str, scale: float | None = None) -> list[str]:
+def _sets(lam: float, profile: str, scale: float | None = None) -> dict:
     t1 = _t1(lam, profile)
-    return [
-        f"problem.weight_decay={lam}",
-        f"time.t1={t1!r}",
-        f"time.save_every={t1 / SAVES!r}",
-        *([f"model.init_scale={scale}"] if scale is not None else []),
-    ]
+    return {
+        "problem.weight_decay": lam,
+        "time.t1": t1,
+        "time.save_every": t1 / SAVES,
+        **({"model.init_scale": scale} if scale is not None else {}),
+    }
 
 
 def compute(profile, log=print) -> dict:
@@ -98,10 +98,15 @@ def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9))
-    decays = sorted((k for k in inputs if not isinstance(k, tuple)), reverse=True)
+    # λ of each run as the run recorded it (not the figure's own key)
+    runs = {}
+    for key in (k for k in inputs if not isinstance(k, tuple)):
+        traj = inputs[key].runs()["flow"]
+        runs[_common.decay(traj)] = traj
+    decays = sorted(runs, reverse=True)
     ends, points = {}, []
     for i, lam in enumerate(decays):
-        traj = inputs[lam].runs()["flow"]
+        traj = runs[lam]
         m, t = np.asarray(traj["margins"]), traj.t
         ends[lam] = _end(traj)
         color = plt.get_cmap("viridis")(i / max(1, len(decays) - 1))
@@ -117,7 +122,8 @@ def draw(inputs: dict, out_dir) -> str:
     free = {}
     for key in sorted(k for k in inputs if isinstance(k, tuple)):
         traj = inputs[key].runs()["flow"]
-        free[key[1]] = (_end(traj), _verdict.run_regime(traj, f"λ=0 init {key[1]:g}"))
+        scale = inputs[key].value("model.init_scale")
+        free[scale] = (_end(traj), _verdict.run_regime(traj, f"λ=0 init {scale:g}"))
         m = np.asarray(traj["margins"])
         axes[0].hist(
             m[-1] / np.mean(m[-1]),
@@ -125,7 +131,7 @@ def draw(inputs: dict, out_dir) -> str:
             histtype="step",
             ls="--",
             color="0.4",
-            label=f"λ = 0, init scale {key[1]:g}",
+            label=f"λ = 0, init scale {scale:g}",
         )
     hyp = _verdict.QUASI_INTERPOLATION
     inside = [lam for lam, r in zip(decays, points, strict=True) if hyp.inside(r)]

@@ -44,10 +44,10 @@ FALL = 10.0  # the "order of magnitude" of the prediction
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     points = {
-        (targets, lam): [
-            f"problem.weight_decay={lam}",
-            f"data.centre_targets={'true' if targets == 'centred' else 'false'}",
-        ]
+        (targets, lam): {
+            "problem.weight_decay": lam,
+            "data.centre_targets": targets == "centred",
+        }
         for targets in TARGETS
         for lam in DECAYS
     }
@@ -168,6 +168,14 @@ def _words(traj) -> str:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # the targets and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (
+            TARGETS[1] if res.value("data.centre_targets") else TARGETS[0],
+            _common.decay(res.runs()["flow"]),
+        ): res
+        for res in inputs.values()
+    }
     fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharex=True)
     styles = {"flow": "-", "sde": "--", "sgd": ":"}
     colors = {DECAYS[0]: "C3", DECAYS[1]: "C0"}

@@ -29,7 +29,7 @@ def _fractions(fast: bool):
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     fast = _common.profile_of(profile) == "fast"
-    points = {p: [f"data.label_noise={p}"] for p in _fractions(fast)}
+    points = {p: {"data.label_noise": p} for p in _fractions(fast)}
     return _common.sweep("random_labels", profile, points, log=log)
 
 

@@ -50,48 +50,45 @@ def _fixed_sizes(profile: str):
     return (4,) if profile == "fast" else (4, 16)
 
 
-def _fixed_sets(n: int) -> list[str]:
-    return [
-        f"data.n_train={n}",
-        f"sgd.batch_size={n}",
-        f"sgd.lr={LR}",
-        f"problem.weight_decay={FIXED_DECAY}",
-        "sgd.t1=600.0",
-        "sgd.save_every=60.0",
-    ]
+def _fixed_sets(n: int) -> dict:
+    return {
+        "data.n_train": n,
+        "sgd.batch_size": n,
+        "sgd.lr": LR,
+        "problem.weight_decay": FIXED_DECAY,
+        "sgd.t1": 600.0,
+        "sgd.save_every": 60.0,
+    }
 
 
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper): keys λ (the sweep)
     and ``("fixed", N)`` (the fixed-point check on N = B samples)."""
     profile = _common.profile_of(profile)
-    lrs = "[" + ", ".join(f"{lr:g}" for lr in _steps(profile)) + "]"
+    lrs = list(_steps(profile))
     points = {
-        lam: [
-            f"problem.weight_decay={lam}",
-            *([f"sgd.lr={lrs}"] if len(_steps(profile)) > 1 else []),
-        ]
+        lam: {"problem.weight_decay": lam, **({"sgd.lr": lrs} if len(lrs) > 1 else {})}
         for lam in _decays(profile)
     }
     points.update({("fixed", n): _fixed_sets(n) for n in _fixed_sizes(profile)})
     # the companion's protocol, fixed epochs: every B makes E epochs (E·N/B steps), so the
     # larger B run for a shorter flow time; the smallest B's runs are the sweep's own
-    table = _common._config("rank", profile, []).table["sgd"]
+    table = _common._config("rank", profile, {}).table["sgd"]
     batches, t1 = sorted(table["batch_size"]), float(table["t1"])
     for lam in _decays(profile):
         for b in batches[1:]:
             t_b = t1 * batches[0] / b
-            points[("epochs", lam, b)] = [
-                f"problem.weight_decay={lam}",
-                f"sgd.batch_size={b}",
-                f"sgd.lr={LR}",
-                f"sgd.t1={t_b!r}",
-                f"sgd.save_every={t_b / 10!r}",
-            ]
+            points[("epochs", lam, b)] = {
+                "problem.weight_decay": lam,
+                "sgd.batch_size": b,
+                "sgd.lr": LR,
+                "sgd.t1": t_b,
+                "sgd.save_every": t_b / 10,
+            }
     results = _common.sweep("rank", profile, points, log=log)
     if profile == "paper":  # the second dataset: rank_mnist1d.toml, as written
         mnist = {
-            ("mnist1d", lam): [f"problem.weight_decay={lam}", f"sgd.seeds={MNIST1D_SEEDS}"]
+            ("mnist1d", lam): {"problem.weight_decay": lam, "sgd.seeds": MNIST1D_SEEDS}
             for lam in MNIST1D_DECAYS
         }
         results.update(_common.sweep("rank_mnist1d", "full", mnist, log=log))

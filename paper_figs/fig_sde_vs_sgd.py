@@ -34,7 +34,7 @@ MIN_SLOPE = 0.7
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
     # the scenario's runs (flow, SDE and SGD at each η) are one point of the sweep engine
-    return _common.sweep("sde_vs_sgd", profile, {"main": []}, log=log)
+    return _common.sweep("sde_vs_sgd", profile, {"main": {}}, log=log)
 
 
 def _lr(traj) -> float:

@@ -32,13 +32,13 @@ def compute(profile, log=print) -> dict:
     for b in batches:
         epoch_t = LR * (n // b)
         for lam in decays:
-            points[(b, lam)] = [
-                f"sgd.batch_size={b}",
-                f"sgd.lr={LR}",
-                f"problem.weight_decay={lam}",
-                f"sgd.save_every={epoch_t!r}",
-                f"sgd.t1={epochs * epoch_t!r}",
-            ]
+            points[(b, lam)] = {
+                "sgd.batch_size": b,
+                "sgd.lr": LR,
+                "problem.weight_decay": lam,
+                "sgd.save_every": epoch_t,
+                "sgd.t1": epochs * epoch_t,
+            }
     return _common.sweep("sgd_noise", profile, points, log=log)
 
 
@@ -59,6 +59,12 @@ def _noise(traj) -> np.ndarray:
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
+    # B and λ of each run as the run recorded them (not the figure's own key)
+    inputs = {
+        (int(t.config["batch_size"]), _common.decay(t)): res
+        for res in inputs.values()
+        for t in [next(iter(res.runs().values()))]
+    }
     batches = sorted({b for b, _ in inputs})
     decays = sorted({lam for _, lam in inputs})
     n = max(batches)

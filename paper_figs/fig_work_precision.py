@@ -56,16 +56,16 @@ def _ladders(fast: bool) -> dict:
     }
 
 
-def _sets(method: str, x: float) -> list[str]:
+def _sets(method: str, x: float) -> dict:
     if method == "euler":
-        return ["flow.solver=euler", f"flow.dt0={x!r}"]
+        return {"flow.solver": "euler", "flow.dt0": x}
     atol = float(f"{x * 1e-2:.6g}")
-    return [f"flow.solver={method}", f"flow.rtol={x!r}", f"flow.atol={atol!r}", "flow.dtmin=false"]
+    return {"flow.solver": method, "flow.rtol": x, "flow.atol": atol, "flow.dtmin": False}
 
 
 #: The smooth control, at every profile: the same network and data with a linear activation (a
 #: deep linear net: a polynomial, smooth right-hand side), keys ``("smooth", method, x)``.
-SMOOTH = ["model.activation=linear"]
+SMOOTH = {"model.activation": "linear"}
 
 
 def compute(profile, log=print) -> dict:
@@ -73,13 +73,13 @@ def compute(profile, log=print) -> dict:
     profile = _common.profile_of(profile)
     fast = profile == "fast"
     points = {
-        ("reference", None): [],
+        ("reference", None): {},
         ("ref-check", REF_CHECK_RTOL): _sets("tsit5", REF_CHECK_RTOL),
     }
     for method, ladder in _ladders(fast).items():
         for x in ladder:
             points[(method, x)] = _sets(method, x)
-    points.update({("smooth", *key): [*SMOOTH, *sets] for key, sets in list(points.items())})
+    points.update({("smooth", *key): {**SMOOTH, **sets} for key, sets in list(points.items())})
     return _common.sweep("work_precision", profile, points, log=log)
 
 

@@ -303,14 +303,13 @@ def test_cache_key_covers_configuration_and_code(monkeypatch):
 
     path = _common.SCENARIOS / "margins.toml"
     base = load_config(path, [], fast=True)
-    key = _common.config_hash(_common.cache_payload(base, True))
-    assert key == _common.config_hash(_common.cache_payload(load_config(path, [], fast=True), True))
-    changed = load_config(path, ["problem.weight_decay=0.02"], fast=True)
-    assert _common.config_hash(_common.cache_payload(changed, True)) != key
-    assert _common.config_hash(_common.cache_payload(base, False)) != key
+    key = _common.cache_key(base)
+    assert key == _common.cache_key(load_config(path, [], fast=True))
+    assert _common.cache_key(base.replace(weight_decay=0.02)) != key
+    assert _common.cache_key(load_config(path, [], fast=False)) != key
     real = _common.code_version()
     monkeypatch.setattr(_common, "code_version", lambda: {**real, "sources": "0" * 16})
-    assert _common.config_hash(_common.cache_payload(base, True)) != key
+    assert _common.cache_key(base) != key
 
 
 def test_sweep_points_are_the_scenario_runs_in_the_same_cache(tmp_path, monkeypatch):
@@ -322,7 +321,7 @@ def test_sweep_points_are_the_scenario_runs_in_the_same_cache(tmp_path, monkeypa
     from paper_figs import _common
 
     monkeypatch.setattr(_common, "CACHE", tmp_path / "sweep")
-    points = {p: [f"data.label_noise={p}"] for p in (0.0, 1.0)}
+    points = {p: {"data.label_noise": p} for p in (0.0, 1.0)}
     lines = []
     swept = _common.sweep("random_labels", True, points, log=lines.append)
     assert sum("computed in a sweep task of 2" in ln for ln in lines) == 2, lines
@@ -348,10 +347,10 @@ def test_paper_profile_validates_and_is_its_own_cache_entry():
     for name, sets in _common.PAPER.items():
         path = _common.SCENARIOS / f"{name}.toml"
         full, paper = sweep_points(path, [[], sets])
-        keys = [_common.config_hash(_common.cache_payload(p.config, False)) for p in (full, paper)]
+        keys = [_common.cache_key(p.config) for p in (full, paper)]
         assert keys[0] != keys[1], name
         for item in sets:  # each override took effect
-            section, key = item.split("=")[0].split(".")
+            section, key = item.split(".")
             assert paper.config.table[section][key] != full.config.table[section].get(key), item
     assert _common.profile_of(True) == "fast" and _common.profile_of(False) == "full"
     with pytest.raises(ValueError, match="--scale='huge' is not allowed"):

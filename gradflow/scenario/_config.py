@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ from ._schema import DYNAMICS, FREEZABLE, KIND_KEYS, NEEDS, PAPER_CNN, PLOTTABLE
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run: ``dynamics`` ("flow", "gd", "sgd") with the keyword arguments of gf.flow/gf.sgd."""
+    """One run: ``dynamics`` (a section of :data:`gradflow.scenario._registry.DYNAMICS`:
+    "flow", "sde", "gd", "sgd") with its validated options; :func:`._registry.call` turns it
+    into the call of gf.flow / gf.sgd."""
 
     label: str
     dynamics: str
@@ -55,8 +58,13 @@ class RunSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """A validated scenario. ``dataset`` is loaded (validation needs ``N``); nothing else is."""
+class Scenario:
+    """A validated scenario: the problem's parts (``model``, ``problem``; ``dataset`` is
+    loaded, as validation needs ``N``; nothing else is), its runs, its outputs.
+
+    ``table`` is the merged table that was validated (the file, ``[fast]`` when ``fast``, the
+    overrides): :meth:`replace` validates it again with further typed overrides, and
+    :func:`gradflow.scenario.scenario_key` hashes it (with the runs) into the cache key."""
 
     name: str
     description: str
@@ -70,10 +78,58 @@ class Config:
     table: dict[str, Any]  # the merged TOML table that was validated (recorded in results)
     #: ``[equilibrium]``: the options of gf.equilibrium after the flow run, or None.
     equilibrium: dict[str, Any] | None = None
+    #: whether the ``[fast]`` table was applied
+    fast: bool = False
+
+    def replace(self, overrides=None, /, **keys) -> Scenario:
+        """This scenario with typed overrides, validated again (one line per bad value).
+
+        ``overrides``: dotted key -> value, e.g. ``{"problem.weight_decay": 0.05}``;
+        ``keys``: a key that only one section has, e.g. ``scenario.replace(weight_decay=0.05)``.
+        """
+        items = overrides_of(overrides or {}, "replace")
+        items += [(_path(dotted_key(k, v)), v, "replace") for k, v in keys.items()]
+        out = _Validator(
+            self.table,
+            items,
+            False,
+            Path(self.source) if self.source else None,
+        ).config()
+        return dataclasses.replace(out, fast=self.fast)
+
+    def value(self, key: str):
+        """The validated value of the dotted ``key`` (``"problem.weight_decay"``,
+        ``"model.widths"``, ``"sgd.lr"``; a key absent from the table: its default, None where
+        it has none)."""
+        section, _, name = key.partition(".")
+        if section in ("model", "problem") and name in getattr(self, section):
+            return getattr(self, section)[name]
+        table = self.table.get(section) or {}
+        if name in table:
+            return table[name]
+        default = SCHEMA.get(section, {}).get(name, (None, None))[1]
+        return None if default is REQUIRED else default
+
+
+def dotted_key(name: str, value=None) -> str:
+    """The dotted key of ``name``: itself when dotted, else the one section that has it
+    (``weight_decay`` -> ``problem.weight_decay``); a :class:`ConfigError` otherwise."""
+    if "." in name:
+        return name
+    owners = [s for s, keys in SCHEMA.items() if name in keys and s != "scenario"]
+    if len(owners) != 1:
+        allowed = (
+            "name it with its section: " + ", ".join(f"{s}.{name}" for s in owners)
+            if owners
+            else "use a key of one section (e.g. weight_decay) or a dotted key section.key"
+        )
+        raise ConfigError(f"{name}={_show(value)} is not allowed; {allowed}")
+    return f"{owners[0]}.{name}"
 
 
 def parse_set(item: str) -> tuple[tuple[str, ...], Any]:
-    """``"sgd.lr=0.1"`` -> ``(("sgd", "lr"), 0.1)``; a TOML literal, else a bare string."""
+    """``"sgd.lr=0.1"`` -> ``(("sgd", "lr"), 0.1)``; a TOML literal, else a bare string.
+    The command line's ``--set`` only: a program passes typed overrides (:func:`overrides_of`)."""
     key, sep, text = (part.strip() for part in item.partition("="))
     if not sep or not text or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+", key):
         raise ConfigError(f"--set {item!r} is not allowed; use --set section.key=value")
@@ -84,10 +140,42 @@ def parse_set(item: str) -> tuple[tuple[str, ...], Any]:
     return tuple(key.split(".")), value
 
 
-def load_config(path, sets=(), fast: bool = False) -> Config:
-    """Read, merge (``[fast]`` under ``fast``, then ``--set`` items) and validate a scenario."""
+def overrides_of(items, origin: str = "overrides") -> list[tuple[tuple[str, ...], Any, str]]:
+    """Typed overrides as ``(key path, value, origin)``, in order, from a mapping of dotted keys
+    to values (``{"problem.weight_decay": 0.05}``), from ``--set`` items as the command line
+    gives them (``["sgd.lr=0.1"]``: parsed here, once, said to come from ``--set``) or from
+    ``(path, value[, origin])`` tuples. ``origin`` names where a value came from in an error
+    (``... (from --set)``)."""
+    if isinstance(items, Mapping):
+        return [(_path(k), v, origin) for k, v in items.items()]
+    if isinstance(items, str):
+        raise ConfigError(
+            f"overrides={items!r} is not allowed; use a mapping of dotted keys to values or a "
+            "list of --set items"
+        )
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append((*parse_set(item), "--set"))
+        else:
+            out.append((_path(item[0]), item[1], item[2] if len(item) > 2 else "--set"))
+    return out
+
+
+def _path(key) -> tuple[str, ...]:
+    if isinstance(key, tuple):
+        return key
+    if not isinstance(key, str) or "." not in key:
+        raise ConfigError(f"override key {key!r} is not allowed; use a dotted key section.key")
+    return tuple(key.split("."))
+
+
+def load_config(path, sets=(), fast: bool = False, *, overrides=None) -> Scenario:
+    """Read, merge (``[fast]`` under ``fast``, then ``sets``: ``--set`` items as the command
+    line gives them, then ``overrides``: dotted key -> typed value) and validate a scenario."""
     path = Path(path)
-    return validate(read_table(path), [parse_set(item) for item in sets], fast=fast, source=path)
+    items = overrides_of(sets) + overrides_of(overrides or {})
+    return validate(read_table(path), items, fast=fast, source=path)
 
 
 def read_table(path) -> dict:
@@ -106,9 +194,12 @@ def read_table(path) -> dict:
         raise ConfigError(f"{path}: cannot be read ({err})") from None
 
 
-def validate(table: dict, overrides=(), *, fast: bool = False, source=None) -> Config:
-    """Validate a parsed scenario table (see the module docstring); raises :class:`ConfigError`."""
-    return _Validator(table, overrides, fast, Path(source) if source else None).config()
+def validate(table: dict, overrides=(), *, fast: bool = False, source=None) -> Scenario:
+    """Validate a parsed scenario table (see the module docstring); raises :class:`ConfigError`.
+    ``overrides``: as :func:`overrides_of` takes them (a mapping of dotted keys to values)."""
+    items = overrides_of(overrides)
+    config = _Validator(table, items, fast, Path(source) if source else None).config()
+    return dataclasses.replace(config, fast=bool(fast))
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -124,8 +215,7 @@ class _Validator:
         self.source = source
         self.origin: dict[str, str] = {}  # dotted key -> "fast" | "--set"
         self.table = copy.deepcopy(table)
-        # an override is (path, value) from --set, or (path, value, origin), e.g. a sweep axis
-        overrides = [(o[0], o[1], o[2] if len(o) > 2 else "--set") for o in overrides]
+        # an override is (path, value, origin): --set, a sweep axis, a program's overrides
         for path, value, origin in overrides:  # --set fast.x.y=... edits the [fast] table itself
             if path[0] == "fast":
                 self.put(self.table, path, value, origin)
@@ -224,7 +314,7 @@ class _Validator:
         return {key: self.get(table, section, key) for key in keys}
 
     # -- the sections --
-    def config(self) -> Config:
+    def config(self) -> Scenario:
         for name, value in self.table.items():
             if name == "sweep":
                 raise ConfigError(
@@ -257,7 +347,7 @@ class _Validator:
         runs = self.runs(dataset.n_train, output["observables"])
         equilibrium = self.equilibrium(runs)
         table = dict(self.table, data=data)
-        return Config(
+        return Scenario(
             name,
             scenario["description"],
             scenario["question"],

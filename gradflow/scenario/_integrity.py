@@ -6,6 +6,8 @@ it, and ``--resume`` reads a file only where that hash matches.
   :func:`config_hash` its hash. ``gradflow run`` stores both in each run's NetCDF
   (``config["config_hash"]``, ``config["run_config"]``) and the runs' hashes in the combined
   file's ``config_hash`` attribute.
+* :func:`scenario_key`: the cache key of a whole validated scenario (a sweep's point, a
+  figure's cached result).
 * :func:`check_resume`: before ``--resume`` computes anything, every run file already in the
   folder is compared with this configuration: a file of another configuration is refused with
   the keys that differ and both values (it is never read as this run's result, nor rewritten
@@ -14,6 +16,7 @@ it, and ``--resume`` reads a file only where that hash matches.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -49,6 +52,26 @@ def config_hash(value) -> str:
     """The hash of a canonical configuration (16 hex digits of its sorted JSON's SHA-256)."""
     text = json.dumps(canonical(value), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scenario_record(scenario, code) -> dict:
+    """What a validated scenario's results depend on, as JSON values: its merged table, its
+    runs, whether ``[fast]`` was applied, and ``code`` (the version of the code, e.g.
+    :func:`gradflow._trajectory.code_hash`)."""
+    return canonical(
+        {
+            "table": scenario.table,
+            "runs": [dataclasses.asdict(r) for r in scenario.runs],
+            "fast": bool(scenario.fast),
+            "code": code,
+        }
+    )
+
+
+def scenario_key(scenario, code) -> str:
+    """THE cache key of a validated scenario (:func:`scenario_record`'s hash, 16 hex digits):
+    a sweep's point file and a figure's cached folder are named by it."""
+    return config_hash(scenario_record(scenario, code))
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

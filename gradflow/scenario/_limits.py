@@ -26,7 +26,7 @@ from .._validate import ConfigError
 from ..dynamics._core import MAX_SAVE_POINTS
 
 if TYPE_CHECKING:
-    from ._config import Config
+    from ._config import Scenario
 
 #: The limits (documented in docs/scenarios.md, "Limits"); ``--no-limits`` lifts them all.
 LIMITS = {
@@ -49,14 +49,14 @@ def _bad(key: str, value, estimate: str, limit: str) -> ConfigError:
     )
 
 
-def _time_key(config: Config, section: str, key: str) -> str:
+def _time_key(config: Scenario, section: str, key: str) -> str:
     """The key the user set: ``<section>.<key>`` (e.g. ``flow.save_every``) when the run's own
     table sets it, else ``time.<key>``."""
     table = config.table.get(section)
     return f"{section}.{key}" if isinstance(table, dict) and key in table else f"time.{key}"
 
 
-def num_weights(config: Config) -> int:
+def num_weights(config: Scenario) -> int:
     """The parameter count of ``config``'s network, without building its arrays."""
     import equinox as eqx
 
@@ -67,7 +67,7 @@ def num_weights(config: Config) -> int:
     return int(sum(math.prod(leaf.shape) for leaf in leaves))
 
 
-def check_limits(config: Config, limits: bool = True) -> dict:
+def check_limits(config: Scenario, limits: bool = True) -> dict:
     """Raise :class:`ConfigError` if ``config`` exceeds :data:`LIMITS` (unless ``limits`` is
     false); returns the estimates per run label."""
     params = num_weights(config)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .._validate import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
-    from ._config import Config
+    from ._config import Scenario
 
 #: A learning rate beyond this many times ``2/λ_max`` is refused unless ``--no-limits``.
 STABILITY_FACTOR = 10.0
@@ -29,7 +29,7 @@ STABILITY_FACTOR = 10.0
 _KEYS = {"weight_decay": "problem.weight_decay", "data": "data", "model": "model"}
 
 
-def check_plausible(config: Config, limits: bool = True):
+def check_plausible(config: Scenario, limits: bool = True):
     """Build ``config``'s problem and check it and its runs' learning rates (module
     docstring); raises :class:`ConfigError` (one line naming the key and the value), warns
     (:class:`UserWarning`) otherwise. Returns the problem."""
@@ -73,7 +73,7 @@ def check_plausible(config: Config, limits: bool = True):
     return problem
 
 
-def _check_plot(config: Config, problem) -> None:
+def _check_plot(config: Scenario, problem) -> None:
     """With ``output.observables`` groups, the names ``output.plot`` may use are known only
     from the problem: the standard observables and the groups' entries (sized with
     ``jax.eval_shape``: nothing is computed)."""

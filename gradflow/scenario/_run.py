@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import xarray as xr
 
-from ._config import Config, RunSpec
+from .._problem import Problem
+from . import _registry
+from ._config import RunSpec, Scenario
 
 
 @dataclasses.dataclass
@@ -39,66 +39,23 @@ class Outcome:
     equilibrium: Any = None
 
 
-def build_problem(config: Config):
+def build_problem(config: Scenario):
     """The :class:`gradflow.Problem` of ``config`` (the model is built here, not in validation)."""
-    from .._problem import Problem
-
     return Problem(build_network(config), config.dataset, **config.problem)
 
 
-def build_network(config: Config):
+def build_network(config: Scenario):
     """The network of ``config`` (``jax.eval_shape(build_network, config)`` sizes it without
-    allocating: :mod:`._limits`)."""
-    from ..models import MLP, DeepLinear, LocalCNN, paper_cnn
-
-    m, data = config.model, config.dataset
-    key = jax.random.PRNGKey(m["seed"])
-    out_dim, shape = data.num_outputs, data.input_shape
-    if m["kind"] == "mlp":
-        net = MLP(
-            math.prod(shape),
-            m["widths"],
-            out_dim,
-            activation=m["activation"],
-            init_scale=m["init_scale"],
-            key=key,
-        )
-    elif m["kind"] == "deep-linear":
-        net = DeepLinear(
-            math.prod(shape), m["widths"], out_dim, init_scale=m["init_scale"], key=key
-        )
-    elif m["kind"] == "paper-cnn":
-        net = paper_cnn(shape, out_dim, init_scale=m["init_scale"], key=key)
-    else:
-        net = LocalCNN(
-            shape,
-            m["channels"],
-            m["kernel_sizes"],
-            m["strides"],
-            out_dim,
-            padding=m["padding"],
-            last=m["last"],
-            init_scale=m["init_scale"],
-            key=key,
-        )
-    return net
+    allocating: :mod:`._limits`), by its kind's builder (:data:`._registry.MODELS`)."""
+    return _registry.build_network(config.model, config.dataset)
 
 
 def run_one(problem, spec: RunSpec, progress=False, **resume):
     """One run; a :class:`gradflow.Diverged` is raised with its partial trajectory.
     ``progress``: the dynamics' ``progress=`` (False, True or the name shown);
     ``resume``: ``checkpoint=``, ``resume_from=`` (see :mod:`gradflow.dynamics._checkpoint`)."""
-    from ..diffrax_ext import SGDNoise
-    from ..dynamics import flow, sgd
-
-    key = jax.random.PRNGKey(spec.seed)
-    if spec.dynamics == "flow":
-        return flow(problem, **spec.options, progress=progress, **resume)
-    if spec.dynamics == "sde":
-        opts = dict(spec.options)
-        noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
-        return flow(problem, noise=noise, key=key, **opts, progress=progress, **resume)
-    return sgd(problem, key=key, **spec.options, progress=progress, **resume)
+    entry, kwargs = _registry.call(spec)
+    return entry(problem, **kwargs, progress=progress, **resume)
 
 
 def _finished(path: Path):
@@ -115,7 +72,7 @@ def _finished(path: Path):
 
 
 def run(
-    config: Config,
+    config: Scenario,
     out_dir,
     *,
     progress: bool = True,
@@ -133,9 +90,8 @@ def run(
     caller has built it already (the CLI's plausibility check does), else built here."""
     from ..dynamics import RunFailed
     from ..dynamics._checkpoint import Interrupted
-    from ._plot import summary_plot
-
     from ._integrity import check_resume
+    from ._plot import summary_plot
 
     out_dir = Path(out_dir)
     for note in check_resume(config, out_dir) if resume else ():  # before computing anything
@@ -211,7 +167,7 @@ def run(
     return Outcome(trajectories, files, diverged, fixed)
 
 
-def _progress_name(config: Config, k: int) -> str:
+def _progress_name(config: Scenario, k: int) -> str:
     """How run ``k`` is named in its progress: ``quickstart flow (1/3)``."""
     n = len(config.runs)
     return f"{config.name} {config.runs[k].label}" + (f" ({k + 1}/{n})" if n > 1 else "")
@@ -227,7 +183,7 @@ def _warm_writer() -> None:
     )
 
 
-def _label(traj, config: Config, spec: RunSpec) -> None:
+def _label(traj, config: Scenario, spec: RunSpec) -> None:
     """The scenario, the run and its configuration's hash, recorded in the run's file."""
     from ._integrity import config_hash, run_config
 
@@ -241,16 +197,11 @@ def _label(traj, config: Config, spec: RunSpec) -> None:
 
 
 def _checkpointable(spec: RunSpec) -> bool:
-    """A fixed-step SDE checkpoints only with save times at least one step apart
-    (gradflow/dynamics/_sde.py); such a run then runs without a checkpoint."""
-    o = spec.options
-    if spec.dynamics != "sde":
-        return True
-    dt0 = o.get("dt0") or o["lr"] / 4
-    return o.get("save_every") is None or o["save_every"] >= dt0
+    """Whether the run keeps a checkpoint (:attr:`._registry.DynamicsKind.checkpointable`)."""
+    return _registry.DYNAMICS[spec.dynamics].checkpointable(spec.options)
 
 
-def _title(config: Config) -> str:
+def _title(config: Scenario) -> str:
     p = config.problem
     return (
         f"{config.name}: {config.dataset.name}, {config.model['kind']}, "
@@ -258,7 +209,7 @@ def _title(config: Config) -> str:
     )
 
 
-def write_combined(config: Config, trajectories: dict, path) -> Path:
+def write_combined(config: Scenario, trajectories: dict, path) -> Path:
     """``<name>.nc``: the runs' observables along a ``run`` dimension (see module docstring)."""
     from .._trajectory import cost_attrs, versions, without_weights, write_netcdf
     from .._variables import annotate
@@ -312,7 +263,7 @@ def _final(traj, name):
     return float(np.mean(value[-1])) if value.ndim == 1 else float(np.max(np.abs(value[-1])))
 
 
-def summary(config: Config, trajectories: dict, diverged: dict) -> list[str]:
+def summary(config: Scenario, trajectories: dict, diverged: dict) -> list[str]:
     """Final values of every run, and ``gf.compare`` distances to the reference run."""
     from ..analysis import compare
 

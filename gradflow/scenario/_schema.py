@@ -27,63 +27,16 @@ import dataclasses
 from typing import Any
 
 from .._parametrization import FREEZABLE, NORMALIZATIONS, PARAMETRIZATIONS
-from .._validate import (
-    BOOLEAN,
-    DTMIN,
-    FILE_NAME,
-    KERNEL,
-    POSITIVE,
-    REQUIRED,
-    TEXT,
-    WIDTHS,
-    Check,
-    choice,
-    integer,
-    number,
-    one_or_many,
-)
-from ..diffrax_ext import SAMPLING
-from ..dynamics import ODE_DEFAULTS, SDE_DEFAULTS, SDE_SOLVERS, SGD_DEFAULTS, SOLVERS
+from .._validate import BOOLEAN, FILE_NAME, POSITIVE, REQUIRED, TEXT, Check, choice, integer, number
+from ._registry import DYNAMICS, MODELS, SEED
 
 __all__ = ["SCHEMA", "REQUIRED", "DYNAMICS", "KIND_KEYS", "NEEDS", "PLOTTABLE", "FREEZABLE"]
 
-MODEL_KINDS = ("mlp", "deep-linear", "cnn", "paper-cnn")
-KIND_KEYS = {
-    "mlp": ("widths", "activation"),
-    "deep-linear": ("widths",),
-    "cnn": ("channels", "kernel_sizes", "strides", "padding", "last"),
-    "paper-cnn": (),
-}
+#: kind -> its own [model] keys (from :data:`gradflow.scenario._registry.MODELS`).
+KIND_KEYS = {kind: tuple(entry.keys) for kind, entry in MODELS.items()}
 #: The geometry of ``kind = "paper-cnn"`` (gradflow.models.paper_cnn), for the checks.
-PAPER_CNN = {
-    "channels": (32, 64, 128),
-    "kernel_sizes": 3,
-    "strides": 2,
-    "padding": 1,
-    "last": "dense",
-}
+PAPER_CNN = MODELS["paper-cnn"].geometry
 
-
-def _is_int(v, low: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _padding(v) -> bool:
-    return _is_int(v, 0) or (
-        isinstance(v, list)
-        and bool(v)
-        and all(
-            _is_int(e, 0) or (isinstance(e, list) and bool(e) and all(_is_int(i, 0) for i in e))
-            for e in v
-        )
-    )
-
-
-PADDING = Check(
-    _padding,
-    "use an integer >= 0, or a list with one integer >= 0 (or per-axis list of them) per "
-    "convolutional layer",
-)
 CHUNK_SIZE = dataclasses.replace(
     integer(1),
     allowed="use an integer >= 1 (absent: the largest chunk of samples whose activations fit "
@@ -94,30 +47,26 @@ PRECISION = dataclasses.replace(
     choice(PRECISIONS),
     allowed="use one of 'float32', 'float64' (absent: float64, as `gradflow run` enables x64)",
 )
-DYNAMICS = ("flow", "sde", "gd", "sgd")
-_RUN = {"enabled": (BOOLEAN, True), "t1": (POSITIVE, None), "save_every": (POSITIVE, None)}
-_STEPS = {
-    "lr": (one_or_many(POSITIVE), REQUIRED),
-    "momentum": (number(ge=0, lt=1), SGD_DEFAULTS["momentum"]),
-    "nesterov": (BOOLEAN, SGD_DEFAULTS["nesterov"]),
-}
-
-#: PRNG seeds: JAX keys take a signed 64-bit integer.
-SEED = integer(0, 2**63 - 1)
-#: the SDE's one solver; the message names the removed adaptive one
-SDE_SOLVER = Check(
-    lambda v: isinstance(v, str) and v in SDE_SOLVERS,
-    "use one of "
-    + ", ".join(map(repr, SDE_SOLVERS))
-    + " (fixed-step Euler–Maruyama, step dt0): 'euler-adaptive' was removed, its stationary "
-    "covariance was ~10% too large (benchmarks/README.md, 'SDE solvers')",
-    options=SDE_SOLVERS,
-)
 #: an init scale beyond 1e4 overflows deep networks' weights (ρ grows like scale^L)
 INIT_SCALE = number(gt=0, lt=1e4)
 
+
+def _model_keys() -> dict[str, tuple[Check, Any]]:
+    """``[model]``: the keys of every kind, each once, in the registry's order."""
+    keys: dict[str, tuple[Check, Any]] = {
+        "kind": (choice(tuple(MODELS)), REQUIRED),
+        "init_scale": (INIT_SCALE, 1.0),
+        "seed": (SEED, 0),
+    }
+    for entry in MODELS.values():
+        for key, spec in entry.keys.items():
+            keys.setdefault(key, spec)
+    return keys
+
+
 #: section -> key -> (check, default). ``[data]`` takes its loader's options besides ``name``;
-#: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem.
+#: ``sgd.batch_size`` and ``output.*`` are checked against the data and the problem. The
+#: ``[model]`` keys and the sections of the dynamics come from the registries (:mod:`._registry`).
 SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
     "scenario": {
         "name": (FILE_NAME, None),
@@ -127,18 +76,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "cost": (TEXT, ""),  # the measured wall time (the scenario tables)
     },
     "data": {"name": (TEXT, REQUIRED)},
-    "model": {
-        "kind": (choice(MODEL_KINDS), REQUIRED),
-        "init_scale": (INIT_SCALE, 1.0),
-        "seed": (SEED, 0),
-        "widths": (WIDTHS, REQUIRED),
-        "activation": (choice(("relu", "linear")), "relu"),
-        "channels": (WIDTHS, REQUIRED),
-        "kernel_sizes": (KERNEL, REQUIRED),
-        "strides": (KERNEL, 1),
-        "padding": (PADDING, 0),
-        "last": (choice(("dense", "conv")), "dense"),
-    },
+    "model": _model_keys(),
     "problem": {
         "weight_decay": (number(ge=0), 0.0),
         "normalization": (choice(NORMALIZATIONS), "none"),
@@ -147,37 +85,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "precision": (PRECISION, None),
     },
     "time": {"t1": (POSITIVE, None), "save_every": (POSITIVE, None)},
-    "flow": {
-        **_RUN,
-        "solver": (choice(SOLVERS), ODE_DEFAULTS["solver"]),
-        "rtol": (POSITIVE, ODE_DEFAULTS["rtol"]),
-        "atol": (POSITIVE, ODE_DEFAULTS["atol"]),
-        "dtmin": (DTMIN, ODE_DEFAULTS["dtmin"]),
-        "dt0": (POSITIVE, None),
-        "max_steps": (integer(1), ODE_DEFAULTS["max_steps"]),
-        "on_max_steps": (choice(("raise", "truncate")), "raise"),
-    },
-    "sde": {
-        **_RUN,
-        "lr": _STEPS["lr"],
-        "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
-        "seeds": (integer(1), 1),
-        "seed": (SEED, 0),
-        "solver": (SDE_SOLVER, SDE_DEFAULTS["solver"]),
-        "dt0": (POSITIVE, None),
-        "max_steps": (integer(1), SDE_DEFAULTS["max_steps"]),
-        "on_max_steps": (choice(("raise", "truncate")), "raise"),
-    },
-    "gd": {**_RUN, **_STEPS},
-    "sgd": {
-        **_RUN,
-        **_STEPS,
-        "batch_size": (None, REQUIRED),
-        "sampling": (choice(SAMPLING), SGD_DEFAULTS["sampling"]),
-        "seeds": (integer(1), 1),
-        "seed": (SEED, 0),
-    },
+    **{section: dict(entry.keys) for section, entry in DYNAMICS.items()},
     "equilibrium": {
         "enabled": (BOOLEAN, True),
         "tol": (number(gt=0, lt=1), 1e-12),

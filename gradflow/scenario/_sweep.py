@@ -35,12 +35,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .._progress import with_batch_meter
 from .._validate import ConfigError
 from .._variables import annotate, axis_attrs, plain_names
+from ..dynamics import plan as make_plan
+from ._integrity import scenario_key
 from ._output import OutputLock, check_out_dir, remove_old
-from ._sweep_spec import Point, SweepSpec, load_sweep, point_hash
-
-ORDER = ("flow", "sde", "gd", "sgd")
+from ._registry import DYNAMICS, call
+from ._run import build_problem
+from ._sweep_spec import Point, SweepSpec, load_sweep
 
 
 def _run_names(config) -> list[str]:
@@ -54,29 +57,16 @@ def _run_names(config) -> list[str]:
 
 
 def _plans(point: Point, meter: bool = False):
-    """``(problem, [(run name, spec, Plan or None)])`` of one point (None: run directly).
-    ``meter``: the flows report their progress (:func:`gradflow._progress.batch_meter`)."""
-    import jax
-
-    from ..diffrax_ext import SGDNoise
-    from ..dynamics import flow, plan, sgd
-    from ._run import build_problem
-
+    """``(problem, [(run name, spec, Plan)])`` of one point, each plan the run's call
+    (:func:`._registry.call`). ``meter``: the runs whose dynamics is metered (the flow) report
+    their progress (:func:`gradflow._progress.batch_meter`)."""
     problem = build_problem(point.config)
     out = []
     for name, spec in zip(_run_names(point.config), point.config.runs):
-        if spec.dynamics == "flow":
-            item = plan(flow, problem, **spec.options)
-            if meter:
-                from .._progress import with_batch_meter
-
-                item = with_batch_meter(item)
-        elif spec.dynamics in ("gd", "sgd"):
-            item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
-        else:  # the SDE of SGD, as gf.scenario's runner calls it
-            opts = dict(spec.options)
-            noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
-            item = plan(flow, problem, noise=noise, key=jax.random.PRNGKey(spec.seed), **opts)
+        entry, kwargs = call(spec)
+        item = make_plan(entry, problem, **kwargs)
+        if meter and DYNAMICS[spec.dynamics].metered:
+            item = with_batch_meter(item)
         out.append((name, spec, item))
     return problem, out
 
@@ -274,7 +264,9 @@ def sweep(
     """Run the sweep of ``scenario`` (a file with a ``[sweep]`` table, or its parsed table).
 
     Args:
-        sets: ``--set`` style overrides applied to every point (before the axis values).
+        sets: overrides applied to every point (before the axis values): a mapping of dotted
+            keys to typed values (``{"problem.weight_decay": 0.05}``), or the command line's
+            ``--set`` items.
         out: the results folder (``<name>.sweep.nc`` and ``<name>.sweep/points/``).
         workers: ``0``: run the tasks in this process; ``K >= 1``: a Dask ``LocalCluster`` of
             ``K`` worker processes. ``scheduler``: the address of a running Dask scheduler
@@ -311,7 +303,7 @@ def _sweep(spec, out, root, folder, workers, scheduler, client, resume, progress
 
     start = time.perf_counter()
     code = code_hash()
-    hashes = [point_hash(p, code) for p in spec.points]
+    hashes = [scenario_key(p.config, code) for p in spec.points]
     done = [i for i, h in enumerate(hashes) if resume and _readable(folder / f"{h}.nc", h, echo)]
     todo = [i for i in range(len(spec.points)) if i not in set(done)]
     tasks = tasks_of(spec, todo)
@@ -469,7 +461,7 @@ def _assemble(spec: SweepSpec, paths: list[Path]) -> xr.Dataset:
         axes=json.dumps(spec.axes, default=str),
         axis_names=json.dumps(plain),
         config=json.dumps(spec.table, default=str, sort_keys=True),
-        sets=json.dumps(list(spec.sets)),
+        sets=json.dumps(spec.sets if isinstance(spec.sets, dict) else list(spec.sets), default=str),
         fast=int(spec.fast),
     )
     return out

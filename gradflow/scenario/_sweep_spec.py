@@ -16,15 +16,15 @@ value names the axis ("... (from sweep.axes)").
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .._validate import ConfigError, did_you_mean
-from ._config import Config, parse_set, read_table, validate
+from ._config import Scenario, overrides_of, read_table, validate
 from ._limits import check_limits
 from ._schema import SCHEMA
 
@@ -56,7 +56,7 @@ class Point:
 
     index: tuple[int, ...]
     values: dict[str, Any]
-    config: Config
+    config: Scenario
     overrides: tuple
 
     @property
@@ -142,11 +142,13 @@ def _table_of(scenario) -> tuple[dict, Path | None]:
 
 def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) -> SweepSpec:
     """Read a scenario file (or a parsed table) with a ``[sweep]`` table, validate the table and
-    EVERY point; raises :class:`ConfigError` (one line) before anything is computed."""
+    EVERY point; raises :class:`ConfigError` (one line) before anything is computed.
+    ``sets``: overrides of every point, a mapping of dotted keys to typed values or the
+    command line's ``--set`` items (:func:`gradflow.scenario.overrides_of`)."""
     table, source = _table_of(scenario)
     sweep = table.pop("sweep", None)
-    parsed = [parse_set(item) for item in sets]
-    for path, value in (p for p in parsed if p[0][0] == "sweep"):  # --set sweep.mode=zip
+    parsed = overrides_of(sets)
+    for path, value, _ in (p for p in parsed if p[0][0] == "sweep"):  # --set sweep.mode=zip
         sweep = dict(sweep) if isinstance(sweep, dict) else {}
         if path[1:2] == ("axes",) and len(path) > 2:
             sweep["axes"] = {**_flatten(sweep.get("axes") or {}), ".".join(path[2:]): value}
@@ -194,38 +196,32 @@ def load_sweep(scenario, sets=(), *, fast: bool = False, limits: bool = True) ->
         values = {n: axes[n][i] for n, i in zip(names, index)}
         points.append(make_point(table, base, values, index, fast, source, limits, "sweep.axes"))
     name = points[0].config.name
-    return SweepSpec(name, mode, batch, axes, tuple(points), table, source, fast, tuple(sets))
+    sets = dict(sets) if isinstance(sets, Mapping) else tuple(sets)
+    return SweepSpec(name, mode, batch, axes, tuple(points), table, source, fast, sets)
 
 
 def sweep_points(scenario, point_sets, *, fast: bool = False, limits: bool = True) -> tuple:
-    """The validated :class:`Point` of each entry of ``point_sets`` (a list of ``--set`` style
-    overrides per point) of ``scenario`` (a file or its parsed table): a sweep given as a list
-    of points rather than as axes. Every point is validated before this returns (a bad one is a
-    one-line :class:`ConfigError`); run them with :func:`gradflow.scenario.run_points`."""
+    """The validated :class:`Point` of each entry of ``point_sets`` (per point, its typed
+    overrides ``{"problem.weight_decay": 0.05}``, or ``--set`` items) of ``scenario`` (a file or
+    its parsed table): a sweep given as a list of points rather than as axes. Every point is
+    validated before this returns (a bad one is a one-line :class:`ConfigError`); run them with
+    :func:`gradflow.scenario.run_points`."""
     table, source = _table_of(scenario)
     table.pop("sweep", None)
     out = []
     for i, sets in enumerate(point_sets):
-        values = {".".join(k): v for k, v in (parse_set(item) for item in sets)}
-        out.append(make_point(table, (), values, (i,), fast, source, limits, "--set"))
+        items = overrides_of(sets)
+        values = {".".join(path): value for path, value, _ in items}
+        origin = items[0][2] if items else "overrides"
+        out.append(make_point(table, (), values, (i,), fast, source, limits, origin))
     return tuple(out)
 
 
 def make_point(table, base, values, index, fast, source, limits=True, origin="sweep.axes"):
-    """The validated :class:`Point` of ``table`` with the overrides ``base`` (parsed ``--set``)
-    and then ``values`` (dotted key -> value, said to come from ``origin``)."""
+    """The validated :class:`Point` of ``table`` with the overrides ``base`` (``(path, value,
+    origin)``: :func:`gradflow.scenario.overrides_of`) and then ``values`` (dotted key ->
+    value, said to come from ``origin``)."""
     overrides = tuple(base) + tuple((tuple(n.split(".")), v, origin) for n, v in values.items())
     config = validate(table, overrides, fast=fast, source=source)
     check_limits(config, limits=limits)
     return Point(tuple(index), dict(values), config, overrides)
-
-
-def point_hash(point: Point, code: str) -> str:
-    """What a point's result depends on: its validated configuration, its runs, the code."""
-    payload = {
-        "table": point.config.table,
-        "runs": [dataclasses.asdict(r) for r in point.config.runs],
-        "code": code,
-    }
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
