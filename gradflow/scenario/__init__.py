@@ -28,3 +28,27 @@ from ._sweep import run_points as run_points
 from ._sweep import sweep as sweep
 from ._sweep_plot import sweep_plot as sweep_plot
 from ._sweep_spec import sweep_points as sweep_points
+
+__all__ = [
+    "build_problem",
+    "ConfigError",
+    "DYNAMICS",
+    "load_config",
+    "MODELS",
+    "Outcome",
+    "overrides_of",
+    "parse_set",
+    "run",
+    "run_points",
+    "RunSpec",
+    "Scenario",
+    "scenario_key",
+    "scenario_record",
+    "SCHEMA",
+    "show",
+    "summary_plot",
+    "sweep",
+    "sweep_plot",
+    "sweep_points",
+    "validate",
+]
