@@ -38,7 +38,12 @@ from ._trajectory import Trajectory, load, versions
 from .analysis import compare, ensemble_summary, equilibrium, hessian_spectrum, sde_vs_sgd
 from .diffrax_ext import FloorController, ProjectedSolver, SGDNoise
 from .dynamics import (
+    ODE,
+    RESULTS,
+    SDE,
+    SGD,
     SOLVERS,
+    AbstractDynamics,
     Checkpoint,
     Diverged,
     Interrupted,
@@ -46,6 +51,7 @@ from .dynamics import (
     RunFailed,
     flow,
     sgd,
+    simulate,
 )
 from .scenario import sweep
 
@@ -55,6 +61,12 @@ except PackageNotFoundError:  # running from a checkout that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "AbstractDynamics",
+    "ODE",
+    "RESULTS",
+    "SDE",
+    "SGD",
+    "simulate",
     "AbstractParametrization",
     "Checkpoint",
     "Diverged",

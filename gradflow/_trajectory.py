@@ -88,6 +88,8 @@ class Trajectory:
         final_params: the layer weights ``W_k`` at the end (per seed with seeds).
         stats: steps taken, rejected, forced at the floor, status, time reached, ...
         config: the problem and run settings.
+        result: how the run ended, a :class:`gradflow.RESULTS` member (from
+            ``stats["status"]``; ``None`` for a file without a status).
     """
 
     kind: str
@@ -102,6 +104,12 @@ class Trajectory:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.observables[name]
+
+    @property
+    def result(self):
+        """How the run ended: the :class:`gradflow.RESULTS` member of ``stats["status"]``."""
+        status = self.stats.get("status")
+        return None if status is None else _results().from_status(status)
 
     def __repr__(self) -> str:
         """A few lines: dynamics, time span, status, the problem, the observables and their
@@ -188,6 +196,13 @@ class Trajectory:
             config=json.loads(ds.attrs["config"]),
             seeds=ds["seed"].values if "seed" in ds.coords else None,
         )
+
+
+def _results():
+    # the dynamics import this module: RESULTS is looked up when asked for (a cycle)
+    from .dynamics._failure import RESULTS
+
+    return RESULTS
 
 
 def from_run(

@@ -20,6 +20,7 @@ resume (:mod:`._checkpoint`) and the progress report (:mod:`gradflow._progress`)
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -28,14 +29,27 @@ import numpy as np
 
 from .._progress import for_run
 from . import _blocks, _checkpoint
+from ._failure import blown_up
 
 
 class AbstractDynamics(eqx.Module):
-    """A dynamics of a :class:`gradflow.Problem` on the flow's time axis (module docstring)."""
+    """A dynamics of a :class:`gradflow.Problem` on the flow's time axis (module docstring).
+
+    Besides ``init`` and ``advance`` (traced), a dynamics answers :func:`gradflow.simulate`
+    on the host: ``prepare`` checks it against the problem and the save grid and returns the
+    :class:`Run` to execute (the finalized dynamics, its intervals, keys, fingerprint);
+    ``finish`` turns the run's output into a :class:`gradflow.Trajectory` (its status set);
+    ``failure`` says why a failed run failed (the message of the exception raised)."""
 
     #: An ensemble of seeds stops when one of them fails (Diffrax), or runs on (SGD: a
     #: diverged seed freezes and is reported).
     ensemble_stops = True
+    #: The name in error messages.
+    where = "simulate"
+
+    def blew_up(self, traj) -> bool:
+        """Whether a finite run grew without bound (:func:`._failure.blown_up`)."""
+        return blown_up(traj)
 
     @abc.abstractmethod
     def init(self, problem, state0, key, t0, t_next, groups):
@@ -45,19 +59,74 @@ class AbstractDynamics(eqx.Module):
     def advance(self, problem, carry, key, x, allowed, groups):
         """``(carry, record, steps, ok, reached)``: at most ``allowed`` steps of interval ``x``."""
 
+    @abc.abstractmethod
+    def prepare(self, problem, saves, *, key, seeds, max_steps, state0) -> Run:
+        """The :class:`Run` of this dynamics on ``problem`` at the save grid ``saves``."""
+
+    @abc.abstractmethod
+    def finish(self, problem, run, out: dict):
+        """The :class:`gradflow.Trajectory` of a run from its host output ``out`` (``carry``,
+        ``obs``, ``info``, ``signum``, ``index``: :func:`run`'s; or ``raw`` of a whole solve)."""
+
+    @abc.abstractmethod
+    def failure(self, problem, run, traj) -> str:
+        """The message of a failed run (``traj.stats["status"]`` is not ``"success"``)."""
+
+
+@dataclasses.dataclass
+class Saves:
+    """The save grid asked for: ``grid`` from ``t0``, ``t1``, ``save_every``, ``ts``."""
+
+    t0: float
+    t1: float
+    save_every: object
+    ts: object
+    grid: np.ndarray
+
+
+@dataclasses.dataclass
+class Run:
+    """A prepared run: ``dynamics`` (finalized: what ``init``/``advance`` run) over the save
+    intervals whose bounds are ``xs`` (arrays, intervals along axis 0), saving at ``times``
+    (the ``n + 1`` save times, flow time); ``t0`` and ``t_next`` (the first save time after
+    it) start it; ``keys`` and ``seeded`` (a ``vmap`` over keys); ``max_steps`` the step
+    budget; ``fingerprint`` and ``describe`` identify it for checkpoints; ``host`` holds what
+    ``finish`` needs; ``whole``: the one compiled solve of a run that cannot go in segments
+    (else None: ``(core, args)``, called as ``core(problem, state0, *args, groups, meter)``);
+    ``batch_key``: values that must agree for two runs to share a batch; ``groups``: the
+    observable groups (set by :func:`gradflow.simulate`)."""
+
+    dynamics: AbstractDynamics
+    xs: tuple
+    times: np.ndarray
+    t0: object
+    t_next: object
+    keys: object
+    seeded: bool
+    max_steps: int
+    fingerprint: tuple
+    describe: dict
+    host: dict
+    name: str
+    whole: tuple | None = None
+    batch_key: object = None
+    groups: tuple = ()
+
 
 def _seeded(fn, seeded: bool):
     return jax.vmap(fn) if seeded else fn
 
 
-@eqx.filter_jit
-def start(dynamics, problem, state0, keys, t0, t_next, groups, seeded):
-    """``dynamics.init`` (per seed, ``vmap``, when ``seeded``), compiled."""
+def _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded):
+    """``dynamics.init`` (per seed, ``vmap``, when ``seeded``)."""
 
     def one(key):
         return dynamics.init(problem, state0, key, t0, t_next, groups)
 
     return _seeded(one, seeded)(keys)
+
+
+start = eqx.filter_jit(_start)
 
 
 def step(carry, args, x, allowed):
@@ -122,14 +191,8 @@ def run(
             buf, done, steps, ok = jax.device_get((buf, done, steps, ok))
             pace.steps = int(steps)  # the slowest seed's steps
         rec = _blocks.take(buf, int(done), axis)
-        total = int(steps) + info["num_steps"]
-        last = i + int(done) >= n
-        info = {
-            "num_steps": total,
-            "failed": (not bool(ok)) or (total >= max_steps and not last),
-            "budget": bool(ok) and total >= max_steps and not last,
-        }
-        meter.update(times[min(i + int(done), n)], total)
+        info = _info(info["num_steps"] + int(steps), bool(ok), i + int(done) >= n, max_steps)
+        meter.update(times[min(i + int(done), n)], info["num_steps"])
         return carry, rec, info, int(done)
 
     try:
@@ -152,6 +215,42 @@ def run(
     finally:
         meter.close()
     return jax.device_get(carry), obs, index, info, signum
+
+
+def _info(total: int, ok: bool, last: bool, max_steps: int) -> dict:
+    """The host counters after a block: steps so far, whether the run failed (a failed
+    interval, or out of ``max_steps`` before the end) and whether it ran out of steps."""
+    return {
+        "num_steps": total,
+        "failed": (not ok) or (total >= max_steps and not last),
+        "budget": ok and total >= max_steps and not last,
+    }
+
+
+def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps):
+    """The whole run as ONE traceable call (what a sweep ``vmap``s): ``init``, then every
+    save interval of ``xs`` in one :func:`._blocks.run_block` whose only bound is the run's
+    ``max_steps`` (the same ``advance`` as :func:`run`'s blocks, so the same values).
+    Returns ``(carry, obs0, buffer, done, steps, ok)``; :func:`settle` reads it."""
+    carry, obs0 = _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded)
+    n = jax.tree.leaves(xs)[0].shape[0]
+    args = (dynamics, problem, keys, groups, seeded)
+    budget = jnp.asarray(max_steps)
+    axis = 1 if seeded else 0
+    out = _blocks.run_block(step, carry, args, xs, jnp.asarray(n), budget, axis, budget)
+    return (out[0], obs0, *out[1:])
+
+
+def settle(out, seeded: bool, max_steps: int) -> dict:
+    """:func:`whole`'s host output as :func:`run`'s: ``carry``, ``obs`` (the first save and
+    the ``done`` intervals), ``info``, ``signum`` (None), ``index``."""
+    carry, obs0, buf, done, steps, ok = out
+    n = jax.tree.leaves(buf)[0].shape[1 if seeded else 0]
+    axis = 1 if seeded else 0
+    rec = _blocks.take(buf, int(done), axis)
+    obs = {k: np.concatenate([np.asarray(obs0[k]), rec[k]], axis) for k in rec}
+    info = _info(int(steps), bool(ok), int(done) >= n, max_steps)
+    return {"carry": carry, "obs": obs, "info": info, "signum": None, "index": int(done)}
 
 
 def first_record(dynamics, problem, state0, keys, t0, t_next, groups, seeded):

@@ -92,13 +92,22 @@ def run_one(problem, spec: RunSpec, progress=False, **resume):
     from ..dynamics import flow, sgd
 
     key = jax.random.PRNGKey(spec.seed)
+    opts = call_options(spec)
     if spec.dynamics == "flow":
-        return flow(problem, **spec.options, progress=progress, **resume)
+        return flow(problem, **opts, progress=progress, **resume)
     if spec.dynamics == "sde":
-        opts = dict(spec.options)
         noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
         return flow(problem, noise=noise, key=key, **opts, progress=progress, **resume)
-    return sgd(problem, key=key, **spec.options, progress=progress, **resume)
+    return sgd(problem, key=key, **opts, progress=progress, **resume)
+
+
+def call_options(spec: RunSpec) -> dict:
+    """The keyword arguments of a run's call: its options, with the scenario key
+    ``on_max_steps`` (``"truncate"``: keep the partial trajectory) as ``throw``."""
+    opts = dict(spec.options)
+    if "on_max_steps" in opts:
+        opts["throw"] = opts.pop("on_max_steps") == "raise"
+    return opts
 
 
 def _finished(path: Path):

@@ -59,22 +59,23 @@ def _plans(point: Point, meter: bool = False):
     import jax
 
     from ..diffrax_ext import SGDNoise
-    from ..dynamics import flow, plan, sgd
-    from ._run import build_problem
+    from ..dynamics import flow, sgd
+    from ..dynamics._batch import plan
+    from ._run import build_problem, call_options
 
     problem = build_problem(point.config)
     out = []
     for name, spec in zip(_run_names(point.config), point.config.runs):
         if spec.dynamics == "flow":
-            item = plan(flow, problem, **spec.options)
+            item = plan(flow, problem, **call_options(spec))
             if meter:
                 from .._progress import with_batch_meter
 
                 item = with_batch_meter(item)
         elif spec.dynamics in ("gd", "sgd"):
-            item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **spec.options)
+            item = plan(sgd, problem, key=jax.random.PRNGKey(spec.seed), **call_options(spec))
         else:  # the SDE of SGD, as gf.scenario's runner calls it
-            opts = dict(spec.options)
+            opts = call_options(spec)
             noise = SGDNoise(opts.pop("lr"), opts.pop("batch_size"), opts.pop("sampling"))
             item = plan(flow, problem, noise=noise, key=jax.random.PRNGKey(spec.seed), **opts)
         out.append((name, spec, item))
@@ -138,7 +139,7 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     import jax
 
     from .._progress import receiving
-    from ..dynamics import run_plans
+    from ..dynamics._batch import run_plans
     from ._run import run_one
 
     jax.config.update("jax_enable_x64", True)
