@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ._observables import dims_of
+from ._results import RESULTS
 from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +110,7 @@ class Trajectory:
     def result(self):
         """How the run ended: the :class:`gradflow.RESULTS` member of ``stats["status"]``."""
         status = self.stats.get("status")
-        return None if status is None else _results().from_status(status)
+        return None if status is None else RESULTS.from_status(status)
 
     def __repr__(self) -> str:
         """A few lines: dynamics, time span, status, the problem, the observables and their
@@ -196,13 +197,6 @@ class Trajectory:
             config=json.loads(ds.attrs["config"]),
             seeds=ds["seed"].values if "seed" in ds.coords else None,
         )
-
-
-def _results():
-    # the dynamics import this module: RESULTS is looked up when asked for (a cycle)
-    from .dynamics._failure import RESULTS
-
-    return RESULTS
 
 
 def from_run(

@@ -184,7 +184,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     """``stats`` of a run from :func:`solve`'s (host) output; per-seed lists when ``seeded``.
 
     ``status`` is ``"success"``, ``"max_steps"``, ``"diverged"`` (a non-finite
-    observable) or ``"diffrax result <text>"``.
+    observable) or ``"failed"`` (another Diffrax failure).
     """
     s = raw["stats"]
     per = (lambda a: [int(x) for x in np.ravel(a)]) if seeded else (lambda a: int(a))
@@ -198,7 +198,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     elif np.any(raw["max_steps_reached"]):
         status = "max_steps"
     else:
-        status = "diffrax result: not successful"
+        status = "failed"  # another Diffrax failure (RESULTS.failed)
     return {
         "num_steps": per(s["num_steps"]),
         "num_accepted_steps": per(s["num_accepted_steps"]),
@@ -399,6 +399,7 @@ class DiffraxDynamics(AbstractDynamics):
     def advance(self, problem, carry, key, x, allowed, groups):
         a, b, s = x
         term, ctrl, steps = self.term(problem, key), self.stepsize_controller, self.max_steps
+        allowed = steps if allowed is None else allowed  # None: the interval, within max_steps
         return segment(
             term, self.solver, ctrl, a[0], b[0], s, carry, problem, steps, groups, allowed
         )

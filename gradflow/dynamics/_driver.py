@@ -57,7 +57,8 @@ class AbstractDynamics(eqx.Module):
 
     @abc.abstractmethod
     def advance(self, problem, carry, key, x, allowed, groups):
-        """``(carry, record, steps, ok, reached)``: at most ``allowed`` steps of interval ``x``."""
+        """``(carry, record, steps, ok, reached)``: at most ``allowed`` steps of interval ``x``
+        (``None``: to its end)."""
 
     @abc.abstractmethod
     def prepare(self, problem, saves, *, key, seeds, max_steps, state0) -> Run:
@@ -229,16 +230,30 @@ def _info(total: int, ok: bool, last: bool, max_steps: int) -> dict:
 
 def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps):
     """The whole run as ONE traceable call (what a sweep ``vmap``s): ``init``, then every
-    save interval of ``xs`` in one :func:`._blocks.run_block` whose only bound is the run's
-    ``max_steps`` (the same ``advance`` as :func:`run`'s blocks, so the same values).
-    Returns ``(carry, obs0, buffer, done, steps, ok)``; :func:`settle` reads it."""
+    save interval's ``advance`` to its end (``allowed=None``) in a ``scan`` — the direct
+    call's steps without its pauses, so the same values. A member that fails (or exhausts
+    ``max_steps``) keeps its carry from then on; the scan's loop and SGD's step bounds do not
+    depend on traced values, so under ``vmap`` they stay unbatched loops. Returns ``(carry,
+    obs0, records, done, steps, ok)`` (records: one per interval along the time axis, the
+    first ``done`` valid); :func:`settle` reads it."""
     carry, obs0 = _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded)
-    n = jax.tree.leaves(xs)[0].shape[0]
-    args = (dynamics, problem, keys, groups, seeded)
-    budget = jnp.asarray(max_steps)
-    axis = 1 if seeded else 0
-    out = _blocks.run_block(step, carry, args, xs, jnp.asarray(n), budget, axis, budget)
-    return (out[0], obs0, *out[1:])
+    args, axis = (dynamics, problem, keys, groups, seeded), 1 if seeded else 0
+    zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+
+    def body(state, x):
+        carry, total, go = state
+        x = jax.tree.map(lambda a: a[None], x)
+        new, rec, steps, ok, _ = step(carry, args, x, None)
+        carry = jax.tree.map(lambda n, o: jnp.where(go, n, o), new, carry)
+        total = total + jnp.where(go, jnp.asarray(steps, total.dtype), 0)
+        return (carry, total, go & ok & (total < max_steps)), (rec, go, ok)
+
+    state = (carry, zero, jnp.asarray(True))
+    (carry, total, _), (recs, computed, oks) = jax.lax.scan(body, state, xs)
+    # (interval, [seed,] 1, ...) -> ([seed,] interval, ...)
+    recs = jax.tree.map(lambda r: jnp.moveaxis(jnp.squeeze(r, axis + 1), 0, axis), recs)
+    done = jnp.sum(computed.astype(zero.dtype))
+    return carry, obs0, recs, done, total, jnp.all(oks | ~computed)
 
 
 def settle(out, seeded: bool, max_steps: int) -> dict:

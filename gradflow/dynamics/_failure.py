@@ -12,7 +12,8 @@ Every run ends with a :class:`RESULTS` member on its trajectory (``traj.result``
 * ``RESULTS.max_steps_reached`` (``"max_steps"``): the run ran out of ``max_steps`` before
   ``t1``;
 * ``RESULTS.interrupted`` (``"interrupted"``): SIGINT / SIGTERM (:class:`gradflow.Interrupted`,
-  a ``KeyboardInterrupt``, raised whatever ``throw`` is).
+  a ``KeyboardInterrupt``, raised whatever ``throw`` is);
+* ``RESULTS.failed`` (``"failed"``): another failure reported by the Diffrax solver.
 
 ``throw=True`` (the default) raises :class:`RunFailed` (``Diverged`` for "diverged" and
 "blew_up", ``MaxStepsReached`` for "max_steps"), which carries the partial trajectory
@@ -24,45 +25,12 @@ The older switches ``on_failure`` (``"raise"`` / ``"return"``), ``on_max_steps``
 
 from __future__ import annotations
 
-import enum
 import warnings
 
 import numpy as np
 
+from .._results import RESULTS
 from .._validate import bad_value, check_choice
-
-
-class RESULTS(enum.Enum):
-    """How a run ended (Diffrax's ``RESULTS``, on the host): each member's value is the status
-    string of ``stats["status"]``; :attr:`message` says what it means."""
-
-    successful = "success"
-    diverged = "diverged"
-    blew_up = "blew_up"
-    max_steps_reached = "max_steps"
-    interrupted = "interrupted"
-
-    @property
-    def message(self) -> str:
-        return _MESSAGES[self.name]
-
-    @classmethod
-    def from_status(cls, status: str) -> RESULTS:
-        """The member whose status string is ``status``."""
-        try:
-            return cls(status)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in cls)
-            raise bad_value("RESULTS", "status", status, f"use one of {allowed}") from None
-
-
-_MESSAGES = {
-    "successful": "",
-    "diverged": "the loss or the state stopped being finite",
-    "blew_up": "the loss or ρ grew beyond BLOW_UP times its start (finite)",
-    "max_steps_reached": "max_steps was reached before t1; raise max_steps",
-    "interrupted": "stopped by SIGINT or SIGTERM; resume from its checkpoint",
-}
 
 #: The status strings, in the order of :class:`RESULTS`.
 STATUSES = tuple(m.value for m in RESULTS)

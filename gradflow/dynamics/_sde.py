@@ -52,6 +52,8 @@ is part of the ``O(η)`` discretization gap to any first-order SDE.) WN is not p
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -234,96 +236,24 @@ class SDE(DiffraxDynamics):
         max_steps = _defaults.SDE["max_steps"] if max_steps is None else int(max_steps)
         inner, adaptive = resolve_sde_solver(self.solver, problem.parametrization)
         controller, dt0, tol, tols = self._steps(adaptive, grid, t0, t1, max_steps)
-        scale, t0a, t1a = (
-            noise.scale(problem.n_train),
-            jnp.asarray(t0, float),
-            jnp.asarray(t1, float),
-        )
-        dyn = SDE(
-            None,
-            inner,
-            jnp.asarray(dt0, float),
-            None,
-            controller,
-            jnp.asarray(scale, float),
-            t0a,
-            t1a,
-            tol,
-            max_steps,
-        )
+        scale = noise.scale(problem.n_train)
+        t0a, t1a, dt0a = (jnp.asarray(v, float) for v in (t0, t1, dt0))
+        dyn = SDE(None, inner, dt0a, None, controller, jnp.asarray(scale, float), t0a, t1a, tol)
+        dyn = dataclasses.replace(dyn, max_steps=max_steps)
         keys = jax.random.split(key, 1 if seeds is None else seeds)
-        host = dict(
-            noise=noise,
-            seeds=seeds,
-            adaptive=adaptive,
-            dt0=float(dt0),
-            scale=scale,
-            solver=self.solver,
-            t0=t0,
-            t1=t1,
-            max_steps=max_steps,
-            tolerances=tols,
-            n=problem.n_train,
-        )
-        dt = f"{float(dt0):.4g}"
-        host["unsegmented"] = (
-            "save_every",
-            saves.save_every,
-            f"checkpoints of the fixed-step SDE need save times at least dt0={dt} apart",
-        )
+        host = dict(noise=noise, seeds=seeds, adaptive=adaptive, dt0=float(dt0), scale=scale)
+        host.update(solver=self.solver, t0=t0, t1=t1, max_steps=max_steps, tolerances=tols)
+        host.update(n=problem.n_train, unsegmented=_unsegmented(saves.save_every, dt0))
         bounds = _segment_bounds(grid, t0, t1, dt0, adaptive)
         whole = None
-        if bounds is None:
-            whole = (
-                _integrate_core,
-                (
-                    t0a,
-                    t1a,
-                    jnp.asarray(grid),
-                    dyn.scale,
-                    keys,
-                    inner,
-                    controller,
-                    dyn.dt0,
-                    tol,
-                    max_steps,
-                ),
-            )
-            bounds = (grid[:-1], grid[1:])
+        if bounds is None:  # save times closer than a step: one solve (module docstring)
+            args = (t0a, t1a, jnp.asarray(grid), dyn.scale, keys, inner, controller, dt0a, tol)
+            whole, bounds = (_integrate_core, (*args, max_steps)), (grid[:-1], grid[1:])
         a, b = bounds
-        settings = {"dt0": float(dt0), "tol": tol, "max_steps": max_steps}
-        fingerprint = (
-            "sde",
-            problem.describe(),
-            noise.describe(),
-            {"t0": t0, "t1": t1, "solver": repr(inner), "controller": repr(controller)},
-            settings,
-            grid,
-        )
-        describe = {
-            "run": f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)",
-            "problem": problem.describe(),
-            "noise": noise.describe(),
-            "t0": t0,
-            "t1": t1,
-            "dt0": float(dt0),
-            "max_steps": max_steps,
-        }
-        return Run(
-            dyn,
-            (a, b, grid[1:]),
-            grid,
-            t0a,
-            np.float64(b[0]),
-            keys,
-            True,
-            max_steps,
-            fingerprint,
-            describe,
-            host,
-            "flow",
-            whole,
-        )
+        fingerprint, describe = _identity(problem, noise, dyn, saves, len(keys), float(dt0))
+        xs = (a, b, grid[1:])
+        start = (grid, t0a, np.float64(b[0]), keys, True, max_steps)
+        return Run(dyn, xs, *start, fingerprint, describe, host, "flow", whole)
 
     def _steps(self, adaptive, grid, t0, t1, max_steps):
         """``(controller, dt0, tol, tolerances)``: fixed steps that divide the span, or the
@@ -409,6 +339,25 @@ class SDE(DiffraxDynamics):
             f"{lam:.4g} at the start); lower dt0, or pass throw=False to keep the partial "
             "trajectory"
         )
+
+
+def _unsegmented(save_every, dt0) -> tuple:
+    """The argument, value and hint of a checkpoint refused for want of segments."""
+    hint = f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart"
+    return "save_every", save_every, hint
+
+
+def _identity(problem, noise, dyn, saves, seeds: int, dt0: float) -> tuple:
+    """The fingerprint parts and the description of an SDE run (:mod:`._checkpoint`)."""
+    t0, t1, steps = saves.t0, saves.t1, dyn.max_steps
+    ctrl = {"t0": t0, "t1": t1, "solver": repr(dyn.solver)}
+    ctrl["controller"] = repr(dyn.stepsize_controller)
+    settings = {"dt0": dt0, "tol": dyn.tol, "max_steps": steps}
+    fingerprint = ("sde", problem.describe(), noise.describe(), ctrl, settings, saves.grid)
+    describe = {"run": f"SDE of t1={t1}, lr={noise.lr}, {seeds} seed(s)"}
+    describe.update(problem=problem.describe(), noise=noise.describe(), t0=t0, t1=t1)
+    describe.update(dt0=dt0, max_steps=steps)
+    return fingerprint, describe
 
 
 def _stats(raw, obs, h) -> dict:

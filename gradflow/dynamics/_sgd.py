@@ -123,8 +123,11 @@ class SGD(AbstractDynamics):
         next step ``carry[-1]``, and the observables after them (the interval's record once
         its last step is made); ``ok``: no step was non-finite."""
         starts, stops = x
-        lo = jnp.maximum(carry[-1], starts[0])
-        hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
+        if allowed is None:  # the whole interval (a sweep): bounds independent of the carry
+            lo, hi = starts[0], stops[0]
+        else:
+            lo = jnp.maximum(carry[-1], starts[0])
+            hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
         core, obs = _advance(problem, self, carry[:-1], key, lo[None], hi[None], groups)
         return (*core, hi), obs, hi - lo, core[2] < 0, hi >= stops[0]
 
