@@ -254,7 +254,7 @@ def _steps(t1, lr: float) -> int:
         warnings.warn(
             f"sgd: t1={t1:g} is not a multiple of lr={lr:g}; running the nearest whole "
             f"number of steps, {steps}, to t = {steps * lr:.6g} (t = lr·step)",
-            stacklevel=5,
+            stacklevel=7,
         )
     return steps
 
@@ -394,5 +394,5 @@ def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
     warnings.warn(
         f"sgd: {name}={value!r} is not on the step grid t = lr·step (lr={lr:g}); saving at "
         f"the nearest steps, t = [{shown}] ({len(saved)} times for the {len(grid)} asked)",
-        stacklevel=5,
+        stacklevel=8,
     )
