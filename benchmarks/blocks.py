@@ -2,14 +2,15 @@
 
 Run::
 
-    python benchmarks/blocks.py [--repeats 5] [--out benchmarks/results/blocks.json]
+    python benchmarks/blocks.py [--repeats 5] [--cases sgd-small,flow-wide] [--out ...]
 
 A direct ``gf.sgd`` / ``gf.flow`` call runs its save intervals in blocks of about half a second
 (gradflow/dynamics/_blocks.py) so that SIGINT/SIGTERM and checkpoints are handled between
 blocks; ``gf.dynamics.plan(...).run()`` runs the same dynamics as ONE compiled call (the
-batched path's core, not interruptible). Both are compiled first (a warm-up call each); then
-``--repeats`` timed calls, alternating; medians. Cases (float64, bias-free ReLU MLPs on a
-Gaussian mixture, LM-last, λ = 1e-3):
+batched path's core, not interruptible: since the one driver, the same ``init`` and
+``advance`` in one block bounded only by ``max_steps``). Both are compiled first (a warm-up
+call each); then ``--repeats`` timed calls, alternating; medians. Cases (float64, bias-free
+ReLU MLPs on a Gaussian mixture, LM-last, λ = 1e-3):
 
 * ``sgd-small``: 16-32-32-1, 256 samples, B = 16, 2,000 steps, 201 saves (overhead-bound);
 * ``sgd-wide``: 40-256-256-1, 2,000 samples, B = 32, 2,000 steps, 201 saves;
@@ -68,10 +69,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/blocks.json"))
+    parser.add_argument("--cases", default=None, help="comma-separated case names (default all)")
     args = parser.parse_args(argv)
     rows = {}
     start = _result.now()
+    chosen = None if args.cases is None else args.cases.split(",")
     for name, (dynamics, prob, kw) in cases().items():
+        if chosen is not None and name not in chosen:
+            continue
         runners = {
             "direct": lambda d=dynamics, p=prob, k=kw: d(p, **k),
             "one_call": lambda d=dynamics, p=prob, k=kw: plan(d, p, **k).run(),

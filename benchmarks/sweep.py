@@ -2,7 +2,10 @@
 
 Run::
 
-    python benchmarks/sweep.py [--repeats 3] [--out benchmarks/results/sweep.json]
+    python benchmarks/sweep.py [--repeats 3] [--cases sgd,flow] [--out results/sweep.json]
+
+(To measure another checkout with the same script, run this file with that checkout's
+environment: ``/other/.venv/bin/python benchmarks/sweep.py --out OTHER.json``.)
 
 Two comparisons, each measured in the same process, candidates alternating repeat by repeat
 (this machine is shared), medians reported, compilation excluded by a warm-up call of each
@@ -136,12 +139,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep.json"))
+    parser.add_argument("--cases", default="sgd,flow", help="comma-separated: sgd, flow")
     args = parser.parse_args(argv)
+    cases = args.cases.split(",")
     result = {"machine": machine()}
-    result["sgd"] = compare("sgd", run_sgd, sgd_points(), args.repeats)
-    result["flow"] = compare(
-        "flow", run_flow, problems(np.linspace(0, 0.05, 16), 128), args.repeats
-    )
+    if "sgd" in cases:
+        result["sgd"] = compare("sgd", run_sgd, sgd_points(), args.repeats)
+    if "flow" in cases:
+        points = problems(np.linspace(0, 0.05, 16), 128)
+        result["flow"] = compare("flow", run_flow, points, args.repeats)
     result["machine"]["load_average_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -24,6 +24,7 @@ import xarray as xr
 from . import _forms
 from ._observables import described, dims_of
 from ._validate import bad_value
+from ._results import RESULTS
 from ._variables import WEIGHT, annotate, weight_dims
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,8 @@ class Trajectory:
         final_params: the layer weights ``W_k`` at the end (per seed with seeds).
         stats: steps taken, rejected, forced at the floor, status, time reached, ...
         config: the problem and run settings.
+        result: how the run ended, a :class:`gradflow.RESULTS` member (from
+            ``stats["status"]``; ``None`` for a file without a status).
     """
 
     kind: str
@@ -101,6 +104,12 @@ class Trajectory:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.observables[name]
+
+    @property
+    def result(self):
+        """How the run ended: the :class:`gradflow.RESULTS` member of ``stats["status"]``."""
+        status = self.stats.get("status")
+        return None if status is None else RESULTS.from_status(status)
 
     def __repr__(self) -> str:
         """A few lines: dynamics, time span, status, the problem, the observables and their

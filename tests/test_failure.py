@@ -8,7 +8,7 @@ import pytest
 
 import gradflow as gf
 from gradflow._cli import main
-from gradflow.dynamics import BLOW_UP, STATUSES
+from gradflow.dynamics._failure import BLOW_UP, STATUSES
 from gradflow.models import MLP
 
 

@@ -18,8 +18,7 @@ from gradflow import diffrax_ext as _noise
 from gradflow.analysis import ensemble_summary, sde_vs_sgd
 from gradflow.data import Dataset
 from gradflow.diffrax_ext import SGDNoise
-from gradflow.dynamics import plan, run_plans
-from gradflow.dynamics._batch import groups_of
+from gradflow.dynamics._batch import groups_of, plan, run_plans
 from gradflow.models import MLP, DeepLinear
 from gradflow.testing import linreg_stationary_covariance
 

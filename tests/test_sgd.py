@@ -17,7 +17,7 @@ import pytest
 
 import gradflow as gf
 from compile_counter import CompileCounter
-from gradflow.dynamics import batch_indices
+from gradflow.dynamics._sgd import batch_indices
 from gradflow.models import MLP, DeepLinear
 
 LRS = np.array([0.04, 0.02, 0.01, 0.005])  # η ladder (all well below 2/λ_max ≈ 0.5 here)
@@ -461,3 +461,24 @@ def test_an_optax_chain_is_the_hand_written_momentum_loop_bit_for_bit():
     want = _hand_scan(p, key, lr, beta, 0.0, steps, b, nesterov=True)
     for a, w in zip(jax.tree.leaves(tr.final_state), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(a, w)  # (heavy ball instead fails it by ~0.09)
+
+
+def test_sgd_far_above_its_stable_rate_is_a_failure_value():
+    """Plain GD / SGD at 17× ``2/λ_max`` (measured before this check: the loss rose from 2.35
+    to 594 (B = N) and 9.3e3 (B = 4), ρ from 5 to 5e4 and 9e5, and the run said "success"):
+    the loss beyond ``SGD.blow_up`` = 100 times ``max(its start, 1)`` makes it "blew_up",
+    raised as :class:`gf.Diverged` or returned with ``throw=False``; the same run at 0.5× is a
+    success (the control)."""
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=0)
+    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(0)), data, weight_decay=0.01)
+    eta, _ = gf.stable_learning_rate(p)
+    kw = dict(steps=200, key=jax.random.PRNGKey(0))
+    with pytest.raises(gf.Diverged, match=r"blew up .* 2/λ_max") as info:
+        gf.sgd(p, lr=17 * eta, batch_size=16, **kw)
+    assert info.value.status == "blew_up"
+    tr = gf.sgd(p, lr=17 * eta, batch_size=4, throw=False, **kw)
+    assert tr.result is gf.RESULTS.blew_up and tr.stats["status"] == "blew_up"
+    loss = np.asarray(tr["loss"])
+    assert np.all(np.isfinite(loss)) and loss.max() > 100 * max(loss[0], 1.0)
+    ok = gf.sgd(p, lr=0.5 * eta, batch_size=4, **kw)
+    assert ok.result is gf.RESULTS.successful

@@ -1,8 +1,11 @@
 """Batching runs that differ only in traced values into one compiled, vmapped call.
 
-Every dynamics builds a :class:`Plan`: its pure core (the function the dynamics jit-compiles),
-the core's arguments, and ``finish``, which turns the core's (host) output into a
-:class:`gradflow.Trajectory` (or raises, as the unbatched call would). :func:`run_plans` groups
+``gf.simulate(..., _plan=True)`` (and so ``plan(gf.flow | gf.sgd, problem, **kw)``) builds a
+:class:`Plan`: its core is :func:`gradflow.dynamics._driver.whole` — the dynamics' own
+``init`` and then every save interval's ``advance`` in one block, the direct call's loop
+without its pauses — its arguments, and ``finish``, which turns the core's (host) output into
+a :class:`gradflow.Trajectory` (or raises, as the direct call would). (A run that cannot go in
+segments, :func:`gradflow.simulate`, plans its one Diffrax solve instead.) :func:`run_plans` groups
 plans whose arguments have the same *static* part (everything that is not an array: solver,
 controller structure, batch size, number of save points, observables, ...) and the same array
 shapes, stacks their arrays (λ, η, the data, initial states, keys, tolerances, save grids) and

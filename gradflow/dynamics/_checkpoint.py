@@ -42,7 +42,6 @@ import numpy as np
 from .._validate import bad_value
 
 FORMAT = "gradflow-checkpoint-1"
-STATUSES = ("success", "diverged", "max_steps", "interrupted", "blew_up")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -409,4 +408,4 @@ def _jsonable(obj):
     return str(obj)
 
 
-__all__ = ["Checkpoint", "Interrupted", "STATUSES"]
+__all__ = ["Checkpoint", "Interrupted"]

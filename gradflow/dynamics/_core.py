@@ -23,6 +23,7 @@ from .._observables import GROUPS, observe
 from .._observables import saveat as observation_saveat
 from .._validate import Shown, bad_value, check_choice
 from ..diffrax_ext import FloorState, SpectralRecord
+from ._driver import AbstractDynamics
 
 #: The most save points any run may have, whatever the limits (``--no-limits`` included):
 #: beyond this the save grid and its records do not fit in memory.
@@ -111,21 +112,22 @@ def _finite(where: str, name: str, value, allowed: str) -> None:
         raise bad_value(where, name, value, allowed)
 
 
-def check_run_arguments(where, *, t0, t1, max_steps, on_max_steps, observables, dt0=None) -> None:
-    """The checks shared by every dynamics: the span (finite), ``max_steps`` (an integer),
-    ``dt0`` (None or a finite number > 0), the failure switch and the observable groups
+def check_run_arguments(where, *, t0, t1, max_steps, observables, dt0=None) -> None:
+    """The checks shared by every dynamics: the span (finite), ``max_steps`` (None or an
+    integer >= 1), ``dt0`` (None or a finite number > 0) and the observable groups
     (:func:`gradflow.observable_groups`)."""
     _finite(where, "t0", t0, "use a finite number")
     _finite(where, "t1", t1, "use a finite number > 0")
     _positive(where, "t1", t1)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1
+    ):
         raise bad_value(where, "max_steps", max_steps, "use an integer >= 1")
     if dt0 is not None:
         _finite(where, "dt0", dt0, "use None or a finite number > 0")
         _positive(where, "dt0", dt0)
     if not t1 > t0:
         raise bad_value(where, "t1", t1, f"use t1 > t0 = {t0}")
-    check_choice(where, "on_max_steps", on_max_steps, ("raise", "truncate"))
     for g in observables:
         check_choice(where, "observables", g, tuple(GROUPS))
 
@@ -182,7 +184,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     """``stats`` of a run from :func:`solve`'s (host) output; per-seed lists when ``seeded``.
 
     ``status`` is ``"success"``, ``"max_steps"``, ``"diverged"`` (a non-finite
-    observable) or ``"diffrax result <text>"``.
+    observable) or ``"failed"`` (another Diffrax failure).
     """
     s = raw["stats"]
     per = (lambda a: [int(x) for x in np.ravel(a)]) if seeded else (lambda a: int(a))
@@ -196,7 +198,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
     elif np.any(raw["max_steps_reached"]):
         status = "max_steps"
     else:
-        status = "diffrax result: not successful"
+        status = "failed"  # another Diffrax failure (RESULTS.failed)
     return {
         "num_steps": per(s["num_steps"]),
         "num_accepted_steps": per(s["num_accepted_steps"]),
@@ -382,6 +384,32 @@ def segment(term, solver, controller, a, b, s, carry, problem, max_steps, groups
     new = jax.tree.map(lambda n, o: jnp.where(before, o, jnp.asarray(n, o.dtype)), new, carry)
     steps = jnp.where(before, 0, sol.stats["num_steps"])
     return new, new["rec"], steps, ok | before, reached | before
+
+
+class DiffraxDynamics(AbstractDynamics):
+    """``init`` / ``advance`` of a dynamics integrated by Diffrax (:class:`gradflow.ODE`,
+    :class:`gradflow.SDE`): :func:`start` / :func:`segment` of its ``solver`` and
+    ``stepsize_controller`` on ``self.term(problem, key)``; an interval ``x`` is
+    ``(a, b, s)``: its bounds and its save time."""
+
+    def init(self, problem, state0, key, t0, t_next, groups):
+        term, ctrl = self.term(problem, key), self.stepsize_controller
+        return start(term, self.solver, ctrl, t0, t_next, self.dt0, state0, problem, groups)
+
+    def advance(self, problem, carry, key, x, allowed, groups):
+        a, b, s = x
+        term, ctrl, steps = self.term(problem, key), self.stepsize_controller, self.max_steps
+        allowed = steps if allowed is None else allowed  # None: the interval, within max_steps
+        return segment(
+            term, self.solver, ctrl, a[0], b[0], s, carry, problem, steps, groups, allowed
+        )
+
+    def raw(self, out: dict, seeded: bool) -> dict:
+        """:func:`solve`'s dict of a run from :func:`gradflow.dynamics._driver.run`'s output
+        (or the whole solve's ``out["raw"]``)."""
+        if "raw" in out:
+            return out["raw"]
+        return assembled(out["carry"], out["obs"], out["info"], out["signum"], seeded)
 
 
 def assemble(carry, obs: dict, seeded: bool) -> dict:

@@ -20,6 +20,7 @@ resume (:mod:`._checkpoint`) and the progress report (:mod:`gradflow._progress`)
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -28,14 +29,27 @@ import numpy as np
 
 from .._progress import for_run
 from . import _blocks, _checkpoint
+from ._failure import blown_up
 
 
 class AbstractDynamics(eqx.Module):
-    """A dynamics of a :class:`gradflow.Problem` on the flow's time axis (module docstring)."""
+    """A dynamics of a :class:`gradflow.Problem` on the flow's time axis (module docstring).
+
+    Besides ``init`` and ``advance`` (traced), a dynamics answers :func:`gradflow.simulate`
+    on the host: ``prepare`` checks it against the problem and the save grid and returns the
+    :class:`Run` to execute (the finalized dynamics, its intervals, keys, fingerprint);
+    ``finish`` turns the run's output into a :class:`gradflow.Trajectory` (its status set);
+    ``failure`` says why a failed run failed (the message of the exception raised)."""
 
     #: An ensemble of seeds stops when one of them fails (Diffrax), or runs on (SGD: a
     #: diverged seed freezes and is reported).
     ensemble_stops = True
+    #: The name in error messages.
+    where = "simulate"
+
+    def blew_up(self, traj) -> bool:
+        """Whether a finite run grew without bound (:func:`._failure.blown_up`)."""
+        return blown_up(traj)
 
     @abc.abstractmethod
     def init(self, problem, state0, key, t0, t_next, groups):
@@ -43,21 +57,77 @@ class AbstractDynamics(eqx.Module):
 
     @abc.abstractmethod
     def advance(self, problem, carry, key, x, allowed, groups):
-        """``(carry, record, steps, ok, reached)``: at most ``allowed`` steps of interval ``x``."""
+        """``(carry, record, steps, ok, reached)``: at most ``allowed`` steps of interval ``x``
+        (``None``: to its end)."""
+
+    @abc.abstractmethod
+    def prepare(self, problem, saves, *, key, seeds, max_steps, state0) -> Run:
+        """The :class:`Run` of this dynamics on ``problem`` at the save grid ``saves``."""
+
+    @abc.abstractmethod
+    def finish(self, problem, run, out: dict):
+        """The :class:`gradflow.Trajectory` of a run from its host output ``out`` (``carry``,
+        ``obs``, ``info``, ``signum``, ``index``: :func:`run`'s; or ``raw`` of a whole solve)."""
+
+    @abc.abstractmethod
+    def failure(self, problem, run, traj) -> str:
+        """The message of a failed run (``traj.stats["status"]`` is not ``"success"``)."""
+
+
+@dataclasses.dataclass
+class Saves:
+    """The save grid asked for: ``grid`` from ``t0``, ``t1``, ``save_every``, ``ts``."""
+
+    t0: float
+    t1: float
+    save_every: object
+    ts: object
+    grid: np.ndarray
+
+
+@dataclasses.dataclass
+class Run:
+    """A prepared run: ``dynamics`` (finalized: what ``init``/``advance`` run) over the save
+    intervals whose bounds are ``xs`` (arrays, intervals along axis 0), saving at ``times``
+    (the ``n + 1`` save times, flow time); ``t0`` and ``t_next`` (the first save time after
+    it) start it; ``keys`` and ``seeded`` (a ``vmap`` over keys); ``max_steps`` the step
+    budget; ``fingerprint`` and ``describe`` identify it for checkpoints; ``host`` holds what
+    ``finish`` needs; ``whole``: the one compiled solve of a run that cannot go in segments
+    (else None: ``(core, args)``, called as ``core(problem, state0, *args, groups, meter)``);
+    ``batch_key``: values that must agree for two runs to share a batch; ``groups``: the
+    observable groups (set by :func:`gradflow.simulate`)."""
+
+    dynamics: AbstractDynamics
+    xs: tuple
+    times: np.ndarray
+    t0: object
+    t_next: object
+    keys: object
+    seeded: bool
+    max_steps: int
+    fingerprint: tuple
+    describe: dict
+    host: dict
+    name: str
+    whole: tuple | None = None
+    batch_key: object = None
+    groups: tuple = ()
 
 
 def _seeded(fn, seeded: bool):
     return jax.vmap(fn) if seeded else fn
 
 
-@eqx.filter_jit
-def start(dynamics, problem, state0, keys, t0, t_next, groups, seeded):
-    """``dynamics.init`` (per seed, ``vmap``, when ``seeded``), compiled."""
+def _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded):
+    """``dynamics.init`` (per seed, ``vmap``, when ``seeded``)."""
 
     def one(key):
         return dynamics.init(problem, state0, key, t0, t_next, groups)
 
     return _seeded(one, seeded)(keys)
+
+
+start = eqx.filter_jit(_start)
 
 
 def step(carry, args, x, allowed):
@@ -122,14 +192,8 @@ def run(
             buf, done, steps, ok = jax.device_get((buf, done, steps, ok))
             pace.steps = int(steps)  # the slowest seed's steps
         rec = _blocks.take(buf, int(done), axis)
-        total = int(steps) + info["num_steps"]
-        last = i + int(done) >= n
-        info = {
-            "num_steps": total,
-            "failed": (not bool(ok)) or (total >= max_steps and not last),
-            "budget": bool(ok) and total >= max_steps and not last,
-        }
-        meter.update(times[min(i + int(done), n)], total)
+        info = _info(info["num_steps"] + int(steps), bool(ok), i + int(done) >= n, max_steps)
+        meter.update(times[min(i + int(done), n)], info["num_steps"])
         return carry, rec, info, int(done)
 
     try:
@@ -152,6 +216,56 @@ def run(
     finally:
         meter.close()
     return jax.device_get(carry), obs, index, info, signum
+
+
+def _info(total: int, ok: bool, last: bool, max_steps: int) -> dict:
+    """The host counters after a block: steps so far, whether the run failed (a failed
+    interval, or out of ``max_steps`` before the end) and whether it ran out of steps."""
+    return {
+        "num_steps": total,
+        "failed": (not ok) or (total >= max_steps and not last),
+        "budget": ok and total >= max_steps and not last,
+    }
+
+
+def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps):
+    """The whole run as ONE traceable call (what a sweep ``vmap``s): ``init``, then every
+    save interval's ``advance`` to its end (``allowed=None``) in a ``scan`` — the direct
+    call's steps without its pauses, so the same values. A member that fails (or exhausts
+    ``max_steps``) keeps its carry from then on; the scan's loop and SGD's step bounds do not
+    depend on traced values, so under ``vmap`` they stay unbatched loops. Returns ``(carry,
+    obs0, records, done, steps, ok)`` (records: one per interval along the time axis, the
+    first ``done`` valid); :func:`settle` reads it."""
+    carry, obs0 = _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded)
+    args, axis = (dynamics, problem, keys, groups, seeded), 1 if seeded else 0
+    zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+
+    def body(state, x):
+        carry, total, go = state
+        x = jax.tree.map(lambda a: a[None], x)
+        new, rec, steps, ok, _ = step(carry, args, x, None)
+        carry = jax.tree.map(lambda n, o: jnp.where(go, n, o), new, carry)
+        total = total + jnp.where(go, jnp.asarray(steps, total.dtype), 0)
+        return (carry, total, go & ok & (total < max_steps)), (rec, go, ok)
+
+    state = (carry, zero, jnp.asarray(True))
+    (carry, total, _), (recs, computed, oks) = jax.lax.scan(body, state, xs)
+    # (interval, [seed,] 1, ...) -> ([seed,] interval, ...)
+    recs = jax.tree.map(lambda r: jnp.moveaxis(jnp.squeeze(r, axis + 1), 0, axis), recs)
+    done = jnp.sum(computed.astype(zero.dtype))
+    return carry, obs0, recs, done, total, jnp.all(oks | ~computed)
+
+
+def settle(out, seeded: bool, max_steps: int) -> dict:
+    """:func:`whole`'s host output as :func:`run`'s: ``carry``, ``obs`` (the first save and
+    the ``done`` intervals), ``info``, ``signum`` (None), ``index``."""
+    carry, obs0, buf, done, steps, ok = out
+    n = jax.tree.leaves(buf)[0].shape[1 if seeded else 0]
+    axis = 1 if seeded else 0
+    rec = _blocks.take(buf, int(done), axis)
+    obs = {k: np.concatenate([np.asarray(obs0[k]), rec[k]], axis) for k in rec}
+    info = _info(int(steps), bool(ok), int(done) >= n, max_steps)
+    return {"carry": carry, "obs": obs, "info": info, "signum": None, "index": int(done)}
 
 
 def first_record(dynamics, problem, state0, keys, t0, t_next, groups, seeded):

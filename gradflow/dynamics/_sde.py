@@ -52,6 +52,8 @@ is part of the ``O(η)`` discretization gap to any first-order SDE.) WN is not p
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -60,25 +62,14 @@ import numpy as np
 
 from .._hessian import stable_learning_rate
 from .._problem import Problem
-from .._progress import solve_meter, solve_progress
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
-from . import _checkpoint, _defaults, _driver
-from ._batch import Plan
-from ._core import (
-    assembled,
-    check_run_arguments,
-    run_stats,
-    save_times,
-    segment,
-    solve,
-    start,
-    traced,
-)
-from ._cost import timed
-from ._driver import AbstractDynamics
-from ._failure import BLOW_UP, blown_up, raise_or_return
+from . import _defaults
+from ._core import DiffraxDynamics, check_key, check_sde_horizon, run_stats, solve, traced
+from ._driver import Run
+from ._failure import BLOW_UP
+from ._simulate import simulate
 
 #: The public SDE solvers (``gf.flow(noise=…, solver=…)``, the scenario's ``sde.solver``).
 SDE_SOLVERS = ("euler",)
@@ -135,7 +126,6 @@ def resolve_sde_solver(solver, parametrization):
     return ItoProjectedSolver(solver, parametrization), False
 
 
-@timed
 def sde(
     problem: Problem,
     noise: SGDNoise,
@@ -143,250 +133,31 @@ def sde(
     key,
     seeds: int | None = None,
     t1: float,
-    t0: float = 0.0,
-    save_every: float | None = None,
-    ts=None,
     solver=None,
     dt0: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     dtmin: float | None = None,
-    max_steps: int = _defaults.SDE["max_steps"],
-    on_max_steps: str = "raise",
-    observables: tuple[str, ...] = (),
-    state0=None,
-    progress: bool | str = False,
-    checkpoint=None,
-    checkpoint_every: int | None = None,
-    checkpoint_minutes: float | None = None,
-    resume_from=None,
-    _plan: bool = False,
+    **kwargs,
 ) -> Trajectory:
-    """Integrate the SDE of SGD; called by ``gf.flow(..., noise=SGDNoise(...), key=key)``.
+    """Integrate the SDE of SGD (module docstring): ``gf.simulate(problem, SDE(noise, solver,
+    dt0), key=key, seeds=seeds, t1=t1, ...)``; what ``gf.flow(..., noise=noise, key=key)``
+    calls. The other arguments are :func:`gradflow.simulate`'s (``max_steps`` default
+    ``SDE_DEFAULTS``). The steps are fixed: ``rtol``, ``atol``, ``dtmin`` are refused (they
+    served the removed adaptive solver, see the module docstring).
 
-    Arguments are those of ``gf.flow`` (same save grid, observables through the same
-    ``observe`` function as Diffrax ``SaveAt(fn=…)``), plus ``noise``, ``key`` and ``seeds``:
-    ``seeds=k`` integrates ``k`` independent Brownian paths (keys ``split(key, k)``) in one
-    compiled ``vmap`` and adds a leading ``seed`` dimension. ``lr``, ``batch_size`` and λ enter
-    as arrays, so changing them does not recompile (changing ``dt0`` or ``N`` does). The steps
-    are fixed: ``rtol``, ``atol``, ``dtmin`` are refused (they served the removed adaptive
-    solver, see the module docstring).
-
-    Returns a :class:`Trajectory` of ``kind="sde"``; ``stats`` holds per-seed step counts and
-    ``status`` (``"success"``, ``"max_steps"`` or ``"diverged"``: a non-finite state,
-    which raises unless ``on_max_steps="truncate"``).
+    Returns a :class:`Trajectory` of ``kind="sde"``; ``seeds=k`` runs ``k`` Brownian paths
+    (keys ``split(key, k)``) in one ``vmap`` with a leading ``seed`` dimension.
     """
     if not isinstance(noise, SGDNoise):
         raise bad_value("flow", "noise", type(noise).__name__, "pass a gf.SGDNoise")
     if key is None:
         raise bad_value("flow", "key", key, "the SDE needs a PRNG key: pass key=jax.random.key(0)")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise bad_value("flow", "seeds", seeds, "use a positive integer or None")
-    check_run_arguments(
-        "flow",
-        t0=t0,
-        t1=t1,
-        max_steps=max_steps,
-        on_max_steps=on_max_steps,
-        observables=observables,
-        dt0=dt0,
-    )
-    n = problem.n_train
-    scale = noise.scale(n)
-    inner, adaptive = resolve_sde_solver(solver, problem.parametrization)
-    grid = save_times(t0, t1, save_every, ts)
-    span = t1 - t0
-    if dt0 is None:
-        dt0 = noise.lr / _defaults.SDE["steps_per_lr"]
-    if not (isinstance(dt0, (int, float)) and not isinstance(dt0, bool) and dt0 > 0):
-        raise bad_value("flow", "dt0", dt0, "use a number > 0")
+    check_key("flow", key)
+    check_sde_horizon("flow", noise, kwargs.get("t0", 0.0), t1)
     tolerances = {"rtol": rtol, "atol": atol, "dtmin": dtmin}
-    for name, value in tolerances.items():
-        if value is not None and not adaptive:
-            raise bad_value(
-                "flow",
-                name,
-                value,
-                "the SDE takes fixed steps (solver 'euler'): set dt0 (default lr/4) instead",
-            )
-    if adaptive:
-        rtol, atol, dtmin = (
-            _ADAPTIVE_TOLERANCES[k] if v is None else v for k, v in tolerances.items()
-        )
-        controller = diffrax.ClipStepSizeController(
-            diffrax.PIDController(
-                rtol=traced(rtol), atol=traced(atol), dtmin=traced(dtmin), force_dtmin=True
-            ),
-            step_ts=jnp.asarray(grid),
-        )
-        tol = 0.5 * dtmin
-    else:
-        num = int(np.ceil(span / dt0 - 1e-9))
-        if num > max_steps:
-            raise bad_value("flow", "dt0", dt0, f"{num} steps exceed max_steps={max_steps}")
-        dt0, tol = span / num, None  # equal steps: StepBrownianPath keys by step index
-        controller = diffrax.ConstantStepSize()
-    keys = jax.random.split(key, 1 if seeds is None else seeds)
-    y0 = problem.initial_state() if state0 is None else state0
-    meter = solve_meter(progress)
-    pol = _checkpoint.policy("flow", checkpoint, checkpoint_every, checkpoint_minutes)
-    common = (jnp.asarray(scale, float), keys, inner, controller, jnp.asarray(dt0, float), tol)
-    t0a, t1a = jnp.asarray(t0, float), jnp.asarray(t1, float)
-    integrate_args = (
-        problem,
-        y0,
-        t0a,
-        t1a,
-        jnp.asarray(grid),
-        *common[:2],
-        inner,
-        controller,
-        common[4],
-        tol,
-        int(max_steps),
-        tuple(observables),
-        meter,
-    )
-
-    def finish(raw, signum=None, index=0) -> Trajectory:
-        """The :class:`Trajectory` (or the error) of the run from its host output."""
-        if seeds is None:
-            raw = _first_seed(raw)
-        switch = "return" if signum is not None or on_max_steps != "raise" else "raise"
-        obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
-        final = raw["final"]
-        run = run_stats(raw, seeded=seeds is not None)
-        loss = obs["loss"].reshape(-1, obs["loss"].shape[-1])
-        finite = np.all(
-            np.isfinite(loss) | ~np.isfinite(np.asarray(raw["t"]).reshape(loss.shape)), 1
-        )
-        status = run["status"]
-        t_grid = np.asarray(raw["t"])[0] if seeds else np.asarray(raw["t"])
-        keep = np.isfinite(t_grid)
-        stats = {
-            **{k: run[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")},
-            "num_diverged_seeds": int(np.sum(~finite)),
-            "status": status,
-            "t_reached": run["t_reached"],
-            "solver": solver
-            if isinstance(solver, str)
-            else ("euler" if solver is None else type(solver).__name__),
-            "adaptive": adaptive,
-            "dt0": float(dt0),
-            "rtol": rtol if adaptive else None,
-            "atol": atol if adaptive else None,
-            "dtmin": dtmin if adaptive else None,
-            "noise_scale": scale,
-            "noise_coefficient": noise.coefficient(n),
-        }
-        if status == "diverged":
-            bad_t = t_grid[np.argmax(~np.isfinite(loss).any(0))]
-            eta_max, lam = stable_learning_rate(problem)
-            message = (
-                f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
-                f"{int(np.sum(~finite))} of {len(keys)} seeds (dt0={dt0:.4g}, lr={noise.lr}). The "
-                f"stable step is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); "
-                "lower dt0, or pass on_max_steps='truncate' to keep the partial trajectory"
-            )
-        else:
-            message = (
-                f"flow (SDE): {status}: max_steps={max_steps} reached before t1={t1} in some of "
-                f"{len(keys)} seeds; raise max_steps or dtmin, or pass on_max_steps='truncate' to "
-                "keep the partial trajectory"
-            )
-        config = {
-            "dynamics": "sde",
-            "problem": problem.describe(),
-            "noise": noise.describe(),
-            "t0": t0,
-            "t1": t1,
-            "seeds": seeds,
-            "observables": list(observables),
-        }
-        config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
-        traj = from_run(
-            problem,
-            "sde",
-            t_grid[keep],
-            {k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
-            final,
-            groups=observables,
-            stats=stats,
-            config=config,
-            seeds=seeds,
-        )
-        if signum is not None:
-            raise _checkpoint.interrupted("flow (SDE)", traj, signum, pol, grid[index])
-        if status == "success" and blown_up(traj):
-            traj.stats["status"] = "blew_up"
-            message = (
-                f"flow (SDE): the loss or ρ blew up (finite, beyond {BLOW_UP:.0e} times its start)"
-            )
-        return raise_or_return(traj, switch, message)
-
-    if _plan:  # a sweep batches the whole run (gradflow.dynamics.run_plans)
-        return Plan(_integrate_core, integrate_args, finish)
-    bounds = _segment_bounds(grid, t0, t1, dt0, adaptive)
-    signum, index = None, 0
-    if bounds is None:
-        if pol.path is not None or resume_from is not None:
-            raise bad_value(
-                "flow",
-                "save_every",
-                save_every,
-                f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart",
-            )
-        with solve_progress(progress, "flow", t0, t1):
-            out = _integrate(*integrate_args)
-            raw = jax.device_get(out)  # inside: the meter reports while it computes
-    else:
-        a, b = bounds
-        groups = tuple(observables)
-        fp = _checkpoint.fingerprint(
-            "sde",
-            problem.describe(),
-            noise.describe(),
-            {"t0": t0, "t1": t1, "solver": repr(inner), "controller": repr(controller)},
-            {"dt0": float(dt0), "tol": tol, "max_steps": int(max_steps), "obs": list(groups)},
-            grid,
-            keys,
-            *_checkpoint.flatten(y0),
-        )
-        describe = {
-            "run": f"SDE of t1={t1}, lr={noise.lr}, {len(keys)} seed(s)",
-            "problem": problem.describe(),
-            "noise": noise.describe(),
-            "t0": t0,
-            "t1": t1,
-            "dt0": float(dt0),
-            "max_steps": int(max_steps),
-        }
-        ckpt = _checkpoint.resolve("flow", resume_from, fp, describe)
-        dyn = SDE(inner, controller, *common[:1], t0a, t1a, common[4], tol, int(max_steps))
-        carry, obs0 = _driver.first_record(
-            dyn, problem, y0, keys, t0a, np.float64(b[0]), groups, True
-        )
-        carry, obs, index, info, signum = _driver.run(
-            dyn,
-            problem,
-            where="flow",
-            keys=keys,
-            xs=(a, b, grid[1:]),
-            carry=carry,
-            obs0=obs0,
-            seeded=True,
-            groups=groups,
-            max_steps=int(max_steps),
-            fp=fp,
-            describe=describe,
-            ckpt=ckpt,
-            pol=pol,
-            resume_path=resume_from,
-            progress=progress,
-            times=grid,
-        )
-        raw = assembled(carry, obs, info, signum, seeded=True)
-    return finish(raw, signum, index)
+    dyn = SDE(noise, solver, dt0, {k: v for k, v in tolerances.items() if v is not None})
+    return simulate(problem, dyn, key=key, seeds=seeds, t1=t1, **kwargs)
 
 
 def _first_seed(raw: dict) -> dict:
@@ -423,54 +194,208 @@ def _sde_term(problem, key, scale, t0, t1, dt0, tol):
     return SGDTerm(scale, path)
 
 
-class SDE(AbstractDynamics):
-    """The SDE of SGD (module docstring) as a dynamics: ``solver`` (Itô, projected) stepped by
-    ``stepsize_controller`` on the term ``v dt + G dβ`` whose noise has ``scale``
-    (:meth:`SGDNoise.scale`) and Brownian path from ``t0`` (fixed steps ``dt0``:
-    :class:`StepBrownianPath`; ``tol``: a ``VirtualBrownianTree`` to ``t1``); ``max_steps``
-    bounds the steps of one piece. ``init`` / ``advance`` are :func:`._core.start` /
-    :func:`._core.segment` on that term, one Brownian path per key; :func:`sde` builds it."""
+class SDE(DiffraxDynamics):
+    """The SDE of SGD (module docstring) as a dynamics.
 
-    solver: diffrax.AbstractSolver
-    stepsize_controller: diffrax.AbstractStepSizeController
-    scale: object
-    t0: object
-    t1: object
-    dt0: object
+    Args:
+        noise: the :class:`gradflow.SGDNoise` (``lr``, ``batch_size``, ``sampling``).
+        solver: ``"euler"`` (fixed-step Euler–Maruyama, the one choice: :data:`SDE_SOLVERS`)
+            or ``diffrax.Euler()``; Stratonovich solvers are refused (module docstring).
+        dt0: the fixed step (default ``lr/4``, rounded down so that it divides ``t1 − t0``).
+
+    :meth:`prepare` finalizes it: the Itô projected solver, the noise's ``scale`` for the
+    problem's ``N`` (an array: sweeping ``lr``, ``batch_size`` or λ does not recompile), the
+    Brownian path from ``t0`` (:class:`StepBrownianPath` with fixed steps), and
+    ``max_steps``, the bound on the steps of one piece.
+    """
+
+    noise: SGDNoise | None = None
+    solver: object = None
+    dt0: object = None
+    tolerances: dict | None = None
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None
+    scale: object = None
+    t0: object = None
+    t1: object = None
     tol: float | None = None
     max_steps: int = eqx.field(static=True, default=_defaults.SDE["max_steps"])
+    where = "flow"
 
-    def _term(self, problem, key):
+    def term(self, problem, key):
         return _sde_term(problem, key, self.scale, self.t0, self.t1, self.dt0, self.tol)
 
-    def init(self, problem, state0, key, t0, t_next, groups):
-        term, ctrl = self._term(problem, key), self.stepsize_controller
-        return start(term, self.solver, ctrl, t0, t_next, self.dt0, state0, problem, groups)
+    def prepare(self, problem, saves, *, key, seeds, max_steps, state0) -> Run:
+        """The finalized SDE (solver, step, noise scale, Brownian path) and its :class:`Run`:
+        one ``vmap`` over ``split(key, seeds or 1)``."""
+        noise, t0, t1, grid = self.noise, saves.t0, saves.t1, saves.grid
+        if not isinstance(noise, SGDNoise):
+            raise bad_value("flow", "noise", type(noise).__name__, "pass a gf.SGDNoise")
+        if key is None:
+            hint = "the SDE needs a PRNG key: pass key=jax.random.key(0)"
+            raise bad_value("flow", "key", key, hint)
+        max_steps = _defaults.SDE["max_steps"] if max_steps is None else int(max_steps)
+        inner, adaptive = resolve_sde_solver(self.solver, problem.parametrization)
+        controller, dt0, tol, tols = self._steps(adaptive, grid, t0, t1, max_steps)
+        scale = noise.scale(problem.n_train)
+        t0a, t1a, dt0a = (jnp.asarray(v, float) for v in (t0, t1, dt0))
+        dyn = SDE(None, inner, dt0a, None, controller, jnp.asarray(scale, float), t0a, t1a, tol)
+        dyn = dataclasses.replace(dyn, max_steps=max_steps)
+        keys = jax.random.split(key, 1 if seeds is None else seeds)
+        host = dict(noise=noise, seeds=seeds, adaptive=adaptive, dt0=float(dt0), scale=scale)
+        host.update(solver=self.solver, t0=t0, t1=t1, max_steps=max_steps, tolerances=tols)
+        host.update(n=problem.n_train, unsegmented=_unsegmented(saves.save_every, dt0))
+        bounds = _segment_bounds(grid, t0, t1, dt0, adaptive)
+        whole = None
+        if bounds is None:  # save times closer than a step: one solve (module docstring)
+            args = (t0a, t1a, jnp.asarray(grid), dyn.scale, keys, inner, controller, dt0a, tol)
+            whole, bounds = (_integrate_core, (*args, max_steps)), (grid[:-1], grid[1:])
+        a, b = bounds
+        fingerprint, describe = _identity(problem, noise, dyn, saves, len(keys), float(dt0))
+        xs = (a, b, grid[1:])
+        start = (grid, t0a, np.float64(b[0]), keys, True, max_steps)
+        return Run(dyn, xs, *start, fingerprint, describe, host, "flow", whole)
 
-    def advance(self, problem, carry, key, x, allowed, groups):
-        a, b, s = x
-        term, ctrl, steps = self._term(problem, key), self.stepsize_controller, self.max_steps
-        return segment(
-            term, self.solver, ctrl, a[0], b[0], s, carry, problem, steps, groups, allowed
+    def _steps(self, adaptive, grid, t0, t1, max_steps):
+        """``(controller, dt0, tol, tolerances)``: fixed steps that divide the span, or the
+        private adaptive solver's PID controller (module docstring)."""
+        dt0 = self.dt0
+        if dt0 is None:
+            dt0 = self.noise.lr / _defaults.SDE["steps_per_lr"]
+        if not (isinstance(dt0, (int, float)) and not isinstance(dt0, bool) and dt0 > 0):
+            raise bad_value("flow", "dt0", dt0, "use a number > 0")
+        given = dict(self.tolerances or {})
+        if given and not adaptive:
+            name = next(iter(given))
+            hint = "the SDE takes fixed steps (solver 'euler'): set dt0 (default lr/4) instead"
+            raise bad_value("flow", name, given[name], hint)
+        if adaptive:
+            tols = {**_ADAPTIVE_TOLERANCES, **given}
+            pid = diffrax.PIDController(
+                rtol=traced(tols["rtol"]),
+                atol=traced(tols["atol"]),
+                dtmin=traced(tols["dtmin"]),
+                force_dtmin=True,
+            )
+            ctrl = diffrax.ClipStepSizeController(pid, step_ts=jnp.asarray(grid))
+            return ctrl, dt0, 0.5 * tols["dtmin"], tols
+        num = int(np.ceil((t1 - t0) / dt0 - 1e-9))
+        if num > max_steps:
+            raise bad_value("flow", "dt0", dt0, f"{num} steps exceed max_steps={max_steps}")
+        # equal steps: StepBrownianPath keys by step index
+        return diffrax.ConstantStepSize(), (t1 - t0) / num, None, {}
+
+    def finish(self, problem, run, out: dict) -> Trajectory:
+        """The SDE's :class:`Trajectory` (per-seed stats; the first seed's only without
+        ``seeds``)."""
+        h = run.host
+        raw, seeds = self.raw(out, seeded=True), h["seeds"]
+        if seeds is None:
+            raw = _first_seed(raw)
+        obs = {k: np.asarray(v) for k, v in raw["obs"].items()}
+        stats = _stats(raw, obs, h)
+        t_grid = np.asarray(raw["t"])[0] if seeds else np.asarray(raw["t"])
+        keep = np.isfinite(t_grid)
+        config = {
+            "dynamics": "sde",
+            "problem": problem.describe(),
+            "noise": h["noise"].describe(),
+            "t0": h["t0"],
+            "t1": h["t1"],
+            "seeds": seeds,
+            "observables": list(run.groups),
+        }
+        config.update({k: stats[k] for k in ("solver", "adaptive", "dt0", "rtol", "atol", "dtmin")})
+        return from_run(
+            problem,
+            "sde",
+            t_grid[keep],
+            {k: (v[:, keep] if seeds else v[keep]) for k, v in obs.items()},
+            raw["final"],
+            groups=run.groups,
+            stats=stats,
+            config=config,
+            seeds=seeds,
         )
+
+    def failure(self, problem, run, traj) -> str:
+        h, status, n = run.host, traj.stats["status"], len(run.keys)
+        if status == "blew_up":
+            return (
+                f"flow (SDE): the loss or ρ blew up (finite, beyond {BLOW_UP:.0e} times its start)"
+            )
+        if status != "diverged":
+            return (
+                f"flow (SDE): {status}: max_steps={h['max_steps']} reached before t1={h['t1']} in "
+                f"some of {n} seeds; raise max_steps or dtmin, or pass throw=False to keep the "
+                "partial trajectory"
+            )
+        loss = np.asarray(traj["loss"]).reshape(-1, len(traj.t))
+        bad_t = traj.t[np.argmax(~np.isfinite(loss).any(0))] if loss.size else h["t0"]
+        eta_max, lam = stable_learning_rate(problem)
+        return (
+            f"flow (SDE): the loss stopped being finite by t={bad_t:.6g} in "
+            f"{traj.stats['num_diverged_seeds']} of {n} seeds (dt0={h['dt0']:.4g}, "
+            f"lr={h['noise'].lr}). The stable step is about 2/λ_max = {eta_max:.4g} (λ_max = "
+            f"{lam:.4g} at the start); lower dt0, or pass throw=False to keep the partial "
+            "trajectory"
+        )
+
+
+def _unsegmented(save_every, dt0) -> tuple:
+    """The argument, value and hint of a checkpoint refused for want of segments."""
+    hint = f"checkpoints of the fixed-step SDE need save times at least dt0={dt0:.4g} apart"
+    return "save_every", save_every, hint
+
+
+def _identity(problem, noise, dyn, saves, seeds: int, dt0: float) -> tuple:
+    """The fingerprint parts and the description of an SDE run (:mod:`._checkpoint`)."""
+    t0, t1, steps = saves.t0, saves.t1, dyn.max_steps
+    ctrl = {"t0": t0, "t1": t1, "solver": repr(dyn.solver)}
+    ctrl["controller"] = repr(dyn.stepsize_controller)
+    settings = {"dt0": dt0, "tol": dyn.tol, "max_steps": steps}
+    fingerprint = ("sde", problem.describe(), noise.describe(), ctrl, settings, saves.grid)
+    describe = {"run": f"SDE of t1={t1}, lr={noise.lr}, {seeds} seed(s)"}
+    describe.update(problem=problem.describe(), noise=noise.describe(), t0=t0, t1=t1)
+    describe.update(dt0=dt0, max_steps=steps)
+    return fingerprint, describe
+
+
+def _stats(raw, obs, h) -> dict:
+    """The SDE's ``stats``: per-seed step counts, diverged seeds, the step and noise."""
+    seeds, adaptive, tols, solver = h["seeds"], h["adaptive"], h["tolerances"], h["solver"]
+    run = run_stats(raw, seeded=seeds is not None)
+    loss = obs["loss"].reshape(-1, obs["loss"].shape[-1])
+    saved = np.isfinite(np.asarray(raw["t"]).reshape(loss.shape))
+    finite = np.all(np.isfinite(loss) | ~saved, 1)
+    name = (
+        solver
+        if isinstance(solver, str)
+        else ("euler" if solver is None else type(solver).__name__)
+    )
+    return {
+        **{k: run[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")},
+        "num_diverged_seeds": int(np.sum(~finite)),
+        "status": run["status"],
+        "t_reached": run["t_reached"],
+        "solver": name,
+        "adaptive": adaptive,
+        "dt0": h["dt0"],
+        **{k: tols.get(k) if adaptive else None for k in ("rtol", "atol", "dtmin")},
+        "noise_scale": h["scale"],
+        "noise_coefficient": h["noise"].coefficient(h["n"]),
+    }
 
 
 def _integrate_core(
     problem, y0, t0, t1, grid, scale, keys, solver, controller, dt0, tol, max_steps, groups, meter
 ):
-    n = problem.x_train.shape[0]
+    """The whole SDE as one ``diffeqsolve`` per key (only where its save times are closer than
+    its step, so that it cannot go in segments)."""
 
     def one(key):
-        if tol is None:
-            path = StepBrownianPath((n,), key, t0, dt0)
-        else:
-            path = diffrax.VirtualBrownianTree(t0, t1, tol, (n,), key)
-        term = SGDTerm(scale, path)
+        term = _sde_term(problem, key, scale, t0, t1, dt0, tol)
         return solve(
             term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter
         )
 
     return jax.vmap(one)(keys)
-
-
-_integrate = eqx.filter_jit(_integrate_core)

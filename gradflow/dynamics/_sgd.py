@@ -9,6 +9,7 @@ put ``V_k`` back on the unit sphere; WN does **not** renormalize ``v`` (THEORY 3
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
@@ -19,17 +20,16 @@ import numpy as np
 import optax
 
 from .._hessian import stable_learning_rate
-from .._observables import GROUPS, observe
+from .._observables import observe
 from .._problem import Problem
 from .._trajectory import Trajectory, from_run
 from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
-from . import _blocks, _checkpoint, _defaults, _driver
-from ._batch import Plan
-from ._core import check_key, save_times
-from ._cost import timed
-from ._driver import AbstractDynamics
-from ._failure import BLOW_UP, Diverged, blown_up, from_throw, resolve_on_failure
+from . import _blocks, _defaults
+from ._core import save_times
+from ._driver import AbstractDynamics, Run
+from ._failure import BLOW_UP, STEP_BLOW_UP, blown_up, throw_from_aliases
+from ._simulate import simulate
 
 
 def batch_indices(key, step, n: int, batch_size: int, sampling: str):
@@ -64,7 +64,8 @@ def plain_sgd(lr, batch_size: int, sampling: str, momentum=0.0, nesterov=False) 
     hyper = {"learning_rate": np.float64(lr)}
     if momentum:
         hyper["momentum"] = np.float64(momentum)
-    return SGD(_plain(bool(momentum), bool(nesterov)), batch_size, np.float64(lr), sampling, hyper)
+    opt = _plain(bool(momentum), bool(nesterov))
+    return SGD(opt, batch_size, np.float64(lr), sampling, hyper, "sgd", bool(nesterov))
 
 
 def sgd_step(problem, optimizer, state, opt_state, idx):
@@ -93,7 +94,12 @@ class SGD(AbstractDynamics):
     lr: object
     sampling: str = eqx.field(static=True, default=_defaults.SGD["sampling"])
     hyperparams: dict | None = None
+    #: ``gf.sgd``'s labels for the configuration: ``"sgd"`` (its ``optax.sgd``) or
+    #: ``"custom"``, and whether that ``optax.sgd`` is Nesterov's.
+    label: str = eqx.field(static=True, default="custom")
+    nesterov: bool = eqx.field(static=True, default=False)
     ensemble_stops = False
+    where = "sgd"
 
     def initial(self, problem, state):
         """The loop's carry at step 0: state, optimizer state, first bad step, last finite
@@ -117,10 +123,140 @@ class SGD(AbstractDynamics):
         next step ``carry[-1]``, and the observables after them (the interval's record once
         its last step is made); ``ok``: no step was non-finite."""
         starts, stops = x
-        lo = jnp.maximum(carry[-1], starts[0])
-        hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
+        if allowed is None:  # the whole interval (a sweep): bounds independent of the carry
+            lo, hi = starts[0], stops[0]
+        else:
+            lo = jnp.maximum(carry[-1], starts[0])
+            hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
         core, obs = _advance(problem, self, carry[:-1], key, lo[None], hi[None], groups)
         return (*core, hi), obs, hi - lo, core[2] < 0, hi >= stops[0]
+
+    @property
+    def momentum(self) -> float:
+        """The momentum of ``gf.sgd``'s ``optax.sgd`` (0 for a custom optimizer)."""
+        return float((self.hyperparams or {}).get("momentum", 0.0))
+
+    def blew_up(self, traj) -> bool:
+        """The loss or ρ beyond ``BLOW_UP`` times their start, or the loss beyond
+        ``STEP_BLOW_UP`` = 100 times ``max(its start, 1)`` (:mod:`._failure`)."""
+        return blown_up(traj) or blown_up(traj, STEP_BLOW_UP, ("loss",))
+
+    def kind(self, problem) -> str:
+        """``"gd"`` (every sample, in order, at every step) or ``"sgd"``."""
+        full = self.batch_size == problem.n_train and self.sampling == "without-replacement"
+        return "gd" if full else "sgd"
+
+    def prepare(self, problem, saves, *, key, seeds, max_steps, state0) -> Run:
+        """Checks (batch size, sampling, key; SGD starts at ``t = 0``), the save steps, and
+        the :class:`Run`: steps ``save_steps[i] .. save_steps[i+1] - 1`` per interval."""
+        n, b, lr = problem.n_train, self.batch_size, float(self.lr)
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= n:
+            raise bad_value("sgd", "batch_size", b, f"use an integer in [1, N={n}]")
+        check_choice("sgd", "sampling", self.sampling, SAMPLING)
+        if key is None:
+            raise bad_value("sgd", "key", key, "SGD needs a PRNG key: pass key=jax.random.key(0)")
+        if saves.t0 != 0:
+            raise bad_value("sgd", "t0", saves.t0, "SGD starts at t = 0: use t0=0")
+        steps = _steps(saves.t1, lr)
+        save_steps = _save_steps(saves, lr, steps)
+        keys = key if seeds is None else jax.random.split(key, seeds)
+        dyn = dataclasses.replace(self, batch_size=int(b))
+        settings = {
+            "lr": lr,
+            "batch_size": int(b),
+            "steps": steps,
+            "sampling": self.sampling,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "optimizer": self.label,
+            "seeds": seeds,
+        }
+        run = f"sgd of lr={lr}, batch_size={b}, steps={steps}, seeds={seeds}"
+        return Run(
+            dyn,
+            (save_steps[:-1], save_steps[1:]),
+            save_steps * lr,
+            0.0,
+            0.0,
+            keys,
+            seeds is not None,
+            _blocks.MAX_STEPS,  # SGD has no step budget
+            ("sgd", problem.describe(), settings, save_steps),
+            {"run": run, "problem": problem.describe(), **settings},
+            {"settings": settings, "save_steps": save_steps},
+            self.kind(problem),
+            batch_key=tuple(int(k) for k in save_steps),
+        )
+
+    def finish(self, problem, run, out: dict) -> Trajectory:
+        """SGD's :class:`Trajectory`: status ``"diverged"`` from the first non-finite step
+        (a single run keeps the save points up to it)."""
+        settings, seeds = run.host["settings"], run.host["settings"]["seeds"]
+        save_steps = run.host["save_steps"][: out["index"] + 1]
+        carry, obs = out["carry"], {k: np.asarray(v) for k, v in out["obs"].items()}
+        bad_steps = np.atleast_1d(carry[2])
+        run.host["last_loss"] = float(np.atleast_1d(carry[3])[0])  # for failure()
+        diverged = bool(np.any(bad_steps >= 0))
+        t, lr = save_steps * settings["lr"], settings["lr"]
+        if diverged and seeds is None:
+            keep = save_steps <= bad_steps[0]
+            t, obs = t[keep], {k: v[keep] for k, v in obs.items()}
+        first_bad = np.min(bad_steps[bad_steps >= 0]) if diverged else settings["steps"]
+        stats = {
+            "steps": settings["steps"],
+            "status": "diverged" if diverged else "success",
+            "diverged_at_step": [int(b) for b in bad_steps] if seeds else int(bad_steps[0]),
+            "t_reached": float(first_bad * lr),
+        }
+        config = {"dynamics": run.name, "problem": problem.describe(), **settings}
+        config.update(observables=list(run.groups))
+        return from_run(
+            problem,
+            run.name,
+            t,
+            obs,
+            carry[0],
+            groups=run.groups,
+            stats=stats,
+            config=config,
+            seeds=seeds,
+        )
+
+    def failure(self, problem, run, traj) -> str:
+        lr, kind, stats = run.host["settings"]["lr"], run.name, traj.stats
+        eta_max, lam = stable_learning_rate(problem)
+        stable = (
+            f"The stable learning rate is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at "
+            "the start"
+        )
+        if stats["status"] == "blew_up":
+            final = float(np.ravel(traj["loss"])[-1])
+            return (
+                f"{kind}: the loss or ρ blew up (the loss beyond {STEP_BLOW_UP:.0f} times its "
+                f"start, or ρ beyond {BLOW_UP:.0e}; finite: final loss {final:.3g}). {stable}); "
+                f"lr={lr} was used"
+            )
+        step = int(round(stats["t_reached"] / lr))
+        last = run.host["last_loss"]
+        return (
+            f"{kind}: the loss stopped being finite at step {step} (t={step * lr:.6g}); the last "
+            f"finite batch loss was {last:.6g}. {stable}, Hessian-vector power iteration); "
+            f"lr={lr} was used"
+        )
+
+
+def _steps(t1, lr: float) -> int:
+    """``round(t1 / lr)`` steps, with a warning when ``t1`` is not a multiple of ``lr``."""
+    steps = int(round(t1 / lr))
+    if steps < 1:
+        raise bad_value("sgd", "t1", t1, f"it gives no step at lr={lr:g}; use t1 >= lr")
+    if abs(steps * lr - t1) > 1e-9 * t1:
+        warnings.warn(
+            f"sgd: t1={t1:g} is not a multiple of lr={lr:g}; running the nearest whole "
+            f"number of steps, {steps}, to t = {steps * lr:.6g} (t = lr·step)",
+            stacklevel=7,
+        )
+    return steps
 
 
 def _advance(problem, dyn, carry, key, starts, stops, groups):
@@ -167,22 +303,6 @@ def _advance(problem, dyn, carry, key, starts, stops, groups):
     return jax.lax.scan(chunk, carry, (starts, stops))
 
 
-def _run_core(dyn, problem, state, key, save_steps, groups):
-    """All steps, observing at ``save_steps`` (a dynamic array: η changes no shapes)."""
-    obs0 = observe(problem, state, groups)
-    starts = jnp.concatenate([save_steps[:1], save_steps[:-1]])
-    carry, obs = _advance(
-        problem, dyn, dyn.initial(problem, state), key, starts[1:], save_steps[1:], groups
-    )
-    obs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), obs0, obs)
-    return carry[0], obs, carry[2], carry[3]
-
-
-def _vmapped_core(dyn, problem, state0, keys, save_steps, groups):
-    return jax.vmap(lambda k: _run_core(dyn, problem, state0, k, save_steps, groups))(keys)
-
-
-@timed
 def sgd(
     problem: Problem,
     *,
@@ -194,75 +314,43 @@ def sgd(
     nesterov: bool = _defaults.SGD["nesterov"],
     optimizer: optax.GradientTransformation | None = None,
     sampling: str = _defaults.SGD["sampling"],
-    save_every: float | None = None,
-    ts=None,
     key,
-    seeds: int | None = None,
-    observables: tuple[str, ...] = (),
-    on_divergence: str = "raise",
-    on_failure: str | None = None,
     throw: bool | None = None,
-    checkpoint=None,
-    checkpoint_every: int | None = None,
-    checkpoint_minutes: float | None = None,
-    resume_from=None,
-    progress: bool | str = False,
-    _plan: bool = False,
+    on_failure: str | None = None,
+    on_divergence: str | None = None,
+    **kwargs,
 ) -> Trajectory:
-    """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``.
+    """Run SGD (GD when ``batch_size = N``) on ``problem``; observables on ``t = lr·step``:
+    ``gf.simulate(problem, SGD(optimizer or optax.sgd(lr, momentum, nesterov), batch_size,
+    lr, sampling), t1=t1, key=key, ...)``.
 
-    Args:
-        lr: the learning rate ``η > 0``; step ``j`` is flow time ``t = η j``.
-        batch_size: ``B`` in ``[1, N]``.
-        t1 / steps: the length, as flow time (``steps = round(t1/η)``) or steps.
-        momentum: heavy-ball coefficient (0: plain SGD, which is what the time map assumes).
-        nesterov: Nesterov's momentum instead of heavy ball (``optax.sgd(nesterov=True)``).
-        optimizer: any ``optax.GradientTransformation`` in place of ``optax.sgd(lr,
-            momentum)``, e.g. ``optax.chain(optax.add_decayed_weights(w),
-            optax.sgd(lr, momentum=0.9, nesterov=True))`` or ``optax.adam(lr)``: it receives
-            minus the flow's velocity of the batch loss (the gradient for ``"none"``, THEORY
-            3.3 otherwise) and its update is applied, then projected; ``lr`` still sets the
-            time axis ``t = lr·step``. The optimizer is part of the compiled step: build it
-            once and reuse it (``optax.inject_hyperparams`` keeps swept values out of the
-            compilation).
-        sampling: ``"without-replacement"`` (epochs of disjoint batches) or
-            ``"with-replacement"``.
-        save_every, ts: the save grid in flow time (as ``gf.flow``); each time is rounded to
-            the nearest step.
-        key: a PRNG key; ``seeds=k`` runs ``k`` independent seeds (``vmap``, one compilation)
-            and adds a leading ``seed`` dimension.
-        on_failure: ``"raise"`` (default: a :class:`gradflow.Diverged` carrying the partial
-            trajectory) or ``"return"`` (the partial trajectory, with
-            ``stats["status"]`` ``"diverged"`` — the loss stopped being finite — or
-            ``"blew_up"`` — finite, but the loss or ρ grew beyond ``BLOW_UP`` times its start:
-            :mod:`gradflow.dynamics._failure`). ``on_divergence`` is its older name;
-            ``throw=True`` / ``False`` the same switch under Diffrax's name.
-        checkpoint, checkpoint_every, checkpoint_minutes, resume_from: checkpoints and
-            resume (:mod:`gradflow.dynamics._checkpoint`): the run goes in compiled calls of
-            about half a second (bounded in steps); ``checkpoint=PATH`` keeps its state there every
-            ``checkpoint_every`` intervals or ``checkpoint_minutes`` minutes (default 50 or 5)
-            and at SIGINT/SIGTERM (then :class:`gradflow.Interrupted` carries the partial
-            trajectory), and removes the file when the run ends; ``resume_from=PATH`` (or a
-            :class:`gradflow.Checkpoint`) continues that run, bit for bit.
-        progress: report the progress on stderr after every block of save intervals (the
-            time ``t = η·step`` reached, steps, rate, ETA): a bar on a terminal, else a plain
-            line every 10 s (:mod:`gradflow._progress`); a string names the run in it.
+    ``t1`` or ``steps`` (``steps = round(t1/lr)``) sets the length; ``momentum`` and
+    ``nesterov`` configure the default ``optax.sgd`` (with ``optimizer=`` put them in the
+    optimizer); ``on_failure`` / ``on_divergence`` are deprecated aliases of ``throw``. The
+    other arguments are :func:`gradflow.simulate`'s (``save_every``, ``ts``, ``seeds``,
+    ``observables``, checkpoints, ``progress``); see :class:`SGD` (docs/dynamics.md).
     """
     if not isinstance(problem, Problem):
         raise bad_value("sgd", "problem", type(problem).__name__, "pass a gf.Problem")
-    n = problem.n_train
+    aliases = dict(on_failure=on_failure, on_divergence=on_divergence)
+    throw = throw_from_aliases("sgd", throw, **aliases)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < np.inf:
         raise bad_value("sgd", "lr", lr, "use a finite number > 0")
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or not (1 <= batch_size <= n)
-    ):
-        raise bad_value("sgd", "batch_size", batch_size, f"use an integer in [1, N={n}]")
-    check_choice("sgd", "sampling", sampling, SAMPLING)
-    check_choice("sgd", "on_divergence", on_divergence, ("raise", "return"))
-    on_failure = from_throw("sgd", throw, on_failure)
-    on_divergence = resolve_on_failure("sgd", on_failure, "on_divergence", on_divergence, "raise")
+    _check_momentum(momentum, nesterov, optimizer)
+    if (t1 is None) == (steps is None):
+        raise bad_value("sgd", "t1", t1, "give exactly one of t1 and steps")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise bad_value("sgd", "steps", steps, "use an integer >= 1")
+        t1 = steps * lr
+    if optimizer is None:
+        dyn = plain_sgd(lr, batch_size, sampling, momentum, nesterov)
+    else:
+        dyn = SGD(optimizer, batch_size, np.float64(lr), sampling)
+    return simulate(problem, dyn, t1=t1, key=key, throw=throw, **kwargs)
+
+
+def _check_momentum(momentum, nesterov, optimizer) -> None:
     if (
         isinstance(momentum, bool)
         or not isinstance(momentum, (int, float, np.integer, np.floating))
@@ -271,67 +359,24 @@ def sgd(
         raise bad_value("sgd", "momentum", momentum, "use a number in [0, 1)")
     if not isinstance(nesterov, bool) or (nesterov and not momentum):
         raise bad_value("sgd", "nesterov", nesterov, "use true or false (true needs momentum > 0)")
-    if optimizer is not None:
-        if momentum:
-            raise bad_value(
-                "sgd", "momentum", momentum, "with optimizer= put the momentum in the optimizer"
-            )
+    if optimizer is not None and momentum:
+        raise bad_value(
+            "sgd", "momentum", momentum, "with optimizer= put the momentum in the optimizer"
+        )
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise bad_value("sgd", "optimizer", optimizer, "use an optax.GradientTransformation")
-    check_key("sgd", key)
-    for g in observables:
-        check_choice("sgd", "observables", g, tuple(GROUPS))
-    if (t1 is None) == (steps is None):
-        raise bad_value("sgd", "t1", t1, "give exactly one of t1 and steps")
-    if steps is None:
-        if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not 0 < t1 < np.inf:
-            raise bad_value("sgd", "t1", t1, "use a finite number > 0")
-        steps = int(round(t1 / lr))
-        if abs(steps * lr - t1) > 1e-9 * t1:
-            warnings.warn(
-                f"sgd: t1={t1:g} is not a multiple of lr={lr:g}; running the nearest whole "
-                f"number of steps, {steps}, to t = {steps * lr:.6g} (t = lr·step)",
-                stacklevel=2,
-            )
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise bad_value("sgd", "steps", steps, "use an integer >= 1")
-    if seeds is not None and (
-        isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1
-    ):
-        raise bad_value("sgd", "seeds", seeds, "use a positive integer or None")
-    grid = save_times(0.0, steps * lr, save_every, ts, where="sgd")
+
+
+def _save_steps(saves, lr: float, steps: int) -> np.ndarray:
+    """The steps nearest the save times (step 0 first), with a warning when they are not on
+    the step grid (:func:`_warn_off_grid`)."""
+    grid = save_times(0.0, steps * lr, saves.save_every, saves.ts, where="sgd")
     save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
-    _warn_off_grid(grid, save_steps, lr, "ts" if ts is not None else "save_every", ts, save_every)
+    name = "ts" if saves.ts is not None else "save_every"
+    _warn_off_grid(grid, save_steps, lr, name, saves.ts, saves.save_every)
     if save_steps[0] != 0:
         save_steps = np.insert(save_steps, 0, 0)
-    if optimizer is None:
-        dyn = plain_sgd(lr, int(batch_size), sampling, momentum, nesterov)
-    else:
-        dyn = SGD(optimizer, int(batch_size), np.float64(lr), sampling)
-    state0 = problem.initial_state()
-    groups = tuple(observables)
-    keys = key if seeds is None else jax.random.split(key, seeds)
-    core = _run_core if seeds is None else _vmapped_core
-    plan = Plan(core, (dyn, problem, state0, keys, jnp.asarray(save_steps), groups), None)
-    kw = dict(
-        lr=lr,
-        batch_size=batch_size,
-        steps=steps,
-        sampling=sampling,
-        momentum=momentum,
-        nesterov=nesterov,
-        optimizer="sgd" if optimizer is None else "custom",
-        seeds=seeds,
-        observables=observables,
-        save_steps=save_steps,
-        on_divergence=on_divergence,
-    )
-    plan.finish = lambda out: _finish(out, problem, kw)
-    plan.batch_key = tuple(int(k) for k in save_steps)
-    pol = _checkpoint.policy("sgd", checkpoint, checkpoint_every, checkpoint_minutes)
-    if _plan:
-        return plan
-    return _direct(problem, dyn, keys, state0, kw, pol, resume_from, progress)
+    return save_steps
 
 
 def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
@@ -349,114 +394,5 @@ def _warn_off_grid(grid, save_steps, lr, name, ts, save_every) -> None:
     warnings.warn(
         f"sgd: {name}={value!r} is not on the step grid t = lr·step (lr={lr:g}); saving at "
         f"the nearest steps, t = [{shown}] ({len(saved)} times for the {len(grid)} asked)",
-        stacklevel=3,
+        stacklevel=8,
     )
-
-
-def _direct(problem, dyn, keys, state0, kw, pol, resume_from, progress=False) -> Trajectory:
-    """The direct call: :func:`._driver.run` (blocks, interruption, checkpoints, resume)."""
-    lr, seeds, save_steps = kw["lr"], kw["seeds"], kw["save_steps"]
-    names = ("lr", "batch_size", "steps", "sampling", "momentum", "nesterov", "optimizer", "seeds")
-    settings = {k: kw[k] for k in names}
-    settings["observables"] = list(kw["observables"])
-    fp = _checkpoint.fingerprint(
-        "sgd", problem.describe(), settings, save_steps, keys, *_checkpoint.flatten(state0)
-    )
-    describe = {
-        "run": f"sgd of lr={lr}, batch_size={kw['batch_size']}, steps={kw['steps']}, seeds={seeds}",
-        "problem": problem.describe(),
-        **settings,
-    }
-    ckpt = _checkpoint.resolve("sgd", resume_from, fp, describe)
-    seeded, groups = seeds is not None, tuple(kw["observables"])
-    carry, obs0 = _driver.first_record(dyn, problem, state0, keys, 0.0, 0.0, groups, seeded)
-    gd = kw["batch_size"] == problem.n_train and kw["sampling"] == "without-replacement"
-    carry, obs, index, _, signum = _driver.run(
-        dyn,
-        problem,
-        where="sgd",
-        keys=keys,
-        xs=(save_steps[:-1], save_steps[1:]),
-        carry=carry,
-        obs0=obs0,
-        seeded=seeded,
-        groups=groups,
-        max_steps=_blocks.MAX_STEPS,  # SGD has no step budget
-        fp=fp,
-        describe=describe,
-        ckpt=ckpt,
-        pol=pol,
-        resume_path=resume_from,
-        progress=progress,
-        times=save_steps * lr,
-        name="gd" if gd else "sgd",
-    )
-    out = (carry[0], obs, carry[2], carry[3])
-    done = dict(kw, save_steps=save_steps[: index + 1])
-    if signum is None:
-        return _finish(out, problem, done)
-    traj = _finish(out, problem, dict(done, on_divergence="return"))
-    raise _checkpoint.interrupted(traj.kind, traj, signum, pol, save_steps[index] * lr)
-
-
-def _finish(out, problem, kw) -> Trajectory:
-    """The :class:`Trajectory` of one SGD run (or :class:`Diverged`) from its host output."""
-    lr, batch_size, steps, seeds = kw["lr"], kw["batch_size"], kw["steps"], kw["seeds"]
-    sampling, momentum, observables = kw["sampling"], kw["momentum"], kw["observables"]
-    save_steps, on_divergence = kw["save_steps"], kw["on_divergence"]
-    n = problem.n_train
-    final, obs, bad, last = out
-    kind = "gd" if batch_size == n and sampling == "without-replacement" else "sgd"
-    bad_steps = np.atleast_1d(bad)
-    diverged = bool(np.any(bad_steps >= 0))
-    t = save_steps * lr
-    obs = {k: np.asarray(v) for k, v in obs.items()}
-    if diverged and seeds is None:
-        keep = save_steps <= bad_steps[0]
-        t, obs = t[keep], {k: v[keep] for k, v in obs.items()}
-    stats = {
-        "steps": int(steps),
-        "status": "diverged" if diverged else "success",
-        "diverged_at_step": [int(b) for b in bad_steps] if seeds else int(bad_steps[0]),
-        "t_reached": float(steps * lr if not diverged else np.min(bad_steps[bad_steps >= 0]) * lr),
-    }
-    config = {
-        "dynamics": kind,
-        "problem": problem.describe(),
-        "lr": lr,
-        "batch_size": int(batch_size),
-        "sampling": sampling,
-        "momentum": momentum,
-        "nesterov": kw["nesterov"],
-        "optimizer": kw["optimizer"],
-        "steps": int(steps),
-        "seeds": seeds,
-        "observables": list(observables),
-    }
-    traj = from_run(
-        problem, kind, t, obs, final, groups=observables, stats=stats, config=config, seeds=seeds
-    )
-    if not diverged and blown_up(traj):
-        traj.stats["status"] = "blew_up"
-        if on_divergence == "raise":
-            eta_max, lam = stable_learning_rate(problem)
-            raise Diverged(
-                f"{kind}: the loss or ρ blew up (beyond {BLOW_UP:.0e} times its start, finite: "
-                f"final loss {float(np.ravel(traj['loss'])[-1]):.3g}). The stable learning rate "
-                f"is about 2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start); lr={lr} "
-                "was used",
-                traj,
-                "blew_up",
-            )
-    if diverged and on_divergence == "raise":
-        step = int(np.min(bad_steps[bad_steps >= 0]))
-        eta_max, lam = stable_learning_rate(problem)
-        last_loss = float(np.atleast_1d(last)[0])
-        raise Diverged(
-            f"{kind}: the loss stopped being finite at step {step} (t={step * lr:.6g}); the last "
-            f"finite batch loss was {last_loss:.6g}. The stable learning rate is about "
-            f"2/λ_max = {eta_max:.4g} (λ_max = {lam:.4g} at the start, Hessian-vector power "
-            f"iteration); lr={lr} was used",
-            traj,
-        )
-    return traj

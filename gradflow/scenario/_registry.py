@@ -264,4 +264,7 @@ def call(spec) -> tuple[Callable, dict]:
     """``(entry, kwargs)``: run ``spec`` (a :class:`gradflow.scenario.RunSpec`) is
     ``entry(problem, **kwargs)``, with ``entry`` ``gf.flow`` or ``gf.sgd``. The one place where a
     run's dynamics is resolved (``gradflow run``, sweeps and the figures all call this)."""
-    return DYNAMICS[spec.dynamics].arguments(spec.options, jax.random.PRNGKey(spec.seed))
+    entry, kwargs = DYNAMICS[spec.dynamics].arguments(spec.options, jax.random.PRNGKey(spec.seed))
+    if "on_max_steps" in kwargs:  # the scenario key; the dynamics' one switch is ``throw``
+        kwargs["throw"] = kwargs.pop("on_max_steps") == "raise"
+    return entry, kwargs

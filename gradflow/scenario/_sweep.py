@@ -128,7 +128,7 @@ def task_outcomes(points: list[Point], batch: bool = True, report=None) -> list:
     import jax
 
     from .._progress import receiving
-    from ..dynamics import run_plans
+    from ..dynamics._batch import run_plans
     from ._run import run_one
 
     jax.config.update("jax_enable_x64", True)
