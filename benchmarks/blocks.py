@@ -6,7 +6,7 @@ Run::
 
 A direct ``gf.sgd`` / ``gf.flow`` call runs its save intervals in blocks of about half a second
 (gradflow/dynamics/_blocks.py) so that SIGINT/SIGTERM and checkpoints are handled between
-blocks; ``gf.dynamics.plan(...).run()`` runs the same dynamics as ONE compiled call (the
+blocks; ``gradflow.dynamics._batch.plan(...).run()`` runs the same dynamics as ONE compiled call (the
 batched path's core, not interruptible: since the one driver, the same ``init`` and
 ``advance`` in one block bounded only by ``max_steps``). Both are compiled first (a warm-up
 call each); then ``--repeats`` timed calls, alternating; medians. Cases (float64, bias-free
@@ -35,7 +35,7 @@ import _result  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradflow as gf  # noqa: E402
-from gradflow.dynamics import plan  # noqa: E402
+from gradflow.dynamics._batch import plan  # noqa: E402
 from gradflow.models import MLP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

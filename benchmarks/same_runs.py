@@ -7,7 +7,7 @@
 ``save`` runs the flow (Heun and its default controller; with ``--full`` also RKC2, the
 stiffness record, fixed-step Heun), the SDE of SGD (two seeds), SGD (without and with
 replacement, momentum 0.9, two seeds) and GD on a tiny problem, directly and through
-:func:`gradflow.dynamics.run_plans` (the sweeps' path), and stores every observable and the
+:func:`gradflow.dynamics._batch.run_plans` (the sweeps' path), and stores every observable and the
 final parameters; ``compare`` says which arrays differ and by how much (none: the arithmetic is
 unchanged).
 """
@@ -21,6 +21,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import gradflow as gf  # noqa: E402
+from gradflow.dynamics._batch import plan, run_plans
 
 #: ``--full``: also RKC2, the stiffness record, fixed-step Heun, WN, a one-seed SDE and GD.
 FULL = "--full" in sys.argv
@@ -66,11 +67,11 @@ def _runs():
     if ONLY is not None and not any(n.startswith("plan") for n in ONLY):
         return
     plans = [
-        gf.dynamics.plan(gf.flow, p, t1=2.0, save_every=0.5),
-        gf.dynamics.plan(gf.sgd, p, lr=0.05, batch_size=8, t1=2.0, key=key, momentum=0.9),
-        gf.dynamics.plan(gf.sgd, p, lr=0.05, batch_size=8, t1=2.0, key=key, seeds=2),
+        plan(gf.flow, p, t1=2.0, save_every=0.5),
+        plan(gf.sgd, p, lr=0.05, batch_size=8, t1=2.0, key=key, momentum=0.9),
+        plan(gf.sgd, p, lr=0.05, batch_size=8, t1=2.0, key=key, seeds=2),
     ]
-    for i, traj in enumerate(gf.dynamics.run_plans(plans)):
+    for i, traj in enumerate(run_plans(plans)):
         yield f"plan{i}", lambda traj=traj: traj
 
 

@@ -38,7 +38,7 @@ Candidates:
   one gradient per step and batch indices precomputed outside (no per-step permutation, no
   finiteness checks, no Optax): what gf.sgd could approach.
 * ``jax minimal + perm/step``: the same, drawing the epoch's permutation at every step as
-  ``gradflow.dynamics.batch_indices`` does (isolates that cost).
+  ``gradflow.dynamics._sgd.batch_indices`` does (isolates that cost).
 * ``jax minimal + perm/epoch``: the same, drawing the permutation once per epoch (carried
   through the loop, refreshed under ``lax.cond``): the suggested fix, same batches.
 * ``torch``: a plain eager PyTorch loop (``randperm`` per epoch, index, forward, backward,
@@ -92,6 +92,7 @@ def worker(dtype: str, steps: int, repeats: int, threads: int) -> dict:
     import torch
 
     import gradflow as gf
+from gradflow.dynamics._sgd import batch_indices
     from gradflow.models import MLP
 
     if threads > 0:
@@ -166,7 +167,7 @@ def worker(dtype: str, steps: int, repeats: int, threads: int) -> dict:
     @eqx.filter_jit
     def jax_minimal_perm(ws, key, n_steps, batch):
         def body(j, ws):
-            idx = gf.dynamics.batch_indices(key, j, N, batch, "without-replacement")
+            idx = batch_indices(key, j, N, batch, "without-replacement")
             g = jax.grad(batch_loss)(ws, x_j[idx], y_j[idx])
             return jax.tree.map(lambda w, d: w - LR * d, ws, g)
 

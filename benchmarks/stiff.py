@@ -230,7 +230,7 @@ def flow(problem, t1, kw, max_steps=3_000_000):
         ts=[0.0, t1],
         observables=("margins",),
         max_steps=max_steps,
-        on_max_steps="truncate",
+        throw=False,
         **kw,
     )
     jax.block_until_ready(tr.final_state)

@@ -47,7 +47,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import gradflow as gf  # noqa: E402
-from gradflow.dynamics import plan, run_plans  # noqa: E402
+from gradflow.dynamics._batch import plan, run_plans  # noqa: E402
 from gradflow.models import MLP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ What it measures (see benchmarks/README.md, section "Work-precision (ODE solvers
    the two is reported as the reference's own error, and errors within 3x of it are flagged.
    Reference runs are cached in ``results/work_precision_references.json`` under a fingerprint
    of the data, weights, settings, versions and integrator sources (``--recompute-reference``).
-   Runs are capped (``on_max_steps="truncate"``) and a tolerance ladder stops early where a
+   Runs are capped (``throw=False``) and a tolerance ladder stops early where a
    tighter tolerance would only hit the cap again or repeat a fixed-step run at the floor.
 3. **Sliding**: a tiny net (40 samples, two hidden layers of 7 units, t in [0, 10]) on which
    adaptive control without a floor crawls along a Filippov sliding surface.
@@ -69,8 +69,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 #: New right-hand-side (gradient) evaluations per step, and once at the start (FSAL): the
-#: library's table (``gradflow.dynamics.EVALS_PER_STEP``), plus fixed-step Heun.
-EVALS = gf.dynamics.EVALS_PER_STEP
+#: solver's own tableau (``gf.ODE(solver).evaluations_per_step``), plus fixed-step Heun.
+EVALS = {
+    name: gf.ODE(cls()).evaluations_per_step
+    for name, cls in gf.SOLVERS.items()
+    if gf.ODE(cls()).evaluations_per_step is not None
+}
 STAGES = {**EVALS, "heun-fixed": EVALS["heun"]}
 ADAPTIVE = ("heun", "bosh3", "tsit5")
 FLOORS = (None, 1e-2, 1e-3, 1e-4)
@@ -138,7 +142,7 @@ class Runner:
     def kwargs(self, method: str, rtol=None, atol=None, dtmin=None, dt=None, max_steps=None):
         per, _ = STAGES[method]
         kw = dict(
-            max_steps=int(max_steps or max(self.max_evals // per, 1)), on_max_steps="truncate"
+            max_steps=int(max_steps or max(self.max_evals // per, 1)), throw=False
         )
         if method == "euler":
             kw.update(solver="euler", dt0=np.float64(dt))

@@ -15,8 +15,9 @@ Error: relative L2 error of the concatenated final weights against the scenario'
 reference (Tsit5, rtol 1e-11); the reference's own error is its distance to the same at rtol
 1e-10, and only errors above 10x that (and below 1e-2, past the pre-asymptotic Euler steps)
 enter the fits. Gradient evaluations: steps taken (accepted + rejected, ``stats["num_steps"]``)
-times new stages per step, plus the FSAL first stage (``gradflow.dynamics.EVALS_PER_STEP``, which
-``benchmarks/work_precision.py`` uses too): Euler 1, Heun 2, Bosh3 3 + 1, Tsit5 6 + 1.
+times new stages per step, plus the FSAL first stage (:data:`EVALS_PER_STEP`, read from each
+solver's Butcher tableau by ``gf.ODE(solver).evaluations_per_step``): Euler 1, Heun 2,
+Bosh3 3 + 1, Tsit5 6 + 1.
 Reads ``work_precision.toml``'s cached runs.
 """
 
@@ -26,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from gradflow.dynamics import EVALS_PER_STEP
+import gradflow as gf
 from paper_figs import _common, _verdict
 
 NAME = "work_precision"
@@ -34,6 +35,13 @@ ORDER = {"euler": 1, "heun": 2, "bosh3": 3, "tsit5": 5}
 REF_CHECK_RTOL = 1e-10
 MAX_ERROR = 1e-2  # above: pre-asymptotic (Euler's largest steps), left out of the fits
 REF_MARGIN = 10.0  # errors must exceed this multiple of the reference's own error
+#: Gradient evaluations per step of each named solver (new stages, FSAL first stage), as the
+#: dynamics object reads them from the solver's own Butcher tableau; RKC2's vary per step.
+EVALS_PER_STEP = {
+    name: gf.ODE(cls()).evaluations_per_step
+    for name, cls in gf.SOLVERS.items()
+    if gf.ODE(cls()).evaluations_per_step is not None
+}
 SLACK = 0.5  # one-sided: a slope >= p - SLACK bears the order out
 MIN_DECADES = 2.0  # the ladder of a judged method spans at least this many decades
 

@@ -201,6 +201,10 @@ OUTSIDE_PACKAGE = ("paper_figs", "benchmarks", "models", "scenarios")
 #: file -> why it may import a private module (a benchmark that patches an internal on purpose).
 PRIVATE_ALLOWED = {
     "benchmarks/sde_stationary.py": "adds an unadvertised adaptive SDE solver to the private list",
+    "benchmarks/blocks.py": "times a sweep's batched path (dynamics._batch.plan) against direct calls",
+    "benchmarks/sweep.py": "times a sweep's batched path (dynamics._batch) against one-by-one runs",
+    "benchmarks/same_runs.py": "compares the sweeps' batched path (dynamics._batch) across checkouts",
+    "benchmarks/sgd_throughput.py": "times SGD's batch selection (dynamics._sgd.batch_indices) alone",
 }
 
 

@@ -13,8 +13,6 @@
   per dynamics, read by the API and by the scenario schema.
 """
 
-from ._batch import plan as plan
-from ._batch import run_plans as run_plans
 from ._checkpoint import Checkpoint as Checkpoint
 from ._checkpoint import Interrupted as Interrupted
 from ._defaults import ODE as ODE_DEFAULTS
@@ -25,7 +23,6 @@ from ._failure import RESULTS as RESULTS
 from ._failure import Diverged as Diverged
 from ._failure import MaxStepsReached as MaxStepsReached
 from ._failure import RunFailed as RunFailed
-from ._ode import EVALS_PER_STEP as EVALS_PER_STEP
 from ._ode import ODE as ODE
 from ._ode import SOLVERS as SOLVERS
 from ._ode import default_controller as default_controller
@@ -34,13 +31,11 @@ from ._sde import SDE as SDE
 from ._sde import SDE_SOLVERS as SDE_SOLVERS
 from ._sde import sde as sde
 from ._sgd import SGD as SGD
-from ._sgd import batch_indices as batch_indices
 from ._sgd import sgd as sgd
 from ._simulate import simulate as simulate
 
-#: The user concepts. ``plan``, ``run_plans`` (a sweep's batched path), ``EVALS_PER_STEP``
-#: and ``batch_indices`` are importable for the benchmarks and figures that use them today,
-#: but are not part of the curated surface.
+#: The user concepts; the batching of sweeps (``_batch.plan``, ``run_plans``) and the solvers'
+#: tables are internals, imported from their private modules.
 __all__ = [
     "AbstractDynamics",
     "Checkpoint",

@@ -38,7 +38,7 @@ import xarray as xr
 from .._progress import with_batch_meter
 from .._validate import ConfigError
 from .._variables import annotate, axis_attrs, plain_names
-from ..dynamics import plan as make_plan
+from ..dynamics._batch import plan as make_plan
 from ._integrity import scenario_key
 from ._output import OutputLock, check_out_dir, remove_old
 from ._registry import DYNAMICS, call
