@@ -231,7 +231,7 @@ def main(argv=None) -> int:
             flush=True,
         )
         rows.append(row)
-    _result.write(out, start, rows)
+        _result.write(out, start, rows)  # after every case: a long run keeps what it did
     return 0
 
 
