@@ -102,6 +102,13 @@ CASES = {
         0.1,
         200.0,
     ),
+    "cnn-plain-gmm": (
+        lambda: _gmm(16, 12),
+        lambda k: LocalCNN((1, 12), (3,), (3,), (3,), 1, key=k),
+        "none",
+        0.1,
+        200.0,
+    ),
     "cnn-plain-mnist1d": (lambda: _mnist1d(24, True), _cnn1d, "none", 0.1, 200.0),
     "cnn-lmlast-digits": (lambda: _digits(24, True), _cnn2d, "lm-last", 0.1, 200.0),
     "cnn-lmall-mnist1d": (lambda: _mnist1d(24, True), _cnn1d, "lm-all", 0.1, 200.0),
