@@ -139,8 +139,12 @@ def _certify(problem, state, lam: float, t1: float) -> dict:
     start = time.perf_counter()
     fp = gf.equilibrium(problem, state, spectrum=False, max_iter=MAX_ITER)
     c = fp.certificate
+    f, y = np.asarray(problem.outputs(fp.state)), np.asarray(problem.y_train)
+    fits = np.sign(f) == y if y.shape[1] == 1 else np.argmax(f, 1) == np.argmax(y, 1)
     return {
         "lambda_t": lam * t1,
+        "max_abs_output": float(np.max(np.abs(f))),  # a collapsed network (F = 0) is trivial
+        "train_accuracy": float(np.mean(fits)),
         "certified": bool(fp.certified),
         "verdict": c.verdict,
         "reasons": list(c.reasons),
