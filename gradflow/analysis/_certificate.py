@@ -32,15 +32,22 @@ from __future__ import annotations
 
 import dataclasses
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..dynamics import flow
-from ._filippov import _aux, _relative, filippov_gradient, jacobian, measure, pre_activations
-from ._switching import forward, unit_masks
+from ._dying_units import dying_ratio
+from ._multiplier_system import (
+    filippov_gradient,
+    jacobian,
+    measure,
+    pre_activations,
+    relative_residual,
+    system_aux,
+)
+from ._sliding_hessian import hessian_kind, restricted_hessian
+from ._stationarity_identity import identity_defects
 
 #: The default thresholds of a certificate (``gf.equilibrium``'s keyword arguments).
 THRESHOLDS = {
@@ -144,126 +151,6 @@ class Certificate:
         return "\n".join(lines)
 
 
-# ---- THEORY 4.9 -----------------------------------------------------------------------------
-
-
-@eqx.filter_jit
-def identity_defects(problem, state, slopes):
-    """THEORY 4.9's relative defect per layer, the Jacobians taken with ``slopes``."""
-    weights = problem.network_weights(state)
-    y = problem.y_train
-    n = y.shape[0]
-    plain = "w" in state
-    if plain:
-        layers = tuple(weights)
-    else:
-        layers = tuple(w / jnp.linalg.norm(w) for w in weights)
-        rho = jnp.prod(jnp.stack([jnp.linalg.norm(w) for w in weights]))
-
-    def out(ws):
-        return forward(problem.model, ws, problem.x_train, slopes)[0]
-
-    f, pullback = jax.vjp(out, layers)
-    if plain:
-        r = y - f
-        rhs = problem.weight_decay * f
-    else:
-        r = y - rho * f
-        rhs = (2.0 / n) * jnp.sum(r * f) * f
-    u = pullback(r)[0]
-    defects = []
-    for k in range(len(layers)):
-        tangent = tuple(u[i] if i == k else jnp.zeros_like(u[i]) for i in range(len(layers)))
-        lhs = (2.0 / n) * jax.jvp(out, (layers,), (tangent,))[1]
-        den = jnp.linalg.norm(lhs) + jnp.linalg.norm(rhs)
-        defects.append(jnp.where(den > 0, jnp.linalg.norm(lhs - rhs) / den, 0.0))
-    return jnp.stack(defects)
-
-
-# ---- dying units ----------------------------------------------------------------------------
-
-
-def dying_ratio(problem, state, dying, num: int = 256, seed: int = 0) -> float | None:
-    """Sampled ``max ||g(â)|| / √(μ_a μ_b)`` over the dying units (module docstring)."""
-    if not dying or "g" in state:  # WN: the loss does not see ||v_k||, no curvature to use
-        return None
-    key = "w" if "w" in state else "v"
-    weights = [np.asarray(w) for w in problem.to_weights(state)]
-    grad = jax.grad(problem.loss)(state)
-    if key == "w":
-        curv = [float(problem.weight_decay)] * len(weights)
-    else:
-        curv = [
-            -float(jnp.vdot(v, g)) / float(jnp.sum(v**2)) for v, g in zip(state["v"], grad["v"])
-        ]
-    rng = np.random.default_rng(seed)
-    worst = 0.0
-    for k, j in dying:
-        m_in, m_out = unit_masks(problem.model, weights, k, j)
-        i_in, i_out = np.flatnonzero(m_in[k]), np.flatnonzero(m_out[k + 1])
-        mu = curv[k] * curv[k + 1]
-        if mu <= 0:
-            return float("inf")
-        cand = rng.standard_normal((num, i_in.size))
-        cand /= np.linalg.norm(cand, axis=1, keepdims=True)
-        g = np.asarray(
-            _unit_signal(
-                problem,
-                state,
-                k,
-                jnp.asarray(i_in),
-                jnp.asarray(i_out),
-                jnp.asarray(cand, problem.dtype),
-            )
-        )
-        worst = max(worst, float(np.max(np.linalg.norm(g, axis=1))) / np.sqrt(mu))
-    return worst
-
-
-@eqx.filter_jit
-def _unit_signal(problem, state, k, i_in, i_out, cand):
-    key = "w" if "w" in state else "v"
-
-    def loss(a, b):
-        vs = list(state[key])
-        vs[k] = jnp.ravel(vs[k]).at[i_in].set(a).reshape(vs[k].shape)
-        vs[k + 1] = jnp.ravel(vs[k + 1]).at[i_out].set(b).reshape(vs[k + 1].shape)
-        return problem.loss({**state, key: tuple(vs)})
-
-    zero = jnp.zeros(i_out.shape, cand.dtype)
-    return jax.vmap(lambda a: jax.grad(loss, argnums=1)(a, zero))(cand)
-
-
-# ---- the restricted Hessian -----------------------------------------------------------------
-
-
-def restricted_hessian(jac, p: int, n_s: int, cap: int, free: np.ndarray):
-    """Eigenvalues of the Lagrangian's Hessian (the ``x``-block of the system's Jacobian) on
-    ``ker C ∩ ker N`` with the dying weights held."""
-    h = jac[:p, :p]
-    rows = [jac[p : p + n_s, :p], jac[p + cap :, :p], np.eye(p)[~free]]
-    a = np.concatenate(rows, axis=0)
-    if a.shape[0]:
-        _, sv, vt = np.linalg.svd(a)
-        rank = int(np.sum(sv > 1e-10 * sv[0])) if sv.size and sv[0] > 0 else 0
-        basis = vt[rank:].T
-    else:
-        basis = np.eye(p)
-    if basis.shape[1] == 0:
-        return np.zeros(0)
-    hr = basis.T @ h @ basis
-    return np.linalg.eigvalsh((hr + hr.T) / 2)
-
-
-def hessian_kind(eig: np.ndarray, zero_tol: float = 1e-8) -> str:
-    top = float(np.max(np.abs(eig), initial=0.0))
-    if np.any(eig < -zero_tol * top):
-        return "saddle"
-    if np.any(np.abs(eig) <= zero_tol * top):
-        return "degenerate"
-    return "minimum"
-
-
 def flat_norm(state) -> float:
     return float(jnp.linalg.norm(ravel_pytree(state)[0]))
 
@@ -307,11 +194,11 @@ def certify(
     state_of = ravel_pytree(template)[1]
     state = state_of(jnp.asarray(flat))
     total = sol.pattern.size
-    aux = _aux(sol.free, sol.s, sol.pattern, total)
+    aux = system_aux(sol.free, sol.s, sol.pattern, total)
     cap = aux[1].size
     mu_p = np.zeros(cap)
     mu_p[: len(sol.s)] = sol.mu
-    rel = _relative(
+    rel = relative_residual(
         problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, sol.zscale
     )
     _, scale, _ = (

@@ -43,7 +43,7 @@ def has_switching(model) -> bool:
     return True
 
 
-def forward(model, weights, x, slopes=None, extra=None):
+def forward(model, weights, x, slopes=None, extra=None, chunk_size: int | None = None):
     """``(F, z)``: the outputs ``(N, C)`` and the pre-activations ``(N, Z)`` (flat, see the
     module docstring) of the network with given slopes.
 
@@ -51,7 +51,31 @@ def forward(model, weights, x, slopes=None, extra=None):
         slopes: ``(N, Z)`` slopes ``a`` (``h = a ⊙ z``), or ``None`` for ReLU itself.
         extra: ``(N, Z)`` added to the post-activations ``h`` (its gradient is the
             back-propagated signal ``∂L/∂h``), or ``None``.
+        chunk_size: ``k``: the samples go through the network ``k`` at a time (``lax.map``
+            over ``⌈N/k⌉`` chunks, the last one padded with zeros and cut off), so that the
+            layers' intermediates (a convolution's patches) are held for one chunk only, as
+            :attr:`gradflow.Problem.chunk_size` does for the loss; ``None`` or ``k ≥ N``: one
+            batch. The results equal the unchunked ones to rounding.
     """
+    n = x.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return _forward(model, weights, x, slopes, extra)
+    k = int(chunk_size)
+    m = -(-n // k)
+
+    def chunks(a):
+        if a is None:
+            return None
+        a = jnp.pad(a, [(0, m * k - n)] + [(0, 0)] * (a.ndim - 1))
+        return jnp.reshape(a, (m, k, *a.shape[1:]))
+
+    out, z = jax.lax.map(
+        lambda c: _forward(model, weights, *c), (chunks(x), chunks(slopes), chunks(extra))
+    )
+    return jnp.reshape(out, (m * k, -1))[:n], jnp.reshape(z, (m * k, -1))[:n]
+
+
+def _forward(model, weights, x, slopes, extra):
     kind = _kind(model)
     n = x.shape[0]
     if kind == "mlp":
