@@ -14,7 +14,7 @@ figures that sweep a scenario over several values run their points through gradf
 engine (:func:`sweep`), into the same cache.
 
 The observable groups the figure scenarios ask for (``margins``, ``weights``) are built into
-gradflow's registry (``gf.observable_groups()``), so every figure scenario also runs with plain
+gradflow's built-in groups (``gf.OBSERVABLES``), so every figure scenario also runs with plain
 ``gradflow run``.
 """
 

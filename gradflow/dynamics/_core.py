@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._observables import GROUPS, observe
+from .._observables import observe, resolve
 from .._observables import saveat as observation_saveat
-from .._validate import Shown, bad_value, check_choice
+from .._validate import Shown, bad_value
 from ..diffrax_ext import FloorState, SpectralRecord
 from ._driver import AbstractDynamics
 
@@ -115,7 +115,7 @@ def _finite(where: str, name: str, value, allowed: str) -> None:
 def check_run_arguments(where, *, t0, t1, max_steps, observables, dt0=None) -> None:
     """The checks shared by every dynamics: the span (finite), ``max_steps`` (None or an
     integer >= 1), ``dt0`` (None or a finite number > 0) and the observable groups
-    (:func:`gradflow.observable_groups`)."""
+    (names in :data:`gradflow.OBSERVABLES` or :class:`gradflow.Observable` objects)."""
     _finite(where, "t0", t0, "use a finite number")
     _finite(where, "t1", t1, "use a finite number > 0")
     _positive(where, "t1", t1)
@@ -128,8 +128,7 @@ def check_run_arguments(where, *, t0, t1, max_steps, observables, dt0=None) -> N
         _positive(where, "dt0", dt0)
     if not t1 > t0:
         raise bad_value(where, "t1", t1, f"use t1 > t0 = {t0}")
-    for g in observables:
-        check_choice(where, "observables", g, tuple(GROUPS))
+    resolve(observables, where)  # names of the built-in groups or Observable objects
 
 
 def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, groups, meter):

@@ -58,8 +58,8 @@ def simulate(
     Args:
         save_every, ts: the save grid (``ts`` if given, else ``t0, t0 + save_every, ..., t1``,
             else 101 points; SGD saves at the nearest step). The observables (the standard
-            ones and the ``observables`` groups, :func:`gradflow.observable_groups`) are
-            computed there.
+            ones and the ``observables`` groups: names in :data:`gradflow.OBSERVABLES` or
+            :class:`gradflow.Observable` objects) are computed there.
         state0: the starting state (default: the model's weights in the problem's form).
         key, seeds: a PRNG key (the SDE, SGD); ``seeds=k`` runs ``k`` independent seeds in
             one ``vmap`` and adds a leading ``seed`` dimension.
