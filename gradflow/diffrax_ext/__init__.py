@@ -10,6 +10,8 @@
 * :class:`SpectralRecord`, :func:`power_iteration`, :func:`stability_boundary`
   (``_spectral.py``): the running stiffness estimate and its record;
   :class:`SpectralMonitor` (``_monitor.py``): that record for any solver;
+* :class:`SlidingSolver` (``_sliding.py``): any solver integrating the sliding (Filippov)
+  field of a ReLU flow, with its :class:`SlidingRecord` of events (THEORY 3.6);
 * :class:`SGDNoise`, :class:`SGDTerm`, :class:`StepBrownianPath` (``_noise.py``): the noise of
   SGD as a matrix-free Diffrax term (THEORY 3.4).
 """
@@ -29,6 +31,14 @@ from ._noise import (
 )
 from ._projection import ItoProjectedSolver, ProjectedSolver
 from ._rkc import RKC2, RKC2State, chebyshev_weights, stages_for
+from ._sliding import (
+    SlidingRecord,
+    SlidingSolver,
+    SlidingState,
+    sliding_record,
+    sliding_stats,
+    sliding_velocity,
+)
 from ._spectral import (
     SpectralRecord,
     power_iteration,
@@ -47,6 +57,9 @@ __all__ = [
     "SAMPLING",
     "SGDNoise",
     "SGDTerm",
+    "SlidingRecord",
+    "SlidingSolver",
+    "SlidingState",
     "SpectralMonitor",
     "SpectralRecord",
     "StepBrownianPath",
@@ -56,6 +69,9 @@ __all__ = [
     "noise_coefficient",
     "noise_operator",
     "power_iteration",
+    "sliding_record",
+    "sliding_stats",
+    "sliding_velocity",
     "spectral_stats",
     "stability_boundary",
     "stages_for",

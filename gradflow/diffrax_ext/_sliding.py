@@ -1,0 +1,356 @@
+"""The sliding (Filippov) flow of a ReLU network, as a Diffrax solver wrapper (THEORY 3.6).
+
+A ReLU network's gradient jumps across the switching surfaces ``z_i(W) = 0`` (pre-activation
+``i`` = unit ``j`` on sample ``n``). Where the flow pushes toward a surface from both sides,
+Filippov's solution *slides* along it, and an explicit integrator that ignores this chatters
+across the surface with steps set by the kink, not by accuracy or stiffness. On the set ``S`` of
+pre-activations held at zero, with ``C`` the Jacobian of ``z_S`` and ``P`` the linear map of the
+parametrization (``velocity = −P ∇L``: the identity for plain weights and WN, the tangent
+projections and the ``1/ρ²`` of the LM flows), the sliding field is
+
+    v = −P (∇L + Cᵀ μ),      C v = −γ z_S      ⇔      (C P Cᵀ) μ = C v₀ + γ z_S,
+
+with ``v₀ = −P ∇L`` the ordinary velocity (JAX's slopes, ``σ'(0) = 0``): the velocity projected
+onto ``ker C`` in the metric ``P`` (for plain weights the orthogonal projection ``−Π ∇L``).
+``γ = gain / h`` (Baumgarte) pulls back the drift of ``z_S`` that a Runge–Kutta step leaves.
+The multipliers give the Filippov slopes ``α_i = s_i + μ_i / g_i`` (``s_i = 1[z_i > 0]``,
+``g_i = ∂L/∂h_i`` the back-propagated signal): an entry stays in ``S`` only while
+``α_i ∈ [0, 1]`` (an active-set loop inside every evaluation, on the same gradient, so leaving
+``S`` costs no gradient), and an entry whose signal vanishes (a dying unit) is never held.
+
+Events, decided at the end of every step (Diffrax keeps the solver state of accepted steps
+only): an entry *joins* ``S`` when its sign changes in the step (a pre-activation reached zero;
+the next evaluation's ``α`` test drops it again if the crossing is transversal) and *leaves*
+``S`` when it is off the surface (``|z_i| > surface_tol · rms(z)``) and moving away. A step
+across a kink is located by the inner solver's own error estimate, which rejects it until the
+overshoot is within tolerance. When ``S`` changes, the next step is started as after a jump
+(an FSAL solver re-evaluates its first stage). The counts live in a :class:`SlidingRecord` in
+the solver state (:func:`sliding_record`, :func:`sliding_stats`).
+
+Cost of one evaluation of the field: one gradient (``v₀``), and per entry of ``S`` one
+single-sample forward/backward pass for ``z_i``, ``∇z_i`` and ``g_i`` (together about
+``|S| / N`` full gradients), the Gram matrix ``C P Cᵀ`` (``|S|² P`` flops, dense) and
+``rounds + 1`` Cholesky solves of size ``capacity``; per step one forward pass for the events.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int, Real
+
+from .. import _loss
+from ..analysis._switching import forward
+
+
+class SlidingRecord(eqx.Module):
+    """The events of a sliding run (accepted steps only).
+
+    ``size``: ``|S|`` now; ``size_max`` / ``size_sum``: its largest value and its sum over the
+    accepted steps (mean = ``size_sum / num_steps``); ``num_joins`` / ``num_leaves``: entries
+    that joined or left ``S``; ``num_overflow``: entries that crossed but did not fit in the
+    capacity; ``num_resets``: steps started as after a jump because ``S`` had changed (an FSAL
+    solver pays one evaluation each).
+    """
+
+    size: Int[Array, ""]
+    size_max: Int[Array, ""]
+    size_sum: Int[Array, ""]
+    num_steps: Int[Array, ""]
+    num_joins: Int[Array, ""]
+    num_leaves: Int[Array, ""]
+    num_overflow: Int[Array, ""]
+    num_resets: Int[Array, ""]
+
+    @classmethod
+    def empty(cls, size):
+        zero = jnp.zeros((), jnp.int32)
+        size = jnp.asarray(size, jnp.int32)
+        return cls(size, size, zero, zero, zero, zero, zero, zero)
+
+
+class SlidingState(eqx.Module):
+    """The solver state of :class:`SlidingSolver`: the inner solver's state, ``S`` as
+    ``capacity`` flat entry indices ``n Z + j`` with a validity mask, the signs of every
+    pre-activation at the step's start, ``|z_S|`` there, whether ``S`` changed in the last
+    step, and the :class:`SlidingRecord`."""
+
+    inner: object
+    rows: Int[Array, " m"]
+    mask: Bool[Array, " m"]
+    positive: Bool[Array, "N Z"]
+    z_rows: Real[Array, " m"]
+    changed: Bool[Array, ""]
+    record: SlidingRecord
+
+
+def _network(problem, y):
+    return problem.network_weights(y)
+
+
+def _row_parts(problem, weights, rows):
+    """Per entry ``i`` of ``rows``: ``z_i``, ``∇_W z_i`` (a weights-shaped pytree) and the
+    signal ``g_i = ∂L_data/∂h_i``, each from the entry's own sample only."""
+    x, y = problem.x_train, problem.y_train
+    z_dim = _z_dim(problem)
+    n_total = x.shape[0]
+
+    def one(idx):
+        n, e = idx // z_dim, idx % z_dim
+        xn, yn = x[n][None], y[n][None]
+
+        def z_of(w):
+            return forward(problem.model, w, xn)[1][0, e]
+
+        def loss_of(extra):
+            out, _ = forward(problem.model, weights, xn, extra=extra)
+            return jnp.sum(_loss.square_error(out, yn)) / n_total
+
+        z, grad = jax.value_and_grad(z_of)(weights)
+        g = jax.grad(loss_of)(jnp.zeros((1, z_dim), z.dtype))[0, e]
+        return z, grad, g
+
+    return jax.vmap(one)(rows)
+
+
+def _z_dim(problem) -> int:
+    return int(jax.eval_shape(lambda x: forward(problem.model, problem.model.weights, x)[1],
+                              problem.x_train[:1]).shape[1])
+
+
+def _flat(tree, lead: int):
+    return jnp.concatenate([jnp.reshape(a, (lead, -1)) for a in jax.tree.leaves(tree)], axis=1)
+
+
+def _solve(gram, rhs, active, jitter):
+    """``μ`` on the active entries of ``gram μ = rhs`` (zero elsewhere); a relative diagonal
+    ``jitter`` keeps nearly redundant constraints solvable (minimum-norm-like ``μ``)."""
+    a = active.astype(gram.dtype)
+    scale = jnp.maximum(jnp.max(jnp.diag(gram) * a), jnp.finfo(gram.dtype).tiny)
+    k = gram * a[:, None] * a[None, :] + jnp.diag(1 - a) + jnp.diag(a) * jitter * scale
+    factor = jax.scipy.linalg.cho_factor(k, lower=True)
+    return jax.scipy.linalg.cho_solve(factor, rhs * a) * a
+
+
+def _metric_rows(problem, y, rows):
+    """``J_W P J_Wᵀ r`` for every weights-shaped row ``r`` (leading axis): the parametrization's
+    map ``P = −velocity_from_grad`` seen in weight coordinates."""
+    _, pull = jax.vjp(problem.to_weights, y)
+
+    def one(row):
+        vel = problem.velocity_from_grad(y, pull(row)[0])
+        return jax.jvp(problem.to_weights, (y,), (jax.tree.map(jnp.negative, vel),))[1]
+
+    return jax.vmap(one)(rows)
+
+
+def sliding_velocity(solver, problem, y, v0, rows, mask, gamma):
+    """The sliding field at ``y`` (module docstring) from the ordinary velocity ``v0``, with
+    candidate set ``rows``/``mask``: ``(v, active)``, ``active`` the entries held after the
+    active-set loop on ``α ∈ [0, 1]``."""
+    weights = _network(problem, y)
+    m = rows.shape[0]
+    z, grads, g = _row_parts(problem, weights, rows)
+    _, w_dot = jax.jvp(problem.to_weights, (y,), (v0,))
+    c = _flat(grads, m)
+    b = c @ _flat(w_dot, 1)[0].astype(c.dtype)
+    _, pull = jax.vjp(problem.to_weights, y)
+    mc = _flat(_metric_rows(problem, y, grads), m)
+    gram = c @ mc.T.astype(c.dtype)
+    rhs = b + gamma * z
+    dtype = gram.dtype
+    jitter = 1e3 * jnp.finfo(dtype).eps
+    slope = (z > 0).astype(dtype)
+    decidable = jnp.abs(g) > solver.signal_tol * jnp.maximum(jnp.max(jnp.abs(g) * mask), 1e-300)
+    active = mask & decidable
+    for _ in range(solver.rounds):
+        mu = _solve(gram, rhs, active, jitter)
+        alpha = slope + mu / jnp.where(decidable, g, 1.0)
+        inside = (alpha >= -solver.alpha_tol) & (alpha <= 1 + solver.alpha_tol)
+        active = active & inside
+    mu = _solve(gram, rhs, active, jitter)
+    corr_w = jax.tree.unflatten(
+        jax.tree.structure(weights),
+        [
+            jnp.reshape(part, a.shape)
+            for part, a in zip(
+                jnp.split(mu @ c, _splits(weights)), jax.tree.leaves(weights), strict=True
+            )
+        ],
+    )
+    corr_state = pull(jax.tree.map(lambda a, w: a.astype(w.dtype), corr_w, weights))[0]
+    dv = problem.velocity_from_grad(y, corr_state)
+    v = jax.tree.map(lambda a, d: (a + d).astype(a.dtype), v0, dv)
+    return v, active
+
+
+def _splits(weights):
+    sizes = [a.size for a in jax.tree.leaves(weights)]
+    out, acc = [], 0
+    for s in sizes[:-1]:
+        acc += s
+        out.append(acc)
+    return out
+
+
+class _SlidingTerm(diffrax.AbstractTerm):
+    """The ODE term ``v(y)`` of the sliding field for a fixed candidate set."""
+
+    term: diffrax.AbstractTerm
+    solver: SlidingSolver
+    rows: Array
+    mask: Array
+    gamma: Array
+
+    def vf(self, t, y, args):
+        v0 = self.term.vf(t, y, args)
+        return sliding_velocity(self.solver, args, y, v0, self.rows, self.mask, self.gamma)[0]
+
+    def contr(self, t0, t1, **kwargs):
+        return self.term.contr(t0, t1, **kwargs)
+
+    def prod(self, vf, control):
+        return self.term.prod(vf, control)
+
+
+class SlidingSolver(diffrax.AbstractAdaptiveSolver):
+    """``solver`` (any explicit Diffrax solver: Heun, Tsit5, :class:`RKC2`, …) integrating the
+    sliding (Filippov) field of a ReLU flow instead of the raw gradient (module docstring).
+
+    Use it as any solver: ``gf.flow(problem, solver=SlidingSolver(diffrax.Heun()))`` (the
+    LM/WN projection wraps it as usual). The term must be the flow's velocity with the
+    :class:`gradflow.Problem` as ``args`` (as in ``gf.flow``); the model an MLP with ReLU or a
+    LocalCNN.
+
+    Args:
+        solver: the inner solver (default Heun).
+        capacity: the most entries ``S`` can hold (static: the Gram matrix is
+            ``capacity × capacity``); crossings beyond it are counted as overflow and
+            integrated as ordinary kinks.
+        surface_tol: an entry of ``S`` with ``|z_i| > surface_tol · rms(z)`` that moves away
+            from zero leaves ``S``; at the start, entries within it join.
+        alpha_tol: slack on ``α ∈ [0, 1]``.
+        signal_tol: entries whose signal ``|g_i|`` is below this fraction of the largest in
+            ``S`` (dying units: no jump of the gradient to slide on) are never held.
+        rounds: active-set rounds per evaluation.
+        gain: the Baumgarte factor: ``γ = gain / h``.
+    """
+
+    solver: diffrax.AbstractSolver = diffrax.Heun()
+    capacity: int = eqx.field(static=True, default=256)
+    surface_tol: float = 1e-3
+    alpha_tol: float = 1e-6
+    signal_tol: float = 1e-8
+    rounds: int = eqx.field(static=True, default=3)
+    gain: float = 0.5
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):  # pyright: ignore
+        return self.solver.interpolation_cls
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    def _pre_activations(self, problem, y):
+        return forward(problem.model, _network(problem, y), problem.x_train)[1]
+
+    def init(self, terms, t0, t1, y0, args):
+        z = self._pre_activations(args, y0)
+        flat = jnp.reshape(z, (-1,))
+        rms = jnp.sqrt(jnp.mean(flat**2))
+        near = jnp.abs(flat) <= self.surface_tol * rms
+        score = jnp.where(near, -jnp.abs(flat), -jnp.inf)
+        top, rows = jax.lax.top_k(score, min(self.capacity, flat.size))
+        mask = jnp.isfinite(top)
+        rows = rows.astype(jnp.int32)
+        dtype = jnp.result_type(*jax.tree.leaves(y0))
+        term = self._term(terms, rows, mask, 1 / jnp.asarray(t1 - t0, dtype))
+        inner = self.solver.init(term, t0, t1, y0, args)
+        record = SlidingRecord.empty(jnp.sum(mask))
+        z_rows = jnp.abs(flat[rows])
+        return SlidingState(inner, rows, mask, z > 0, z_rows, jnp.asarray(False), record)
+
+    def _term(self, terms, rows, mask, gamma):
+        return _SlidingTerm(terms, self, rows, mask, gamma)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        s = solver_state
+        dtype = jnp.result_type(*jax.tree.leaves(y0))
+        gamma = self.gain / jnp.asarray(t1 - t0, dtype)
+        term = self._term(terms, s.rows, s.mask, gamma)
+        jump = s.changed if made_jump is False else (s.changed | made_jump)
+        y1, y_error, dense, inner, result = self.solver.step(
+            term, t0, t1, y0, args, s.inner, jump
+        )
+        z = self._pre_activations(args, y1)
+        flat = jnp.reshape(z, (-1,))
+        rms = jnp.sqrt(jnp.mean(flat**2))
+        positive = z > 0
+        # leave: off the surface and not coming back
+        z_rows = jnp.abs(flat[s.rows])
+        leave = s.mask & (z_rows > self.surface_tol * rms) & (z_rows >= s.z_rows)
+        keep = s.mask & ~leave
+        # join: crossed zero in this step, not already held
+        held = jnp.zeros(flat.shape, bool).at[s.rows].set(keep)
+        crossed = jnp.reshape(positive != s.positive, (-1,)) & ~held
+        score = jnp.where(held, jnp.inf, jnp.where(crossed, -jnp.abs(flat), -jnp.inf))
+        top, rows = jax.lax.top_k(score, min(self.capacity, flat.size))
+        mask = top > -jnp.inf
+        rows = rows.astype(jnp.int32)
+        size = jnp.sum(mask).astype(jnp.int32)
+        n_keep = jnp.sum(keep).astype(jnp.int32)
+        n_cross = jnp.sum(crossed).astype(jnp.int32)
+        joins = size - n_keep
+        r = s.record
+        changed = (joins > 0) | jnp.any(leave)
+        record = SlidingRecord(
+            size=size,
+            size_max=jnp.maximum(r.size_max, size),
+            size_sum=r.size_sum + size,
+            num_steps=r.num_steps + 1,
+            num_joins=r.num_joins + joins,
+            num_leaves=r.num_leaves + jnp.sum(leave).astype(jnp.int32),
+            num_overflow=r.num_overflow + (n_cross - joins),
+            num_resets=r.num_resets + s.changed.astype(jnp.int32),
+        )
+        state = SlidingState(
+            inner, rows, mask, positive, jnp.abs(flat[rows]).astype(s.z_rows.dtype), changed,
+            record,
+        )
+        return y1, y_error, dense, state, result
+
+
+def sliding_record(solver_state) -> SlidingRecord | None:
+    """The :class:`SlidingRecord` inside a (wrapped) solver state, or ``None``."""
+    is_record = lambda s: isinstance(s, SlidingRecord)  # noqa: E731
+    found = [s for s in jax.tree.leaves(solver_state, is_leaf=is_record) if is_record(s)]
+    return found[0] if found else None
+
+
+def sliding_stats(record: SlidingRecord) -> dict:
+    """The record as plain numbers: ``sliding_size`` (now), ``sliding_size_max``,
+    ``sliding_size_mean``, ``sliding_joins``, ``sliding_leaves``, ``sliding_overflow``,
+    ``sliding_resets``, ``sliding_steps``."""
+    steps = int(record.num_steps)
+    return {
+        "sliding_size": int(record.size),
+        "sliding_size_max": int(record.size_max),
+        "sliding_size_mean": float(record.size_sum) / max(steps, 1),
+        "sliding_joins": int(record.num_joins),
+        "sliding_leaves": int(record.num_leaves),
+        "sliding_overflow": int(record.num_overflow),
+        "sliding_resets": int(record.num_resets),
+        "sliding_steps": steps,
+    }
