@@ -43,6 +43,7 @@ from jaxtyping import Array, Bool, Int, Real
 
 from .. import _loss
 from ..analysis._switching import forward
+from ..models import MLP
 
 
 class SlidingRecord(eqx.Module):
@@ -134,6 +135,94 @@ def _solve(gram, rhs, active, jitter):
     return jax.scipy.linalg.cho_solve(factor, rhs * a) * a
 
 
+def _mlp_rows(problem, weights, rows):
+    """Per entry of ``rows`` of a ReLU MLP: ``z_i``, the signal ``g_i``, and per hidden layer
+    ``l`` the factors of ``∇_{W_l} z_i = Δ_{i,l} H_{i,l}ᵀ``: ``Δ_l`` (m × d_l), the derivative of
+    ``z_i`` by layer ``l``'s pre-activations, and ``H_l`` (m × d_{l−1}), that layer's input."""
+    x, y = problem.x_train, problem.y_train
+    hidden = weights[:-1]
+    sizes = [int(w.shape[0]) for w in hidden]
+    z_dim, n_total = sum(sizes), x.shape[0]
+    offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+
+    def one(idx):
+        n, e = idx // z_dim, idx % z_dim
+        h, hs, zs = jnp.reshape(x[n], (-1,)), [], []
+        for w in hidden:
+            hs.append(h)
+            zs.append(w @ h)
+            h = jax.nn.relu(zs[-1])
+        df = 2 * (weights[-1] @ h - y[n]) / n_total
+        up = weights[-1].T @ df  # ∂ℓ/∂h of the last hidden layer
+        signal = jnp.zeros((), h.dtype)
+        deltas = [None] * len(hidden)
+        carry = jnp.zeros((sizes[-1],), h.dtype)
+        for k in reversed(range(len(hidden))):
+            local = e - offsets[k]
+            here = (local >= 0) & (local < sizes[k])
+            signal = jnp.where(here, up[jnp.clip(local, 0, sizes[k] - 1)], signal)
+            onehot = (jnp.arange(sizes[k]) == local).astype(h.dtype)
+            delta = jnp.where(here, onehot, carry)
+            deltas[k] = delta
+            active = (zs[k] > 0).astype(h.dtype)
+            if k > 0:
+                carry = (hidden[k].T @ delta) * (zs[k - 1] > 0).astype(h.dtype)
+                up = hidden[k].T @ (up * active)
+        z = jnp.concatenate(zs)[e]
+        return z, signal, tuple(deltas), tuple(hs)
+
+    return jax.vmap(one)(rows)
+
+
+def _metric_coefficients(problem, y, w_state):
+    """``(a_l, b_l)`` with ``J_W P J_Wᵀ = a_l I + b_l u_l u_lᵀ`` on hidden layer ``l``
+    (``u_l = W_l/||W_l||``), the form every parametrization has there; measured by applying
+    :func:`_metric_rows` to ``u_l`` and to a direction orthogonal to it."""
+    hidden = len(w_state) - 1
+    probes = []
+    for k in range(hidden):
+        u = w_state[k] / jnp.linalg.norm(w_state[k])
+        e = jnp.reshape(jnp.cos(jnp.arange(u.size, dtype=u.dtype) * 1.7 + 0.3), u.shape)
+        e = e - jnp.sum(e * u) * u
+        for probe in (u, e / jnp.linalg.norm(e)):
+            probes.append(tuple(probe if i == k else jnp.zeros_like(w)
+                                for i, w in enumerate(w_state)))
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *probes)
+    applied = _metric_rows(problem, y, stacked)
+    a, b = [], []
+    for k in range(hidden):
+        mu_ = jnp.sum(applied[k][2 * k] * probes[2 * k][k])
+        me = jnp.sum(applied[k][2 * k + 1] * probes[2 * k + 1][k])
+        a.append(me)
+        b.append(mu_ - me)
+    return a, b
+
+
+def _mlp_system(problem, y, v0, rows, weights, w_state, w_dot):
+    """``z, g, K = C P Cᵀ, b = C ẇ₀`` and the map ``μ ↦ Cᵀμ`` (weights-shaped) of a ReLU MLP
+    from the factored rows (:func:`_mlp_rows`): ``K = Σ_l a_l (Δ_lΔ_lᵀ ⊙ H_lH_lᵀ) + b_l q_l q_lᵀ``,
+    ``q_{i,l} = Δ_{i,l}ᵀ U_l H_{i,l}``; ``|S|² Σ_l (d_l + d_{l−1})`` flops instead of
+    ``|S|² P``."""
+    z, g, deltas, hs = _mlp_rows(problem, weights, rows)
+    dtype = jnp.result_type(*w_state)
+    deltas = [d.astype(dtype) for d in deltas]
+    hs = [h.astype(dtype) for h in hs]
+    a, bcoef = _metric_coefficients(problem, y, w_state)
+    gram = 0.0
+    rhs = 0.0
+    for k, (d, h) in enumerate(zip(deltas, hs)):
+        u = w_state[k] / jnp.linalg.norm(w_state[k])
+        q = jnp.einsum("mi,ij,mj->m", d, u, h)
+        gram = gram + a[k] * (d @ d.T) * (h @ h.T) + bcoef[k] * jnp.outer(q, q)
+        rhs = rhs + jnp.einsum("mi,ij,mj->m", d, w_dot[k].astype(dtype), h)
+
+    def transpose(mu):
+        out = [jnp.einsum("m,mi,mj->ij", mu, d, h) for d, h in zip(deltas, hs)]
+        return tuple(out) + (jnp.zeros_like(w_state[-1]),)
+
+    return z.astype(dtype), g.astype(dtype), gram, rhs, transpose
+
+
 def _metric_rows(problem, y, rows):
     """``J_W P J_Wᵀ r`` for every weights-shaped row ``r`` (leading axis): the parametrization's
     map ``P = −velocity_from_grad`` seen in weight coordinates."""
@@ -146,21 +235,42 @@ def _metric_rows(problem, y, rows):
     return jax.vmap(one)(rows)
 
 
+def _dense_system(problem, y, v0, rows, weights, w_state, w_dot):
+    """As :func:`_mlp_system`, for any network of :mod:`gradflow.analysis._switching`: dense
+    rows ``∇_W z_i`` (``|S| × P``) and ``K = C (J_W P J_Wᵀ C)ᵀ`` (``|S|² P`` flops)."""
+    m = rows.shape[0]
+    z, grads, g = _row_parts(problem, weights, rows)
+    grads = jax.tree.map(lambda a, w: a.astype(w.dtype), grads, tuple(w_state))
+    c = _flat(grads, m)
+    rhs = c @ _flat(w_dot, 1)[0].astype(c.dtype)
+    mc = _flat(_metric_rows(problem, y, grads), m)
+    gram = c @ mc.T.astype(c.dtype)
+    leaves = jax.tree.leaves(w_state)
+
+    def transpose(mu):
+        parts = jnp.split(mu @ c, _splits(leaves))
+        return tuple(jnp.reshape(p, w.shape) for p, w in zip(parts, leaves, strict=True))
+
+    dtype = gram.dtype
+    return z.astype(dtype), g.astype(dtype), gram, rhs, transpose
+
+
+def _is_relu_mlp(model) -> bool:
+    return isinstance(model, MLP) and model.activation == "relu"
+
+
 def sliding_velocity(solver, problem, y, v0, rows, mask, gamma):
     """The sliding field at ``y`` (module docstring) from the ordinary velocity ``v0``, with
     candidate set ``rows``/``mask``: ``(v, active)``, ``active`` the entries held after the
     active-set loop on ``α ∈ [0, 1]``."""
     weights = _network(problem, y)
-    m = rows.shape[0]
-    z, grads, g = _row_parts(problem, weights, rows)
-    _, w_dot = jax.jvp(problem.to_weights, (y,), (v0,))
-    c = _flat(grads, m)
-    b = c @ _flat(w_dot, 1)[0].astype(c.dtype)
-    _, pull = jax.vjp(problem.to_weights, y)
-    mc = _flat(_metric_rows(problem, y, grads), m)
-    gram = c @ mc.T.astype(c.dtype)
-    rhs = b + gamma * z
+    w_state, w_dot = jax.jvp(problem.to_weights, (y,), (v0,))
+    # in the state's dtype (Diffrax keeps a float32 problem's state in float64 under x64)
+    w_state = tuple(w_state)
+    system = _mlp_system if (_is_relu_mlp(problem.model) and solver.factored) else _dense_system
+    z, g, gram, b, transpose = system(problem, y, v0, rows, weights, w_state, w_dot)
     dtype = gram.dtype
+    rhs = b + jnp.asarray(gamma, dtype) * z
     jitter = 1e3 * jnp.finfo(dtype).eps
     slope = (z > 0).astype(dtype)
     decidable = jnp.abs(g) > solver.signal_tol * jnp.maximum(jnp.max(jnp.abs(g) * mask), 1e-300)
@@ -171,17 +281,9 @@ def sliding_velocity(solver, problem, y, v0, rows, mask, gamma):
         inside = (alpha >= -solver.alpha_tol) & (alpha <= 1 + solver.alpha_tol)
         active = active & inside
     mu = _solve(gram, rhs, active, jitter)
-    corr_w = jax.tree.unflatten(
-        jax.tree.structure(weights),
-        [
-            jnp.reshape(part, a.shape)
-            for part, a in zip(
-                jnp.split(mu @ c, _splits(weights)), jax.tree.leaves(weights), strict=True
-            )
-        ],
-    )
-    corr_state = pull(jax.tree.map(lambda a, w: a.astype(w.dtype), corr_w, weights))[0]
-    dv = problem.velocity_from_grad(y, corr_state)
+    _, pull = jax.vjp(problem.to_weights, y)
+    corr_w = jax.tree.map(lambda a, w: a.astype(w.dtype), transpose(mu), w_state)
+    dv = problem.velocity_from_grad(y, pull(corr_w)[0])
     v = jax.tree.map(lambda a, d: (a + d).astype(a.dtype), v0, dv)
     return v, active
 
@@ -236,6 +338,9 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
             ``S`` (dying units: no jump of the gradient to slide on) are never held.
         rounds: active-set rounds per evaluation.
         gain: the Baumgarte factor: ``γ = gain / h``.
+        factored: for a ReLU MLP, form ``C P Cᵀ`` from the rows' factors ``∇_{W_l} z_i =
+            Δ_{i,l} H_{i,l}ᵀ`` (``|S|² Σ_l (d_l + d_{l−1})`` flops) instead of dense rows
+            (``|S|² P``); ``False`` forces the dense path (any network).
     """
 
     solver: diffrax.AbstractSolver = diffrax.Heun()
@@ -245,6 +350,7 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
     signal_tol: float = 1e-8
     rounds: int = eqx.field(static=True, default=3)
     gain: float = 0.5
+    factored: bool = eqx.field(static=True, default=True)
 
     @property
     def term_structure(self):
