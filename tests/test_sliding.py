@@ -27,9 +27,7 @@ LAM = 0.1
 def _problem(normalization="none", width=8, n=16, precision=None):
     data = gf.data.load("gaussian-mixture", n_train=n, n_test=0, dim=6, seed=0)
     net = MLP(6, (width, width), 1, key=jax.random.PRNGKey(0))
-    return gf.Problem(
-        net, data, weight_decay=LAM, normalization=normalization, precision=precision
-    )
+    return gf.Problem(net, data, weight_decay=LAM, normalization=normalization, precision=precision)
 
 
 def _flat(tree):
@@ -128,7 +126,14 @@ def _solve(problem, solver, t1, rtol, y0=None):
     @eqx.filter_jit
     def go(y0):
         sol = diffrax.diffeqsolve(
-            term, solver, 0.0, t1, 1e-3, y0, args=problem, stepsize_controller=controller,
+            term,
+            solver,
+            0.0,
+            t1,
+            1e-3,
+            y0,
+            args=problem,
+            stepsize_controller=controller,
             saveat=diffrax.SaveAt(ts=jnp.linspace(0, t1, 5), solver_state=True),
             max_steps=100_000,
         )

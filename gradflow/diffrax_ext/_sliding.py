@@ -117,8 +117,11 @@ def _row_parts(problem, weights, rows):
 
 
 def _z_dim(problem) -> int:
-    return int(jax.eval_shape(lambda x: forward(problem.model, problem.model.weights, x)[1],
-                              problem.x_train[:1]).shape[1])
+    return int(
+        jax.eval_shape(
+            lambda x: forward(problem.model, problem.model.weights, x)[1], problem.x_train[:1]
+        ).shape[1]
+    )
 
 
 def _flat(tree, lead: int):
@@ -185,8 +188,9 @@ def _metric_coefficients(problem, y, w_state):
         e = jnp.reshape(jnp.cos(jnp.arange(u.size, dtype=u.dtype) * 1.7 + 0.3), u.shape)
         e = e - jnp.sum(e * u) * u
         for probe in (u, e / jnp.linalg.norm(e)):
-            probes.append(tuple(probe if i == k else jnp.zeros_like(w)
-                                for i, w in enumerate(w_state)))
+            probes.append(
+                tuple(probe if i == k else jnp.zeros_like(w) for i, w in enumerate(w_state))
+            )
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *probes)
     applied = _metric_rows(problem, y, stacked)
     a, b = [], []
@@ -397,9 +401,7 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
         gamma = self.gain / jnp.asarray(t1 - t0, dtype)
         term = self._term(terms, s.rows, s.mask, gamma)
         jump = s.changed if made_jump is False else (s.changed | made_jump)
-        y1, y_error, dense, inner, result = self.solver.step(
-            term, t0, t1, y0, args, s.inner, jump
-        )
+        y1, y_error, dense, inner, result = self.solver.step(term, t0, t1, y0, args, s.inner, jump)
         z = self._pre_activations(args, y1)
         flat = jnp.reshape(z, (-1,))
         rms = jnp.sqrt(jnp.mean(flat**2))
@@ -432,7 +434,12 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
             num_resets=r.num_resets + s.changed.astype(jnp.int32),
         )
         state = SlidingState(
-            inner, rows, mask, positive, jnp.abs(flat[rows]).astype(s.z_rows.dtype), changed,
+            inner,
+            rows,
+            mask,
+            positive,
+            jnp.abs(flat[rows]).astype(s.z_rows.dtype),
+            changed,
             record,
         )
         return y1, y_error, dense, state, result
