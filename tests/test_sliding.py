@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.analysis._switching import forward
+from gradflow.analysis._switching import forward  # the library's own numbering
 from gradflow.diffrax_ext import SlidingSolver, _sliding
 from gradflow.models import MLP
 

@@ -39,11 +39,35 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Int, Real
 
 from .. import _loss
-from ..analysis._switching import forward
-from ..models import MLP
+from ..models import MLP, LocalCNN
+
+
+def forward(model, weights, x, extra=None):
+    """``(F, z)``: the outputs ``(N, C)`` and the pre-activations ``(N, Z)`` of a ReLU MLP or a
+    LocalCNN, each sample's hidden layers flattened and concatenated (entry ``n Z + j``);
+    ``extra`` ``(N, Z)`` is added to the post-activations (its gradient is the back-propagated
+    signal ``∂L/∂h``). The numbering of ``gradflow.analysis`` (which imports the dynamics, and
+    so this package: it cannot be imported here)."""
+    cnn = isinstance(model, LocalCNN)
+    if not (cnn or (isinstance(model, MLP) and model.activation == "relu")):
+        raise NotImplementedError(f"{type(model).__name__} has no ReLU switching surfaces")
+    n = x.shape[0]
+    h = jnp.reshape(x, (n, *model.in_shape)) if cnn else jnp.reshape(x, (n, -1))
+    zs, start = [], 0
+    for k, w in enumerate(weights[:-1]):
+        z = model.conv_layer(k, w, h) if cnn else h @ w.T
+        size = int(np.prod(z.shape[1:]))
+        zs.append(jnp.reshape(z, (n, size)))
+        h = jax.nn.relu(z)
+        if extra is not None:
+            h = h + jnp.reshape(extra[:, start : start + size], z.shape)
+        start += size
+    out = model.apply_last_batch(weights[-1], jnp.reshape(h, (n, -1)))
+    return out, jnp.concatenate(zs, axis=1)
 
 
 class SlidingRecord(eqx.Module):
