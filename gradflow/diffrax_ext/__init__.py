@@ -31,14 +31,11 @@ from ._noise import (
 )
 from ._projection import ItoProjectedSolver, ProjectedSolver
 from ._rkc import RKC2, RKC2State, chebyshev_weights, stages_for
-from ._sliding import (
-    SlidingRecord,
-    SlidingSolver,
-    SlidingState,
-    sliding_record,
-    sliding_stats,
-    sliding_velocity,
-)
+from ._sliding import SlidingRecord as SlidingRecord
+from ._sliding import SlidingSolver as SlidingSolver
+from ._sliding import sliding_record as sliding_record
+from ._sliding import sliding_stats as sliding_stats
+from ._sliding import sliding_velocity as sliding_velocity
 from ._spectral import (
     SpectralRecord,
     power_iteration,
@@ -59,7 +56,6 @@ __all__ = [
     "SGDTerm",
     "SlidingRecord",
     "SlidingSolver",
-    "SlidingState",
     "SpectralMonitor",
     "SpectralRecord",
     "StepBrownianPath",
