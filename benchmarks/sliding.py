@@ -191,11 +191,11 @@ def _shares(problem, y, solver):
 
     out = {}
     for name, fn in (
-        ("gradient_s", problem.velocity),
+        ("gradient_s", lambda y: problem.velocity(y)),
         ("sliding_eval_s", sliding),
         ("event_pass_s", events),
     ):
-        fn = jax.jit(fn)
+        fn = jax.jit(fn)  # a closure: the problem's arrays are constants, not static arguments
         jax.block_until_ready(fn(y))
         times = []
         for _ in range(30):
@@ -287,9 +287,14 @@ def main():
         out["errors"] = _errors(obs, ref)
         result["peers"][name] = out
         print(name, json.dumps(out, default=float), flush=True)
+    path = args.out or f"benchmarks/results/sliding_{args.norm}_{args.lam:g}.json"
+    _write(path, result)  # before the timing below, so that the runs are kept if it fails
     result["shares"] = _shares(problem, y_ref, slide(diffrax.Heun()))
     print(json.dumps(result["shares"]), flush=True)
-    path = args.out or f"benchmarks/results/sliding_{args.norm}_{args.lam:g}.json"
+    _write(path, result)
+
+
+def _write(path, result):
     with open(path, "w") as f:
         json.dump(result, f, indent=1, default=float)
 
