@@ -10,6 +10,8 @@
 * :class:`SpectralRecord`, :func:`stability_boundary`
   (``_spectral.py``): the running stiffness estimate and its record;
   :class:`SpectralMonitor` (``_monitor.py``): that record for any solver;
+* :class:`SlidingSolver` (``_sliding.py``): any solver integrating the sliding (Filippov)
+  field of a ReLU flow, with its :class:`SlidingRecord` of events (THEORY 3.6);
 * :class:`SGDNoise`, :class:`SGDTerm`, :class:`StepBrownianPath` (``_noise.py``): the noise of
   SGD as a matrix-free Diffrax term (THEORY 3.4).
 """
@@ -25,6 +27,11 @@ from ._noise import diffusion_term as diffusion_term
 from ._projection import ItoProjectedSolver as ItoProjectedSolver
 from ._projection import ProjectedSolver as ProjectedSolver
 from ._rkc import RKC2 as RKC2
+from ._sliding import SlidingRecord as SlidingRecord
+from ._sliding import SlidingSolver as SlidingSolver
+from ._sliding import sliding_record as sliding_record
+from ._sliding import sliding_stats as sliding_stats
+from ._sliding import sliding_velocity as sliding_velocity
 from ._spectral import SpectralRecord as SpectralRecord
 from ._spectral import stability_boundary as stability_boundary
 
@@ -36,11 +43,16 @@ __all__ = [
     "RKC2",
     "SGDNoise",
     "SGDTerm",
+    "SlidingRecord",
+    "SlidingSolver",
     "SpectralMonitor",
     "SpectralRecord",
     "StepBrownianPath",
     "diffusion",
     "diffusion_term",
+    "sliding_record",
+    "sliding_stats",
+    "sliding_velocity",
     "stability_boundary",
 ]
 
