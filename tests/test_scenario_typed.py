@@ -110,6 +110,15 @@ def test_replace_validates_with_one_line_naming_the_key(path):
         load_config(path, overrides={"weight_decay": 0.1})
 
 
+def _called(options: dict) -> dict:
+    """A run's options as the call receives them: the scenario key ``on_max_steps`` becomes the
+    dynamics' one switch, ``throw`` (``"raise"`` -> True, ``"truncate"`` -> False)."""
+    out = dict(options)
+    if "on_max_steps" in out:
+        out["throw"] = out.pop("on_max_steps") == "raise"
+    return out
+
+
 def test_call_resolves_each_dynamics_to_its_entry_and_arguments(path):
     """The one dispatch: flow -> gf.flow(options); sde -> gf.flow with the SGD noise of (η, B,
     sampling) and the run's key; gd, sgd -> gf.sgd with the run's key."""
@@ -117,22 +126,24 @@ def test_call_resolves_each_dynamics_to_its_entry_and_arguments(path):
     by = {s.label: s for s in config.runs}
     assert list(by) == ["flow", "sde_lr0.05_b4", "gd_lr0.05", "sgd_lr0.02_b8", "sgd_lr0.05_b8"]
     entry, kw = call(by["flow"])
-    assert entry is gf.flow and kw == by["flow"].options and "noise" not in kw
+    assert entry is gf.flow and kw == _called(by["flow"].options) and "noise" not in kw
     entry, kw = call(by["sde_lr0.05_b4"])
     assert entry is gf.flow
     noise = kw.pop("noise")
     assert (noise.lr, noise.batch_size, noise.sampling) == (0.05, 4, "without-replacement")
     np.testing.assert_array_equal(kw.pop("key"), jax.random.PRNGKey(3))
-    assert kw == {
-        k: v
-        for k, v in by["sde_lr0.05_b4"].options.items()
-        if k not in ("lr", "batch_size", "sampling")
-    }
+    assert kw == _called(
+        {
+            k: v
+            for k, v in by["sde_lr0.05_b4"].options.items()
+            if k not in ("lr", "batch_size", "sampling")
+        }
+    )
     for label, seed in (("gd_lr0.05", 0), ("sgd_lr0.05_b8", 7)):
         entry, kw = call(by[label])
         assert entry is gf.sgd
         np.testing.assert_array_equal(kw.pop("key"), jax.random.PRNGKey(seed))
-        assert kw == by[label].options
+        assert kw == _called(by[label].options)
     assert by["sgd_lr0.05_b8"].options["sampling"] == "with-replacement"
     assert by["gd_lr0.05"].options["batch_size"] == 16  # GD: B = N
 

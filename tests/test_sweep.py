@@ -14,7 +14,7 @@ import xarray as xr
 
 import gradflow as gf
 from gradflow._cli import main
-from gradflow.dynamics import plan, run_plans
+from gradflow.dynamics._batch import plan, run_plans
 from gradflow.models import MLP
 from tiny_scenario import SGD_BASE
 

@@ -112,6 +112,13 @@ def _finite(where: str, name: str, value, allowed: str) -> None:
         raise bad_value(where, name, value, allowed)
 
 
+def check_dt0(where: str, dt0) -> None:
+    """``dt0``: None or a finite number > 0."""
+    if dt0 is not None:
+        _finite(where, "dt0", dt0, "use None or a finite number > 0")
+        _positive(where, "dt0", dt0)
+
+
 def check_run_arguments(where, *, t0, t1, max_steps, observables, dt0=None) -> None:
     """The checks shared by every dynamics: the span (finite), ``max_steps`` (None or an
     integer >= 1), ``dt0`` (None or a finite number > 0) and the observable groups
@@ -123,9 +130,7 @@ def check_run_arguments(where, *, t0, t1, max_steps, observables, dt0=None) -> N
         isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1
     ):
         raise bad_value(where, "max_steps", max_steps, "use an integer >= 1")
-    if dt0 is not None:
-        _finite(where, "dt0", dt0, "use None or a finite number > 0")
-        _positive(where, "dt0", dt0)
+    check_dt0(where, dt0)
     if not t1 > t0:
         raise bad_value(where, "t1", t1, f"use t1 > t0 = {t0}")
     resolve(observables, where)  # names of the built-in groups or Observable objects

@@ -24,7 +24,7 @@ from ..diffrax_ext import (
     stability_boundary,
 )
 from . import _defaults
-from ._core import DiffraxDynamics, run_stats, segmentable, solve, traced
+from ._core import DiffraxDynamics, check_dt0, run_stats, segmentable, solve, traced
 from ._driver import Run
 from ._failure import throw_from_aliases
 from ._sde import sde
@@ -304,6 +304,7 @@ class ODE(DiffraxDynamics):
             hint = "key and seeds apply to the SDE only: pass noise=gf.SGDNoise(...)"
             raise bad_value("flow", name, value, hint)
         grid, dt0 = saves.grid, self.dt0
+        check_dt0("flow", dt0)
         max_steps = _defaults.ODE["max_steps"] if max_steps is None else int(max_steps)
         inner = resolve_solver(self.solver)
         while isinstance(inner, ProjectedSolver):

@@ -124,7 +124,7 @@ def simulate(
     out = {"carry": carry, "obs": obs, "info": info, "signum": signum, "index": index}
     traj = d.finish(problem, run, out)
     if signum is not None:
-        raise _checkpoint.interrupted(where, traj, signum, pol, run.times[index])
+        raise _checkpoint.interrupted(run.name, traj, signum, pol, run.times[index])
     return _settled(problem, run, traj, throw)
 
 
