@@ -240,20 +240,6 @@ def _settings(controller) -> dict:
     }
 
 
-def _settings(controller) -> dict:
-    """``rtol``, ``atol``, ``dtmin`` of a (clipped, floored) PID controller, as floats."""
-    clipped = isinstance(controller, diffrax.ClipStepSizeController)
-    inner = controller.controller if clipped else controller
-    floor = inner.dtmin if isinstance(inner, FloorController) else None
-    pid = inner.controller if isinstance(inner, FloorController) else inner
-    value = lambda v: None if v is None else float(v)  # noqa: E731
-    return {
-        "rtol": value(getattr(pid, "rtol", None)),
-        "atol": value(getattr(pid, "atol", None)),
-        "dtmin": value(floor),
-    }
-
-
 _TERM = diffrax.ODETerm(lambda t, y, args: args.velocity(y))
 
 
