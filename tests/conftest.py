@@ -1,11 +1,13 @@
 """Test configuration: float64 everywhere, a bounded Hypothesis profile."""
 
+import gc
 import os
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -77,3 +79,14 @@ if _CPU_LOG:
         cpu, wall = _cpu_seconds() - cpu, time.perf_counter() - wall
         with open(_CPU_LOG, "a") as log:
             log.write(f"{item.nodeid}\t{cpu:.2f}\t{wall:.2f}\n")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Drop every compiled program after each test module (``jax.clear_caches``): a worker of
+    ``pytest -n 2`` otherwise holds every program the suite compiled (5–6 GB by the end), and
+    twice on 2026-12-06 a worker crashed with a segmentation fault inside XLA's compiler late in
+    the run (not reproduced alone). Modules share few programs, so little is compiled twice."""
+    yield
+    jax.clear_caches()
+    gc.collect()
