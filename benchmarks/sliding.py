@@ -38,11 +38,17 @@ import os
 import platform
 import time
 
-import diffrax
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
+# one thread per process, for every peer alike: on a shared machine XLA's and LAPACK's thread
+# pools spin, and a 256×256 Cholesky took 0.5 ms or 170 ms from one call to the next
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import diffrax  # noqa: E402
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -52,6 +58,7 @@ from gradflow.diffrax_ext import (  # noqa: E402
     FloorController,
     ProjectedSolver,
     SlidingSolver,
+    _sliding,  # noqa: E402
     sliding_record,
     sliding_stats,
     sliding_velocity,
@@ -74,34 +81,64 @@ def _controller(rtol, atol, dtmin=1e-4):
     return pid if dtmin is None else FloorController(pid, dtmin)
 
 
-def _run(problem, solver, t1, controller, dt0=1e-3, max_steps=5_000_000):
+def _run(problem, solver, t1, controller, dt0=1e-3, max_steps=5_000_000, budget_s=None, pieces=20):
+    """Integrate ``[0, t1]`` in ``pieces`` equal intervals (one compiled solve, chained through
+    the solver state and ``made_jump``; each interval after the first starts at the previous
+    one's mean step), stopping after the interval in which ``budget_s`` seconds ran out:
+    ``t_reached`` says how far it got. Seconds exclude the compilation."""
     solver = ProjectedSolver(solver, problem.parametrization)
+    term = _term()
 
     @eqx.filter_jit
-    def go(y0, t1):
+    def go(y0, t0, t1, dt0, state, jump):
         sol = diffrax.diffeqsolve(
-            _term(),
+            term,
             solver,
-            0.0,
+            t0,
             t1,
             dt0,
             y0,
             args=problem,
             stepsize_controller=controller,
-            saveat=diffrax.SaveAt(t1=True, solver_state=True),
+            saveat=diffrax.SaveAt(t1=True, solver_state=True, made_jump=True),
             max_steps=max_steps,
             throw=False,
+            solver_state=state,
+            made_jump=jump,
         )
-        return jax.tree.map(lambda a: a[-1], sol.ys), sol.stats, sol.solver_state, sol.result
+        y = jax.tree.map(lambda a: a[-1], sol.ys)
+        return y, sol.ts[-1], sol.stats, sol.solver_state, sol.made_jump, sol.result
 
-    y0 = problem.initial_state()
-    jax.block_until_ready(go(y0, 1e-3 if dt0 is None else 2 * dt0))  # compile
-    start = time.perf_counter()
-    y, stats, state, result = jax.block_until_ready(go(y0, t1))
-    wall = time.perf_counter() - start
-    out = {k: int(v) for k, v in stats.items() if k.startswith("num")}
+    y = problem.initial_state()
+    dtype = jnp.result_type(*jax.tree.leaves(y))
+    f = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    state = solver.init(term, f(0.0), f(t1), y, problem)
+    jump = jnp.asarray(False)
+    jax.block_until_ready(go(y, f(0.0), f(2 * dt0), f(dt0), state, jump))  # compile
+    edges = np.linspace(
+        0.0, t1, (1 if isinstance(controller, diffrax.ConstantStepSize) else pieces) + 1
+    )
+    out = {"num_steps": 0, "num_accepted_steps": 0, "num_rejected_steps": 0}
+    wall, t_reached, ok, h = 0.0, 0.0, True, dt0
+    for a, b in zip(edges[:-1], edges[1:]):
+        start = time.perf_counter()
+        y, t_end, stats, state, jump, result = jax.block_until_ready(
+            go(y, f(a), f(b), f(h), state, jump)
+        )
+        wall += time.perf_counter() - start
+        for k in out:
+            out[k] += int(stats[k])
+        t_reached = float(t_end)
+        print(f"  t = {t_reached:g}: {out['num_steps']} steps, {wall:.1f} s", flush=True)
+        ok = ok and bool(result == diffrax.RESULTS.successful)
+        if not ok or (budget_s is not None and wall > budget_s and b < t1):
+            break
+        if not isinstance(controller, diffrax.ConstantStepSize):
+            h = (b - a) / max(int(stats["num_accepted_steps"]), 1)
     out["wall_s"] = wall
-    out["ok"] = bool(result == diffrax.RESULTS.successful)
+    out["ok"] = ok
+    out["t_reached"] = t_reached
+    out["finished"] = ok and t_reached >= t1 * (1 - 1e-12)
     record = sliding_record(state)
     if record is not None:
         out.update(sliding_stats(record))
@@ -177,13 +214,11 @@ def _shares(problem, y, solver):
     state = solver.init(_term(), 0.0, 1.0, y, problem)
     model, x = problem.model, problem.x_train
 
-    def events(y):
-        z = jax.vmap(
-            lambda xn: jnp.concatenate(
-                [jnp.ravel(a) for a in model.pre_activations(problem.network_weights(y), xn)]
-            )
-        )(x)
-        return jax.lax.top_k(-jnp.abs(jnp.ravel(z)), min(solver.capacity, z.size))
+    def events(y):  # the solver's per-step pass: every pre-activation, then the selection
+        flat = jnp.ravel(_sliding.forward(model, problem.network_weights(y), x)[1])
+        near = jnp.abs(flat) <= solver.surface_tol * jnp.sqrt(jnp.mean(flat**2))
+        none = jnp.zeros_like(near)
+        return _sliding._select(near, none, flat, min(solver.capacity, flat.size))
 
     def sliding(y):
         v0 = problem.velocity(y)
@@ -219,10 +254,22 @@ def main():
     ap.add_argument(
         "--peers", nargs="+", default=["slide-heun", "slide-rkc2", "heun", "tsit5", "gd"]
     )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("REF", "SLIDE", "OTHER"),
+        help="wall seconds for the reference (and as much again, halved, for its 10x looser "
+        "twin), for each sliding peer and for each other peer; a run out of budget stops at "
+        "the end of one of 20 intervals and reports how far it got",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     t1 = args.t1 or 10 / args.lam
     problem = _problem(args.n, args.widths, args.lam, args.norm)
+    budget_ref, budget_slide, budget_other = args.budget or (None, None, None)
+    path = args.out or f"benchmarks/results/sliding_{args.norm}_{args.lam:g}.json"
     result = {
         "config": {
             "n": args.n,
@@ -232,32 +279,39 @@ def main():
             "t1": t1,
             "lam_t1": args.lam * t1,
             "capacity": args.capacity,
+            "budget_s": args.budget,
+            "threads": "1 per process (XLA_FLAGS, OPENBLAS_NUM_THREADS)",
         },
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpus": os.cpu_count(),
-            "loadavg": os.getloadavg(),
+            "loadavg_start": os.getloadavg(),
         },
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "peers": {},
     }
     slide = lambda inner: SlidingSolver(inner, capacity=args.capacity)  # noqa: E731
     tight, looser = args.ref_rtol, 10 * args.ref_rtol
-    y_ref, ref_run = _run(problem, slide(diffrax.Heun()), t1, _controller(tight, tight, 1e-6))
-    y_ref7, ref7_run = _run(problem, slide(diffrax.Heun()), t1, _controller(looser, looser, 1e-6))
-    ref = _observables(problem, y_ref)
-    result["reference"] = {
-        "run": ref_run,
-        "rtol": tight,
-        "run_10x_rtol": ref7_run,
-        "self_consistency": _errors(_observables(problem, y_ref7), ref),
-        **{k: v for k, v in ref.items() if k != "weights"},
-    }
-    print(json.dumps(result["reference"], default=float, indent=1), flush=True)
+    default = _controller(1e-4, 1e-6)
+    finals = {}
+    # the reference, and its twin at ten times its tolerance (skipped when that is the
+    # default tolerance: the twin is then the slide-heun peer itself)
+    y_ref, ref_run = _run(
+        problem, slide(diffrax.Heun()), t1, _controller(tight, tight, 1e-6), budget_s=budget_ref
+    )
+    result["reference"] = {"run": ref_run, "rtol": tight}
+    if looser < 1e-4:
+        half = None if budget_ref is None else budget_ref / 2
+        y_loose, loose_run = _run(
+            problem, slide(diffrax.Heun()), t1, _controller(looser, looser, 1e-6), budget_s=half
+        )
+        result["reference"]["run_10x_rtol"] = loose_run
+        finals["reference_10x"] = (y_loose, loose_run)
+    print("reference", json.dumps(ref_run, default=float), flush=True)
+    _write(path, result)
     lam_max = max(_lambda_max(problem, problem.initial_state()), _lambda_max(problem, y_ref))
     result["lambda_max"] = lam_max
-    default = _controller(1e-4, 1e-6)
     for name in args.peers:
         if name == "gd":
             for c in (0.95, 0.8, 0.6, 0.4):
@@ -270,8 +324,7 @@ def main():
                     dt0=dt,
                     max_steps=int(t1 / dt) + 10,
                 )
-                obs = _observables(problem, y)
-                if np.isfinite(obs["data_loss"]) and out["ok"]:
+                if np.isfinite(float(problem.data_loss(y))) and out["ok"]:
                     out["dt"] = dt
                     break
         else:
@@ -281,13 +334,27 @@ def main():
                 "slide-heun": slide(diffrax.Heun()),
                 "slide-rkc2": slide(RKC2()),
             }[name]
-            y, out = _run(problem, inner, t1, default)
-            obs = _observables(problem, y)
+            budget = budget_slide if name.startswith("slide") else budget_other
+            y, out = _run(problem, inner, t1, default, budget_s=budget)
         out["evaluations"] = _evaluations(name, out)
-        out["errors"] = _errors(obs, ref)
+        finals[name] = (y, out)
         result["peers"][name] = out
         print(name, json.dumps(out, default=float), flush=True)
-    path = args.out or f"benchmarks/results/sliding_{args.norm}_{args.lam:g}.json"
+        _write(path, result)
+    if "reference_10x" not in finals and "slide-heun" in finals:
+        finals["reference_10x"] = finals["slide-heun"]
+        result["reference"]["run_10x_rtol"] = "the slide-heun peer (rtol 1e-4)"
+    ref = _observables(problem, y_ref) if ref_run["finished"] else None
+    if ref is not None:
+        result["reference"].update({k: v for k, v in ref.items() if k != "weights"})
+        if finals.get("reference_10x", (None, {"finished": False}))[1]["finished"]:
+            loose = _observables(problem, finals["reference_10x"][0])
+            result["reference"]["self_consistency"] = _errors(loose, ref)
+        for name, (y, out) in finals.items():
+            if name in result["peers"] and out["finished"]:
+                out["errors"] = _errors(_observables(problem, y), ref)
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    print(json.dumps(result["reference"], default=float), flush=True)
     _write(path, result)  # before the timing below, so that the runs are kept if it fails
     result["shares"] = _shares(problem, y_ref, slide(diffrax.Heun()))
     print(json.dumps(result["shares"]), flush=True)

@@ -437,10 +437,7 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
         # join: crossed zero in this step, not already held
         held = jnp.zeros(flat.shape, bool).at[s.rows].set(keep)
         crossed = jnp.reshape(positive != s.positive, (-1,)) & ~held
-        score = jnp.where(held, jnp.inf, jnp.where(crossed, -jnp.abs(flat), -jnp.inf))
-        top, rows = jax.lax.top_k(score, min(self.capacity, flat.size))
-        mask = top > -jnp.inf
-        rows = rows.astype(jnp.int32)
+        rows, mask = _select(held, crossed, flat, min(self.capacity, flat.size))
         size = jnp.sum(mask).astype(jnp.int32)
         n_keep = jnp.sum(keep).astype(jnp.int32)
         n_cross = jnp.sum(crossed).astype(jnp.int32)
@@ -467,6 +464,24 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
             record,
         )
         return y1, y_error, dense, state, result
+
+
+def _select(held, crossed, flat, capacity: int):
+    """``(rows, mask)``: the entries ``held`` and then those ``crossed`` nearest to zero, at
+    most ``capacity``. When all fit (the usual case) in index order by a prefix sum, which
+    costs ``O(N Z)``; only on overflow by ``top_k`` (a sort on CPU, 20–50× a gradient here)."""
+    candidate = held | crossed
+
+    def fits(_):
+        (rows,) = jnp.nonzero(candidate, size=capacity, fill_value=0)
+        return rows.astype(jnp.int32), jnp.arange(capacity) < jnp.sum(candidate)
+
+    def overflow(_):
+        score = jnp.where(held, jnp.inf, jnp.where(crossed, -jnp.abs(flat), -jnp.inf))
+        top, rows = jax.lax.top_k(score, capacity)
+        return rows.astype(jnp.int32), top > -jnp.inf
+
+    return jax.lax.cond(jnp.sum(candidate) <= capacity, fits, overflow, None)
 
 
 def sliding_record(solver_state) -> SlidingRecord | None:
