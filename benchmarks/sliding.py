@@ -58,7 +58,6 @@ from gradflow.diffrax_ext import (  # noqa: E402
     FloorController,
     ProjectedSolver,
     SlidingSolver,
-    _sliding,  # noqa: E402
     sliding_record,
     sliding_stats,
     sliding_velocity,
@@ -219,11 +218,16 @@ def _shares(problem, y, solver):
     state = solver.init(_term(), 0.0, 1.0, y, problem)
     model, x = problem.model, problem.x_train
 
-    def events(y):  # the solver's per-step pass: every pre-activation, then the selection
-        flat = jnp.ravel(_sliding.forward(model, problem.network_weights(y), x)[1])
+    def events(y):  # as the solver's per-step pass: every pre-activation, then S by a prefix
+        # sum (the solver's batched forward pass is private; this vmaps the public one)
+        z = jax.vmap(
+            lambda xn: jnp.concatenate(
+                [jnp.ravel(a) for a in model.pre_activations(problem.network_weights(y), xn)]
+            )
+        )(x)
+        flat = jnp.ravel(z)
         near = jnp.abs(flat) <= solver.surface_tol * jnp.sqrt(jnp.mean(flat**2))
-        none = jnp.zeros_like(near)
-        return _sliding._select(near, none, flat, min(solver.capacity, flat.size))
+        return jnp.nonzero(near, size=min(solver.capacity, flat.size), fill_value=0)[0]
 
     def sliding(y):
         v0 = problem.velocity(y)

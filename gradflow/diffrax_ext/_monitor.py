@@ -11,10 +11,11 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 
+from ._delegating import AbstractDelegatingSolver
 from ._spectral import SpectralRecord, power_iteration, start_vector
 
 
-class SpectralMonitor(diffrax.AbstractWrappedSolver):
+class SpectralMonitor(AbstractDelegatingSolver, diffrax.AbstractWrappedSolver):
     """``solver``, with the spectral radius estimated at the start of every step and recorded
     in a :class:`SpectralRecord` (``1 + 2·iterations`` extra gradient evaluations per step with
     the two-sided difference, counted in the record, not in the solver's own work). Diagnostic
@@ -27,26 +28,6 @@ class SpectralMonitor(diffrax.AbstractWrappedSolver):
     init_iterations: int = eqx.field(static=True, default=20)
     two_sided: bool = eqx.field(static=True, default=True)
     threshold: float = 0.5
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
     def init(self, terms, t0, t1, y0, args):
         vf = lambda y: terms.vf(t0, y, args)  # noqa: E731

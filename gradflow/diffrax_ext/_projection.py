@@ -11,25 +11,14 @@ from __future__ import annotations
 import diffrax
 
 from .._parametrization import AbstractParametrization
+from ._delegating import AbstractDelegatingSolver
 
 
-class ProjectedSolver(diffrax.AbstractWrappedSolver):
+class ProjectedSolver(AbstractDelegatingSolver, diffrax.AbstractWrappedSolver):
     """``solver``, followed by ``parametrization.project`` on every step's result."""
 
     solver: diffrax.AbstractSolver
     parametrization: AbstractParametrization
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
 
     @property
     def root_finder(self):
@@ -39,15 +28,6 @@ class ProjectedSolver(diffrax.AbstractWrappedSolver):
     @property
     def root_find_max_steps(self):
         return self.solver.root_find_max_steps
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
         return self.solver.init(terms, t0, t1, y0, args)
@@ -60,9 +40,6 @@ class ProjectedSolver(diffrax.AbstractWrappedSolver):
         if "y1" in dense_info:
             dense_info = dict(dense_info, y1=y1)
         return y1, y_error, dense_info, solver_state, result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
 
 class ItoProjectedSolver(ProjectedSolver, diffrax.AbstractItoSolver):

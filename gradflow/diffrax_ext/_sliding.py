@@ -39,35 +39,12 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Bool, Int, Real
 
 from .. import _loss
-from ..models import MLP, LocalCNN
-
-
-def forward(model, weights, x, extra=None):
-    """``(F, z)``: the outputs ``(N, C)`` and the pre-activations ``(N, Z)`` of a ReLU MLP or a
-    LocalCNN, each sample's hidden layers flattened and concatenated (entry ``n Z + j``);
-    ``extra`` ``(N, Z)`` is added to the post-activations (its gradient is the back-propagated
-    signal ``∂L/∂h``). The numbering of ``gradflow.analysis`` (which imports the dynamics, and
-    so this package: it cannot be imported here)."""
-    cnn = isinstance(model, LocalCNN)
-    if not (cnn or (isinstance(model, MLP) and model.activation == "relu")):
-        raise NotImplementedError(f"{type(model).__name__} has no ReLU switching surfaces")
-    n = x.shape[0]
-    h = jnp.reshape(x, (n, *model.in_shape)) if cnn else jnp.reshape(x, (n, -1))
-    zs, start = [], 0
-    for k, w in enumerate(weights[:-1]):
-        z = model.conv_layer(k, w, h) if cnn else h @ w.T
-        size = int(np.prod(z.shape[1:]))
-        zs.append(jnp.reshape(z, (n, size)))
-        h = jax.nn.relu(z)
-        if extra is not None:
-            h = h + jnp.reshape(extra[:, start : start + size], z.shape)
-        start += size
-    out = model.apply_last_batch(weights[-1], jnp.reshape(h, (n, -1)))
-    return out, jnp.concatenate(zs, axis=1)
+from .._switching import forward
+from ..models import MLP
+from ._delegating import AbstractDelegatingSolver
 
 
 class SlidingRecord(eqx.Module):
@@ -264,7 +241,7 @@ def _metric_rows(problem, y, rows):
 
 
 def _dense_system(problem, y, v0, rows, weights, w_state, w_dot):
-    """As :func:`_mlp_system`, for any network of :mod:`gradflow.analysis._switching`: dense
+    """As :func:`_mlp_system`, for any network of :mod:`gradflow._switching`: dense
     rows ``∇_W z_i`` (``|S| × P``) and ``K = C (J_W P J_Wᵀ C)ᵀ`` (``|S|² P`` flops)."""
     m = rows.shape[0]
     z, grads, g = _row_parts(problem, weights, rows)
@@ -345,7 +322,7 @@ class _SlidingTerm(diffrax.AbstractTerm):
         return self.term.prod(vf, control)
 
 
-class SlidingSolver(diffrax.AbstractAdaptiveSolver):
+class SlidingSolver(AbstractDelegatingSolver, diffrax.AbstractAdaptiveSolver):
     """``solver`` (any explicit Diffrax solver: Heun, Tsit5, :class:`RKC2`, …) integrating the
     sliding (Filippov) field of a ReLU flow instead of the raw gradient (module docstring).
 
@@ -380,21 +357,7 @@ class SlidingSolver(diffrax.AbstractAdaptiveSolver):
     gain: float = 0.5
     factored: bool = eqx.field(static=True, default=True)
 
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def func(self, terms, t0, y0, args):
+    def func(self, terms, t0, y0, args):  # the raw velocity: the first step's size guess
         return terms.vf(t0, y0, args)
 
     def _pre_activations(self, problem, y):

@@ -22,7 +22,7 @@ import numpy as np
 from .._observables import observe, resolve
 from .._observables import saveat as observation_saveat
 from .._validate import Shown, bad_value
-from ..diffrax_ext import FloorState, SpectralRecord
+from ..diffrax_ext import FloorState, SpectralRecord, sliding_record, sliding_stats
 from ._driver import AbstractDynamics
 
 #: The most save points any run may have, whatever the limits (``--no-limits`` included):
@@ -143,7 +143,9 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
     the last step), ``stats`` (Diffrax's), ``success``, ``max_steps_reached`` (booleans),
     ``t_end``, ``num_floor_steps`` / ``num_floor_rejections`` (zero without a floor), and
     ``spectral``: the solver's :class:`gradflow.diffrax_ext.SpectralRecord` (RKC2, or a
-    :class:`gradflow.diffrax_ext.SpectralMonitor`), else ``None``.
+    :class:`gradflow.diffrax_ext.SpectralMonitor`), else ``None``; ``sliding``: the
+    :class:`gradflow.diffrax_ext.SlidingRecord` of a :class:`gradflow.diffrax_ext.SlidingSolver`
+    (its ``sliding_*`` counts go into the run's stats), else ``None``.
     """
     saveat = observation_saveat(grid, groups)
     saveat = diffrax.SaveAt(subs=saveat.subs, controller_state=True, solver_state=True)
@@ -167,8 +169,7 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
         for s in jax.tree.leaves(sol.controller_state, is_leaf=lambda s: isinstance(s, FloorState))
         if isinstance(s, FloorState)
     ]
-    is_record = lambda s: isinstance(s, SpectralRecord)  # noqa: E731
-    records = [s for s in jax.tree.leaves(sol.solver_state, is_leaf=is_record) if is_record(s)]
+    records = _records(sol.solver_state, SpectralRecord)
     zero = jnp.zeros((), jnp.int32)
     return {
         "t": saved_t,
@@ -181,7 +182,14 @@ def solve(term, solver, t0, t1, dt0, y0, problem, grid, controller, max_steps, g
         "num_floor_steps": floors[0].num_forced if floors else zero,
         "num_floor_rejections": floors[0].num_refused if floors else zero,
         "spectral": records[0] if records else None,
+        "sliding": sliding_record(sol.solver_state),
     }
+
+
+def _records(solver_state, cls) -> list:
+    """The records of type ``cls`` inside a (wrapped) solver state."""
+    is_record = lambda s: isinstance(s, cls)  # noqa: E731
+    return [s for s in jax.tree.leaves(solver_state, is_leaf=is_record) if is_record(s)]
 
 
 def run_stats(raw: dict, *, seeded: bool = False) -> dict:
@@ -203,7 +211,7 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
         status = "max_steps"
     else:
         status = "failed"  # another Diffrax failure (RESULTS.failed)
-    return {
+    out = {
         "num_steps": per(s["num_steps"]),
         "num_accepted_steps": per(s["num_accepted_steps"]),
         "num_rejected_steps": per(s["num_rejected_steps"]),
@@ -214,6 +222,9 @@ def run_stats(raw: dict, *, seeded: bool = False) -> dict:
             [float(x) for x in np.ravel(raw["t_end"])] if seeded else float(raw["t_end"])
         ),
     }
+    if raw.get("sliding") is not None and not seeded:  # a SlidingSolver's events
+        out.update(sliding_stats(raw["sliding"]))
+    return out
 
 
 # ---- segmented runs: interruption, checkpoints, resume (see _checkpoint.py) ---------------
@@ -430,8 +441,8 @@ def assemble(carry, obs: dict, seeded: bool) -> dict:
         for s in jax.tree.leaves(carry["controller_state"], is_leaf=_is_floor)
         if isinstance(s, FloorState)
     ]
-    is_record = lambda s: isinstance(s, SpectralRecord)  # noqa: E731
-    records = [s for s in jax.tree.leaves(carry["solver_state"], is_leaf=is_record) if is_record(s)]
+    records = _records(carry["solver_state"], SpectralRecord)
+    sliding = sliding_record(carry["solver_state"])
     zero = np.zeros((), np.int32)
     success = take("__success")[..., 1:]
     max_reached = take("__max_steps")[..., 1:]
@@ -446,6 +457,7 @@ def assemble(carry, obs: dict, seeded: bool) -> dict:
         "num_floor_steps": np.asarray(floors[0].num_forced) if floors else zero,
         "num_floor_rejections": np.asarray(floors[0].num_refused) if floors else zero,
         "spectral": jax.device_get(records[0]) if records else None,
+        "sliding": None if sliding is None else jax.device_get(sliding),
     }
 
 
