@@ -160,7 +160,7 @@ def _evaluations(name, out):
     steps = out["num_steps"]
     if name in ("heun", "slide-heun"):
         return 2 * steps  # Heun is not FSAL: a reset costs nothing extra
-    if name == "tsit5":
+    if name in ("tsit5", "tsit5-1e-6"):
         return 6 * steps + 1
     if name == "gd":
         return steps
@@ -326,16 +326,26 @@ def main():
             inner = {
                 "heun": diffrax.Heun(),
                 "tsit5": diffrax.Tsit5(),
+                "tsit5-1e-6": diffrax.Tsit5(),
                 "slide-heun": slide(diffrax.Heun()),
                 "slide-rkc2": slide(RKC2()),
             }[name]
             budget = budget_slide if name.startswith("slide") else budget_other
-            y, out = _run(problem, inner, t1, default, budget_s=budget)
+            ctrl = _controller(1e-6, 1e-8) if name == "tsit5-1e-6" else default
+            y, out = _run(problem, inner, t1, ctrl, budget_s=budget)
         out["evaluations"] = _evaluations(name, out)
+        obs = _observables(problem, y)
+        out["observables"] = {k: v for k, v in obs.items() if k != "weights"}
         finals[name] = (y, out)
         result["peers"][name] = out
         print(name, json.dumps(out, default=float), flush=True)
         _write(path, result)
+    # the differences between the peers that reached t1, pairwise (errors need no reference)
+    done = {k: _observables(problem, y) for k, (y, o) in finals.items() if o["finished"]}
+    result["pairwise"] = {a: {b: _errors(done[a], done[b]) for b in done if b != a} for a in done}
+    _write(path, result)
+    if budget_ref == 0:  # --budget 0 ...: no reference
+        return
     # the reference, and its twin at ten times its tolerance (skipped when that is the
     # default tolerance: the twin is then the slide-heun peer itself)
     y_ref, ref_run = _run(
