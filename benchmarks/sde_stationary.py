@@ -52,7 +52,7 @@ from gradflow.models import DeepLinear
 from gradflow.testing import linreg_stationary_covariance
 
 jax.config.update("jax_enable_x64", True)
-gf.register_observable(
+FIRST_W = gf.Observable(
     "_bench_w", lambda p, s: {"w": p.to_weights(s)[0].ravel()}, {"w": ("param",)}
 )
 
@@ -90,7 +90,7 @@ def compare(per, exact):
 
 
 def run(name, p, key, seeds, t1, dt0=None):
-    kw = dict(t1=t1, save_every=0.5, seeds=seeds, observables=("_bench_w",), key=key)
+    kw = dict(t1=t1, save_every=0.5, seeds=seeds, observables=(FIRST_W,), key=key)
     noise = gf.SGDNoise(ETA, B, "with-replacement")
     if name == "sgd":
         return gf.sgd(p, lr=ETA, batch_size=B, sampling="with-replacement", **kw)

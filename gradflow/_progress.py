@@ -268,6 +268,17 @@ def batch_meter():
     return _BatchMeter(minimum_increase=0.01)
 
 
+def is_batch_meter(meter) -> bool:
+    """Whether ``meter`` is a :func:`batch_meter` (a compiled call then reports to
+    :func:`receiving` through :func:`tell_fraction`)."""
+    return isinstance(meter, _BatchMeter)
+
+
+def tell_fraction(fraction) -> None:
+    """Host side of a compiled call's report: the fraction done, to :func:`receiving`."""
+    _tell(float(np.asarray(fraction).reshape(())))
+
+
 def with_batch_meter(plan):
     """``plan`` (of ``gf.flow``) with :func:`batch_meter` as its progress meter."""
     args = tuple(

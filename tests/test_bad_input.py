@@ -170,7 +170,7 @@ def _sgd(**kw):
 
 def _failed(lr, status):
     """A GD run that failed (lr far beyond 2/λ_max ≈ 0.03), returned, not raised."""
-    traj = gf.sgd(_p(), lr=lr, batch_size=16, steps=50, key=KEY, on_failure="return")
+    traj = gf.sgd(_p(), lr=lr, batch_size=16, steps=50, key=KEY, throw=False)
     assert traj.stats["status"] == status
     return traj
 

@@ -174,7 +174,7 @@ def test_a_solve_that_ends_worse_than_its_start_returns_the_start(monkeypatch, s
 
 def test_equilibrium_refuses_a_run_that_stopped_at_max_steps():
     problem = _problem()
-    tr = gf.flow(problem, t1=10.0, max_steps=4, on_failure="return")
+    tr = gf.flow(problem, t1=10.0, max_steps=4, throw=False)
     assert tr.stats["status"] == "max_steps"
     with pytest.raises(ValueError, match=r"equilibrium: state=<a Trajectory with status "):
         gf.equilibrium(problem, tr)

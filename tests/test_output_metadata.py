@@ -13,7 +13,7 @@ import xarray as xr
 
 import gradflow as gf
 from gradflow._cli import main
-from gradflow._observables import GROUPS, observe
+from gradflow._observables import GROUPS, described, observe
 from gradflow._variables import VARIABLES, annotate, meta, plain_names
 from gradflow.models import DeepLinear, MLP
 from tiny_scenario import scenario_text
@@ -186,25 +186,22 @@ def test_the_docs_list_every_variable():
     assert not missing, f"add {sorted(missing)} to the table of docs/output.md"
 
 
-def test_a_registered_group_passes_its_meta_or_is_marked_unknown():
+def test_an_observable_passes_its_meta_or_is_marked_unknown():
     def fn(problem, state):
         return {}
 
-    try:
-        described = {"_t27_norm": {"long_name": "‖W‖", "units": "1"}}
-        gf.register_observable("_t27", fn, meta=described)
-        gf.register_observable("_t27b", fn)
-        assert meta("_t27_norm") == {"long_name": "‖W‖", "units": "1"}
-        assert meta("sgd___t27_other") == {
-            "long_name": "_t27_other",
-            "units": "unknown",
-            "run": "sgd",
-        }
-        with pytest.raises(ValueError, match="meta="):
-            gf.register_observable("_t27c", fn, meta={"x": "not a dict"})
-    finally:
-        GROUPS.pop("_t27", None)
-        GROUPS.pop("_t27b", None)
+    norm_meta = {"_t27_norm": {"long_name": "‖W‖", "units": "1"}}
+    described_group = gf.Observable("_t27", fn, meta=norm_meta)
+    extra = described((described_group, gf.Observable("_t27b", fn), "rank"))
+    assert meta("_t27_norm", extra) == {"long_name": "‖W‖", "units": "1"}
+    assert meta("sgd___t27_other", extra) == {
+        "long_name": "_t27_other",
+        "units": "unknown",
+        "run": "sgd",
+    }
+    assert meta("_t27_norm") == {"long_name": "_t27_norm", "units": "unknown"}  # not a global
+    with pytest.raises(ValueError, match="meta="):
+        gf.Observable("_t27c", fn, meta={"x": "not a dict"})
 
 
 def test_plain_names_fall_back_to_the_key_where_ambiguous():

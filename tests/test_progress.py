@@ -74,10 +74,10 @@ def test_quiet_and_a_long_interval_print_nothing(tmp_path):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
-def _problem():
+def _problem(weight_decay=0.01):
     data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=0)
     net = MLP(3, [4], 1, init_scale=0.5, key=jax.random.PRNGKey(0))
-    return gf.Problem(net, data, weight_decay=0.01, normalization="lm-last")
+    return gf.Problem(net, data, weight_decay=weight_decay, normalization="lm-last")
 
 
 @pytest.mark.parametrize("dynamics", ["flow", "sde", "sgd"])
@@ -116,3 +116,20 @@ def test_the_eta_extrapolates_the_measured_rate():
     assert 6.5 < p.eta() < 7.5  # 7 units of t left
     p.close()
     assert "ETA 0:00:07" in out.getvalue() and "ended after" in out.getvalue()
+
+
+def test_a_batched_flow_group_reports_the_fraction_of_its_intervals_once_per_interval():
+    """A sweep's flows in ONE vmapped call tell the receiver after each save interval (the
+    interval counter is not batched: one report per interval, not one per member)."""
+    from gradflow._progress import receiving, with_batch_meter
+    from gradflow.dynamics._batch import plan, run_plans
+
+    plans = [
+        with_batch_meter(plan(gf.flow, _problem(lam), t1=1.0, save_every=0.25))
+        for lam in (0.0, 0.01, 0.02)
+    ]
+    told: list[float] = []
+    with receiving(told.append):
+        trajs = run_plans(plans)
+    assert all(t.stats["status"] == "success" for t in trajs)
+    assert told == [0.25, 0.5, 0.75, 1.0]

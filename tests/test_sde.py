@@ -24,7 +24,9 @@ from gradflow.testing import linreg_stationary_covariance
 
 NORMS = ("none", "lm-all", "lm-last", "wn")
 
-gf.register_observable("_test_w", lambda p, s: {"w": p.to_weights(s)[0].ravel()}, {"w": ("param",)})
+FIRST_W = gf.Observable(
+    "_test_w", lambda p, s: {"w": p.to_weights(s)[0].ravel()}, {"w": ("param",)}
+)
 
 
 def _small_problem(normalization="none", lam=0.1, n=7, seed=0):
@@ -192,7 +194,7 @@ def test_bad_input_is_named():
     with pytest.raises(RuntimeError, match=r"loss stopped being finite by t=.*2/λ_max = "):
         gf.flow(p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0)
     tr = gf.flow(
-        p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0, on_max_steps="truncate"
+        p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0, throw=False
     )
     assert tr.stats["status"] == "diverged" and not np.isfinite(tr["loss"][-1])
 
@@ -264,7 +266,7 @@ def test_stationary_covariance_solves_the_lyapunov_equation():
     exact_sgd, _ = linreg_stationary_covariance(x, y, eta, c, step=eta)
     exact_em, _ = linreg_stationary_covariance(x, y, eta, c, step=eta / 4)
     np.testing.assert_allclose(w_ls, wstar, rtol=1e-12)
-    kw = dict(t1=36.0, save_every=0.5, seeds=1024, observables=("_test_w",))
+    kw = dict(t1=36.0, save_every=0.5, seeds=1024, observables=(FIRST_W,))
     runs = {
         "sgd": (
             gf.sgd(

@@ -371,7 +371,7 @@ def test_divergence_raises_with_step_loss_and_stable_lr():
     assert partial.stats["status"] == "diverged" and partial.stats["diverged_at_step"] == step
     assert partial.t[-1] <= step * lr + 1e-12 and partial.t[-1] < steps * lr
     assert np.all(np.isfinite(partial["loss"][:-1]))
-    # on_divergence="return" gives the same partial trajectory without raising
+    # throw=False gives the same partial trajectory without raising
     tr = gf.sgd(
         p,
         lr=lr,
@@ -379,7 +379,7 @@ def test_divergence_raises_with_step_loss_and_stable_lr():
         steps=steps,
         save_every=lr,
         key=jax.random.PRNGKey(0),
-        on_divergence="return",
+        throw=False,
     )
     assert tr.stats["status"] == "diverged"
     np.testing.assert_array_equal(tr.t, partial.t)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._progress import for_run
+from .._progress import for_run, is_batch_meter, tell_fraction
 from . import _blocks, _checkpoint
 from ._failure import blown_up
 
@@ -44,6 +44,11 @@ class AbstractDynamics(eqx.Module):
     #: An ensemble of seeds stops when one of them fails (Diffrax), or runs on (SGD: a
     #: diverged seed freezes and is reported).
     ensemble_stops = True
+    #: Whether ``advance`` itself holds the state of a run that failed (SGD: every step
+    #: after a non-finite one is rejected) and the run has no step budget, so that
+    #: :func:`whole` need not hold the carry of a stopped member (on a small network that
+    #: masking is a measurable share of each save interval).
+    holds_after_failure = False
     #: The name in error messages.
     where = "simulate"
 
@@ -228,28 +233,37 @@ def _info(total: int, ok: bool, last: bool, max_steps: int) -> dict:
     }
 
 
-def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps):
+def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps, meter=None):
     """The whole run as ONE traceable call (what a sweep ``vmap``s): ``init``, then every
     save interval's ``advance`` to its end (``allowed=None``) in a ``scan`` — the direct
     call's steps without its pauses, so the same values. A member that fails (or exhausts
-    ``max_steps``) keeps its carry from then on; the scan's loop and SGD's step bounds do not
+    ``max_steps``) keeps its carry from then on (held here, or by its own ``advance`` where
+    the dynamics says so: ``holds_after_failure``); the scan's loop and SGD's step bounds do not
     depend on traced values, so under ``vmap`` they stay unbatched loops. Returns ``(carry,
     obs0, records, done, steps, ok)`` (records: one per interval along the time axis, the
-    first ``done`` valid); :func:`settle` reads it."""
+    first ``done`` valid); :func:`settle` reads it. ``meter``: a
+    :func:`gradflow._progress.batch_meter` is told the fraction of the intervals done after
+    each one (one host call per interval; its counter is not batched, so a ``vmap``ped sweep
+    reports once), anything else reports nothing."""
     carry, obs0 = _start(dynamics, problem, state0, keys, t0, t_next, groups, seeded)
     args, axis = (dynamics, problem, keys, groups, seeded), 1 if seeded else 0
     zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    intervals = jax.tree.leaves(xs)[0].shape[0]
 
     def body(state, x):
-        carry, total, go = state
+        carry, total, go, i = state
         x = jax.tree.map(lambda a: a[None], x)
         new, rec, steps, ok, _ = step(carry, args, x, None)
-        carry = jax.tree.map(lambda n, o: jnp.where(go, n, o), new, carry)
+        if not dynamics.holds_after_failure:
+            new = jax.tree.map(lambda n, o: jnp.where(go, n, o), new, carry)
+        carry = new
         total = total + jnp.where(go, jnp.asarray(steps, total.dtype), 0)
-        return (carry, total, go & ok & (total < max_steps)), (rec, go, ok)
+        if is_batch_meter(meter):
+            jax.debug.callback(tell_fraction, (i + 1) / intervals)
+        return (carry, total, go & ok & (total < max_steps), i + 1), (rec, go, ok)
 
-    state = (carry, zero, jnp.asarray(True))
-    (carry, total, _), (recs, computed, oks) = jax.lax.scan(body, state, xs)
+    state = (carry, zero, jnp.asarray(True), zero)
+    (carry, total, _, _), (recs, computed, oks) = jax.lax.scan(body, state, xs)
     # (interval, [seed,] 1, ...) -> ([seed,] interval, ...)
     recs = jax.tree.map(lambda r: jnp.moveaxis(jnp.squeeze(r, axis + 1), 0, axis), recs)
     done = jnp.sum(computed.astype(zero.dtype))

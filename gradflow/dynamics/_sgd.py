@@ -99,6 +99,7 @@ class SGD(AbstractDynamics):
     label: str = eqx.field(static=True, default="custom")
     nesterov: bool = eqx.field(static=True, default=False)
     ensemble_stops = False
+    holds_after_failure = True  # a step after a non-finite one keeps the state; no budget
     where = "sgd"
 
     def initial(self, problem, state):
@@ -128,7 +129,7 @@ class SGD(AbstractDynamics):
         else:
             lo = jnp.maximum(carry[-1], starts[0])
             hi = jnp.minimum(stops[0], lo + jnp.asarray(allowed, lo.dtype))
-        core, obs = _advance(problem, self, carry[:-1], key, lo[None], hi[None], groups)
+        core, obs = _advance(problem, self, carry[:-1], key, lo, hi, groups)
         return (*core, hi), obs, hi - lo, core[2] < 0, hi >= stops[0]
 
     @property
@@ -259,9 +260,9 @@ def _steps(t1, lr: float) -> int:
     return steps
 
 
-def _advance(problem, dyn, carry, key, starts, stops, groups):
-    """Steps ``starts[i] .. stops[i] - 1`` for each ``i`` in turn, observing after each block;
-    returns the carry and the observables (leading axis: the blocks)."""
+def _advance(problem, dyn, carry, key, start, stop, groups):
+    """Steps ``start .. stop - 1``, then the observables; returns the carry and the
+    observables (with a leading axis of length 1: one save)."""
     n = problem.x_train.shape[0]
     batch_size, sampling = dyn.batch_size, dyn.sampling
     per_epoch = n // batch_size
@@ -295,12 +296,8 @@ def _advance(problem, dyn, carry, key, starts, stops, groups):
         last_loss = jnp.where(ok, loss, last_loss)
         return state, opt_state, bad_step, last_loss, perm
 
-    def chunk(carry, bounds):
-        start, stop = bounds
-        carry = jax.lax.fori_loop(start, stop, one, carry)
-        return carry, observe(problem, carry[0], groups)
-
-    return jax.lax.scan(chunk, carry, (starts, stops))
+    carry = jax.lax.fori_loop(start, stop, one, carry)
+    return carry, jax.tree.map(lambda a: a[None], observe(problem, carry[0], groups))
 
 
 def sgd(

@@ -181,4 +181,5 @@ def _plan_of(problem, run, y0, throw, meter=None) -> Plan:
         meter = solve_meter(False) if meter is None else meter
         return Plan(core, (problem, y0, *args, groups, meter), finish, run.batch_key)
     args = (d, problem, y0, run.keys, run.xs, run.t0, run.t_next, groups, run.seeded)
-    return Plan(_driver.whole, (*args, run.max_steps), finish, run.batch_key)
+    meter = solve_meter(False) if meter is None else meter
+    return Plan(_driver.whole, (*args, run.max_steps, meter), finish, run.batch_key)
