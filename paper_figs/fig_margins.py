@@ -170,7 +170,9 @@ def predicted_residuals(problem, weights, lam: float, switching=(), alpha=()) ->
             {
                 "rank": int(keep.sum()),
                 "cond": float(sv[0] / sv[keep][-1]),
-                "defect": float(np.linalg.norm(lhs - rhs) / (np.linalg.norm(lhs) + np.linalg.norm(rhs))),
+                "defect": float(
+                    np.linalg.norm(lhs - rhs) / (np.linalg.norm(lhs) + np.linalg.norm(rhs))
+                ),
                 "gap": float(np.linalg.norm(pred - r) / np.linalg.norm(r)),
             }
         )
@@ -195,7 +197,11 @@ def certify(profile: str, sets: dict, res, log=print) -> dict:
     def ends(state) -> dict:
         obs = gf.observe(problem, state)
         m = np.asarray(gf.metrics.margins(problem.outputs(state) / obs["rho"], problem.y_train))
-        return {"margins": m.tolist(), "rho": float(obs["rho"]), "rho_k": np.asarray(obs["rho_k"]).tolist()}
+        return {
+            "margins": m.tolist(),
+            "rho": float(obs["rho"]),
+            "rho_k": np.asarray(obs["rho_k"]).tolist(),
+        }
 
     end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
     m = np.asarray(traj["margins"])
@@ -290,7 +296,11 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
         + (f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]" if alpha else ", S empty")
         + (f", 4.9 defects ≤ {max(defects):.1e}" if defects else "")
         + f", |S| {rec.get('n_switching')}, dying {rec.get('n_dying')}"
-        + (f", short-flow drift {rec['flow_drift']:.1e}" if rec.get("flow_drift") is not None else "")
+        + (
+            f", short-flow drift {rec['flow_drift']:.1e}"
+            if rec.get("flow_drift") is not None
+            else ""
+        )
         + f", relative velocity at the flow's end {rec['velocity']:.1e}/t"
     )
     if rec["certified"]:
@@ -338,17 +348,26 @@ def _row(inputs: dict, norm: str, axes, label: str):
             )
         )
         texts.append(
-            f"λ={lam:g}: spread {e['spread']:.3g}, 1 − min margin·ρ {e['gap']:.3g}, ρ {e['rho']:.3g}"
+            f"λ={lam:g}: spread {e['spread']:.3g}, 1 − min margin·ρ {e['gap']:.3g}, "
+            f"ρ {e['rho']:.3g}"
             f" ({e['where']}); certificate {cert}"
             + (f"; {_theory49_text(rec)}" if rec and "theory_4_9" in rec else "")
         )
     inside = [lam for lam, r in zip(decays, points) if hyp.inside(r)]
     lams = np.array(decays)
-    for key, marker, name in (("spread", "o-", "spread std/mean"), ("gap", "s--", "1 − min margin·ρ")):
+    for key, marker, name in (
+        ("spread", "o-", "spread std/mean"),
+        ("gap", "s--", "1 − min margin·ρ"),
+    ):
         axes[1].loglog(lams, [abs(ends[lam][key]) for lam in decays], marker, label=name)
     if inside:
         axes[1].loglog(
-            inside, [ends[lam]["spread"] for lam in inside], "o", mfc="none", ms=11, color="k",
+            inside,
+            [ends[lam]["spread"] for lam in inside],
+            "o",
+            mfc="none",
+            ms=11,
+            color="k",
             label="inside the hypotheses (fitted)",
         )
     fits = {}
@@ -370,28 +389,45 @@ def _row(inputs: dict, norm: str, axes, label: str):
         if lam == 0:
             m = np.asarray(traj["margins"])
             axes[0].hist(
-                m[-1] / np.mean(m[-1]), bins=20, histtype="step", ls="--", color="0.5" if s < 1 else "0.2",
+                m[-1] / np.mean(m[-1]),
+                bins=20,
+                histtype="step",
+                ls="--",
+                color="0.5" if s < 1 else "0.2",
                 label=f"λ = 0, init {s:g}",
             )
     init_text = "; ".join(
         f"λ={lam:g}: "
-        + ", ".join(f"init {s:g}: ρ {e['rho']:.3g}, spread {e['spread']:.3g}" for s, e in sorted(by.items()))
-        + (f" (ρ rel. range {np.ptp([e['rho'] for e in by.values()]) / np.mean([e['rho'] for e in by.values()]):.2g})" if len(by) > 1 else "")
+        + ", ".join(
+            f"init {s:g}: ρ {e['rho']:.3g}, spread {e['spread']:.3g}" for s, e in sorted(by.items())
+        )
+        + (
+            f" (ρ rel. range {_rel_range([e['rho'] for e in by.values()]):.2g})"
+            if len(by) > 1
+            else ""
+        )
         for lam, by in sorted(scales.items())
     )
     measured = f"{label}: " + "; ".join(texts)
     if fits:
-        measured += "; fitted log-log slope in λ over the points inside (95% interval): " + ", ".join(
-            f"{key} {s:.2f} ± {h:.2f}" for key, (s, h) in fits.items()
+        measured += (
+            "; fitted log-log slope in λ over the points inside (95% interval): "
+            + ", ".join(f"{key} {s:.2f} ± {h:.2f}" for key, (s, h) in fits.items())
         )
     else:
         measured += f"; no fit: {len(inside)} of {len(decays)} λ inside the hypotheses"
     measured += f"; init-scale dependence ({init_text})"
-    for ax, title in zip(axes, ("final margins", "spread and 1 − min margin·ρ vs λ", "spread over time")):
+    for ax, title in zip(
+        axes, ("final margins", "spread and 1 − min margin·ρ vs λ", "spread over time")
+    ):
         ax.set_title(f"{label}: {title}")
     pairs = [(r, hyp) for r in points]
     judged = [(r, hyp) for r in points if hyp.inside(r)] if len(inside) >= 2 else pairs
     return measured, judged, pairs + init_pairs, holds
+
+
+def _rel_range(values) -> float:
+    return float(np.ptp(values) / np.mean(values))
 
 
 def plt_color(i: int, n: int):
@@ -410,23 +446,29 @@ def draw(inputs: dict, out_dir) -> str:
         measured.append(text)
         words.append(f"{label}: {_verdict.judge(holds, judged)}")
         pairs += shown
-        axes[0].set(xlabel="final normalized margin / its mean over samples", ylabel="number of training samples")
+        axes[0].set(
+            xlabel="final normalized margin / its mean over samples",
+            ylabel="number of training samples",
+        )
         axes[1].set(xlabel="weight decay λ (log)", ylabel="at the equilibrium (log)")
         axes[2].set(xlabel="decay exposure λ·t", ylabel="spread std/mean (log)")
         for ax in axes:
             ax.legend(fontsize=6)
             ax.title.set_fontsize(8)
     fig.suptitle(
-        "Normalized margins y_n f(V; x_n) at certified equilibria of the decayed flows, swept over λ "
+        "Normalized margins y_n f(V; x_n) at certified equilibria of the decayed flows, "
+        "swept over λ "
         "(THEORY 4.4, 4.9)",
         fontsize=9,
     )
     word = ", ".join(words)
     verdict = _verdict.line(
         NAME,
-        "(THEORY 4.4; the stationarity identity of 4.9) at equilibrium the spread of the normalized "
+        "(THEORY 4.4; the stationarity identity of 4.9) at equilibrium the spread of the "
+        "normalized "
         "margins and 1 − min margin·ρ → 0 as λ → 0, O(λ) while the kernel stays well conditioned; "
-        "criterion: per row, both fitted log-log slopes in λ > 0 with their 95% intervals, over the "
+        "criterion: per row, both fitted log-log slopes in λ > 0 with their 95% intervals, "
+        "over the "
         "points inside the hypotheses (≥ 2) and at certified equilibria",
         " | ".join(measured),
         pairs,

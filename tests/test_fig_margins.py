@@ -32,7 +32,9 @@ def test_jacobians_are_the_networks_and_obey_euler(problem):
     x = np.asarray(problem.x_train)
     d = fig_margins.slopes(problem, weights)
     f, jac = fig_margins.jacobians(weights, x, d)
-    np.testing.assert_allclose(f, np.asarray(problem.outputs(problem.to_state(weights)))[:, 0], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        f, np.asarray(problem.outputs(problem.to_state(weights)))[:, 0], rtol=1e-13, atol=1e-15
+    )
     d[0][2, 1], d[1][1, 0] = 0.3, 0.8
     f, jac = fig_margins.jacobians(weights, x, d)
     for w, j in zip(weights, jac):
@@ -51,9 +53,9 @@ def test_slopes_put_alpha_on_the_entries_held_at_zero(problem):
 
 
 def test_predicted_residuals_recover_the_residuals_where_4_9_holds(problem):
-    """A last-layer kernel of full rank (3 samples, 3 features): set the last layer so that ``(2/N) K r = λ F`` holds
-    exactly (it is linear in ``W_L`` given the features), then the prediction equals ``r``;
-    perturb ``W_L`` and the gap and the defect grow."""
+    """A last-layer kernel of full rank (3 samples, 3 features): set the last layer so that
+    ``(2/N) K r = λ F`` holds exactly (it is linear in ``W_L`` given the features); then the
+    prediction equals ``r``. Perturb ``W_L`` and the gap and the defect grow."""
     weights = list(problem.to_weights(problem.to_state(problem.model.weights)))
     x, y = np.asarray(problem.x_train), np.asarray(problem.y_train)[:, 0]
     lam, n = problem.weight_decay, len(y)
