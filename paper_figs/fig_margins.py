@@ -1,53 +1,76 @@
-"""Figure margins: the normalized margins at the end of the LM-last flow, swept over λ.
+"""Figure margins: an equilibrium sweep over λ of the normalized margins, LM-last and plain+decay.
 
 Prediction [paper, as a limit; THEORY 4.4, with 4.3 and 4.9]: as λ → 0 the equilibria of the
-decayed flow approach the minimum-ρ interpolating solution, so the spread of the normalized
-margins (std/mean of ``y_n f(V; x_n)``) and ``1 − min_n y_n ρ f_n`` go to 0 *as λ → 0* — at
-the rate O(λ) that the stationarity identity ``(2/N) K r = λ F`` (4.9) gives while the kernel
-stays well conditioned; at a fixed λ > 0 the spread settles at a non-zero value. "The λ > 0
-spread ends below λ = 0's" is not a prediction: interpolating flows without decay equalize the
-margins too. Criterion: over the λ > 0 points inside the hypotheses, the fitted log-log slopes
-of the spread and of ``1 − min margin·ρ`` against λ are positive with their 95% intervals
-above 0 (the slope and its interval are printed; O(λ) is slope 1).
+decayed flows approach the minimum-ρ interpolating solution, so at equilibrium the spread of the
+normalized margins (std/mean of ``y_n f(V; x_n)``) and ``1 − min_n y_n ρ f_n`` go to 0 *as
+λ → 0*, at the rate O(λ) that the stationarity identity gives while the kernel stays well
+conditioned; at a fixed λ > 0 the spread settles at a non-zero value. "The λ > 0 spread ends
+below λ = 0's" is not a prediction: interpolating flows without decay equalize the margins too.
+Criterion: per row (LM-last; plain flow with decay on every layer), over the λ > 0 points
+inside the hypotheses (at least two), the fitted log-log slopes of the spread and of
+``1 − min margin·ρ`` against λ are positive with their 95% intervals above 0 (O(λ) is slope 1).
 
-Hypotheses (:data:`_verdict.QUASI_INTERPOLATION`): train accuracy 1, ε = λρ²/2 and every residual
-``|1 − y_n ρ f_n|`` small, and a horizon of at least twenty decay times (λ·t ≥ 20); each λ runs
-to ``t1 = 20/λ`` where the profile allows (:data:`HORIZON` caps it), and a point outside is
-printed with the numbers that put it there and left out of the fit. Beside the sweep, λ = 0 from
-two initialization scales: without decay the final ρ depends on the initialization (reported).
+Hypotheses (:data:`_verdict.QUASI_INTERPOLATION`, and an equilibrium): train accuracy 1,
+ε = (λ/2)·ρ_d² and every residual ``|1 − y_n ρ f_n|`` small, λ·t ≥ 20 (each λ runs to
+``t1 = 20/λ``), and the flow's end certified by ``gf.equilibrium`` as a Filippov equilibrium
+(THEORY 3.6). The spread and ``1 − min margin·ρ`` are measured at the certified point (the
+"polished end"); a point whose end is not certified is outside, with the certificate's numbers.
 
-Reads ``margins.toml``'s cached flows (``--set problem.weight_decay=…``, ``time.t1=…``,
-``model.init_scale=…``), whose ``margins`` observable holds every sample's margin.
+THEORY 4.9 at the polished end: with ``J^k_n = ∂F_n/∂W_k`` taken with the certificate's slopes
+α on the entries held at zero, ``K^k = J^k J^kᵀ`` and ``r = Y − F``, every decayed layer obeys
+``(2/N) K^k r = λ F`` (plain), and LM-last's unit-norm layers ``(2/N) K^k r = λρ² F`` (its last
+layer ``λ F``): so the residuals are predicted from the measured kernel as
+``r̂ = (N c_k / 2) K^{k+} F`` and compared with the measured ``r`` (relative gap; ``K^{k+}`` the
+pseudo-inverse, whose rank is printed). The Jacobians here are written out for the 3-layer MLP
+(``F = W_3 D_2 W_2 D_1 W_1 x``, ``D`` the slopes), independently of the certificate's own.
+
+Beside the sweep: λ = 0 from two initialization scales, and one λ > 0 from both scales (without
+decay the final ρ depends on the initialization; with decay it should not, THEORY 4.4).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+import gradflow as gf
 from paper_figs import _common, _verdict
 
 NAME = "margins"
-#: λ of the sweep per profile (the paper profile: 3e-2 … 1e-3, THEORY 4.4's check).
+#: The two rows: LM-last (the paper's model) and the plain flow with decay on every layer.
+ROWS = {"lm-last": "LM-last", "none": "plain + decay"}
+#: λ of the sweep per profile; each λ runs to t1 = EXPOSURE/λ.
 DECAYS = {
-    "fast": (0.04, 0.02, 0.01),
-    "full": (0.04, 0.02, 0.01, 0.005),
+    "fast": (0.2, 0.1),
+    "full": (0.02, 0.01, 0.005),
     "paper": (0.03, 0.01, 0.003, 0.001),
 }
-#: The largest horizon per profile (each λ runs to min(20/λ, HORIZON)).
-HORIZON = {"fast": 60.0, "full": 2000.0, "paper": 20000.0}
-#: λ = 0 from these initialization scales.
+#: The horizon of the λ = 0 runs per profile.
+HORIZON = {"fast": 60.0, "full": 1000.0, "paper": 4000.0}
+#: λ = 0 (and the λ of :data:`INIT_DECAY`) from these initialization scales.
 INIT_SCALES = (0.1, 1.0)
+#: The λ > 0 run repeated from every init scale, per profile.
+INIT_DECAY = {"fast": 0.2, "full": 0.02, "paper": 0.03}
 EXPOSURE = 20.0
 SAVES = 50
+#: Where the certificate and THEORY 4.9's residuals are recorded, beside a point's runs.
+EQUILIBRIUM = "margins_equilibrium.json"
+#: gf.equilibrium's Newton iterations (a settled start needs a handful; 4.9: docs/equilibria.md).
+MAX_ITER = 40
 
 
 def _t1(lam: float, profile: str) -> float:
-    return float(min(EXPOSURE / lam, HORIZON[profile]) if lam > 0 else HORIZON[profile])
+    return float(EXPOSURE / lam if lam > 0 else HORIZON[profile])
 
 
-def _sets(lam: float, profile: str, scale: float | None = None) -> dict:
+def _sets(norm: str, lam: float, profile: str, scale: float | None = None) -> dict:
     t1 = _t1(lam, profile)
     return {
+        "problem.normalization": norm,
         "problem.weight_decay": lam,
         "time.t1": t1,
         "time.save_every": t1 / SAVES,
@@ -55,13 +78,176 @@ def _sets(lam: float, profile: str, scale: float | None = None) -> dict:
     }
 
 
+def _points(profile: str) -> dict:
+    """Figure key -> overrides: ``(row, λ)`` the sweep (at the scenario's init scale),
+    ``(row, λ, s)`` the runs from init scale ``s`` (λ = 0 and :data:`INIT_DECAY`)."""
+    points = {}
+    for norm in ROWS:
+        points.update({(norm, lam): _sets(norm, lam, profile) for lam in DECAYS[profile]})
+        for lam in (0.0, INIT_DECAY[profile]):
+            for s in INIT_SCALES:
+                points[(norm, lam, s)] = _sets(norm, lam, profile, s)
+    return points
+
+
 def compute(profile, log=print) -> dict:
-    """The results this figure reads, at ``profile`` (fast | full | paper): keys λ (the
-    sweep) and ``(0.0, s)`` (λ = 0 from the init scale s)."""
+    """The results this figure reads, at ``profile`` (fast | full | paper), keyed as
+    :func:`_points`; at the full and paper profiles every λ > 0 point's end is certified
+    (:func:`certify`, written beside the point's runs)."""
     profile = _common.profile_of(profile)
-    points = {lam: _sets(lam, profile) for lam in DECAYS[profile]}
-    points.update({(0.0, s): _sets(0.0, profile, s) for s in INIT_SCALES})
-    return _common.sweep("margins", profile, points, log=log)
+    points = _points(profile)
+    results = _common.sweep("margins", profile, points, log=log)
+    if profile != "fast":  # the fast runs are unsettled (λ·t small): nothing to certify
+        for key, res in results.items():
+            if key[1] > 0:
+                _common.json_record(
+                    res, EQUILIBRIUM, lambda k=key, r=res: certify(profile, points[k], r, log)
+                )
+    return results
+
+
+# --- THEORY 4.9 from the measured kernel -------------------------------------------------------
+
+
+def slopes(problem, weights, switching=(), alpha=()) -> list[np.ndarray]:
+    """The ReLU slopes ``D_k`` (one (N, width) array per hidden layer): 1 where the
+    pre-activation is positive, 0 elsewhere, and ``α`` on the entries held at zero
+    (``switching``: rows ``(sample, flat unit index over the hidden layers)``, as
+    :class:`gradflow.analysis.Certificate` gives them)."""
+    pre = jax.vmap(lambda x: problem.model.pre_activations(weights, x))(problem.x_train)
+    d = [np.asarray(z > 0, dtype=float) for z in pre]
+    widths = np.cumsum([0] + [z.shape[1] for z in d])
+    for (n, j), a in zip(np.asarray(switching, dtype=int).reshape(-1, 2), np.ravel(alpha)):
+        k = int(np.searchsorted(widths, j, side="right") - 1)
+        d[k][n, j - widths[k]] = a
+    return d
+
+
+def jacobians(weights, x, d) -> tuple[np.ndarray, np.ndarray]:
+    """``F_n`` and ``J^k_n = ∂F_n/∂W_k`` (one (N, size of W_k) array per layer) of a bias-free
+    ReLU MLP with one output, ``F = W_L D_{L−1} … D_1 W_1 x``, the slopes ``D`` fixed (so ``F`` is
+    linear in each ``W_k``: Euler's identity ``J^k_n · W_k = F_n`` holds exactly)."""
+    ws = tuple(jnp.asarray(w) for w in weights)
+    ds = tuple(jnp.asarray(v) for v in d)
+
+    def out(ws, x, ds):
+        h = x
+        for w, s in zip(ws[:-1], ds):
+            h = s * (w @ h)
+        return (ws[-1] @ h)[0]
+
+    f = jax.vmap(out, (None, 0, 0))(ws, x, ds)
+    jac = jax.vmap(jax.grad(out), (None, 0, 0))(ws, x, ds)
+    return np.asarray(f), [np.asarray(j).reshape(len(x), -1) for j in jac]
+
+
+def predicted_residuals(problem, weights, lam: float, switching=(), alpha=()) -> dict:
+    """THEORY 4.9 at ``weights``: per layer, the residuals ``r̂ = (N c_k/2) K^{k+} F`` predicted
+    from the measured kernel, against the measured ``r = Y − F``.
+
+    ``c_k = λ`` for a decayed layer (every layer of the plain flow, LM-last's last), ``λρ²`` for
+    LM-last's unit-norm layers (at rest on its sphere, ``(2/N) K^k r = ((2/N) r·F) F`` and
+    ``dρ/dt = 0`` gives ``(2/N) r·F = λρ²``). Returns per layer the kernel's rank and condition
+    (over its nonzero singular values), the identity's relative defect
+    ``||(2/N)K r − c F|| / (||(2/N)K r|| + ||c F||)`` and the gap ``||r̂ − r|| / ||r||``."""
+    x = np.asarray(problem.x_train).reshape(len(problem.x_train), -1)
+    y = np.asarray(problem.y_train)[:, 0]
+    d = slopes(problem, weights, switching, alpha)
+    f, jac = jacobians(weights, x, d)
+    r = y - f
+    n = len(y)
+    lm_last = problem.normalization == "lm-last"
+    rho2 = float(np.linalg.norm(np.asarray(weights[-1])) ** 2)
+    layers = []
+    for k, j in enumerate(jac):
+        c = lam * rho2 if lm_last and k < len(jac) - 1 else lam
+        kern = j @ j.T
+        sv = np.linalg.svd(kern, compute_uv=False)
+        keep = sv > sv[0] * n * np.finfo(float).eps * 10
+        lhs, rhs = (2.0 / n) * kern @ r, c * f
+        pred = (n * c / 2.0) * np.linalg.lstsq(kern, f, rcond=sv[keep][-1] / sv[0] * 0.5)[0]
+        layers.append(
+            {
+                "rank": int(keep.sum()),
+                "cond": float(sv[0] / sv[keep][-1]),
+                "defect": float(
+                    np.linalg.norm(lhs - rhs) / (np.linalg.norm(lhs) + np.linalg.norm(rhs))
+                ),
+                "gap": float(np.linalg.norm(pred - r) / np.linalg.norm(r)),
+            }
+        )
+    return {"n": n, "layers": layers}
+
+
+def certify(profile: str, sets: dict, res, log=print) -> dict:
+    """``gf.equilibrium`` from the end of a point's flow, and THEORY 4.9 at the certified point.
+
+    Records: the certificate's numbers (verdict, reasons, relative residual from the start's,
+    α range, sign flips, 4.9 defects per layer, |S|, dying units, the short flow's drift, the
+    distance from the flow's end), the margins and ρ at the flow's end and at the polished point,
+    the flow's relative velocity at its end (of the margins, over the last save interval), and
+    :func:`predicted_residuals` at the polished point (where certified)."""
+    problem = _common.problem("margins", profile, sets)
+    traj = res.runs()["flow"]
+    start = time.perf_counter()
+    fp = gf.equilibrium(problem, traj, max_iter=MAX_ITER, spectrum=False)
+    seconds = time.perf_counter() - start
+    cert = fp.certificate
+
+    def ends(state) -> dict:
+        obs = gf.observe(problem, state)
+        m = np.asarray(gf.metrics.margins(problem.outputs(state) / obs["rho"], problem.y_train))
+        return {
+            "margins": m.tolist(),
+            "rho": float(obs["rho"]),
+            "rho_k": np.asarray(obs["rho_k"]).tolist(),
+        }
+
+    end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
+    m = np.asarray(traj["margins"])
+    velocity = float(
+        np.linalg.norm(m[-1] - m[-2]) / np.linalg.norm(m[-1]) / (traj.t[-1] - traj.t[-2])
+    )
+    record = {
+        "seconds": seconds,
+        "certified": bool(fp.certified),
+        "message": fp.message,
+        "end": ends(end),
+        "fixed": ends(fp.state),
+        "velocity": velocity,
+    }
+    if cert is not None:
+        record.update(
+            verdict=cert.verdict,
+            reasons=list(cert.reasons),
+            relative_residual=float(cert.relative_residual),
+            start_residual=float(cert.start_residual),
+            alpha_range=None if cert.alpha_range is None else list(map(float, cert.alpha_range)),
+            sign_flips=int(cert.sign_flips),
+            identity_defects=[float(v) for v in cert.identity_defects],
+            n_switching=int(cert.n_switching),
+            n_dying=int(cert.n_dying),
+            flow_drift=None if cert.flow_drift is None else float(cert.flow_drift),
+            distance=float(cert.distance),
+        )
+        if fp.certified:
+            weights = problem.to_weights(fp.state)
+            record["theory_4_9"] = predicted_residuals(
+                problem,
+                weights,
+                float(sets["problem.weight_decay"]),
+                cert.switching,
+                cert.alpha,
+            )
+    log(
+        f"  equilibrium of margins {sets['problem.normalization']} λ="
+        f"{sets['problem.weight_decay']:g}: {record.get('verdict', fp.message)} "
+        f"({seconds:.0f} s)"
+    )
+    return record
+
+
+# --- the figure ----------------------------------------------------------------------------------
 
 
 def _spread(m: np.ndarray) -> np.ndarray:
@@ -71,8 +257,6 @@ def _spread(m: np.ndarray) -> np.ndarray:
 def fit_slope(x, y, level: float = 0.95) -> tuple[float, float]:
     """Least-squares slope of ``log y`` against ``log x`` and the half-width of its Student-t
     interval at ``level`` (inf with fewer than three points)."""
-    from scipy import stats
-
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     n = lx.size
     slope, intercept = np.polyfit(lx, ly, 1)
@@ -83,113 +267,148 @@ def fit_slope(x, y, level: float = 0.95) -> tuple[float, float]:
     return float(slope), float(stats.t.ppf(0.5 + level / 2, n - 2) * se)
 
 
-def _end(traj) -> dict:
-    m, rho = np.asarray(traj["margins"]), np.asarray(traj["rho"])
-    s = _spread(m)
+def _end(traj, record: dict | None) -> dict:
+    """Spread, 1 − min margin·ρ and ρ at the certified point (else at the flow's end)."""
+    where = "flow end"
+    m, rho = np.asarray(traj["margins"])[-1], float(np.asarray(traj["rho"])[-1])
+    if record is not None and record["certified"]:
+        m, rho, where = np.asarray(record["fixed"]["margins"]), record["fixed"]["rho"], "certified"
+    s = _spread(np.asarray(traj["margins"]))
     return {
-        "spread": float(s[-1]),
-        "gap": float(1.0 - np.min(m[-1]) * rho[-1]),
-        "rho": float(rho[-1]),
+        "spread": float(np.std(m) / abs(np.mean(m))),
+        "gap": float(1.0 - np.min(m) * rho),
+        "rho": rho,
         "settled": _common.settled(s),
+        "where": where,
+        "residual": float(np.max(np.abs(1.0 - m * rho))),
     }
 
 
-def draw(inputs: dict, out_dir) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9))
-    # λ of each run as the run recorded it (not the figure's own key)
-    runs = {}
-    for key in (k for k in inputs if not isinstance(k, tuple)):
-        traj = inputs[key].runs()["flow"]
-        runs[_common.decay(traj)] = traj
-    decays = sorted(runs, reverse=True)
-    ends, points = {}, []
-    for i, lam in enumerate(decays):
-        traj = runs[lam]
-        m, t = np.asarray(traj["margins"]), traj.t
-        ends[lam] = _end(traj)
-        color = plt.get_cmap("viridis")(i / max(1, len(decays) - 1))
-        axes[0].hist(
-            m[-1] / np.mean(m[-1]),
-            bins=25,
-            histtype="step",
-            color=color,
-            label=f"λ = {lam:g} (t = {t[-1]:g})",
+def _cert_text(rec: dict | None) -> tuple[str, tuple]:
+    """The certificate in words, and the reasons (if any) that put the point outside."""
+    if rec is None:
+        return "not certified (fast profile: not attempted)", ("no certified equilibrium",)
+    alpha = rec.get("alpha_range")
+    defects = rec.get("identity_defects") or []
+    text = (
+        f"{rec.get('verdict', rec['message'])}: residual {rec.get('start_residual', np.nan):.1e}"
+        f" → {rec.get('relative_residual', np.nan):.1e}"
+        + (f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]" if alpha else ", S empty")
+        + (f", 4.9 defects ≤ {max(defects):.1e}" if defects else "")
+        + f", |S| {rec.get('n_switching')}, dying {rec.get('n_dying')}"
+        + (
+            f", short-flow drift {rec['flow_drift']:.1e}"
+            if rec.get("flow_drift") is not None
+            else ""
         )
-        axes[2].semilogy(t[1:] * lam, _spread(m)[1:], color=color, label=f"λ = {lam:g}")
-        points.append(_verdict.run_regime(traj, f"λ={lam:g}", ends[lam]["settled"]))
-    free = {}
-    for key in sorted(k for k in inputs if isinstance(k, tuple)):
-        traj = inputs[key].runs()["flow"]
-        scale = inputs[key].value("model.init_scale")
-        free[scale] = (_end(traj), _verdict.run_regime(traj, f"λ=0 init {scale:g}"))
+        + f", relative velocity at the flow's end {rec['velocity']:.1e}/t"
+    )
+    if rec["certified"]:
+        return text, ()
+    why = "; ".join(rec.get("reasons") or [rec["message"]])
+    return text + f" ({why})", (f"not certified: {rec.get('verdict', 'failed')}",)
+
+
+def _theory49_text(rec: dict | None) -> str:
+    if rec is None or "theory_4_9" not in rec:
+        return ""
+    parts = [
+        f"W_{k + 1}: rank {v['rank']}/{rec['theory_4_9']['n']}, cond {v['cond']:.1e}, "
+        f"defect {v['defect']:.1e}, gap {v['gap']:.1e}"
+        for k, v in enumerate(rec["theory_4_9"]["layers"])
+    ]
+    return "4.9 residuals predicted from K^k vs measured [" + "; ".join(parts) + "]"
+
+
+def _row(inputs: dict, norm: str, axes, label: str):
+    """One row of the figure; returns (measured text, judged pairs, all pairs, holds, fits)."""
+    hyp = _verdict.QUASI_INTERPOLATION
+    decays = sorted((k[1] for k in inputs if k[0] == norm and len(k) == 2), reverse=True)
+    ends, points, texts = {}, [], []
+    for i, lam in enumerate(decays):
+        res = inputs[(norm, lam)]
+        traj = res.runs()["flow"]
+        rec = _common.read_json(res, EQUILIBRIUM)
+        ends[lam] = e = _end(traj, rec)
+        cert, outside = _cert_text(rec)
+        color = plt_color(i, len(decays))
         m = np.asarray(traj["margins"])
         axes[0].hist(
-            m[-1] / np.mean(m[-1]),
-            bins=25,
-            histtype="step",
-            ls="--",
-            color="0.4",
-            label=f"λ = 0, init scale {scale:g}",
+            m[-1] / np.mean(m[-1]), bins=20, histtype="step", color=color, label=f"λ = {lam:g}"
         )
-    hyp = _verdict.QUASI_INTERPOLATION
-    inside = [lam for lam, r in zip(decays, points, strict=True) if hyp.inside(r)]
+        axes[2].semilogy(traj.t[1:] * lam, _spread(m)[1:], color=color, label=f"λ = {lam:g}")
+        points.append(
+            _verdict.run_regime(
+                traj,
+                f"{label} λ={lam:g}",
+                e["settled"],
+                residual=e["residual"],
+                extra=(("at", e["where"]),),
+                outside=outside,
+            )
+        )
+        texts.append(
+            f"λ={lam:g}: spread {e['spread']:.3g}, 1 − min margin·ρ {e['gap']:.3g}, "
+            f"ρ {e['rho']:.3g}"
+            f" ({e['where']}); certificate {cert}"
+            + (f"; {_theory49_text(rec)}" if rec and "theory_4_9" in rec else "")
+        )
+    inside = [lam for lam, r in zip(decays, points) if hyp.inside(r)]
     lams = np.array(decays)
-    for key, marker, label in (
+    for key, marker, name in (
         ("spread", "o-", "spread std/mean"),
         ("gap", "s--", "1 − min margin·ρ"),
     ):
-        vals = np.array([ends[lam][key] for lam in decays])
-        axes[1].loglog(lams, np.abs(vals), marker, label=label)
+        axes[1].loglog(lams, [abs(ends[lam][key]) for lam in decays], marker, label=name)
     if inside:
         axes[1].loglog(
             inside,
             [ends[lam]["spread"] for lam in inside],
             "o",
             mfc="none",
-            ms=10,
+            ms=11,
             color="k",
             label="inside the hypotheses (fitted)",
         )
-    axes[0].set(
-        xlabel="final normalized margin / its mean over samples",
-        ylabel="number of training samples",
-        title="final margins",
-    )
-    axes[1].set(
-        xlabel="weight decay λ (log)",
-        ylabel="at the end of the flow (log)",
-        title="spread and 1 − min margin·ρ against λ (predicted → 0 as λ → 0)",
-    )
-    axes[2].set(
-        xlabel="decay exposure λ·t",
-        ylabel="spread std/mean (log)",
-        title=f"spread over time (hypotheses need λ·t ≥ {EXPOSURE:g})",
-    )
-    for ax in axes:
-        ax.legend(fontsize=6)
-        ax.title.set_fontsize(8)
-    fig.suptitle(
-        "Normalized margins y_n f(V; x_n) at the end of the LM-last flow, swept over λ "
-        "(THEORY 4.4)",
-        fontsize=9,
-    )
-
     fits = {}
     if len(inside) >= 2:
         for key in ("spread", "gap"):
             vals = [ends[lam][key] for lam in inside]
             fits[key] = fit_slope(inside, vals) if min(vals) > 0 else (float("nan"), np.inf)
     holds = bool(fits) and all(s - h > 0 for s, h in fits.values())
-    measured = "; ".join(
-        f"λ={lam:g}: spread {ends[lam]['spread']:.3g}, 1 − min margin·ρ {ends[lam]['gap']:.3g}, "
-        f"ρ {ends[lam]['rho']:.3g}"
-        for lam in decays
+    # the init-scale runs: λ = 0 and one λ > 0 from every scale
+    scales, init_pairs = {}, []
+    for key in sorted(k for k in inputs if k[0] == norm and len(k) == 3):
+        _, lam, s = key
+        traj = inputs[key].runs()["flow"]
+        rec = _common.read_json(inputs[key], EQUILIBRIUM)
+        e = _end(traj, rec) if lam > 0 else _end(traj, None)
+        scales.setdefault(lam, {})[s] = e
+        r = _verdict.run_regime(traj, f"{label} λ={lam:g} init {s:g}")
+        init_pairs.append((r, _verdict.INTERPOLATION if lam == 0 else hyp))
+        if lam == 0:
+            m = np.asarray(traj["margins"])
+            axes[0].hist(
+                m[-1] / np.mean(m[-1]),
+                bins=20,
+                histtype="step",
+                ls="--",
+                color="0.5" if s < 1 else "0.2",
+                label=f"λ = 0, init {s:g}",
+            )
+    init_text = "; ".join(
+        f"λ={lam:g}: "
+        + ", ".join(
+            f"init {s:g}: ρ {e['rho']:.3g}, spread {e['spread']:.3g}" for s, e in sorted(by.items())
+        )
+        + (
+            f" (ρ rel. range {_rel_range([e['rho'] for e in by.values()]):.2g})"
+            if len(by) > 1
+            else ""
+        )
+        for lam, by in sorted(scales.items())
     )
-    measured += "; λ=0: " + ", ".join(
-        f"init {s:g}: spread {e['spread']:.3g}, ρ {e['rho']:.3g}" for s, (e, _) in free.items()
-    )
+    measured = f"{label}: " + "; ".join(texts)
     if fits:
         measured += (
             "; fitted log-log slope in λ over the points inside (95% interval): "
@@ -197,21 +416,72 @@ def draw(inputs: dict, out_dir) -> str:
         )
     else:
         measured += f"; no fit: {len(inside)} of {len(decays)} λ inside the hypotheses"
-    pairs = [(r, hyp) for r in points] + [(r, _verdict.INTERPOLATION) for _, r in free.values()]
-    # judged: the λ > 0 points inside (at least two, for a slope); with fewer, the figure is
-    # outside the hypotheses as a whole
+    measured += f"; init-scale dependence ({init_text})"
+    for ax, title in zip(
+        axes, ("final margins", "spread and 1 − min margin·ρ vs λ", "spread over time")
+    ):
+        ax.set_title(f"{label}: {title}")
+    pairs = [(r, hyp) for r in points]
     judged = [(r, hyp) for r in points if hyp.inside(r)] if len(inside) >= 2 else pairs
-    word = _verdict.judge(holds, judged)
+    return measured, judged, pairs + init_pairs, holds
+
+
+def _rel_range(values) -> float:
+    return float(np.ptp(values) / np.mean(values))
+
+
+def plt_color(i: int, n: int):
+    import matplotlib.pyplot as plt
+
+    return plt.get_cmap("viridis")(i / max(1, n - 1))
+
+
+def draw(inputs: dict, out_dir) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, grid = plt.subplots(len(ROWS), 3, figsize=(12.5, 3.6 * len(ROWS)))
+    measured, words, pairs = [], [], []
+    for axes, (norm, label) in zip(grid, ROWS.items()):
+        text, judged, shown, holds = _row(inputs, norm, axes, label)
+        measured.append(text)
+        words.append(f"{label}: {_verdict.judge(holds, judged)}")
+        pairs += shown
+        axes[0].set(
+            xlabel="final normalized margin / its mean over samples",
+            ylabel="number of training samples",
+        )
+        axes[1].set(xlabel="weight decay λ (log)", ylabel="at the equilibrium (log)")
+        axes[2].set(xlabel="decay exposure λ·t", ylabel="spread std/mean (log)")
+        for ax in axes:
+            ax.legend(fontsize=6)
+            ax.title.set_fontsize(8)
+    fig.suptitle(
+        "Normalized margins y_n f(V; x_n) at certified equilibria of the decayed flows, "
+        "swept over λ "
+        "(THEORY 4.4, 4.9)",
+        fontsize=9,
+    )
+    word = ", ".join(words)
     verdict = _verdict.line(
         NAME,
-        "(THEORY 4.4; the stationarity identity of 4.9) at equilibrium the spread of the normalized margins and "
-        "1 − min margin·ρ → 0 as λ → 0, O(λ) while the kernel stays well conditioned; "
-        "criterion: both fitted log-log slopes in λ > 0 with their 95% intervals, over the "
-        "points inside the hypotheses (≥ 2)",
-        measured,
+        "(THEORY 4.4; the stationarity identity of 4.9) at equilibrium the spread of the "
+        "normalized "
+        "margins and 1 − min margin·ρ → 0 as λ → 0, O(λ) while the kernel stays well conditioned; "
+        "criterion: per row, both fitted log-log slopes in λ > 0 with their 95% intervals, "
+        "over the "
+        "points inside the hypotheses (≥ 2) and at certified equilibria",
+        " | ".join(measured),
         pairs,
         None,
+        _overall(words),
         word,
-        "" if word != _verdict.NOT_BORNE_OUT else "a slope's interval reaches 0",
     )
     return _common.finish(fig, out_dir, NAME, verdict)
+
+
+def _overall(words: list[str]) -> str:
+    """One word for the figure: NOT borne out if a row fails inside, outside if a row is outside."""
+    for w in (_verdict.NOT_BORNE_OUT, _verdict.OUTSIDE):
+        if any(x.endswith(w) for x in words):
+            return w
+    return _verdict.BORNE_OUT

@@ -1,0 +1,87 @@
+"""The margins figure's own mathematics: THEORY 4.9's kernel written out for a ReLU MLP, the
+slopes on the entries held at zero, and the fitted log-log slope with its interval."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gradflow as gf
+from gradflow.models import MLP
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from paper_figs import fig_margins  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def problem():
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    y = np.array([[1.0], [-1.0], [1.0]])
+    net = MLP(5, (4, 3), 1, key=jax.random.PRNGKey(0))  # features of rank 3
+    return gf.Problem(net, gf.data.Dataset("hand", x, y), weight_decay=0.1)
+
+
+def test_jacobians_are_the_networks_and_obey_euler(problem):
+    """With the pattern's slopes, ``F`` is the network's output; with any slopes (α ∈ [0, 1]
+    on some entries) ``F`` is linear in each layer: ``J^k_n · W_k = F_n`` (THEORY 2.2)."""
+    weights = problem.to_weights(problem.to_state(problem.model.weights))
+    x = np.asarray(problem.x_train)
+    d = fig_margins.slopes(problem, weights)
+    f, jac = fig_margins.jacobians(weights, x, d)
+    np.testing.assert_allclose(
+        f, np.asarray(problem.outputs(problem.to_state(weights)))[:, 0], rtol=1e-13, atol=1e-15
+    )
+    d[0][2, 1], d[1][1, 0] = 0.3, 0.8
+    f, jac = fig_margins.jacobians(weights, x, d)
+    for w, j in zip(weights, jac):
+        np.testing.assert_allclose(j @ np.ravel(np.asarray(w)), f, rtol=1e-12, atol=1e-14)
+
+
+def test_slopes_put_alpha_on_the_entries_held_at_zero(problem):
+    weights = problem.to_weights(problem.to_state(problem.model.weights))
+    base = fig_margins.slopes(problem, weights)
+    # flat unit index over the hidden layers: 0..3 the first (width 4), 4..6 the second
+    d = fig_margins.slopes(problem, weights, [[2, 1], [1, 6]], [0.25, 0.75])
+    assert d[0][2, 1] == 0.25 and d[1][1, 2] == 0.75
+    d[0][2, 1], d[1][1, 2] = base[0][2, 1], base[1][1, 2]
+    for a, b in zip(d, base):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_predicted_residuals_recover_the_residuals_where_4_9_holds(problem):
+    """A last-layer kernel of full rank (3 samples, 3 features): set the last layer so that
+    ``(2/N) K r = λ F`` holds exactly (it is linear in ``W_L`` given the features); then the
+    prediction equals ``r``. Perturb ``W_L`` and the gap and the defect grow."""
+    weights = list(problem.to_weights(problem.to_state(problem.model.weights)))
+    x, y = np.asarray(problem.x_train), np.asarray(problem.y_train)[:, 0]
+    lam, n = problem.weight_decay, len(y)
+    d = fig_margins.slopes(problem, tuple(weights))
+    h = d[1] * (x @ np.asarray(weights[0]).T * d[0] @ np.asarray(weights[1]).T)  # features (N, 3)
+    # ∇_{W_L} L = 0: (2/N) Hᵀ (y − H w) = λ w  ⇒  w = (Hᵀ H + (Nλ/2) I)⁻¹ Hᵀ y
+    w = np.linalg.solve(h.T @ h + n * lam / 2 * np.eye(3), h.T @ y)
+    weights[-1] = w[None, :]
+    out = fig_margins.predicted_residuals(problem, tuple(weights), lam)
+    last = out["layers"][-1]
+    assert last["rank"] == 3 and last["defect"] < 1e-13
+    assert last["gap"] < 1e-10
+    weights[-1] = (w * 1.01)[None, :]
+    bad = fig_margins.predicted_residuals(problem, tuple(weights), lam)["layers"][-1]
+    assert bad["defect"] > 1e-3 and bad["gap"] > 1e-3
+
+
+def test_fit_slope_of_a_power_law_and_of_noise():
+    lam = np.array([0.03, 0.01, 0.003, 0.001])
+    slope, half = fig_margins.fit_slope(lam, 2.0 * lam**1.5)
+    assert slope == pytest.approx(1.5, rel=1e-12) and half < 1e-10
+    # residuals ±0.1 in log: t_{0.975, 2} = 4.302652729749464 times the slope's standard error
+    ly = 1.0 * np.log(lam) + np.array([0.1, -0.1, -0.1, 0.1])
+    slope, half = fig_margins.fit_slope(lam, np.exp(ly))
+    lx = np.log(lam)
+    fit = np.polyfit(lx, ly, 1)
+    se = np.sqrt(np.sum((ly - np.polyval(fit, lx)) ** 2) / 2 / np.sum((lx - lx.mean()) ** 2))
+    assert half == pytest.approx(4.302652729749464 * se, rel=1e-10)
+    assert fig_margins.fit_slope(lam[:2], lam[:2])[1] == np.inf
