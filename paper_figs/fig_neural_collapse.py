@@ -75,12 +75,12 @@ ROWS = {
     "fast": {
         "C=4": Row(4, 20, (16, 16, 16), (0.02, 0.0)),
         "C=10": Row(10, 30, (16, 16, 16), (0.02, 0.0)),
-        "9 layers": Row(4, 20, (16,) * 8, (0.02,), deep=True),
+        "9 layers": Row(4, 20, (16,) * 8, (0.01,), deep=True),
     },
     "full": {
         "C=4": Row(4, 40, (20, 20, 20), (0.02, 0.01, 0.0)),
         "C=10": Row(10, 50, (20, 20, 20), (0.02, 0.01, 0.0)),
-        "9 layers": Row(4, 40, (16,) * 8, (0.02,), deep=True),
+        "9 layers": Row(4, 40, (16,) * 8, (0.01,), deep=True),
     },
     "paper": {
         "C=4": Row(4, 160, (32, 32, 32), (0.02, 0.01, 0.005, 0.0)),
@@ -163,7 +163,7 @@ def _equilibrium(problem, res, key, log) -> dict:
     """``gf.equilibrium`` from the flow's end: its certificate and :func:`state_record` at the
     point it returns (which is never worse than the start)."""
     start = time.perf_counter()
-    fp = gf.equilibrium(problem, res.runs()["flow"], spectrum=False, dense_max=4000)
+    fp = gf.equilibrium(problem, res.runs()["flow"], spectrum=False, max_iter=30, dense_max=4000)
     seconds = time.perf_counter() - start
     c = fp.certificate
     record = {
