@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import jax
 import numpy as np
 
 import gradflow as gf
@@ -48,6 +49,8 @@ KEYS = ("nc1", "nc2", "nc3")
 FALL = 10.0  # the "order of magnitude" of the prediction
 #: σ_{C−1}/σ_1 of M̃ at or above this: numerical rank C − 1 (a simplex ETF has 1)
 RANK_TOL = 0.1
+#: NC2 at or below this counts as "collapse" in the deep row's words (not a criterion)
+COLLAPSED = 0.1
 #: the horizon of every λ > 0 point, in units of the decay's time scale 1/λ (THEORY 4.8)
 EXPOSURE = 20.0
 #: the fast profile's horizon (seconds of CPU; λ·t < 20 there: outside the hypotheses)
@@ -56,6 +59,8 @@ FAST_T1 = 40.0
 SAVES = 50
 EQUILIBRIUM = "equilibrium.json"
 SQI = "sqi.json"
+#: THEORY 5's NC1-NC4, compiled once per shape
+_NC = jax.jit(gf.metrics.neural_collapse)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +145,7 @@ def state_record(problem, state) -> dict:
     f = np.asarray(problem.outputs(state))
     h = np.asarray(problem.features(state))
     weights = [np.asarray(w) for w in problem.to_weights(state)]
-    nc = gf.metrics.neural_collapse(h, labels, weights[-1], f)
+    nc = _NC(h, labels, weights[-1], f)
     delta, eps_bar = _verdict.sqi_defect(f, y)
     means = np.stack([h[labels == c].mean(axis=0) for c in range(y.shape[1])])
     sv = np.linalg.svd(means - means.mean(axis=0), compute_uv=False)
@@ -291,11 +296,12 @@ def _row_verdict(name: str, row: Row, inputs: dict) -> str:
         + ("" if free is None else f", {'below' if below else 'NOT below'} λ=0's end")
     )
     if row.deep:
-        shows = (
-            f"shows a low-rank solution (rank M̃ {rank} < C − 1 = {row.classes - 1})"
-            if rank < row.classes - 1
-            else f"shows collapse (rank M̃ {rank} = C − 1, NC2 {rec['nc2']:.2g})"
-        )
+        if rank < row.classes - 1:
+            shows = f"shows a low-rank solution (rank M̃ {rank} < C − 1 = {row.classes - 1})"
+        elif rec["nc2"] <= COLLAPSED:
+            shows = f"shows collapse (rank M̃ {rank} = C − 1, NC2 {rec['nc2']:.2g})"
+        else:
+            shows = f"shows neither: rank M̃ {rank} = C − 1 but NC2 {rec['nc2']:.2g} > {COLLAPSED:g}"
         word = f"{_verdict.judge(holds, pts)} ({shows})"
     else:
         word = _verdict.judge(holds, pts)
@@ -354,6 +360,7 @@ def draw(inputs: dict, out_dir) -> str:
         axrow[0].legend(fontsize=7)
         axrow[3].axhline(RANK_TOL, color="grey", lw=0.8, ls=":")
         axrow[3].set_ylim(0, 1.05)
+        axrow[3].set_xticks(np.arange(1, row.classes))
         axrow[3].set_xlabel("index i of the singular value (1 … C − 1)")
         axrow[3].set_ylabel("σ_i(M̃)/σ_1 (simplex ETF: all 1)", fontsize=8)
         axrow[3].set_title(f"singular values of M̃, {name}", fontsize=9)
