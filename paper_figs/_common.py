@@ -108,8 +108,7 @@ PAPER = {
         "sgd.t1": 1000.0,
         "sgd.save_every": 10.0,
     },
-    # four times the samples (40 per class), three times the horizon
-    "neural_collapse": {"data.n_train": 160, "time.t1": 3000.0, "time.save_every": 30.0},
+    # neural_collapse: its grid (samples, widths, λ and horizons) is fig_neural_collapse.ROWS
     # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
     "work_precision": {"data.n_train": 256, "data.dim": 16, "model.widths": [32, 32]},
 }

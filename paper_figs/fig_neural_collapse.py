@@ -1,272 +1,390 @@
-"""Figure neural_collapse: NC1-NC4 against time, with and without weight decay (THEORY 4.8, 5).
+"""Figure neural_collapse: NC1-NC3, the SQI defect δ and the singular values of M̃ along the
+gradient flow with weight decay, for C = 4 and C = 10 digit classes (THEORY 4.8, 5).
 
-Prediction [paper claim, THEORY 4.8]: with λ > 0 the terminal phase of training shows neural
-collapse — NC1 (within-class variability), NC2 (centred class means → simplex ETF) and NC3
-(last layer ∝ centred means) fall by an order of magnitude or more and end below the λ = 0
-run; NC4 (nearest-class-mean agreement) → 0. Checked along the gradient flow, the SDE of SGD
-and SGD itself (with-replacement batches, ensembles of seeds) on four digit classes, reading
-``neural_collapse.toml``'s cached runs (``--set problem.weight_decay=…``), once with THEORY 1's
-one-hot targets and once with ``data.centre_targets`` (one-hot − 1/C), the variant under which
-THEORY 4.8's identities are attainable by a bias-free network (below). The verdict states both.
+Prediction [paper claim, conditional on symmetric quasi-interpolation (SQI), THEORY 4.8]: with
+λ > 0, at an equilibrium where every output is ``(1 − ε)ỹ_n`` (centred targets
+``ỹ_n = e_c − 1/C``, balanced classes), stationarity of the last layer gives exactly
+``W_L ∝ M̃ᵀ`` (NC3) and ``M̃ᵀM̃ ∝ I − 11ᵀ/C`` (NC2: the centred class means form a simplex ETF,
+so M̃ has rank C − 1 with equal singular values), with NC1 (within-class variability) → 0 and
+NC4 (nearest-class-mean agreement) → 0.
 
-The claim is conditional on symmetric quasi-interpolation: beside NC1-NC4 every run's regime
-prints the SQI defect δ and common shortfall ε̄ of its outputs against its targets, its train
-accuracy, λ·t (ηλ·steps) and the singular values of M̃ relative to the largest (rank C − 1
-under NC2), computed once from the final weights (``sqi.json`` in each point's cache folder).
-A λ > 0 run is inside the hypotheses with train accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5 and λ·t ≥ 20
-(``_verdict.QUASI_INTERPOLATION``); a λ = 0 run with train accuracy 1. With one-hot targets NC3
-is unattainable (below), so that row judges NC1, NC2 and NC4 only.
+The fair check of THEORY 4.8, at the full profile: bias-free ReLU MLPs with 4 layers (3 hidden
+layers of 20) trained on centred targets, C = 4 (digits 0-3) and C = 10 (all ten digits), a
+sweep over λ (two values > 0 and λ = 0), every λ > 0 integrated to λ·t = 20, and NC judged at
+the Filippov equilibrium that ``gf.equilibrium`` certifies from the flow's end (where it does;
+else at the end, with the certificate's reason). Every point's regime prints the train
+accuracy, the SQI defect ``δ = max_n ||F_n − (1 − ε̄)ỹ_n|| / ||ỹ_n||`` and the common
+shortfall ε̄ (``_verdict.sqi_defect``), their ratio δ/ε̄ (the size, relative to the common
+residual, of the residuals' spread: the first-order error of the identities above), λ·t and
+the singular values of M̃ relative to the largest (the C-th is 0 by construction: centred
+means of balanced classes sum to 0).
 
-Why NC3 cannot reach 0 here [exact, a caveat to THEORY 4.8]: the network is bias-free and the
-targets one-hot, so at quasi-interpolation the outputs sum to ``1`` on every sample
-(``1ᵀ W_L h_n ≈ 1``), while the rows of ``M̃ᵀ`` sum to the zero vector (balanced classes:
-``Σ_c μ̃_c = 0``); ``W_L = κ M̃ᵀ`` would make every output sum 0. The last layer must keep a
-component outside the span of ``M̃ᵀ``, which bounds NC3 away from 0 (measured: the λ > 0 runs
-end at NC3 ≈ 0.14, between ``M̃ᵀ`` and the uncentred ``Mᵀ``). Check of this explanation (a probe,
-not part of the figure): the same GD run (λ = 0.01, t = 1200) with the targets centred,
-``y − 1/C``, ends at NC3 = 0.0066, 330× below its start, where one-hot targets stop at 0.14 —
-while NC2 still falls only 5.4× (0.284 → 0.053).
+Criterion, per row (stated in the verdict): at the smallest λ > 0, at the certified equilibrium
+(else the flow's end), NC1, NC2 and NC3 are each ≥ FALL times below their value at t = 0 and
+below the λ = 0 run's end, NC4 = 0, and M̃ has numerical rank C − 1 (σ_{C−1}/σ_1 ≥
+RANK_TOL); judged where the points are inside ``_verdict.QUASI_INTERPOLATION`` (train
+accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5, λ·t ≥ 20; λ = 0: train accuracy 1).
+
+A second row keeps the deep net of this figure's earlier versions — 9 bias-free layers with
+decay on every one of them — to test the caveat of Súkeník et al. (2024, "Neural collapse
+versus low-rank bias"): with L2 regularization on every layer of a deep net and C > 2, solutions
+of lower rank than the simplex ETF can be preferred. That row is outside the hypotheses of the
+fair check by design (depth); its line says which it shows: collapse (numerical rank of M̃
+C − 1, NC2 small) or a low-rank solution (rank below C − 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
+import jax
 import numpy as np
 
+import gradflow as gf
 from paper_figs import _common, _verdict
 
 NAME = "neural_collapse"
-DECAYS = (0.01, 0.0)
-TARGETS = ("one-hot", "centred")
-KEYS = ("nc1", "nc2", "nc3", "nc4")
+KEYS = ("nc1", "nc2", "nc3")
 FALL = 10.0  # the "order of magnitude" of the prediction
+#: σ_{C−1}/σ_1 of M̃ at or above this: numerical rank C − 1 (a simplex ETF has 1)
+RANK_TOL = 0.1
+#: NC2 at or below this counts as "collapse" in the deep row's words (not a criterion)
+COLLAPSED = 0.1
+#: the horizon of every λ > 0 point, in units of the decay's time scale 1/λ (THEORY 4.8)
+EXPOSURE = 20.0
+#: the fast profile's horizon (seconds of CPU; λ·t < 20 there: outside the hypotheses)
+FAST_T1 = 40.0
+#: save points per run
+SAVES = 50
+EQUILIBRIUM = "equilibrium.json"
+SQI = "sqi.json"
+#: THEORY 5's NC1-NC4, compiled once per shape
+_NC = jax.jit(gf.metrics.neural_collapse)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of the figure: the data, the network and the λ sweep."""
+
+    classes: int
+    n_train: int
+    widths: tuple
+    decays: tuple
+    deep: bool = False
+
+
+#: profile -> row name -> Row. The paper profile doubles the samples (20 and 10 per class) and
+#: adds λ = 0.005 (to λ·t = 20: t = 4,000): about four times the full profile's flow work.
+ROWS = {
+    "fast": {
+        "C=4": Row(4, 20, (16, 16, 16), (0.02, 0.0)),
+        "C=10": Row(10, 30, (16, 16, 16), (0.02, 0.0)),
+        "9 layers": Row(4, 20, (16,) * 8, (0.01,), deep=True),
+    },
+    "full": {
+        "C=4": Row(4, 40, (20, 20, 20), (0.02, 0.01, 0.0)),
+        "C=10": Row(10, 50, (20, 20, 20), (0.02, 0.01, 0.0)),
+        "9 layers": Row(4, 40, (16,) * 8, (0.01,), deep=True),
+    },
+    "paper": {
+        "C=4": Row(4, 80, (20, 20, 20), (0.02, 0.01, 0.005, 0.0)),
+        "C=10": Row(10, 100, (20, 20, 20), (0.02, 0.01, 0.005, 0.0)),
+        "9 layers": Row(4, 80, (16,) * 8, (0.01,), deep=True),
+    },
+}
+
+
+def _horizon(profile: str, row: Row, lam: float) -> float:
+    """λ·t = 20 for λ > 0; λ = 0 runs as long as the row's largest λ (its shortest horizon)."""
+    if profile == "fast":
+        return FAST_T1
+    return EXPOSURE / (lam if lam > 0 else max(row.decays))
+
+
+def points(profile: str) -> dict:
+    """(row, λ) -> the typed overrides of that point of ``neural_collapse.toml``."""
+    out = {}
+    for name, row in ROWS[profile].items():
+        for lam in row.decays:
+            t1 = _horizon(profile, row, lam)
+            out[(name, lam)] = {
+                "data.classes": list(range(row.classes)),
+                "data.n_train": row.n_train,
+                "model.widths": list(row.widths),
+                "problem.weight_decay": lam,
+                "time.t1": t1,
+                "time.save_every": t1 / SAVES,
+            }
+    return out
 
 
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
-    points = {
-        (targets, lam): {
-            "problem.weight_decay": lam,
-            "data.centre_targets": targets == "centred",
-        }
-        for targets in TARGETS
-        for lam in DECAYS
-    }
-    results = _common.sweep("neural_collapse", profile, points, log=log)
+    profile = _common.profile_of(profile)
+    sets = points(profile)
+    results = _common.sweep(NAME, profile, sets, log=log)
     for key, res in results.items():
-        # An equilibrium is certified only from a settled run (λ·t ≥ 20, docs/equilibria.md);
-        # the fast profile's runs end at λ·t ≈ 0.6, where the solve (two minutes of CPU at
-        # fast, mostly compilation) could only answer "not settled": it is left out there.
-        if key[1] > 0 and _common.profile_of(profile) != "fast":
-            _common.fixed_point("neural_collapse", profile, points[key], res, log=log)
-        _common.json_record(res, SQI, lambda k=key, r=res: _sqi(profile, points[k], r))
+        problem = _common.problem(NAME, profile, sets[key])
+        _common.json_record(res, SQI, lambda p=problem, r=res: _end_record(p, r))
+        # a certificate needs a settled flow (λ·t ≳ 20, docs/equilibria.md); the fast
+        # profile's runs end at λ·t < 1, where the solve could only answer "not settled"
+        if key[1] > 0 and profile != "fast":
+            _common.json_record(
+                res, EQUILIBRIUM, lambda p=problem, r=res, k=key: _equilibrium(p, r, k, log)
+            )
     return results
 
 
-SQI = "sqi.json"
-
-
-def _sqi(profile, sets, res) -> dict:
-    """Per run (and seed) at its end: THEORY 4.8's SQI defect δ and common shortfall ε̄ of the
-    outputs against the training targets, the train accuracy, and the singular values of the
-    centred class means M̃ (rank C − 1 under NC2)."""
-    problem = _common.problem("neural_collapse", profile, sets)
+def state_record(problem, state) -> dict:
+    """At ``state``: NC1-NC4 (THEORY 5), the SQI defect δ and common shortfall ε̄ against the
+    training targets, the train accuracy, the layer norms and the singular values of the
+    centred class means M̃ relative to the largest."""
     y = np.asarray(problem.y_train)
     labels = np.argmax(y, axis=1)
-    record = {}
-    for label, traj in res.runs().items():
-        params = [np.asarray(w) for w in traj.final_params]
-        stacks = (
-            [params]
-            if traj.seeds is None
-            else [[w[i] for w in params] for i in range(params[0].shape[0])]
-        )
-        rows = []
-        for weights in stacks:
-            state = problem.to_state(tuple(weights))
-            f = np.asarray(problem.outputs(state))
-            h = np.asarray(problem.features(state))
-            delta, eps_bar = _verdict.sqi_defect(f, y)
-            means = np.stack([h[labels == c].mean(axis=0) for c in range(y.shape[1])])
-            sv = np.linalg.svd(means - means.mean(axis=0), compute_uv=False)
-            rows.append(
-                {
-                    "delta": delta,
-                    "eps_bar": eps_bar,
-                    "train_acc": float(np.mean(np.argmax(f, 1) == labels)),
-                    "sigma_means": (sv / sv[0]).tolist(),
-                }
-            )
-        record[label] = rows
+    f = np.asarray(problem.outputs(state))
+    h = np.asarray(problem.features(state))
+    weights = [np.asarray(w) for w in problem.to_weights(state)]
+    nc = _NC(h, labels, weights[-1], f)
+    delta, eps_bar = _verdict.sqi_defect(f, y)
+    means = np.stack([h[labels == c].mean(axis=0) for c in range(y.shape[1])])
+    sv = np.linalg.svd(means - means.mean(axis=0), compute_uv=False)
+    return {
+        **{k: float(v) for k, v in nc.items()},
+        "delta": delta,
+        "eps_bar": eps_bar,
+        "train_acc": float(np.mean(np.argmax(f, 1) == labels)),
+        "rho_k": [float(np.linalg.norm(w)) for w in weights],
+        "sigma_means": (sv / sv[0]).tolist(),
+    }
+
+
+def _end_record(problem, res) -> dict:
+    traj = res.runs()["flow"]
+    return state_record(problem, problem.to_state(tuple(np.asarray(w) for w in traj.final_params)))
+
+
+def _equilibrium(problem, res, key, log) -> dict:
+    """``gf.equilibrium`` from the flow's end: its certificate and :func:`state_record` at the
+    point it returns (which is never worse than the start)."""
+    start = time.perf_counter()
+    fp = gf.equilibrium(problem, res.runs()["flow"], spectrum=False, max_iter=30, dense_max=4000)
+    seconds = time.perf_counter() - start
+    c = fp.certificate
+    record = {
+        "certified": bool(fp.certified),
+        "verdict": None if c is None else c.verdict,
+        "reasons": [] if c is None else list(c.reasons),
+        "start_residual": None if c is None else float(c.start_residual),
+        "relative_residual": float(fp.relative_residual),
+        "alpha_range": None if c is None or c.alpha_range is None else list(c.alpha_range),
+        "sign_flips": None if c is None else int(c.sign_flips),
+        "identity_defect": None if c is None else float(max(c.identity_defects)),
+        "flow_drift": None if c is None or c.flow_drift is None else float(c.flow_drift),
+        "n_switching": None if c is None else int(c.n_switching),
+        "n_dying": None if c is None else int(c.n_dying),
+        "distance": None if c is None else float(c.distance),
+        "iterations": int(fp.iterations),
+        "seconds": seconds,
+        "fixed": state_record(problem, fp.state),
+    }
+    log(
+        f"  equilibrium of {NAME} {key[0]} λ={key[1]:g}: {record['verdict']} after "
+        f"{fp.iterations} iterations, relative residual {record['start_residual']:.1e} -> "
+        f"{record['relative_residual']:.1e} ({seconds:.1f} s)"
+    )
     return record
 
 
-def _limit(res, settled: float) -> str:
-    """How settled NC2 of the λ > 0 flow is, and what gf.equilibrium found from its end."""
-    text = f"flow NC2 relative change over the last quarter {settled:.1e}"
-    fp = res.fixed_point()
-    if fp is None:
-        return text
-    r0, r1 = fp["relative_residuals"][0], fp["relative_residuals"][-1]
-    held = fp["held_at_zero"]
+def _rank(sigma, classes: int) -> int:
+    """Numerical rank of M̃ at :data:`RANK_TOL` relative to σ_1."""
+    return int(np.sum(np.asarray(sigma[:classes]) >= RANK_TOL))
+
+
+def _judged(res) -> tuple[dict, str]:
+    """The state the claim is judged at: the certified equilibrium, else the flow's end."""
+    eq = _common.read_json(res, EQUILIBRIUM)
+    if eq is not None and eq["certified"]:
+        return eq["fixed"], "certified equilibrium"
+    return _common.read_json(res, SQI), "end of the flow"
+
+
+def _eq_words(eq) -> str:
+    if eq is None:
+        return "equilibrium not sought (fast profile: λ·t < 1)"
+    alpha = eq["alpha_range"]
+    words = (
+        f"gf.equilibrium {eq['verdict']} (relative residual {eq['start_residual']:.1e} -> "
+        f"{eq['relative_residual']:.1e}, |S| {eq['n_switching']}, dying units {eq['n_dying']}"
+    )
+    if alpha is not None:
+        words += f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]"
+    if eq["identity_defect"] is not None:
+        words += f", THEORY 4.9 defect ≤ {eq['identity_defect']:.1e}"
+    if eq["flow_drift"] is not None:
+        words += f", short-flow drift {eq['flow_drift']:.1e}"
+    words += f", {eq['distance']:.1e} from the end)"
+    if not eq["certified"] and eq["reasons"]:
+        words += " — " + eq["reasons"][0]
+    return words
+
+
+def _point_words(rec: dict, classes: int) -> str:
+    sv = "/".join(f"{x:.2g}" for x in rec["sigma_means"][: classes - 1])
     return (
-        text
-        + f", gf.equilibrium from its end {'converged' if fp['converged'] else 'not converged'}"
-        f" (relative residual {r0:.1e} -> {r1:.1e}"
-        + f", activation pattern {_common.flips(fp)}"
-        + ("" if held is None else f", {held} live pre-activations within 1e-6 of 0")
-        + f"), NC2 there {fp['fixed']['nc2']:.2g} (end of the flow {fp['end']['nc2']:.2g})"
+        f"NC1 {rec['nc1']:.2g}, NC2 {rec['nc2']:.2g}, NC3 {rec['nc3']:.2g}, NC4 {rec['nc4']:.2g}, "
+        f"δ {rec['delta']:.2g}, ε̄ {rec['eps_bar']:.2g}, σ(M̃)/σ_1 {sv} "
+        f"(rank {_rank(rec['sigma_means'], classes)} of C − 1 = {classes - 1})"
     )
 
 
-def _mean(traj, key) -> np.ndarray:
-    """The observable against t (the mean over seeds for an ensemble)."""
-    a = np.asarray(traj[key], dtype=float)
-    return a.mean(axis=0) if traj.seeds is not None else a
+def _regime(label, rec, lam, t1, classes, outside=()) -> _verdict.Regime:
+    return _verdict.Regime(
+        label,
+        train_acc=rec["train_acc"],
+        eps=rec["eps_bar"],
+        residual=rec["delta"],
+        residual_name="δ",
+        exposure=lam * t1,
+        extra=(
+            ("δ/ε̄", f"{rec['delta'] / rec['eps_bar']:.2g}" if rec["eps_bar"] > 0 else "n/a"),
+            ("rank M̃", f"{_rank(rec['sigma_means'], classes)}/{classes - 1}"),
+        ),
+        outside=tuple(outside),
+    )
 
 
-def _kind(label: str) -> str:
-    return label.split("_")[0]
-
-
-def _judge(finals: dict, targets: str, keys=("nc1", "nc2", "nc3")) -> tuple[bool, str, tuple]:
-    """Whether ``keys`` fall >= FALL with λ>0 and end below λ=0, NC4 -> 0, for every
-    dynamics."""
-    lam = DECAYS[0]
-    ok, parts, worst = True, [], (np.inf, "")
-    for kind in ("flow", "sde", "sgd"):
-        if (targets, lam, kind) not in finals:
-            continue
-        dec, free = finals[(targets, lam, kind)], finals[(targets, 0.0, kind)]
-        falls = {k: dec[k][0] / dec[k][1] for k in ("nc1", "nc2", "nc3")}
-        below = all(dec[k][1] < free[k][1] for k in keys)
-        ok = ok and below and all(falls[k] >= FALL for k in keys) and dec["nc4"][1] == 0
-        for k, f in falls.items():
-            worst = min(worst, (f, f"{k} ({kind})"))
-        parts.append(
-            f"{kind}: falls NC1 {falls['nc1']:.0f}x, NC2 {falls['nc2']:.1f}x, "
-            f"NC3 {falls['nc3']:.1f}x (final {dec['nc1'][1]:.2g}/{dec['nc2'][1]:.2g}/"
-            f"{dec['nc3'][1]:.2g} vs λ=0 {free['nc1'][1]:.2g}/{free['nc2'][1]:.2g}/"
-            f"{free['nc3'][1]:.2g}), NC4 {dec['nc4'][1]:.2g}"
+def _row_verdict(name: str, row: Row, inputs: dict) -> str:
+    """One row's measured numbers, regime and verdict word."""
+    lams = [lam for lam in row.decays if lam > 0]
+    parts, pts = [], []
+    for lam in row.decays:
+        res = inputs[(name, lam)]
+        traj = res.runs()["flow"]
+        t1 = float(np.asarray(traj.t)[-1])
+        end = _common.read_json(res, SQI)
+        text = f"λ={lam:g} (t={t1:g}): end {_point_words(end, row.classes)}"
+        if lam > 0:
+            eq = _common.read_json(res, EQUILIBRIUM)
+            text += "; " + _eq_words(eq)
+            if eq is not None and eq["certified"]:
+                text += "; there " + _point_words(eq["fixed"], row.classes)
+        parts.append(text)
+        rec, where = _judged(res)
+        outside = (
+            ("9 layers, decay on every one: the low-rank caveat's regime",) if row.deep else ()
         )
-    return ok, "; ".join(parts), worst
+        hyp = _verdict.QUASI_INTERPOLATION if lam > 0 else _verdict.INTERPOLATION
+        pts.append((_regime(f"λ={lam:g} ({where})", rec, lam, t1, row.classes, outside), hyp))
+    # the criterion at the smallest λ > 0
+    lam = min(lams)
+    res = inputs[(name, lam)]
+    rec, where = _judged(res)
+    start = {k: float(np.asarray(res.runs()["flow"][k])[0]) for k in KEYS}
+    falls = {k: start[k] / max(rec[k], np.finfo(float).tiny) for k in KEYS}
+    free = _common.read_json(inputs[(name, 0.0)], SQI) if 0.0 in row.decays else None
+    below = free is None or all(rec[k] < free[k] for k in KEYS)
+    rank = _rank(rec["sigma_means"], row.classes)
+    holds = all(f >= FALL for f in falls.values()) and below and rec["nc4"] == 0
+    holds = holds and rank == row.classes - 1
+    measured = (
+        f"{name} (C={row.classes}, N={row.n_train}, {len(row.widths) + 1} layers of "
+        f"{row.widths[0]}): "
+        + "; ".join(parts)
+        + f"; at λ={lam:g} ({where}) falls from t=0 NC1 {falls['nc1']:.0f}x, NC2 "
+        f"{falls['nc2']:.1f}x, NC3 {falls['nc3']:.1f}x"
+        + ("" if free is None else f", {'below' if below else 'NOT below'} λ=0's end")
+    )
+    if row.deep:
+        if rank < row.classes - 1:
+            shows = f"shows a low-rank solution (rank M̃ {rank} < C − 1 = {row.classes - 1})"
+        elif rec["nc2"] <= COLLAPSED:
+            shows = f"shows collapse (rank M̃ {rank} = C − 1, NC2 {rec['nc2']:.2g})"
+        else:
+            shows = f"shows neither: rank M̃ {rank} = C − 1 but NC2 {rec['nc2']:.2g} > {COLLAPSED:g}"
+        word = f"{_verdict.judge(holds, pts)} ({shows})"
+    else:
+        word = _verdict.judge(holds, pts)
+    return f"{measured}; {_verdict.regime_text(pts)}: {name}: {word}"
 
 
-#: The y label of each panel: what the quantity is (all dimensionless).
 YLABELS = {
-    "nc1": "NC1 = Tr(Σ_W Σ_B^†)/K (log)",
+    "nc1": "NC1 = Tr(Σ_W Σ_B^†)/C (log)",
     "nc2": "NC2 = equinorm + equiangularity gap (log)",
     "nc3": "NC3 = ||W_Lᵀ/||W_L|| − M̃/||M̃|| ||² (log)",
-    "nc4": "NC4: fraction of samples not\nclassified as the nearest class mean",
 }
-
-
-def _words(traj) -> str:
-    seeds = "" if traj.seeds is None else f", {len(np.atleast_1d(traj.seeds))} seeds"
-    return _common.words(traj) + seeds
 
 
 def draw(inputs: dict, out_dir) -> str:
     import matplotlib.pyplot as plt
 
-    # the targets and λ of each run as the run recorded them (not the figure's own key)
-    inputs = {
-        (
-            TARGETS[1] if res.value("data.centre_targets") else TARGETS[0],
-            _common.decay(res.runs()["flow"]),
-        ): res
-        for res in inputs.values()
-    }
-    fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharex=True)
-    styles = {"flow": "-", "sde": "--", "sgd": ":"}
-    colors = {DECAYS[0]: "C3", DECAYS[1]: "C0"}
-    finals = {}
-    for row, targets in zip(axes, TARGETS, strict=True):
-        for lam in DECAYS:
-            for label, traj in sorted(inputs[(targets, lam)].runs().items()):
-                kind = _kind(label)
-                for ax, key in zip(row, KEYS, strict=True):
-                    ax.plot(
-                        traj.t,
-                        _mean(traj, key),
-                        styles.get(kind, "-"),
-                        color=colors[lam],
-                        lw=1.2,
-                        label=f"{_words(traj)}, λ = {lam:g}",
-                    )
-                finals[(targets, lam, kind)] = {
-                    k: (_mean(traj, k)[0], _mean(traj, k)[-1]) for k in KEYS
-                }
-        for ax, key in zip(row, KEYS, strict=True):
-            if key != "nc4":
-                ax.set_yscale("log")
-            ax.set_title(f"{key.upper()}, {targets} targets", fontsize=9)
+    profile = _profile(inputs)
+    rows = ROWS[profile]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(15, 3.2 * len(rows)))
+    for axrow, (name, row) in zip(axes, rows.items(), strict=True):
+        for i, lam in enumerate(row.decays):
+            res = inputs[(name, lam)]
+            traj = res.runs()["flow"]
+            color = f"C{i}" if lam > 0 else "k"
+            for ax, key in zip(axrow[:3], KEYS, strict=True):
+                ax.plot(traj.t, np.asarray(traj[key]), color=color, lw=1.2, label=f"λ = {lam:g}")
+            end = _common.read_json(res, SQI)
+            k = np.arange(1, row.classes)
+            axrow[3].plot(
+                k,
+                end["sigma_means"][: row.classes - 1],
+                "o-",
+                color=color,
+                label=f"λ = {lam:g}, end",
+            )
+            eq = _common.read_json(res, EQUILIBRIUM)
+            if eq is not None and eq["certified"]:
+                axrow[3].plot(
+                    k,
+                    eq["fixed"]["sigma_means"][: row.classes - 1],
+                    "s",
+                    mfc="none",
+                    ms=9,
+                    color=color,
+                    label=f"λ = {lam:g}, certified equilibrium",
+                )
+        for ax, key in zip(axrow[:3], KEYS, strict=True):
+            ax.set_yscale("log")
+            ax.set_xlabel("flow time t")
             ax.set_ylabel(YLABELS[key], fontsize=8)
-        row[0].legend(fontsize=6)
-    for ax in axes[1]:
-        ax.set_xlabel("flow time t (SGD: t = η·step)")
-    c = _classes(inputs)
+            ax.set_title(
+                f"{key.upper()}, {name} (C = {row.classes}, N = {row.n_train}, "
+                f"{len(row.widths) + 1} layers)",
+                fontsize=9,
+            )
+        axrow[0].legend(fontsize=7)
+        axrow[3].axhline(RANK_TOL, color="grey", lw=0.8, ls=":")
+        axrow[3].set_ylim(0, 1.05)
+        axrow[3].set_xticks(np.arange(1, row.classes))
+        axrow[3].set_xlabel("index i of the singular value (1 … C − 1)")
+        axrow[3].set_ylabel("σ_i(M̃)/σ_1 (simplex ETF: all 1)", fontsize=8)
+        axrow[3].set_title(f"singular values of M̃, {name}", fontsize=9)
+        axrow[3].legend(fontsize=6)
     fig.suptitle(
-        f"Neural collapse on {c} digit classes: flow (solid), SDE (dashed), SGD (dotted; "
-        f"ensemble means); red λ = {DECAYS[0]:g}, blue λ = 0; top one-hot targets, bottom "
-        "one-hot − 1/C",
+        "Neural collapse of the gradient flow with weight decay on every layer, centred targets "
+        "(one-hot − 1/C), each λ > 0 to λ·t = 20"
+        + (" (fast profile: shorter)" if profile == "fast" else ""),
         fontsize=9,
     )
-
-    judged = {t: _judge(finals, t) for t in TARGETS}
-    judged_onehot = _judge(finals, "one-hot", ("nc1", "nc2"))[0]
-    lam = DECAYS[0]
-    limits = {}
-    for targets in TARGETS:
-        runs = inputs[(targets, lam)].runs()
-        if "flow" in runs:
-            limits[targets] = _limit(
-                inputs[(targets, lam)], _common.settled(_mean(runs["flow"], "nc2"))
-            )
-
-    # the claim is conditional on SQI (THEORY 4.8): judged where every run fits its data with
-    # a small SQI defect δ after λ·t ≥ 20; with one-hot targets NC3 (W_L ∝ M̃ᵀ) is unattainable
-    # by a bias-free net [exact], so that row judges NC1, NC2 and NC4 only
-    words, regimes_text = [], []
-    for targets in TARGETS:
-        points = []
-        for lam_k in DECAYS:
-            sqi = _common.read_json(inputs[(targets, lam_k)], SQI) or {}
-            for label, traj in sorted(inputs[(targets, lam_k)].runs().items()):
-                rows = sqi.get(label, [])
-                worst = max(rows, key=lambda r: r["delta"]) if rows else None
-                sv = worst["sigma_means"] if worst else []
-                regime = _verdict.Regime(
-                    f"{_kind(label)} λ={lam_k:g}",
-                    train_acc=min(r["train_acc"] for r in rows) if rows else None,
-                    eps=worst["eps_bar"] if worst else None,
-                    residual=worst["delta"] if worst else None,
-                    residual_name="δ",
-                    exposure=lam_k * float(traj.t[-1]),
-                    exposure_name="λ·t" if _kind(label) == "flow" else "ηλ·steps",
-                    extra=(("σ(M̃)/σ_1", "/".join(f"{x:.2g}" for x in sv)),) if sv else (),
-                )
-                hyp = _verdict.QUASI_INTERPOLATION if lam_k > 0 else _verdict.INTERPOLATION
-                points.append((regime, hyp))
-        ok = judged[targets][0] if targets == "centred" else judged_onehot
-        words.append(f"{targets} targets: {_verdict.judge(ok, points)}")
-        regimes_text.append(f"{targets} targets {_verdict.regime_text(points)}")
-
     verdict = (
-        f"{NAME}: predicted (conditional on SQI, THEORY 4.8) NC1-NC3 fall >= {FALL:g}x with "
-        f"λ={lam:g} and end below λ=0, NC4 -> 0 (one-hot targets: NC3 unattainable, not "
-        "judged); measured "
-        + "; ".join(
-            f"{t} targets: {judged[t][1]}" + (f"; {limits[t]}" if t in limits else "")
-            for t in TARGETS
-        )
-        + "; "
-        + "; ".join(regimes_text)
-        + ": "
-        + "; ".join(words)
+        f"{NAME}: predicted (conditional on SQI, THEORY 4.8) NC1-NC3 → 0 with M̃ a simplex ETF "
+        f"(rank C − 1); criterion per row: at the smallest λ > 0, at the certified equilibrium "
+        f"(else the flow's end), NC1-NC3 each ≥ {FALL:g}x below t=0 and below λ=0's end, NC4 = 0, "
+        f"σ_(C−1)/σ_1 of M̃ ≥ {RANK_TOL:g}; measured "
+        + "; ".join(_row_verdict(name, row, inputs) for name, row in rows.items())
     )
     return _common.finish(fig, out_dir, NAME, verdict)
 
 
-def _classes(inputs: dict) -> int:
-    traj = next(iter(inputs[(TARGETS[0], DECAYS[0])].runs().values()))
-    return int(np.asarray(traj.final_params[-1]).shape[-2])
+def _profile(inputs: dict) -> str:
+    """The profile whose rows ``inputs`` holds (its keys are (row, λ); the λ grids of the
+    profiles differ)."""
+    for profile, rows in ROWS.items():
+        if set(inputs) == {(n, lam) for n, r in rows.items() for lam in r.decays}:
+            return profile
+    raise ValueError(f"neural_collapse: inputs {sorted(inputs)} match no profile of ROWS")
