@@ -104,15 +104,7 @@ PAPER = {
         "time.t1": 5000.0,
         "time.save_every": 50.0,
     },
-    # all 356 balanced digits 0 vs 1, width 128, 2.5 times the horizon, B from 4 to N (GD);
-    # the λ grid is in fig_rank
-    "rank": {
-        "data.n_train": 356,
-        "model.widths": [128, 128],
-        "sgd.batch_size": [4, 16, 64, 356],
-        "sgd.t1": 1000.0,
-        "sgd.save_every": 10.0,
-    },
+    # rank: the full profile's ten-digit grid as written; fig_rank adds MNIST-1D at this scale
     # four times the samples (40 per class), three times the horizon
     "neural_collapse": {"data.n_train": 160, "time.t1": 3000.0, "time.save_every": 30.0},
     # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
