@@ -468,7 +468,7 @@ def draw(inputs: dict, out_dir) -> str:
     ax.set(
         xlabel="singular value index i",
         ylabel="σ_i / σ_1 (log)",
-        title=f"certified B = N = {fixed['n']} fixed point ({fixed['verdict']}): rank ≤ B",
+        title=f"B = N = {fixed['n']} fixed point (gf.equilibrium: {fixed['verdict']}): rank ≤ B",
     )
     for ax in axes:
         ax.legend(fontsize=6)
