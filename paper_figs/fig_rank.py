@@ -350,9 +350,8 @@ def _dataset_text(inputs: dict, name: str) -> tuple[str, str, dict, dict]:
     """One dataset's part of the verdict line and its words per protocol."""
     summ = {k: _summary(v) for k, v in _cells(inputs, name).items()}
     label = LABELS[name]
-    traj = next(
-        iter(next(r for k, r in inputs.items() if isinstance(k, tuple) and k[0] == name).runs().values())
-    )
+    first = next(r for k, r in inputs.items() if isinstance(k, tuple) and k[0] == name)
+    traj = next(iter(first.runs().values()))
     shapes = traj.config["problem"]["layer_shapes"]
     widths = "-".join(str(d) for d in [shapes[0][1], *(rows for rows, _ in shapes)])
     about = f"{label}: N={traj.config['problem']['n_train']}, {shapes[-1][0]} classes, {widths}"
