@@ -99,15 +99,7 @@ PROFILES = ("fast", "full", "paper")
 PAPER = {
     # 64 digits instead of 40; the λ ladder down to 1e-3 (t1 = 20/λ = 20,000) is in fig_margins
     "margins": {"data.n_train": 64},
-    # all 356 balanced digits 0 vs 1, width 128, 2.5 times the horizon, B from 4 to N (GD);
-    # the λ grid is in fig_rank
-    "rank": {
-        "data.n_train": 356,
-        "model.widths": [128, 128],
-        "sgd.batch_size": [4, 16, 64, 356],
-        "sgd.t1": 1000.0,
-        "sgd.save_every": 10.0,
-    },
+    # rank: the full profile's ten-digit grid as written; fig_rank adds MNIST-1D at this scale
     # neural_collapse: its grid (samples, widths, λ and horizons) is fig_neural_collapse.ROWS
     # a 16-32-32-1 net on 256 samples instead of 4-8-1 on 32
     "work_precision": {"data.n_train": 256, "data.dim": 16, "model.widths": [32, 32]},
