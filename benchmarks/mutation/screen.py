@@ -8,7 +8,8 @@ eagerly (plain NumPy-sized checks, no ``jax.jit``) need no fork: this script imp
 inside ``benchmarks/mutation/work/MODULE/mutants/`` (made by a first ``run.py MODULE``, which
 generates the mutants before it runs any test), selects each mutant in turn through mutmut's
 ``MUTANT_UNDER_TEST`` and calls every test function (parametrized cases expanded), stopping at
-the first failure. It prints ``KILLED name test`` or ``SURVIVED name`` per mutant and the counts.
+the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVALENT name`` (listed in
+``modules.toml``) per mutant and the counts.
 
 A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
 so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
@@ -94,12 +95,14 @@ def main(argv=None) -> int:
     if failure:
         print(f"the tests fail without a mutant: {failure}")
         return 1
-    counts = {"killed": 0, "survived": 0}
+    equivalent = set(config[args.module].get("equivalent", []))
+    counts = {"killed": 0, "survived": 0, "equivalent": 0}
     for name in names:
         os.environ["MUTANT_UNDER_TEST"] = name
         failure = _first_failure(cases)
-        counts["killed" if failure else "survived"] += 1
-        print(f"KILLED {name} {failure}" if failure else f"SURVIVED {name}", flush=True)
+        status = "killed" if failure else "equivalent" if name in equivalent else "survived"
+        counts[status] += 1
+        print(f"{status.upper()} {name} {failure or ''}".rstrip(), flush=True)
     print(f"== {args.module}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
