@@ -21,10 +21,10 @@ from pathlib import Path
 FIGURES = {
     "rho_dynamics": "ρ(t) closes in on ρ_eq(V(t)) along the flow and SGD (THEORY 4.1)",
     "conservation": "balancedness and WN norms kept by the flow, GD drift ∝ η (3.1, 3.3)",
-    "margins": "normalized margins equalize with weight decay (4.4)",
+    "margins": "margin spread and 1 - min margin·ρ against λ at equilibrium (4.4, 4.9)",
     "sgd_noise": "SGD's per-epoch weight change stays > 0 for λ > 0, B < N (4.7)",
-    "rank": "rank of a hidden layer against B, λ (and η); rank ≤ B at SGD's fixed point (4.6)",
-    "neural_collapse": "NC1-NC4 for the flow, the SDE and SGD, one-hot and centred targets (4.8)",
+    "rank": "rank of a hidden layer against B at fixed epochs and fixed ηλ·steps (4.6)",
+    "neural_collapse": "NC1-NC4, the SQI defect and M̃ for C = 4 and 10 classes (4.8)",
     "init_scale": "final ρ, margin and test error independent of the init scale with λ > 0",
     "random_labels": "ρ and test error against the fraction of random labels (4.3-4.4, 6)",
     "bounds": "dense and kernel margin bounds against N, the Toeplitz norm ratio (6)",
