@@ -344,6 +344,16 @@ def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypat
     assert len(message.splitlines()) == 1
 
 
+def _as_from_a_shell():
+    """``preexec_fn``: the child starts with SIGINT and SIGTERM at their defaults, as from a
+    shell. An ignored disposition is inherited across ``exec`` (then Python installs no SIGINT
+    handler, and gradflow rightly leaves it alone); a pytest worker's may have been set to
+    ignored by an earlier test's library (seen once in CI, 2026-12-06: these tests failed
+    with the child ignoring SIGINT), and that is not what these tests are about."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_console_script_imports_is_one_line(signum):
     """The installed ``gradflow`` script, signalled 0.5 s after it starts (while it imports
@@ -351,7 +361,11 @@ def test_a_signal_while_the_console_script_imports_is_one_line(signum):
     script = os.path.join(os.path.dirname(sys.executable), "gradflow")
     assert os.path.isfile(script), script
     proc = subprocess.Popen(
-        [script, "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [script, "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_from_a_shell,
     )
     time.sleep(0.5)
     assert proc.poll() is None, "the command ended before the signal; the test means nothing"
@@ -376,5 +390,6 @@ def test_importing_gradflow_leaves_a_library_users_handlers_alone():
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=_as_from_a_shell,
     )
     assert out.stdout.split() == ["True", "True"], out.stderr
