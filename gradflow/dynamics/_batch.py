@@ -87,29 +87,21 @@ def _same(xs) -> bool:
 
 
 def signature(plan: Plan):
-    """What must agree for two plans to share a batch: the core, the static part of the
-    arguments and the shapes and dtypes of their arrays."""
-    dynamic, static = eqx.partition(plan.args, eqx.is_array)
-    shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a).name), dynamic)
-    return (
-        plan.core,
-        plan.batch_key,
-        jax.tree.structure(static),
-        _static_leaves(static),
-        jax.tree.structure(dynamic),
-        tuple(jax.tree.leaves(shapes)),
-    )
+    """What must agree for two plans to share a batch: the core, the tree of the arguments,
+    their static leaves (everything that is not an array) and the shapes and dtypes of their
+    arrays (one flattening: a sweep signs every plan)."""
+    leaves, treedef = jax.tree.flatten(plan.args)
+    return (plan.core, plan.batch_key, treedef, tuple(_leaf_signature(x) for x in leaves))
 
 
-def _static_leaves(static) -> tuple:
-    out = []
-    for leaf in jax.tree.leaves(static):
-        try:
-            hash(leaf)
-            out.append(leaf)
-        except TypeError:
-            out.append(repr(leaf))
-    return tuple(out)
+def _leaf_signature(leaf):
+    if eqx.is_array(leaf):
+        return ("array", leaf.shape, leaf.dtype.name)
+    try:
+        hash(leaf)
+        return leaf
+    except TypeError:
+        return repr(leaf)
 
 
 def groups_of(plans: Sequence[Plan]) -> list[list[int]]:

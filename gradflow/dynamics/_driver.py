@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax
@@ -117,6 +118,13 @@ class Run:
     whole: tuple | None = None
     batch_key: object = None
     groups: tuple = ()
+
+
+def method(module: eqx.Module, name: str):
+    """``module.name`` as a plain bound function: Equinox turns every method looked up on a
+    module into a ``BoundMethod`` module (about 20 µs to build), which the host path of a
+    sweep of many small runs (prepare, finish) would pay several times per run."""
+    return functools.partial(getattr(type(module), name), module)
 
 
 def _seeded(fn, seeded: bool):

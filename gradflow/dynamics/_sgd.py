@@ -27,7 +27,7 @@ from .._validate import bad_value, check_choice
 from ..diffrax_ext import SAMPLING
 from . import _blocks, _defaults
 from ._core import save_times
-from ._driver import AbstractDynamics, Run
+from ._driver import AbstractDynamics, Run, method
 from ._failure import BLOW_UP, STEP_BLOW_UP, blown_up, throw_from_aliases
 from ._simulate import simulate
 
@@ -161,7 +161,8 @@ class SGD(AbstractDynamics):
         steps = _steps(saves.t1, lr)
         save_steps = _save_steps(saves, lr, steps)
         keys = key if seeds is None else jax.random.split(key, seeds)
-        dyn = dataclasses.replace(self, batch_size=int(b))
+        dyn = self if type(b) is int else dataclasses.replace(self, batch_size=int(b))
+        described = problem.describe()  # once: a sweep prepares many small runs
         settings = {
             "lr": lr,
             "batch_size": int(b),
@@ -182,10 +183,10 @@ class SGD(AbstractDynamics):
             keys,
             seeds is not None,
             _blocks.MAX_STEPS,  # SGD has no step budget
-            ("sgd", problem.describe(), settings, save_steps),
-            {"run": run, "problem": problem.describe(), **settings},
-            {"settings": settings, "save_steps": save_steps},
-            self.kind(problem),
+            ("sgd", described, settings, save_steps),
+            {"run": run, "problem": described, **settings},
+            {"settings": settings, "save_steps": save_steps, "problem": described},
+            method(self, "kind")(problem),
             batch_key=tuple(int(k) for k in save_steps),
         )
 
@@ -209,7 +210,7 @@ class SGD(AbstractDynamics):
             "diverged_at_step": [int(b) for b in bad_steps] if seeds else int(bad_steps[0]),
             "t_reached": float(first_bad * lr),
         }
-        config = {"dynamics": run.name, "problem": problem.describe(), **settings}
+        config = {"dynamics": run.name, "problem": run.host["problem"], **settings}
         config.update(observables=list(run.groups))
         return from_run(
             problem,
@@ -367,7 +368,10 @@ def _check_momentum(momentum, nesterov, optimizer) -> None:
 def _save_steps(saves, lr: float, steps: int) -> np.ndarray:
     """The steps nearest the save times (step 0 first), with a warning when they are not on
     the step grid (:func:`_warn_off_grid`)."""
-    grid = save_times(0.0, steps * lr, saves.save_every, saves.ts, where="sgd")
+    if saves.t0 == 0 and saves.t1 == steps * lr:  # simulate's grid is this one
+        grid = saves.grid
+    else:
+        grid = save_times(0.0, steps * lr, saves.save_every, saves.ts, where="sgd")
     save_steps = np.unique(np.clip(np.round(grid / lr).astype(np.int64), 0, steps))
     name = "ts" if saves.ts is not None else "save_every"
     _warn_off_grid(grid, save_steps, lr, name, saves.ts, saves.save_every)

@@ -26,7 +26,7 @@ from . import _checkpoint, _driver
 from ._batch import Plan
 from ._core import check_key, check_run_arguments, save_times
 from ._cost import timed
-from ._driver import AbstractDynamics, Saves
+from ._driver import AbstractDynamics, Saves, method
 from ._failure import raise_or_return
 
 
@@ -85,7 +85,9 @@ def simulate(
     _check(where, problem, dynamics, t0, t1, max_steps, observables, key, seeds, throw)
     saves = Saves(t0, t1, save_every, ts, save_times(t0, t1, save_every, ts, where))
     y0 = problem.initial_state() if state0 is None else state0
-    run = dynamics.prepare(problem, saves, key=key, seeds=seeds, max_steps=max_steps, state0=y0)
+    run = method(dynamics, "prepare")(
+        problem, saves, key=key, seeds=seeds, max_steps=max_steps, state0=y0
+    )
     run.groups = tuple(observables)
     pol = _checkpoint.policy(where, checkpoint, checkpoint_every, checkpoint_minutes)
     if _plan:
@@ -122,7 +124,7 @@ def simulate(
         name=run.name,
     )
     out = {"carry": carry, "obs": obs, "info": info, "signum": signum, "index": index}
-    traj = d.finish(problem, run, out)
+    traj = method(d, "finish")(problem, run, out)
     if signum is not None:
         raise _checkpoint.interrupted(run.name, traj, signum, pol, run.times[index])
     return _settled(problem, run, traj, throw)
@@ -148,7 +150,7 @@ def _check(where, problem, dynamics, t0, t1, max_steps, observables, key, seeds,
 def _settled(problem, run, traj: Trajectory, throw: bool) -> Trajectory:
     """``traj`` with ``"blew_up"`` for a finite run that grew without bound, returned, or
     raised in its :class:`gradflow.RunFailed` (``throw``)."""
-    if traj.stats["status"] == "success" and run.dynamics.blew_up(traj):
+    if traj.stats["status"] == "success" and method(run.dynamics, "blew_up")(traj):
         traj.stats["status"] = "blew_up"
     if traj.stats["status"] == "success" or not throw:
         return traj
@@ -174,7 +176,7 @@ def _plan_of(problem, run, y0, throw, meter=None) -> Plan:
             out = _driver.settle(out, run.seeded, run.max_steps)
         else:
             out = {"raw": out, "index": len(run.times) - 1}
-        return _settled(problem, run, d.finish(problem, run, out), throw)
+        return _settled(problem, run, method(d, "finish")(problem, run, out), throw)
 
     if run.whole is not None:
         core, args = run.whole
