@@ -94,6 +94,13 @@ def simulate(
         return _plan_of(problem, run, y0, throw)
     if run.whole is not None:
         return _whole(problem, run, y0, throw, pol, resume_from, progress)
+    return _segmented(problem, run, y0, throw, pol, resume_from, progress)
+
+
+def _segmented(problem, run, y0, throw, pol, resume_from, progress) -> Trajectory:
+    """The run in segments (:func:`._driver.run`): fingerprint, checkpoint or resume, the
+    first record, the loop, then ``finish``; an interruption raises with the partial run."""
+    where = run.dynamics.where
     keys = () if run.keys is None else (run.keys,)
     shown = list(run.groups)
     fp = _checkpoint.fingerprint(*run.fingerprint, shown, *keys, *_checkpoint.flatten(y0))
