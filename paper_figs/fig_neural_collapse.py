@@ -20,9 +20,8 @@ the singular values of M̃ relative to the largest (the C-th is 0 by constructio
 means of balanced classes sum to 0).
 
 Criterion, per row (stated in the verdict): at the smallest λ > 0, at the certified equilibrium
-(else the flow's end), NC1, NC2 and NC3 are each ≥ FALL times below their value at t = 0 and
-below the λ = 0 run's end, NC4 = 0, and M̃ has numerical rank C − 1 (σ_{C−1}/σ_1 ≥
-RANK_TOL); judged where the points are inside ``_verdict.QUASI_INTERPOLATION`` (train
+(else the flow's end), NC1, NC2 and NC3 are each ≥ FALL times below their value at t = 0,
+NC4 = 0, and M̃ has numerical rank C − 1 (σ_{C−1}/σ_1 ≥ RANK_TOL); judged where the points are inside ``_verdict.QUASI_INTERPOLATION`` (train
 accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5, λ·t ≥ 20; λ = 0: train accuracy 1).
 
 A second row keeps the deep net of this figure's earlier versions — 9 bias-free layers with
@@ -285,7 +284,9 @@ def _row_verdict(name: str, row: Row, inputs: dict) -> str:
     free = _common.read_json(inputs[(name, 0.0)], SQI) if 0.0 in row.decays else None
     below = free is None or all(rec[k] < free[k] for k in KEYS)
     rank = _rank(rec["sigma_means"], row.classes)
-    holds = all(f >= FALL for f in falls.values()) and below and rec["nc4"] == 0
+    # λ = 0's end is reported beside, not judged: THEORY 4.8 claims nothing of the flow
+    # without decay (an interpolating flow from a small init may collapse as far)
+    holds = all(f >= FALL for f in falls.values()) and rec["nc4"] == 0
     holds = holds and rank == row.classes - 1
     measured = (
         f"{name} (C={row.classes}, N={row.n_train}, {len(row.widths) + 1} layers of "
@@ -293,7 +294,11 @@ def _row_verdict(name: str, row: Row, inputs: dict) -> str:
         + "; ".join(parts)
         + f"; at λ={lam:g} ({where}) falls from t=0 NC1 {falls['nc1']:.0f}x, NC2 "
         f"{falls['nc2']:.1f}x, NC3 {falls['nc3']:.1f}x"
-        + ("" if free is None else f", {'below' if below else 'NOT below'} λ=0's end")
+        + (
+            ""
+            if free is None
+            else f" ({'below' if below else 'not below'} λ=0's end: reported, not a criterion)"
+        )
     )
     if row.deep:
         if rank < row.classes - 1:
@@ -374,7 +379,7 @@ def draw(inputs: dict, out_dir) -> str:
     verdict = (
         f"{NAME}: predicted (conditional on SQI, THEORY 4.8) NC1-NC3 → 0 with M̃ a simplex ETF "
         f"(rank C − 1); criterion per row: at the smallest λ > 0, at the certified equilibrium "
-        f"(else the flow's end), NC1-NC3 each ≥ {FALL:g}x below t=0 and below λ=0's end, NC4 = 0, "
+        f"(else the flow's end), NC1-NC3 each ≥ {FALL:g}x below t=0, NC4 = 0, "
         f"σ_(C−1)/σ_1 of M̃ ≥ {RANK_TOL:g}; measured "
         + "; ".join(_row_verdict(name, row, inputs) for name, row in rows.items())
     )
