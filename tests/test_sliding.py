@@ -221,3 +221,17 @@ def test_run_stats_carry_the_sliding_record_found_in_a_wrapped_state():
     assert (stats["sliding_joins"], stats["sliding_leaves"], stats["sliding_resets"]) == (9, 6, 4)
     assert gf.diffrax_ext.sliding_record(state[0][0]) is None
     assert not any(k.startswith("sliding_") for k in run_stats(dict(raw, sliding=None)))
+
+
+def test_an_entry_held_at_index_zero_stays_held_beside_padding_rows():
+    """The set S is padded with index 0 (``_select`` fills with 0, masked out): rebuilding the
+    held mask must not let a padding row's False overwrite a held row 0 (a scatter with
+    repeated indices keeps one write; that bug dropped entry 0 from S at every step)."""
+    rows = jnp.asarray([0, 3, 0, 0], jnp.int32)
+    mask = jnp.asarray([True, True, False, False])
+    keep = mask  # both valid rows stay
+    held = _sliding._held(rows, mask, keep, 5)
+    np.testing.assert_array_equal(np.asarray(held), [True, False, False, True, False])
+    # a valid row that leaves is unset, a padding row changes nothing
+    held = _sliding._held(rows, mask, jnp.asarray([False, True, False, False]), 5)
+    np.testing.assert_array_equal(np.asarray(held), [False, False, False, True, False])

@@ -398,7 +398,7 @@ class SlidingSolver(AbstractDelegatingSolver, diffrax.AbstractAdaptiveSolver):
         leave = s.mask & (z_rows > self.surface_tol * rms) & (z_rows >= s.z_rows)
         keep = s.mask & ~leave
         # join: crossed zero in this step, not already held
-        held = jnp.zeros(flat.shape, bool).at[s.rows].set(keep)
+        held = _held(s.rows, s.mask, keep, flat.size)
         crossed = jnp.reshape(positive != s.positive, (-1,)) & ~held
         rows, mask = _select(held, crossed, flat, min(self.capacity, flat.size))
         size = jnp.sum(mask).astype(jnp.int32)
@@ -427,6 +427,14 @@ class SlidingSolver(AbstractDelegatingSolver, diffrax.AbstractAdaptiveSolver):
             record,
         )
         return y1, y_error, dense, state, result
+
+
+def _held(rows, mask, keep, size: int):
+    """The entries of ``rows`` (valid where ``mask``) that stay held, as a mask of ``size``
+    entries. Padding rows (``mask`` False; :func:`_select` pads with index 0) are dropped, not
+    written: a scatter with repeated indices keeps one write, which could unset row 0."""
+    index = jnp.where(mask, rows, size)
+    return jnp.zeros((size,), bool).at[index].set(keep, mode="drop")
 
 
 def _select(held, crossed, flat, capacity: int):
