@@ -70,8 +70,9 @@ SAVES = 50
 #: name changes with what is recorded: an older record is not read back).
 EQUILIBRIUM = "margins_equilibrium_tail.json"
 #: gf.equilibrium's Newton iterations (a settled start needs a handful, and each entry that joins
-#: S takes one: 24 joins in the 34 iterations above; docs/equilibria.md).
-MAX_ITER = 60
+#: S takes one: LM-last λ = 0.005 took 34 iterations with 24 joins; the plain flows' S has 50–59
+#: entries, and at 60 iterations all three plain points stopped unfinished, one at 1.2e-15).
+MAX_ITER = 150
 #: Before certifying, the flow's end is continued for ``TAIL`` time units at the fixed Heun step
 #: ``TAIL_STEP``: the scenario's loose bosh3 (rtol 1e-3, steps ≈ 0.1) chatters across the
 #: surfaces the flow slides on and leaves their pre-activations spread over 1e-5 … 1e-3 of the
