@@ -74,6 +74,194 @@ def _raises(call) -> str:
     return str(info.value)
 
 
+# ---- refusals, word for word -------------------------------------------------------------------
+
+
+def test_refusals_name_the_argument_the_value_and_what_is_allowed():
+    allowed_decay = "is not allowed; use a finite number >= 0"
+    for value, shown in [(-1.0, "-1.0"), (float("nan"), "nan"), (float("inf"), "inf")]:
+        message = _raises(lambda v=value: gf.Problem(_net(), _data(), weight_decay=v))
+        assert message == f"Problem: weight_decay={shown} {allowed_decay}"
+    for value, shown in [(True, "True"), ("0.1", "'0.1'"), (None, "None")]:
+        message = _raises(lambda v=value: gf.Problem(_net(), _data(), weight_decay=v))
+        assert message == f"Problem: weight_decay={shown} {allowed_decay}"
+    allowed_chunk = (
+        "is not allowed; use an integer >= 1, or None for the default (activations within "
+        "32 MiB on a CPU)"
+    )
+    for value, shown in [(0, "0"), (-3, "-3"), (2.5, "2.5"), (True, "True"), ("8", "'8'")]:
+        message = _raises(lambda v=value: gf.Problem(_net(), _data(), chunk_size=v))
+        assert message == f"Problem: chunk_size={shown} {allowed_chunk}"
+    message = _raises(lambda: gf.Problem(_net(), _data(), precision="float16"))
+    assert message == (
+        "Problem: precision='float16' is not allowed; use 'float32', 'float64' or None"
+    )
+    message = _raises(lambda: gf.Problem(object(), _data()))
+    assert message == (
+        "Problem: model=<object> is not allowed; pass a network of gradflow.models "
+        "(e.g. MLP, DeepLinear, LocalCNN)"
+    )
+    message = _raises(lambda: gf.Problem(_net(), SimpleNamespace(x_train=1, y_train=1)))
+    assert message == (
+        "Problem: data=<SimpleNamespace> is not allowed; pass a gradflow.data.Dataset "
+        "(gf.data.load(...))"
+    )
+
+
+def test_float64_without_x64_is_refused_and_float32_is_not():
+    jax.config.update("jax_enable_x64", False)
+    try:
+        message = _raises(lambda: gf.Problem(_net(), _data(), precision="float64"))
+        p32 = gf.Problem(_net(), _data(), precision="float32")
+        default = gf.Problem(_net(), _data())  # JAX's default float without x64
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert message == (
+        "Problem: precision='float64' is not allowed; it needs jax_enable_x64 "
+        "(jax.config.update('jax_enable_x64', True) before building the problem), or use "
+        "'float32'"
+    )
+    assert p32.precision == "float32" and default.precision == "float32"
+
+
+def test_shapes_that_do_not_fit_the_network_are_refused():
+    message = _raises(lambda: gf.Problem(_net(d=4), _data(d=3)))
+    assert message.startswith(
+        "Problem: data x has sample shape (3,), which model MLP does not accept ("
+    )
+    assert message.count("(") == message.count(")") and "\n" not in message
+    message = _raises(lambda: gf.Problem(_net(c=2), _data(c=3)))
+    assert message == (
+        "Problem: model MLP has 2 outputs but the data have C=3 target columns; they must match"
+    )
+    # a network with a scalar output has 0 output columns
+    scalar = SimpleNamespace(
+        weights=(jnp.ones((1, 3)),), with_weights=None, apply=lambda w, x: jnp.sum(w[0] @ x)
+    )
+    message = _raises(lambda: gf.Problem(scalar, _data(), chunk_size=1))
+    assert message == (
+        "Problem: model SimpleNamespace has 0 outputs but the data have C=1 target columns; "
+        "they must match"
+    )
+
+
+def _net_of_norm2(value, widths=(4,), d=3):
+    """An MLP whose 16 entries all equal ``value`` (``||W||² = 16 value²``)."""
+    net = _net(widths, d)
+    return net.with_weights(tuple(jnp.full(w.shape, value) for w in net.weights))
+
+
+def test_inputs_or_decay_that_overflow_the_squared_loss_are_refused_at_the_limit():
+    """Inputs beyond ``finfo.max^(1/3)`` (5.64e102 in float64, 6.98e12 in float32) and a decay
+    term ``(λ/2)||W||²`` beyond it are refused, naming the split or λ; exactly at the limit
+    they are accepted; an empty test split is no input."""
+    limit = float(np.finfo(np.float64).max) ** (1 / 3)
+    data = _data()
+    big = Dataset("toy", np.full((7, 3), 1e120), data.y_train)
+    message = _raises(lambda: gf.Problem(_net(), big))
+    assert message == (
+        "Problem: data=<x_train with entries up to 1e+120> is not allowed; inputs beyond "
+        f"{LIMIT64} overflow the squared loss in float64; rescale them (e.g. the loaders' "
+        "standardize=True or unit_norm=True)"
+    )
+    big_test = Dataset("toy", data.x_train, data.y_train, np.full((2, 3), -3e110), data.y_test[:2])
+    assert "data=<x_test with entries up to 3e+110>" in _raises(
+        lambda: gf.Problem(_net(), big_test)
+    )
+    for x in (np.full((7, 3), 1e20), np.full((7, 3), 1e20, np.float32)):
+        big32 = Dataset("toy", x, data.y_train)
+        message = _raises(lambda d=big32: gf.Problem(_net(), d, precision="float32"))
+        assert f"inputs beyond {LIMIT32} overflow the squared loss in float32;" in message
+    # float32 weights of 1e20: (λ/2)||W||² = 8e40 is measured in float64 (not inf)
+    huge = _net().with_weights(tuple(jnp.full(w.shape, 1e20, jnp.float32) for w in _net().weights))
+    message = _raises(lambda: gf.Problem(huge, data, weight_decay=1.0, precision="float32"))
+    assert message.startswith(
+        "Problem: weight_decay=1.0 is not allowed; (λ/2)·||W||² = 8e+40 at the initial weights "
+        f"overflows float32 (limit {LIMIT32}); use weight_decay <= 8.73e-29"
+    )
+    at_limit = Dataset("toy", np.full((7, 3), limit), data.y_train)
+    assert gf.Problem(_net(), at_limit).n_train == 7
+    empty_test = Dataset("toy", data.x_train, data.y_train, np.zeros((0, 3)), np.zeros((0, 1)))
+    assert gf.Problem(_net(), empty_test).describe()["n_test"] == 0
+    # ||W||² = 16 · 0.25 = 4 exactly: λ = limit/2 puts (λ/2)||W||² exactly at the limit
+    net = _net_of_norm2(0.5)
+    assert gf.Problem(net, data, weight_decay=limit / 2).weight_decay == limit / 2
+    above = float(np.nextafter(limit / 2, np.inf))
+    message = _raises(lambda: gf.Problem(net, data, weight_decay=above))
+    assert message.startswith(
+        f"Problem: weight_decay={above!r} is not allowed; (λ/2)·||W||² = {LIMIT64} at the "
+        f"initial weights overflows float64 (limit {LIMIT64}); use weight_decay <= 2.82e+102"
+    )
+    # ||W||² = 16 · 0.01 = 0.16 < 1: the suggested bound 2 · limit / 0.16 = 7.05e103
+    message = _raises(lambda: gf.Problem(_net_of_norm2(0.1), data, weight_decay=1e305))
+    assert message == (
+        "Problem: weight_decay=1e+305 is not allowed; (λ/2)·||W||² = 8e+303 at the initial "
+        f"weights overflows float64 (limit {LIMIT64}); use weight_decay <= 7.05e+103"
+    )
+
+
+# ---- what a Problem records -------------------------------------------------------------------
+
+
+def test_describe_and_repr_say_what_the_problem_is():
+    data = _data(options={"seed": 3, "path": Path("/data/x.npz")})
+    p = gf.Problem(_net((4, 5)), data, weight_decay=0.25, normalization="lm-last", chunk_size=4)
+    assert p.describe() == {
+        "model": "MLP",
+        "layer_shapes": [[4, 3], [5, 4], [1, 5]],
+        "normalization": "lm-last",
+        "weight_decay": 0.25,
+        "freeze_directions": False,
+        "data": "toy",
+        "data_options": {"path": "/data/x.npz", "seed": 3},
+        "n_train": 7,
+        "n_test": 5,
+        "precision": "float64",
+        "chunk_size": 4,
+    }
+    json.dumps(p.describe())  # serialisable
+    assert repr(p) == (
+        "Problem: MLP [4×3 5×4 1×5], lm-last, λ=0.25, float64; data 'toy': 7 train, 5 test\n"
+        "  37 weights; inputs (3,), targets (7, 1); chunk_size 4"
+    )
+    frozen = gf.Problem(_net(), _data(m=0), normalization="lm-all", freeze_directions=True)
+    d = frozen.describe()
+    assert d["freeze_directions"] is True and d["n_test"] == 0 and frozen.x_test is None
+    assert frozen.y_test is None and d["weight_decay"] == 0.0 and d["normalization"] == "lm-all"
+
+
+def test_the_data_options_are_one_canonical_text():
+    """The options are stored as sorted JSON, so two problems of the same data given in
+    another key order are equal (one compilation); an object without ``name``/``options``
+    is ``"custom"`` with no options."""
+    a = gf.Problem(_net(), _data(options={"seed": 0, "dim": 3}))
+    b = gf.Problem(_net(), _data(options={"dim": 3, "seed": 0}))
+    assert a.data_options == b.data_options == '{"dim": 3, "seed": 0}'
+    data = _data()
+    plain = SimpleNamespace(x_train=data.x_train, y_train=data.y_train, x_test=None, y_test=None)
+    p = gf.Problem(_net(), plain)
+    assert p.data_name == "custom" and p.describe()["data_options"] == {}
+    assert p.describe()["data"] == "custom" and p.describe()["n_test"] == 0
+
+
+def test_the_defaults_are_no_decay_no_normalization_one_chunk():
+    """Defaults: λ = 0, ``"none"``, directions free, float64 under x64, and one chunk of the
+    larger split when the data fit (12 train, 20 test: 20; 9 train, 4 test: 9)."""
+    p = gf.Problem(_net(), _data(n=12, m=20))
+    assert float(p.weight_decay) == 0.0 and p.normalization == "none"
+    assert p.freeze_directions is False and p.precision == "float64"
+    assert p.chunk_size == 20
+    assert gf.Problem(_net(), _data(n=9, m=4)).chunk_size == 9
+    assert gf.Problem(_net(), _data(n=9, m=0)).chunk_size == 9
+    assert gf.Problem(_net(), _data(n=6, m=6)).chunk_size == 6
+    assert gf.Problem(_net(), _data(), chunk_size=np.int64(1)).chunk_size == 1
+    assert gf.Problem(_net(), _data(), weight_decay=np.float32(0.5)).describe()[
+        "weight_decay"
+    ] == pytest.approx(0.5)
+    assert float(gf.Problem(_net(), _data(), weight_decay=np.int64(2)).weight_decay) == 2.0
+    assert gf.Problem(_net(), _data(), precision=None).precision == "float64"
+
+
 # ---- the loss, its parts and its velocity -----------------------------------------------------
 
 
@@ -214,185 +402,3 @@ def test_a_float32_problem_computes_in_float32_from_any_state_or_weights():
     # and the values are those of the float64 network to float32 rounding
     _, f = _forward(net.weights, data.x_train)
     assert _rel(p.outputs(wide), f) < 1e-5
-
-
-# ---- what a Problem records -------------------------------------------------------------------
-
-
-def test_describe_and_repr_say_what_the_problem_is():
-    data = _data(options={"seed": 3, "path": Path("/data/x.npz")})
-    p = gf.Problem(_net((4, 5)), data, weight_decay=0.25, normalization="lm-last", chunk_size=4)
-    assert p.describe() == {
-        "model": "MLP",
-        "layer_shapes": [[4, 3], [5, 4], [1, 5]],
-        "normalization": "lm-last",
-        "weight_decay": 0.25,
-        "freeze_directions": False,
-        "data": "toy",
-        "data_options": {"path": "/data/x.npz", "seed": 3},
-        "n_train": 7,
-        "n_test": 5,
-        "precision": "float64",
-        "chunk_size": 4,
-    }
-    json.dumps(p.describe())  # serialisable
-    assert repr(p) == (
-        "Problem: MLP [4×3 5×4 1×5], lm-last, λ=0.25, float64; data 'toy': 7 train, 5 test\n"
-        "  37 weights; inputs (3,), targets (7, 1); chunk_size 4"
-    )
-    frozen = gf.Problem(_net(), _data(m=0), normalization="lm-all", freeze_directions=True)
-    d = frozen.describe()
-    assert d["freeze_directions"] is True and d["n_test"] == 0 and frozen.x_test is None
-    assert frozen.y_test is None and d["weight_decay"] == 0.0 and d["normalization"] == "lm-all"
-
-
-def test_the_data_options_are_one_canonical_text():
-    """The options are stored as sorted JSON, so two problems of the same data given in
-    another key order are equal (one compilation); an object without ``name``/``options``
-    is ``"custom"`` with no options."""
-    a = gf.Problem(_net(), _data(options={"seed": 0, "dim": 3}))
-    b = gf.Problem(_net(), _data(options={"dim": 3, "seed": 0}))
-    assert a.data_options == b.data_options == '{"dim": 3, "seed": 0}'
-    data = _data()
-    plain = SimpleNamespace(x_train=data.x_train, y_train=data.y_train, x_test=None, y_test=None)
-    p = gf.Problem(_net(), plain)
-    assert p.data_name == "custom" and p.describe()["data_options"] == {}
-    assert p.describe()["data"] == "custom" and p.describe()["n_test"] == 0
-
-
-def test_the_defaults_are_no_decay_no_normalization_one_chunk():
-    """Defaults: λ = 0, ``"none"``, directions free, float64 under x64, and one chunk of the
-    larger split when the data fit (12 train, 20 test: 20; 9 train, 4 test: 9)."""
-    p = gf.Problem(_net(), _data(n=12, m=20))
-    assert float(p.weight_decay) == 0.0 and p.normalization == "none"
-    assert p.freeze_directions is False and p.precision == "float64"
-    assert p.chunk_size == 20
-    assert gf.Problem(_net(), _data(n=9, m=4)).chunk_size == 9
-    assert gf.Problem(_net(), _data(n=9, m=0)).chunk_size == 9
-    assert gf.Problem(_net(), _data(n=6, m=6)).chunk_size == 6
-    assert gf.Problem(_net(), _data(), chunk_size=np.int64(1)).chunk_size == 1
-    assert gf.Problem(_net(), _data(), weight_decay=np.float32(0.5)).describe()[
-        "weight_decay"
-    ] == pytest.approx(0.5)
-    assert float(gf.Problem(_net(), _data(), weight_decay=np.int64(2)).weight_decay) == 2.0
-    assert gf.Problem(_net(), _data(), precision=None).precision == "float64"
-
-
-# ---- refusals, word for word -------------------------------------------------------------------
-
-
-def test_refusals_name_the_argument_the_value_and_what_is_allowed():
-    allowed_decay = "is not allowed; use a finite number >= 0"
-    for value, shown in [(-1.0, "-1.0"), (float("nan"), "nan"), (float("inf"), "inf")]:
-        message = _raises(lambda v=value: gf.Problem(_net(), _data(), weight_decay=v))
-        assert message == f"Problem: weight_decay={shown} {allowed_decay}"
-    for value, shown in [(True, "True"), ("0.1", "'0.1'"), (None, "None")]:
-        message = _raises(lambda v=value: gf.Problem(_net(), _data(), weight_decay=v))
-        assert message == f"Problem: weight_decay={shown} {allowed_decay}"
-    allowed_chunk = (
-        "is not allowed; use an integer >= 1, or None for the default (activations within "
-        "32 MiB on a CPU)"
-    )
-    for value, shown in [(0, "0"), (-3, "-3"), (2.5, "2.5"), (True, "True"), ("8", "'8'")]:
-        message = _raises(lambda v=value: gf.Problem(_net(), _data(), chunk_size=v))
-        assert message == f"Problem: chunk_size={shown} {allowed_chunk}"
-    message = _raises(lambda: gf.Problem(_net(), _data(), precision="float16"))
-    assert message == (
-        "Problem: precision='float16' is not allowed; use 'float32', 'float64' or None"
-    )
-    message = _raises(lambda: gf.Problem(object(), _data()))
-    assert message == (
-        "Problem: model=<object> is not allowed; pass a network of gradflow.models "
-        "(e.g. MLP, DeepLinear, LocalCNN)"
-    )
-    message = _raises(lambda: gf.Problem(_net(), SimpleNamespace(x_train=1, y_train=1)))
-    assert message == (
-        "Problem: data=<SimpleNamespace> is not allowed; pass a gradflow.data.Dataset "
-        "(gf.data.load(...))"
-    )
-
-
-def test_float64_without_x64_is_refused_and_float32_is_not():
-    jax.config.update("jax_enable_x64", False)
-    try:
-        message = _raises(lambda: gf.Problem(_net(), _data(), precision="float64"))
-        p32 = gf.Problem(_net(), _data(), precision="float32")
-    finally:
-        jax.config.update("jax_enable_x64", True)
-    assert message == (
-        "Problem: precision='float64' is not allowed; it needs jax_enable_x64 "
-        "(jax.config.update('jax_enable_x64', True) before building the problem), or use "
-        "'float32'"
-    )
-    assert p32.precision == "float32"
-
-
-def test_shapes_that_do_not_fit_the_network_are_refused():
-    message = _raises(lambda: gf.Problem(_net(d=4), _data(d=3)))
-    assert message.startswith(
-        "Problem: data x has sample shape (3,), which model MLP does not accept ("
-    )
-    assert message.count("(") == message.count(")") and "\n" not in message
-    message = _raises(lambda: gf.Problem(_net(c=2), _data(c=3)))
-    assert message == (
-        "Problem: model MLP has 2 outputs but the data have C=3 target columns; they must match"
-    )
-    # a network with a scalar output has 0 output columns
-    scalar = SimpleNamespace(
-        weights=(jnp.ones((1, 3)),), with_weights=None, apply=lambda w, x: jnp.sum(w[0] @ x)
-    )
-    message = _raises(lambda: gf.Problem(scalar, _data(), chunk_size=1))
-    assert message == (
-        "Problem: model SimpleNamespace has 0 outputs but the data have C=1 target columns; "
-        "they must match"
-    )
-    # one training sample is enough
-    data = _data()
-    assert gf.Problem(_net(), Dataset("toy", data.x_train[:1], data.y_train[:1])).n_train == 1
-
-
-def _net_of_norm2(value, widths=(4,), d=3):
-    """An MLP whose 16 entries all equal ``value`` (``||W||² = 16 value²``)."""
-    net = _net(widths, d)
-    return net.with_weights(tuple(jnp.full(w.shape, value) for w in net.weights))
-
-
-def test_inputs_or_decay_that_overflow_the_squared_loss_are_refused_at_the_limit():
-    """Inputs beyond ``finfo.max^(1/3)`` (5.64e102 in float64, 6.98e12 in float32) and a decay
-    term ``(λ/2)||W||²`` beyond it are refused, naming the split or λ; exactly at the limit
-    they are accepted; an empty test split is no input."""
-    limit = float(np.finfo(np.float64).max) ** (1 / 3)
-    data = _data()
-    big = Dataset("toy", np.full((7, 3), 1e120), data.y_train)
-    message = _raises(lambda: gf.Problem(_net(), big))
-    assert message == (
-        "Problem: data=<x_train with entries up to 1e+120> is not allowed; inputs beyond "
-        f"{LIMIT64} overflow the squared loss in float64; rescale them (e.g. the loaders' "
-        "standardize=True or unit_norm=True)"
-    )
-    big_test = Dataset("toy", data.x_train, data.y_train, np.full((2, 3), -3e110), data.y_test[:2])
-    assert "data=<x_test with entries up to 3e+110>" in _raises(
-        lambda: gf.Problem(_net(), big_test)
-    )
-    big32 = Dataset("toy", np.full((7, 3), 1e20), data.y_train)
-    message = _raises(lambda: gf.Problem(_net(), big32, precision="float32"))
-    assert f"inputs beyond {LIMIT32} overflow the squared loss in float32;" in message
-    at_limit = Dataset("toy", np.full((7, 3), limit), data.y_train)
-    assert gf.Problem(_net(), at_limit).n_train == 7
-    empty_test = Dataset("toy", data.x_train, data.y_train, np.zeros((0, 3)), np.zeros((0, 1)))
-    assert gf.Problem(_net(), empty_test).describe()["n_test"] == 0
-    # ||W||² = 16 · 0.25 = 4 exactly: λ = limit/2 puts (λ/2)||W||² exactly at the limit
-    net = _net_of_norm2(0.5)
-    assert gf.Problem(net, data, weight_decay=limit / 2).weight_decay == limit / 2
-    above = float(np.nextafter(limit / 2, np.inf))
-    message = _raises(lambda: gf.Problem(net, data, weight_decay=above))
-    assert message.startswith(
-        f"Problem: weight_decay={above!r} is not allowed; (λ/2)·||W||² = {LIMIT64} at the "
-        f"initial weights overflows float64 (limit {LIMIT64}); use weight_decay <= 2.82e+102"
-    )
-    # ||W||² = 16 · 0.01 = 0.16 < 1: the suggested bound 2 · limit / 0.16 = 7.05e103
-    message = _raises(lambda: gf.Problem(_net_of_norm2(0.1), data, weight_decay=1e305))
-    assert message == (
-        "Problem: weight_decay=1e+305 is not allowed; (λ/2)·||W||² = 8e+303 at the initial "
-        f"weights overflows float64 (limit {LIMIT64}); use weight_decay <= 7.05e+103"
-    )
