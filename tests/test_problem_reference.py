@@ -399,6 +399,9 @@ def test_a_float32_problem_computes_in_float32_from_any_state_or_weights():
     assert p.outputs(wide).dtype == jnp.float32 and p.features(wide).dtype == jnp.float32
     w64 = np.full(7, 1 / 7)
     assert p.data_loss(p.initial_state(), w=w64).dtype == jnp.float32
+    # a float32 network in a float64 problem is computed in float64
+    narrow = net.with_weights(tuple(w.astype(jnp.float32) for w in net.weights))
+    assert all(w.dtype == jnp.float64 for w in gf.Problem(narrow, data).model.weights)
     # and the values are those of the float64 network to float32 rounding
     _, f = _forward(net.weights, data.x_train)
     assert _rel(p.outputs(wide), f) < 1e-5

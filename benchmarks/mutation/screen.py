@@ -11,7 +11,8 @@ generates the mutants before it runs any test), selects each mutant in turn thro
 the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVALENT name``
 (listed in ``modules.toml``) per mutant and the counts. Tests that need pytest fixtures
 (``tmp_path``, ``capsys``, ...) are left out, and said so; ``--tests GLOB`` keeps only the test
-functions whose names match.
+functions whose names match. The mutants of a function that the tests never call (seen in a
+first, clean pass) survive without running them.
 
 A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
 so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
@@ -119,19 +120,37 @@ def main(argv=None) -> int:
         for m in _mutants(work, source)
         if not args.mutants or any(fnmatch.fnmatch(m, g) for g in args.mutants)
     ]
+    if (work / "tests" / "conftest.py").is_file():  # x64 and the Hypothesis profile, as pytest
+        importlib.import_module("conftest")
     modules = [importlib.import_module(t.removesuffix(".py").replace("/", ".")) for t in args.tests]
     skipped: list[str] = []
     cases = list(_cases(modules, args.select, skipped))
     if skipped:
         print(f"left out (they need pytest fixtures): {', '.join(skipped)}")
     print(f"{len(cases)} test cases, {len(names)} mutants", flush=True)
-    failure = _first_failure(cases)
+    called: set[str] = set()  # "module.function" of every mutated function the tests call
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name.endswith("__mutmut_orig"):
+            name = frame.f_code.co_name.removesuffix("__mutmut_orig")
+            called.add(f"{frame.f_globals.get('__name__')}.{name}")
+
+    sys.setprofile(profile)
+    try:
+        failure = _first_failure(cases)
+    finally:
+        sys.setprofile(None)
     if failure:
         print(f"the tests fail without a mutant: {failure}")
         return 1
     equivalent = set(config[args.module].get("equivalent", []))
     counts = {"killed": 0, "survived": 0, "equivalent": 0}
     for name in names:
+        if name.rsplit("__mutmut_", 1)[0] not in called:  # survives without running a test
+            status = "equivalent" if name in equivalent else "survived"
+            counts[status] += 1
+            print(f"{status.upper()} {name} (not called by these tests)", flush=True)
+            continue
         os.environ["MUTANT_UNDER_TEST"] = name
         failure = _first_failure(cases)
         status = "killed" if failure else "equivalent" if name in equivalent else "survived"
