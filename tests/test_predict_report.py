@@ -39,9 +39,12 @@ def _moved(weights, seed, scale=0.3):
 
 
 def _run(weights, t_end, seeds=False):
+    """A stand-in run: three time points to ``t_end``, the final weights (seed 0 of two)."""
     params = tuple(np.stack([w, 2 * w]) if seeds else w for w in weights)
     return SimpleNamespace(
-        final_params=params, t=np.array([0.0, t_end]), seeds=np.arange(2) if seeds else None
+        final_params=params,
+        t=np.array([0.0, t_end / 3, t_end]),
+        seeds=np.arange(2) if seeds else None,
     )
 
 
@@ -191,17 +194,20 @@ def test_report_of_the_all_layer_decays(normalization):
 
 
 def test_report_without_decay_or_with_one_layer():
-    """λ = 0: no 4.2 rows, and the gaps are conserved (``gap(0)``, whatever t); one layer: no
-    gaps at all; a run without time points is at t = 0; no run and no point is refused."""
-    p = _problem("none", 0.0)
-    w = _moved(p.model.weights, 7)
-    rows = predict.report(p, {"run": _run(w, 4.0)})
+    """λ = 0 (two layers): no 4.2 rows, and the gaps are conserved (``gap(0)``, at the run's end
+    and at the fixed point, t = ∞); one layer: no gaps at all; a run without time points is at
+    t = 0; no run and no point is refused."""
+    p = _problem("none", 0.0, widths=(4,))
+    w, w_fp = _moved(p.model.weights, 7), _moved(p.model.weights, 17)
+    fp = SimpleNamespace(state=p.to_state(tuple(w_fp)), certified=True)
+    rows = predict.report(p, {"run": _run(w, 4.0)}, equilibrium=fp)
     assert [r["theory"] for r in rows] == ["4.5"]
-    c = _column(p, w)
     n0 = np.array([np.linalg.norm(np.asarray(m)) for m in p.model.weights])
-    gaps = c["rho_k"][:-1] ** 2 - c["rho_k"][1:] ** 2
-    expected = np.max(np.abs(gaps - (n0[:-1] ** 2 - n0[1:] ** 2))) / np.sum(c["rho_k"] ** 2)
-    assert rows[0]["run"] == pytest.approx(expected, rel=1e-11)
+    for label, weights in (("run", w), ("fixed point", w_fp)):
+        c = _column(p, weights)
+        gaps = c["rho_k"][:-1] ** 2 - c["rho_k"][1:] ** 2
+        expected = np.max(np.abs(gaps - (n0[:-1] ** 2 - n0[1:] ** 2))) / np.sum(c["rho_k"] ** 2)
+        assert rows[0][label] == pytest.approx(expected, rel=1e-11)
     # with decay, a run with an empty time axis is compared at t = 0
     lam = 0.4
     p = _problem("none", lam)
@@ -246,7 +252,7 @@ def test_format_report_is_one_line_per_row():
 def test_closed_forms_at_their_edges():
     """Two classes are allowed (κ = 2ε/λ, the ETF Gram ``[[1, −1], [−1, 1]]``) and one is refused
     word for word; outputs and targets of different shapes are refused; ``rank_bound``'s default
-    is one position per layer (a dense layer)."""
+    is one position per layer (a dense layer); one WN step is a scalar."""
     assert float(predict.nc_kappa(0.1, 0.04, 2)) == pytest.approx(2 * 0.1 / 0.04, rel=1e-15)
     np.testing.assert_array_equal(predict.etf_gram(2), [[1.0, -1.0], [-1.0, 1.0]])
     for fn, args in ((predict.nc_kappa, (0.1, 0.04)), (predict.etf_gram, ())):
@@ -259,5 +265,25 @@ def test_closed_forms_at_their_edges():
         with pytest.raises(ValueError) as info:
             call()
         assert str(info.value) == "f has shape (4, 3) and y has shape (4, 1); they must match"
+    # one step of WN growth is a scalar, several a cumulative sum
+    one = predict.wn_norm_growth(2.0, 0.5, 3.0)
+    assert one.shape == () and float(one) == 2.75
+    np.testing.assert_array_equal(
+        predict.wn_norm_growth(2.0, 0.5, np.array([3.0, 1.0])), [2.75, 3.0]
+    )
     k, bound = predict.rank_bound(8, 0.1, 0.01, 0.1, 10.0)
     assert float(k) == math.ceil(math.log(10.0 / 0.1) / (0.1 * 0.01)) and float(bound) == 8 * k
+
+
+def test_lm_last_is_told_apart_from_the_all_layer_decays():
+    """LM-last's decay is ``ρ²``; its weights ``(V_1, ..., ρ V_L)`` have
+    ``Σ ||W_k||² = L − 1 + ρ²``: they differ by 1 for two layers, and by a relative 2e-6 when
+    ρ = 1000 (three layers of norm 10). Either way the report has LM-last's rows (4.1, 4.3,
+    4.4) and none of 4.2 or 4.5."""
+    for widths, scale in (((4,), 1.0), ((4, 5), 10.0)):
+        p = _problem("lm-last", 0.1, widths=widths)
+        net = p.model.with_weights(tuple(scale * w / np.linalg.norm(w) for w in p.model.weights))
+        data = Dataset("toy", np.asarray(p.x_train), np.asarray(p.y_train))
+        p = gf.Problem(net, data, weight_decay=0.1, normalization="lm-last")
+        rows = predict.report(p, {"run": _run(_moved(net.weights, 10), 1.0)})
+        assert [r["theory"] for r in rows] == ["4.1", "4.3", "4.4"]
