@@ -287,3 +287,29 @@ def test_lm_last_is_told_apart_from_the_all_layer_decays():
         p = gf.Problem(net, data, weight_decay=0.1, normalization="lm-last")
         rows = predict.report(p, {"run": _run(_moved(net.weights, 10), 1.0)})
         assert [r["theory"] for r in rows] == ["4.1", "4.3", "4.4"]
+
+
+def test_balanced_equilibria_say_their_stability_and_refuse_by_name():
+    """L = 2 (THEORY 4.2): ρ = 0 is unstable with slope ``g'(0) = 2 (2a/n − λ) > 0`` and
+    ``(a − nλ/2)/b`` stable, each with its word; a bad L or flow is refused word for word,
+    LM-last with the pointer to its own law."""
+    a, b, n, lam = 8.0, 10.0, 10, 0.05
+    zero, top = predict.balanced_equilibria(a, b, n, lam, 2)
+    assert zero.rho == 0 and zero.slope == pytest.approx(2 * (2 * a / n - lam), rel=1e-12)
+    assert (zero.stability, top.stability) == ("unstable", "stable")
+    for L in (True, 0, 2.0):
+        with pytest.raises(ValueError) as info:
+            predict.balanced_equilibria(a, b, n, lam, L)
+        assert str(info.value) == (
+            f"balanced equilibria: L={L!r} is not allowed; use an integer >= 1"
+        )
+    allowed = "is not allowed; use one of ['lm-all', 'plain', 'wn']"
+    with pytest.raises(ValueError) as info:
+        predict.balanced_equilibria(a, b, n, lam, 2, flow="lm-last")
+    assert str(info.value) == (
+        f"balanced equilibria: flow='lm-last' {allowed} (LM-last has one scale: use "
+        "predict.rho_relaxation)"
+    )
+    with pytest.raises(ValueError) as info:
+        predict.balanced_equilibria(a, b, n, lam, 2, flow="batch")
+    assert str(info.value) == f"balanced equilibria: flow='batch' {allowed}"

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         if name.rsplit("__mutmut_", 1)[0] not in called:  # survives without running a test
             status = "equivalent" if name in equivalent else "survived"
             counts[status] += 1
-            print(f"{status.upper()} {name} (not called by these tests)", flush=True)
+            print(f"{status.upper()} {name} (not called while the tests ran)", flush=True)
             continue
         os.environ["MUTANT_UNDER_TEST"] = name
         failure = _first_failure(cases)
