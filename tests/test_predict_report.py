@@ -313,3 +313,17 @@ def test_balanced_equilibria_say_their_stability_and_refuse_by_name():
     with pytest.raises(ValueError) as info:
         predict.balanced_equilibria(a, b, n, lam, 2, flow="batch")
     assert str(info.value) == f"balanced equilibria: flow='batch' {allowed}"
+
+
+def test_a_double_root_is_found_and_semi_stable():
+    """L = 3 with λ at the peak of ``h = (2/n) ρ^{1/3} (a − ρ b) − λ`` (THEORY 4.2): the positive
+    roots merge into one tangent root at ``ρ* = (1/3) a / ((4/3) b) = a/(4b)``, where g ≤ 0 on
+    both sides (semi-stable: attracting from above only); ρ = 0 is stable (g'(0) = −3λ)."""
+    a, b, n, L = 8.0, 10.0, 10, 3
+    peak_rho = a / (4 * b)
+    lam = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
+    zero, double = predict.balanced_equilibria(a, b, n, lam, L)
+    assert zero.rho == 0 and zero.stability == "stable"
+    assert zero.slope == pytest.approx(-3 * lam, rel=1e-12)
+    assert double.rho == pytest.approx(peak_rho, rel=1e-12)
+    assert double.stability == "semi-stable" and abs(double.slope) < 1e-12
