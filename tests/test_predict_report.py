@@ -327,3 +327,24 @@ def test_a_double_root_is_found_and_semi_stable():
     assert zero.slope == pytest.approx(-3 * lam, rel=1e-12)
     assert double.rho == pytest.approx(peak_rho, rel=1e-12)
     assert double.stability == "semi-stable" and abs(double.slope) < 1e-12
+
+
+def test_balanced_equilibria_for_small_or_negative_alignment():
+    """L = 1 is 4.1's ``ρ_eq = a / (b + nλ/2)`` also for ``0 < a < 1``; for ``a ≤ 0`` no positive
+    root exists (``ρ ≤ a/b``), so L = 1 has none (ρ = 0 only at a = 0) and L = 2 only ρ = 0;
+    one sample is enough,
+    and ``n = 0``, ``b = 0`` or ``λ < 0`` are refused word for word."""
+    (one,) = predict.balanced_equilibria(0.5, 2.0, 1, 0.2, 1)
+    assert one.rho == pytest.approx(0.5 / (2.0 + 0.1), rel=1e-13) and one.stable
+    # a = 0, L = 1: g(ρ) = −(2b/n + λ) ρ vanishes at ρ = 0 only, which attracts
+    (zero,) = predict.balanced_equilibria(0.0, 2.0, 4, 0.2, 1)
+    assert zero.rho == 0.0 and zero.stable
+    assert predict.balanced_equilibria(-0.5, 2.0, 4, 0.2, 1) == []
+    assert [e.rho for e in predict.balanced_equilibria(-0.5, 2.0, 4, 0.2, 2)] == [0.0]
+    for b, n, lam in ((2.0, 0, 0.2), (0.0, 4, 0.2), (2.0, 4, -0.1)):
+        with pytest.raises(ValueError) as info:
+            predict.balanced_equilibria(0.5, b, n, lam, 2)
+        assert str(info.value) == (
+            "balanced_equilibria: need b = Σ||f_n||² > 0, n > 0 and weight_decay >= 0; "
+            f"got b={b!r}, n={n!r}, weight_decay={lam!r}"
+        )
