@@ -8,8 +8,11 @@ eagerly (plain NumPy-sized checks, no ``jax.jit``) need no fork: this script imp
 inside ``benchmarks/mutation/work/MODULE/mutants/`` (made by a first ``run.py MODULE``, which
 generates the mutants before it runs any test), selects each mutant in turn through mutmut's
 ``MUTANT_UNDER_TEST`` and calls every test function (parametrized cases expanded), stopping at
-the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVALENT name`` (listed in
-``modules.toml``) per mutant and the counts.
+the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVALENT name``
+(listed in ``modules.toml``) per mutant and the counts. Tests that need pytest fixtures
+(``tmp_path``, ``capsys``, ...) are left out, and said so; ``--tests GLOB`` keeps only the test
+functions whose names match. The mutants of a function that the tests never call (seen in a
+first, clean pass) survive without running them.
 
 A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
 so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
@@ -22,11 +25,14 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import importlib
+import inspect
 import os
 import re
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 DEF = re.compile(r"^\s*def (x\S*?__mutmut_\d+)\(", re.MULTILINE)
@@ -39,17 +45,34 @@ def _mutants(work: Path, source: str) -> list[str]:
     return [f"{module}.{name}" for name in DEF.findall(text)]
 
 
-def _cases(modules):
-    """(id, function, kwargs) for every test function, parametrized cases expanded."""
+def _needs_fixtures(f, given) -> bool:
+    """Whether a test has an argument that its parametrization does not supply (a pytest
+    fixture; Hypothesis's wrapper shows only the arguments it does not draw)."""
+    params = inspect.signature(f).parameters
+    return any(n not in given and p.default is inspect.Parameter.empty for n, p in params.items())
+
+
+def _cases(modules, selected=(), skipped=None):
+    """(id, function, kwargs) for every test function, parametrized cases expanded; with
+    ``selected`` (globs), only the functions whose names match one; a test that needs a pytest
+    fixture (``tmp_path``, ``capsys``, ...) is left out and its name added to ``skipped``."""
     for mod in modules:
         for name, f in vars(mod).items():
             if not (name.startswith("test") and callable(f)):
                 continue
+            if selected and not any(fnmatch.fnmatch(name, g) for g in selected):
+                continue
             params = [m for m in getattr(f, "pytestmark", []) if m.name == "parametrize"]
+            argnames = params[0].args[0] if params else []
+            if isinstance(argnames, str):
+                argnames = [a.strip() for a in argnames.split(",")]
+            if _needs_fixtures(f, argnames):
+                if skipped is not None:
+                    skipped.append(name)
+                continue
             if not params:
                 yield name, f, {}
                 continue
-            argnames = [a.strip() for a in params[0].args[0].split(",")]
             for values in params[0].args[1]:
                 values = values if len(argnames) > 1 else (values,)
                 yield f"{name}{list(values)}", f, dict(zip(argnames, values, strict=True))
@@ -59,7 +82,8 @@ def _first_failure(cases):
     for case, f, kwargs in cases:
         try:
             f(**kwargs)
-        except Exception as e:  # a failed assertion or an error: the mutant is detected
+        except (Exception, pytest.fail.Exception) as e:  # a failed assertion, pytest.raises
+            # that saw no error (pytest's Failed is not an Exception) or an error: detected
             return f"{case} ({type(e).__name__})"
     return None
 
@@ -69,6 +93,14 @@ def main(argv=None) -> int:
     parser.add_argument("module", metavar="MODULE", help="a name of modules.toml")
     parser.add_argument("tests", nargs="+", metavar="TEST_MODULE", help="e.g. tests/test_x.py")
     parser.add_argument("--mutants", action="append", default=[], metavar="GLOB")
+    parser.add_argument(
+        "--tests",
+        dest="select",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only the test functions whose names match (e.g. 'test_problem_*'); repeatable",
+    )
     args = parser.parse_args(argv)
     config = tomllib.loads((HERE / "modules.toml").read_text())["module"]
     if args.module not in config:
@@ -78,6 +110,7 @@ def main(argv=None) -> int:
         parser.error(f"MODULE {args.module!r} has no mutants yet: run run.py {args.module} first")
     os.chdir(work)
     sys.path.insert(0, str(work))
+    sys.path.insert(1, str(work / "tests"))  # as pytest's rootdir-relative imports find them
     os.environ.setdefault("JAX_ENABLE_X64", "1")
     os.environ["MUTANT_UNDER_TEST"] = ""
     names = [
@@ -87,17 +120,37 @@ def main(argv=None) -> int:
         for m in _mutants(work, source)
         if not args.mutants or any(fnmatch.fnmatch(m, g) for g in args.mutants)
     ]
-    modules = [
-        importlib.import_module(t.removesuffix(".py").replace("/", ".")) for t in args.tests
-    ]
-    cases = list(_cases(modules))
-    failure = _first_failure(cases)
+    if (work / "tests" / "conftest.py").is_file():  # x64 and the Hypothesis profile, as pytest
+        importlib.import_module("conftest")
+    modules = [importlib.import_module(t.removesuffix(".py").replace("/", ".")) for t in args.tests]
+    skipped: list[str] = []
+    cases = list(_cases(modules, args.select, skipped))
+    if skipped:
+        print(f"left out (they need pytest fixtures): {', '.join(skipped)}")
+    print(f"{len(cases)} test cases, {len(names)} mutants", flush=True)
+    called: set[str] = set()  # "module.function" of every mutated function the tests call
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name.endswith("__mutmut_orig"):
+            name = frame.f_code.co_name.removesuffix("__mutmut_orig")
+            called.add(f"{frame.f_globals.get('__name__')}.{name}")
+
+    sys.setprofile(profile)
+    try:
+        failure = _first_failure(cases)
+    finally:
+        sys.setprofile(None)
     if failure:
         print(f"the tests fail without a mutant: {failure}")
         return 1
     equivalent = set(config[args.module].get("equivalent", []))
     counts = {"killed": 0, "survived": 0, "equivalent": 0}
     for name in names:
+        if name.rsplit("__mutmut_", 1)[0] not in called:  # survives without running a test
+            status = "equivalent" if name in equivalent else "survived"
+            counts[status] += 1
+            print(f"{status.upper()} {name} (not called while the tests ran)", flush=True)
+            continue
         os.environ["MUTANT_UNDER_TEST"] = name
         failure = _first_failure(cases)
         status = "killed" if failure else "equivalent" if name in equivalent else "survived"
