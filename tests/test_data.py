@@ -630,3 +630,18 @@ def test_npz_regression_targets_with_several_columns(tmp_path):
         path=path,
         targets="real",
     )
+
+
+def test_an_empty_training_split_is_refused_in_one_line():
+    """``Dataset`` with no training sample: one line naming x_train, its shape and the rule
+    (before, ``gf.Problem`` failed later with JAX's raw ``IndexError``); an empty test split
+    is still allowed."""
+    x = np.zeros((0, 3))
+    with pytest.raises(ValueError) as err:
+        gd.Dataset("t", x, np.zeros((0, 1)), np.ones((2, 3)), np.ones((2, 1)))
+    assert str(err.value) == (
+        "dataset 't': x_train has 0 samples (shape (0, 3)); a training split needs at least "
+        "one sample"
+    )
+    data = gd.Dataset("t", np.ones((2, 3)), np.ones((2, 1)), np.zeros((0, 3)), np.zeros((0, 1)))
+    assert data.n_train == 2 and data.n_test == 0

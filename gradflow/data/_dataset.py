@@ -54,6 +54,11 @@ class Dataset:
 
     def __post_init__(self) -> None:
         _check_pair(self.name, "train", self.x_train, self.y_train)
+        if self.x_train.shape[0] == 0:
+            raise ValueError(
+                f"dataset {self.name!r}: x_train has 0 samples (shape {self.x_train.shape}); "
+                "a training split needs at least one sample"
+            )
         if (self.x_test is None) != (self.y_test is None):
             raise ValueError(
                 f"dataset {self.name!r}: x_test and y_test must both be given or both be None"
