@@ -185,10 +185,9 @@ def _plan_of(problem, run, y0, throw, meter=None) -> Plan:
             out = {"raw": out, "index": len(run.times) - 1}
         return _settled(problem, run, method(d, "finish")(problem, run, out), throw)
 
+    meter = solve_meter(False) if meter is None else meter
     if run.whole is not None:
         core, args = run.whole
-        meter = solve_meter(False) if meter is None else meter
         return Plan(core, (problem, y0, *args, groups, meter), finish, run.batch_key)
     args = (d, problem, y0, run.keys, run.xs, run.t0, run.t_next, groups, run.seeded)
-    meter = solve_meter(False) if meter is None else meter
     return Plan(_driver.whole, (*args, run.max_steps, meter), finish, run.batch_key)
