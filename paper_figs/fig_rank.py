@@ -342,7 +342,8 @@ def _judge_protocol(summ: dict, protocol: str, label: str):
             holds &= ordered and separated
         else:  # the control: no bias without decay
             holds &= not separated
-    word = _verdict.judge(holds, judged, RANK_HYPOTHESES) if judged else _verdict.OUTSIDE
+    # the claim is about λ > 0: without a judged λ > 0 setting there is no evidence either way
+    word = _verdict.judge(holds, judged, RANK_HYPOTHESES) if ordering else _verdict.OUTSIDE
     return parts, judged, reported, word, ordering
 
 

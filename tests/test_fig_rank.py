@@ -80,3 +80,14 @@ def test_steps_of_the_two_protocols():
         steps = round(sets["sgd.t1"] / lr)
         assert steps == (500 * 40 // b if protocol == "epochs" else 500 * 40 // 4)
         assert not (protocol == "exposure" and (lam == 0 or b == 4))
+
+
+def test_only_the_control_judged_is_outside_not_borne_out():
+    """λ = 0 fits and is flat, but no λ > 0 setting has two fitting batch sizes: the claim (about
+    λ > 0) has no evidence, so the protocol is outside its hypotheses, never "borne out"."""
+    unfit = {b: (ranks, 0.5) for b, (ranks, _) in ORDERED.items()}
+    rows = {(0.0, 0.1): FLAT, (1e-3, 0.1): unfit}
+    parts, judged, reported, word, ordering = fig_rank._judge_protocol(
+        _summ("epochs", rows), "epochs", "digits"
+    )
+    assert word == _verdict.OUTSIDE and not ordering and len(judged) == 3

@@ -136,11 +136,14 @@ def test_report_of_lm_last_binary_rows():
         "paper claim",
         {k: (np.min(c["m"]), 1 / c["rho"]) for k, c in cols.items()},
     )
-    # not certified: the same rows under another label; no certified flag: a fixed point
+    # not certified, or without a certificate at all: the same rows under "uncertified point";
+    # only a certified point is called a fixed point
     fp = SimpleNamespace(state=p.to_state(tuple(w_fp)), certified=False)
     rows = predict.report(p, equilibrium=fp)
     assert [k for k in rows[0] if k.startswith("gap[")] == ["gap[uncertified point]"]
     rows = predict.report(p, equilibrium=SimpleNamespace(state=fp.state))
+    assert [k for k in rows[0] if k.startswith("gap[")] == ["gap[uncertified point]"]
+    rows = predict.report(p, equilibrium=SimpleNamespace(state=fp.state, certified=True))
     assert [k for k in rows[0] if k.startswith("gap[")] == ["gap[fixed point]"]
     # several classes: 4.1 only
     p3 = _problem("lm-last", lam, c=3)

@@ -119,7 +119,7 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
         t_end = float(traj.t[-1]) if len(traj.t) else 0.0
         columns[label] = _column(problem, params, t_end)
     if equilibrium is not None:
-        label = FIXED_POINT if getattr(equilibrium, "certified", True) else UNCERTIFIED
+        label = FIXED_POINT if getattr(equilibrium, "certified", False) else UNCERTIFIED
         columns[label] = _column(problem, problem.to_weights(equilibrium.state), np.inf)
     if not columns:
         raise ValueError("report: no runs and no equilibrium were given; give at least one")
