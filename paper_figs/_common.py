@@ -97,7 +97,8 @@ PROFILES = ("fast", "full", "paper")
 #: ``--scale paper``: typed overrides per scenario, applied before each point's own. The
 #: scenarios not listed run as in the full profile (stated in paper_figs/README.md).
 PAPER = {
-    # 64 digits instead of 40; the λ ladder down to 1e-3 (t1 = 20/λ = 20,000) is in fig_margins
+    # 64 digits instead of 40; fig_margins' own paper ladder goes down to λ = 6.25e-4
+    # (t1 = 40/λ = 64,000)
     "margins": {"data.n_train": 64},
     # rank: the full profile's ten-digit grid as written; fig_rank adds MNIST-1D at this scale
     # neural_collapse: its grid (samples, widths, λ and horizons) is fig_neural_collapse.ROWS

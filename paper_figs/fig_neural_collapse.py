@@ -21,9 +21,11 @@ means of balanced classes sum to 0).
 
 Criterion, per row (stated in the verdict): at the smallest λ > 0, at the certified equilibrium
 (a λ > 0 point whose end is not certified is outside the hypotheses: THEORY 4.8's fair check
-judges NC at a certified equilibrium; its numbers at the flow's end are still printed), NC1, NC2 and NC3 are each ≥ FALL times below their value at t = 0,
-NC4 = 0, and M̃ has numerical rank C − 1 (σ_{C−1}/σ_1 ≥ RANK_TOL); judged where the points are inside ``_verdict.QUASI_INTERPOLATION`` (train
-accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5, λ·t ≥ 20; λ = 0: train accuracy 1).
+judges NC at a certified equilibrium; its numbers at the flow's end are still printed), NC1,
+NC2 and NC3 are each ≥ FALL times below their value at t = 0, NC4 = 0, and M̃ has numerical
+rank C − 1 (σ_{C−1}/σ_1 ≥ RANK_TOL); judged where the points are inside
+``_verdict.QUASI_INTERPOLATION`` (train accuracy 1, ε̄ ≤ 0.1, δ ≤ 0.5, λ·t ≥ 20; λ = 0: train
+accuracy 1).
 
 A second row keeps the deep net of this figure's earlier versions — 9 bias-free layers with
 decay on every one of them — to test the caveat of Súkeník et al. (2024, "Neural collapse
@@ -57,7 +59,12 @@ EXPOSURE = 20.0
 FAST_T1 = 40.0
 #: save points per run
 SAVES = 50
-EQUILIBRIUM = "equilibrium.json"
+#: gf.equilibrium's Newton iterations from each λ > 0 flow's end (its active set joins one entry
+#: per iteration: 30 ended at |S| = 30 on every full-profile net, none certified)
+MAX_ITER = 30
+#: the certificate's record beside a point's runs; the cache key does not cover this module, so
+#: the name carries the setting that shapes it (a record made with another is not read back)
+EQUILIBRIUM = f"equilibrium_it{MAX_ITER}.json"
 SQI = "sqi.json"
 #: THEORY 5's NC1-NC4, compiled once per shape
 _NC = jax.jit(gf.metrics.neural_collapse)
@@ -168,7 +175,9 @@ def _equilibrium(problem, res, key, log) -> dict:
     """``gf.equilibrium`` from the flow's end: its certificate and :func:`state_record` at the
     point it returns (which is never worse than the start)."""
     start = time.perf_counter()
-    fp = gf.equilibrium(problem, res.runs()["flow"], spectrum=False, max_iter=30, dense_max=4000)
+    fp = gf.equilibrium(
+        problem, res.runs()["flow"], spectrum=False, max_iter=MAX_ITER, dense_max=4000
+    )
     seconds = time.perf_counter() - start
     c = fp.certificate
     record = {
