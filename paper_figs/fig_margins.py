@@ -307,11 +307,18 @@ def fit_slope(x, y, level: float = 0.95) -> tuple[float, float]:
 
 
 def _end(traj, record: dict | None) -> dict:
-    """Spread, 1 − min margin·ρ and ρ at the certified point (else at the flow's end)."""
+    """Spread, 1 − min margin·ρ, ρ and the regime's numbers (train accuracy, ε, the largest
+    residual) at the certified point (else at the flow's end): every number judged at one
+    point."""
     where = "flow end"
     m, rho = np.asarray(traj["margins"])[-1], float(np.asarray(traj["rho"])[-1])
+    rho_k = np.asarray(traj["rho_k"], dtype=float)[-1]
     if record is not None and record["certified"]:
-        m, rho, where = np.asarray(record["fixed"]["margins"]), record["fixed"]["rho"], "certified"
+        fixed = record["fixed"]
+        m, rho, where = np.asarray(fixed["margins"]), float(fixed["rho"]), "certified"
+        rho_k = np.asarray(fixed["rho_k"], dtype=float)
+    problem = traj.config["problem"]
+    lam = float(problem["weight_decay"])
     s = _spread(np.asarray(traj["margins"]))
     return {
         "spread": float(np.std(m) / abs(np.mean(m))),
@@ -320,6 +327,10 @@ def _end(traj, record: dict | None) -> dict:
         "settled": _common.settled(s),
         "where": where,
         "residual": float(np.max(np.abs(1.0 - m * rho))),
+        # margins are y·f/ρ: a point is fitted where its margin is positive (an output of
+        # exactly 0 counts as not fitted)
+        "train_acc": float(np.mean(m > 0)),
+        "eps": 0.5 * lam * _verdict.decayed_norm2(rho_k, problem.get("normalization", "none")),
     }
 
 
@@ -388,6 +399,8 @@ def _row(inputs: dict, norm: str, axes, label: str):
                 f"{label} λ={lam:g}",
                 e["settled"],
                 residual=e["residual"],
+                train_acc=e["train_acc"],
+                eps=e["eps"],
                 extra=(("at", e["where"]),),
                 outside=outside,
             )
@@ -429,7 +442,15 @@ def _row(inputs: dict, norm: str, axes, label: str):
         rec = _common.read_json(inputs[key], EQUILIBRIUM)
         e = _end(traj, rec) if lam > 0 else _end(traj, None)
         scales.setdefault(lam, {})[s] = e
-        r = _verdict.run_regime(traj, f"{label} λ={lam:g} init {s:g}")
+        # judged where its numbers were read: the certified point for λ > 0 when there is one
+        r = _verdict.run_regime(
+            traj,
+            f"{label} λ={lam:g} init {s:g}",
+            residual=e["residual"],
+            train_acc=e["train_acc"],
+            eps=e["eps"],
+            extra=(("at", e["where"]),),
+        )
         init_pairs.append((r, _verdict.INTERPOLATION if lam == 0 else hyp))
         if lam == 0:
             m = np.asarray(traj["margins"])

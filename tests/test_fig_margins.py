@@ -85,3 +85,43 @@ def test_fit_slope_of_a_power_law_and_of_noise():
     se = np.sqrt(np.sum((ly - np.polyval(fit, lx)) ** 2) / 2 / np.sum((lx - lx.mean()) ** 2))
     assert half == pytest.approx(4.302652729749464 * se, rel=1e-10)
     assert fig_margins.fit_slope(lam[:2], lam[:2])[1] == np.inf
+
+
+class _Run(dict):
+    """A flow's saved observables, as ``fig_margins._end`` reads them."""
+
+    def __init__(self, normalization, lam, **obs):
+        super().__init__(obs)
+        self.config = {"problem": {"weight_decay": lam, "normalization": normalization}}
+
+
+def test_the_regime_is_read_where_the_claim_is_judged():
+    """At a certified point every number of the regime (train accuracy, ε, the largest residual)
+    is the certified point's, not the flow end's: here the flow ends with one sample on the
+    wrong side, the certified point fits all of them."""
+    lam = 0.02
+    run = _Run(
+        "lm-last",
+        lam,
+        margins=np.array([[0.1, 0.2, 0.3], [-0.05, 0.4, 0.5]]),
+        rho=np.array([1.0, 2.0]),
+        rho_k=np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 2.0]]),
+    )
+    end = fig_margins._end(run, None)
+    assert end["where"] == "flow end" and end["train_acc"] == pytest.approx(2 / 3)
+    assert end["eps"] == pytest.approx(0.5 * lam * 2.0**2)  # LM-last: the last layer's scale
+    assert end["residual"] == pytest.approx(1.0 + 0.05 * 2.0)
+    record = {
+        "certified": True,
+        "fixed": {"margins": [0.2, 0.25, 0.3], "rho": 4.0, "rho_k": [1.0, 1.0, 4.0]},
+    }
+    there = fig_margins._end(run, record)
+    assert there["where"] == "certified" and there["train_acc"] == 1.0
+    assert there["eps"] == pytest.approx(0.5 * lam * 16.0)
+    assert there["residual"] == pytest.approx(0.2)  # max |1 − m ρ| = |1 − 1.2|
+    assert there["gap"] == pytest.approx(1.0 - 0.8)
+    # an uncertified record leaves every number at the flow's end
+    assert fig_margins._end(run, dict(record, certified=False)) == end
+    # plain + decay: ε from the mean squared layer norm
+    plain = fig_margins._end(_Run("none", lam, **dict(run)), record)
+    assert plain["eps"] == pytest.approx(0.5 * lam * np.mean([1.0, 1.0, 16.0]))

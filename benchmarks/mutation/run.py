@@ -1,12 +1,13 @@
 """Mutation testing of gradflow's core modules with mutmut (docs/mutation.md).
 
     nice -n 10 python benchmarks/mutation/run.py [MODULE ...] [--show-survivors] [--mutants GLOB]
+        [--workers N]
 
 MODULE is a name of ``benchmarks/mutation/modules.toml`` (``loss``, ``parametrization``,
 ``metrics``, ``predict``, ``problem``, ``dynamics``, ``equilibrium``); none means all of them.
 For each module the script copies the package and the tests into
 ``benchmarks/mutation/work/MODULE/`` (git-ignored), writes mutmut's configuration there (the
-module's files to mutate and its test selection), runs ``mutmut run`` with one worker, and
+module's files to mutate and its test selection), runs ``mutmut run`` (one worker unless ``--workers``), and
 prints the counts (killed / survived / timeout / equivalent / other) and the survivors. The counts
 are also written to ``benchmarks/mutation/work/MODULE/score.json``. A rerun reuses mutmut's
 cache in the work folder: delete the folder to start afresh.
@@ -122,7 +123,16 @@ def main(argv=None) -> int:
         metavar="GLOB",
         help="only the mutants whose names match (e.g. '*x_data_loss*'); repeatable",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="mutants tested at once (mutmut's --max-children; default 1)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be a positive integer, got {args.workers}")
     unknown = [m for m in args.modules if m not in modules]
     if unknown:
         parser.error(f"MODULE {unknown[0]!r} is not one of {', '.join(modules)}")
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
         module = modules[name]
         work = _prepare(name, module, config.get("mutmut", {}))
         print(f"== {name}: mutating {', '.join(module['mutate'])}", flush=True)
-        run = [*mutmut, "run", "--max-children", "1", *args.mutants]
+        run = [*mutmut, "run", "--max-children", str(args.workers), *args.mutants]
         subprocess.run(run, cwd=work, env=env, check=False)
         score = _score(_statuses(work), set(module.get("equivalent", [])))
         (work / "score.json").write_text(json.dumps(score, indent=1) + "\n")
