@@ -172,7 +172,10 @@ def predicted_residuals(problem, weights, lam: float, switching=(), alpha=()) ->
     LM-last's unit-norm layers (at rest on its sphere, ``(2/N) K^k r = ((2/N) r·F) F`` and
     ``dρ/dt = 0`` gives ``(2/N) r·F = λρ²``). Returns per layer the kernel's rank and condition
     (over its nonzero singular values), the identity's relative defect
-    ``||(2/N)K r − c F|| / (||(2/N)K r|| + ||c F||)`` and the gap ``||r̂ − r|| / ||r||``."""
+    ``||(2/N)K r − c F|| / (||(2/N)K r|| + ||c F||)`` and the gap ``||P(r̂ − r)|| / ||P r||``,
+    ``P`` the projector onto the kernel's range: 4.9 determines only that part of ``r``. Where
+    the kernel has rank ``< N``, ``outside`` is the share ``||(1 − P) r|| / ||r||`` of the
+    residuals that 4.9 leaves free (0 at full rank, where the gap is ``||r̂ − r|| / ||r||``)."""
     x = np.asarray(problem.x_train).reshape(len(problem.x_train), -1)
     y = np.asarray(problem.y_train)[:, 0]
     d = slopes(problem, weights, switching, alpha)
@@ -185,10 +188,15 @@ def predicted_residuals(problem, weights, lam: float, switching=(), alpha=()) ->
     for k, j in enumerate(jac):
         c = lam * rho2 if lm_last and k < len(jac) - 1 else lam
         kern = j @ j.T
-        sv = np.linalg.svd(kern, compute_uv=False)
+        u, sv, _ = np.linalg.svd(kern, hermitian=True)
         keep = sv > sv[0] * n * np.finfo(float).eps * 10
         lhs, rhs = (2.0 / n) * kern @ r, c * f
         pred = (n * c / 2.0) * np.linalg.lstsq(kern, f, rcond=sv[keep][-1] / sv[0] * 0.5)[0]
+        basis = u[:, keep]  # the kernel's range
+
+        def proj(v, basis=basis):
+            return basis @ (basis.T @ v)
+
         layers.append(
             {
                 "rank": int(keep.sum()),
@@ -196,7 +204,8 @@ def predicted_residuals(problem, weights, lam: float, switching=(), alpha=()) ->
                 "defect": float(
                     np.linalg.norm(lhs - rhs) / (np.linalg.norm(lhs) + np.linalg.norm(rhs))
                 ),
-                "gap": float(np.linalg.norm(pred - r) / np.linalg.norm(r)),
+                "gap": float(np.linalg.norm(proj(pred - r)) / np.linalg.norm(proj(r))),
+                "outside": float(np.linalg.norm(r - proj(r)) / np.linalg.norm(r)),
             }
         )
     return {"n": n, "layers": layers}
@@ -368,9 +377,15 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
 def _theory49_text(rec: dict | None) -> str:
     if rec is None or "theory_4_9" not in rec:
         return ""
+    n = rec["theory_4_9"]["n"]
     parts = [
-        f"W_{k + 1}: rank {v['rank']}/{rec['theory_4_9']['n']}, cond {v['cond']:.1e}, "
-        f"defect {v['defect']:.1e}, gap {v['gap']:.1e}"
+        f"W_{k + 1}: rank {v['rank']}/{n}, cond {v['cond']:.1e}, defect {v['defect']:.1e}, "
+        + (
+            f"gap {v['gap']:.1e}"
+            if v["rank"] == n or "outside" not in v
+            else f"gap in the kernel's range {v['gap']:.1e} ({v['outside']:.1e} of r outside "
+            "it, which 4.9 leaves free)"
+        )
         for k, v in enumerate(rec["theory_4_9"]["layers"])
     ]
     return "4.9 residuals predicted from K^k vs measured [" + "; ".join(parts) + "]"

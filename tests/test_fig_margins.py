@@ -125,3 +125,30 @@ def test_the_regime_is_read_where_the_claim_is_judged():
     # plain + decay: ε from the mean squared layer norm
     plain = fig_margins._end(_Run("none", lam, **dict(run)), record)
     assert plain["eps"] == pytest.approx(0.5 * lam * np.mean([1.0, 1.0, 16.0]))
+
+
+def test_predicted_residuals_at_a_rank_deficient_kernel_judge_the_range_only():
+    """Six samples, three last-layer features: the last layer's kernel ``H Hᵀ`` has rank 3 < N.
+    With ``W_L`` at its stationary value 4.9 holds exactly, and determines ``r`` only in the
+    kernel's range: the gap there vanishes, while the share of ``r`` outside it (``y``'s part
+    orthogonal to the features) is what the old full-space gap reported."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 5))
+    y = np.where(rng.normal(size=(6, 1)) > 0, 1.0, -1.0)
+    net = MLP(5, (4, 3), 1, key=jax.random.PRNGKey(2))
+    problem = gf.Problem(net, gf.data.Dataset("hand6", x, y), weight_decay=0.1)
+    weights = list(problem.to_weights(problem.to_state(problem.model.weights)))
+    lam, n = problem.weight_decay, len(y)
+    d = fig_margins.slopes(problem, tuple(weights))
+    h = d[1] * (x @ np.asarray(weights[0]).T * d[0] @ np.asarray(weights[1]).T)  # (6, 3)
+    w = np.linalg.solve(h.T @ h + n * lam / 2 * np.eye(3), h.T @ y[:, 0])
+    weights[-1] = w[None, :]
+    last = fig_margins.predicted_residuals(problem, tuple(weights), lam)["layers"][-1]
+    assert last["rank"] == 3 and last["defect"] < 1e-13 and last["gap"] < 1e-10
+    r = y[:, 0] - h @ w
+    q, _ = np.linalg.qr(h)
+    expected_outside = np.linalg.norm(r - q @ (q.T @ r)) / np.linalg.norm(r)
+    assert expected_outside > 0.1  # y is not in the features' span: the case that matters
+    assert last["outside"] == pytest.approx(expected_outside, rel=1e-10)
+    text = fig_margins._theory49_text({"theory_4_9": {"n": n, "layers": [last]}})
+    assert "gap in the kernel's range" in text and "leaves free" in text
