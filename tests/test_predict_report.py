@@ -66,8 +66,9 @@ def _gap(value, predicted):
     return abs(value / predicted - 1) if predicted != 0 else abs(value)
 
 
-def _check_row(row, name, theory, tag, expected):
-    """``expected``: column label -> (value, predicted)."""
+def _check_row(row, name, theory, tag, expected, regime=None):
+    """``expected``: column label -> (value, predicted); ``regime``: column label -> the
+    numbers that say where the claim was checked (name -> value)."""
     assert (row["prediction"], row["theory"], row["tag"]) == (name, theory, tag)
     first = next(iter(expected.values()))
     assert row["predicted"] == pytest.approx(first[1], rel=1e-12, abs=1e-300)
@@ -77,7 +78,20 @@ def _check_row(row, name, theory, tag, expected):
         assert row[label] == pytest.approx(value, rel=1e-11, abs=1e-15), label
         assert row[f"predicted[{label}]"] == pytest.approx(predicted, rel=1e-11, abs=1e-15)
         assert row[f"gap[{label}]"] == pytest.approx(_gap(value, predicted), rel=1e-8, abs=1e-13)
+        for key, number in (regime or {}).get(label, {}).items():
+            keys.add(f"{key}[{label}]")
+            assert row[f"{key}[{label}]"] == pytest.approx(number, rel=1e-11, abs=1e-15), key
     assert set(row) == keys
+
+
+def _binary_regime(c):
+    """Near-interpolation at a column: the share of samples with ``y f > 0`` and the largest
+    ``|1 − y ρ f|``."""
+    margins = c["y"][:, 0] * c["f"][:, 0]
+    return {
+        "train_acc": float(np.mean(margins > 0)),
+        "max_residual": float(np.max(np.abs(1 - c["rho"] * margins))),
+    }
 
 
 def test_normalized_outputs_and_rho_eq_of_a_problem():
@@ -128,6 +142,7 @@ def test_report_of_lm_last_binary_rows():
         "4.3",
         "exact under equal margins",
         {k: (1 - np.mean(c["m"]) * c["rho"], eps(c)) for k, c in cols.items()},
+        {k: _binary_regime(c) for k, c in cols.items()},
     )
     _check_row(
         rows[2],
@@ -135,7 +150,10 @@ def test_report_of_lm_last_binary_rows():
         "4.4",
         "paper claim",
         {k: (np.min(c["m"]), 1 / c["rho"]) for k, c in cols.items()},
+        {k: _binary_regime(c) for k, c in cols.items()},
     )
+    # the moved weights leave some samples on the wrong side: the regime says so
+    assert min(_binary_regime(c)["train_acc"] for c in cols.values()) < 1
     # not certified, or without a certificate at all: the same rows under "uncertified point";
     # only a certified point is called a fixed point
     fp = SimpleNamespace(state=p.to_state(tuple(w_fp)), certified=False)
@@ -240,12 +258,21 @@ def test_format_report_is_one_line_per_row():
         "predicted[fixed point]": 1.0,
         "gap[fixed point]": 1e-7,
     }
-    text = predict.format_report([row, dict(row, theory="4.3")])
+    margin = dict(
+        row,
+        theory="4.4",
+        **{"train_acc[flow]": 0.875, "max_residual[flow]": 1.25},
+        **{"train_acc[fixed point]": 1.0, "max_residual[fixed point]": 0.0625},
+    )
+    text = predict.format_report([row, dict(row, theory="4.3"), margin])
     assert text == (
         "[4.1, exact at equilibrium] rho = rho_eq(V): flow: 2.5 vs 2 (gap 2.50e-01); "
         "fixed point: 1 vs 1 (gap 1.00e-07)\n"
         "[4.3, exact at equilibrium] rho = rho_eq(V): flow: 2.5 vs 2 (gap 2.50e-01); "
-        "fixed point: 1 vs 1 (gap 1.00e-07)"
+        "fixed point: 1 vs 1 (gap 1.00e-07)\n"
+        "[4.4, exact at equilibrium] rho = rho_eq(V): flow: 2.5 vs 2 (gap 2.50e-01; train acc "
+        "0.875, max|1 - y rho f| 1.2); fixed point: 1 vs 1 (gap 1.00e-07; train acc 1.000, "
+        "max|1 - y rho f| 0.062)"
     )
 
 

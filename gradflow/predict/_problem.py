@@ -43,16 +43,30 @@ def _gap(value: float, predicted: float) -> float:
     return abs(value / predicted - 1) if predicted != 0 else abs(value)
 
 
-def _row(name, section, tag, columns: dict) -> dict:
+def _row(name, section, tag, columns: dict, regime: dict | None = None) -> dict:
     """One row: ``columns`` maps a column label to ``(value, predicted)``; the row's
-    ``predicted`` is the first column's (the reference), each column also has its own."""
+    ``predicted`` is the first column's (the reference), each column also has its own.
+    ``regime`` maps a column label to named numbers that say where the claim was checked
+    (``train_acc``, ``max_residual``), stored as ``NAME[label]``."""
     first = next(iter(columns.values()))
     row = {"prediction": name, "theory": section, "tag": tag, "predicted": float(first[1])}
     for label, (value, predicted) in columns.items():
         row[label] = float(value)
         row[f"predicted[{label}]"] = float(predicted)
         row[f"gap[{label}]"] = _gap(float(value), float(predicted))
+        for key, number in (regime or {}).get(label, {}).items():
+            row[f"{key}[{label}]"] = float(number)
     return row
+
+
+def _binary_regime(c: dict) -> dict:
+    """Where the margin claims (4.3, 4.4) apply: near-interpolation, i.e. every sample fitted
+    (``train_acc``: the share of positive margins ``y_n f_n``) and every residual small
+    (``max_residual = max_n |1 − y_n ρ f_n|``)."""
+    return {
+        "train_acc": float(np.mean(c["m"] > 0)),
+        "max_residual": float(np.max(np.abs(1.0 - c["rho"] * c["m"]))),
+    }
 
 
 def _column(problem, weights, t_end: float) -> dict:
@@ -103,7 +117,9 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
     * LM-last: ρ = ρ_eq(V) (4.1, exact at equilibrium); with binary targets the
       quasi-interpolation residual ``1 − mean_n y_n ρ f_n ≈ ε = (λ/2)/(m² + λ/2)`` with ``m``
       the mean normalized margin (4.3, exact under equal margins) and the normalized margin
-      ``min_n y_n f_n ≈ 1/ρ`` (4.4, a paper claim);
+      ``min_n y_n f_n ≈ 1/ρ`` (4.4, a paper claim). These two rows also hold, per column, the
+      numbers that say whether the claims apply there (near-interpolation): ``train_acc[label]``
+      (the share of positive margins) and ``max_residual[label]`` (``max_n |1 − y_n ρ f_n|``);
     * all layers decayed (plain with λ > 0, LM-all, WN): equal ``ρ_k``, i.e.
       ``max_k |ρ_k / ρ^{1/L} − 1| = 0``, and ``λ ρ^{2/L} = ρ s`` (4.2, exact at equilibrium);
     * plain, LM-all, WN: balancedness, ``ρ_k² − ρ_{k+1}² = gap(0) e^{−2λt}`` at the run's
@@ -137,6 +153,7 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
             )
         )
         if problem.y_train.shape[1] == 1:
+            regime = {k: _binary_regime(c) for k, c in columns.items()}
             eps = {
                 k: float(quasi_interpolation(float(np.mean(c["m"])), lam)[1])
                 for k, c in columns.items()
@@ -147,6 +164,7 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
                     "4.3",
                     "exact under equal margins",
                     {k: (1 - np.mean(c["m"]) * c["rho"], eps[k]) for k, c in columns.items()},
+                    regime,
                 )
             )
             rows.append(
@@ -155,6 +173,7 @@ def report(problem, runs: dict | None = None, *, equilibrium=None) -> list[dict]
                     "4.4",
                     "paper claim",
                     {k: (np.min(c["m"]), 1.0 / c["rho"]) for k, c in columns.items()},
+                    regime,
                 )
             )
     all_layers = _decays_every_layer(problem)
@@ -206,7 +225,14 @@ def format_report(rows: list[dict]) -> str:
     for r in rows:
         labels = [k[len("gap[") : -1] for k in r if k.startswith("gap[")]
         parts = "; ".join(
-            f"{k}: {r[k]:.6g} vs {r[f'predicted[{k}]']:.6g} (gap {r[f'gap[{k}]']:.2e})"
+            f"{k}: {r[k]:.6g} vs {r[f'predicted[{k}]']:.6g} (gap {r[f'gap[{k}]']:.2e}"
+            + (
+                f"; train acc {r[f'train_acc[{k}]']:.3f}, "
+                f"max|1 - y rho f| {r[f'max_residual[{k}]']:.2g}"
+                if f"train_acc[{k}]" in r
+                else ""
+            )
+            + ")"
             for k in labels
         )
         lines.append(f"[{r['theory']}, {r['tag']}] {r['prediction']}: {parts}")
