@@ -8,6 +8,7 @@ are recomputed from those weights with NumPy alone and compared at every save ti
 import jax
 import numpy as np
 import pytest
+from numpy_nets import relu_outputs
 
 import gradflow as gf
 from gradflow.models import MLP
@@ -15,11 +16,7 @@ from gradflow.models import MLP
 DIM, WIDTHS, LAM = 5, (6, 4), 0.05
 
 
-def _forward(ws, x):
-    h = x
-    for w in ws[:-1]:
-        h = np.maximum(h @ w.T, 0.0)
-    return h @ ws[-1].T
+_forward = relu_outputs
 
 
 def _margins(f, y):
@@ -41,9 +38,7 @@ def _accuracy(f, y):
     "classes, normalization", [(3, "lm-last"), (2, "none")]
 )  # (2 classes: the binary C = 1 encoding)
 def test_observables_recomputed_from_saved_weights(classes, normalization):
-    data = gf.data.load(
-        "gaussian-mixture", n_train=24, n_test=12, dim=DIM, classes=classes, seed=4
-    )
+    data = gf.data.load("gaussian-mixture", n_train=24, n_test=12, dim=DIM, classes=classes, seed=4)
     c = data.y_train.shape[1]
     net = MLP(DIM, WIDTHS, c, init_scale=0.6, key=jax.random.PRNGKey(4))
     tr = gf.sgd(

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
+from numpy_nets import relu_outputs
 
 import gradflow as gf
 from gradflow import predict
@@ -51,12 +52,9 @@ def _run(weights, t_end, seeds=False):
 def _column(problem, weights):
     """ρ, ρ_k, f = f(W)/ρ, the margins and s, from a NumPy network."""
     ws = [np.asarray(w, np.float64) for w in weights]
-    h = np.asarray(problem.x_train)
-    for w in ws[:-1]:
-        h = np.maximum(h @ w.T, 0.0)
     norms = np.array([np.linalg.norm(w) for w in ws])
     rho = float(np.prod(norms))
-    f = h @ ws[-1].T / rho
+    f = relu_outputs(ws, problem.x_train) / rho
     y = np.asarray(problem.y_train)
     s = 2 / len(y) * float(np.sum((y - rho * f) * f))
     return {"rho": rho, "rho_k": norms, "f": f, "y": y, "m": np.sum(y * f, axis=1), "s": s}

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_nets import relu_mlp
 
 import gradflow as gf
 from gradflow.data import Dataset
@@ -48,12 +49,7 @@ def _data(n=7, m=5, d=3, c=1, options=None, seed=0):
     )
 
 
-def _forward(weights, x):
-    """NumPy ReLU network ``W_L σ(... σ(W_1 x))``: (features, outputs) for rows ``x``."""
-    h = np.asarray(x, np.float64)
-    for w in weights[:-1]:
-        h = np.maximum(h @ np.asarray(w, np.float64).T, 0.0)
-    return h, h @ np.asarray(weights[-1], np.float64).T
+_forward = relu_mlp
 
 
 def _decay(weights, normalization):
