@@ -295,6 +295,34 @@ def json_record(result: Result, filename: str, compute) -> dict:
     return cached
 
 
+def certificate_record(fp) -> dict:
+    """What a figure's side record keeps of a :class:`gradflow.analysis.FixedPoint`: whether it
+    is certified, its relative residual and, for a ReLU network, its certificate's
+    fields (:meth:`gradflow.analysis.Certificate.record`: verdict, reasons, start residual,
+    α range, sign flips, THEORY 4.9 defects per layer, short-flow drift, |S|, dying units,
+    distance from the start, ...). Without a certificate (a network without switching
+    surfaces) the certificate's keys are there with empty values."""
+    c = fp.certificate
+    fields = (
+        c.record()
+        if c is not None
+        else {
+            "verdict": None,
+            "reasons": [],
+            "start_residual": None,
+            "alpha_range": None,
+            "sign_flips": None,
+            "identity_defects": [],
+            "flow_drift": None,
+            "n_switching": None,
+            "n_dying": None,
+            "distance": None,
+        }
+    )
+    # the certificate's relative residual (of the multiplier system) where there is one
+    return {"relative_residual": float(fp.relative_residual), **fields, "certified": fp.certified}
+
+
 def fixed_point(name: str, fast, sets, result: Result, run: str = "flow", log=print) -> dict:
     """``gf.equilibrium`` from the end of the run ``run`` of a cached point, once.
 

@@ -257,39 +257,21 @@ def certify(profile: str, sets: dict, res, log=print) -> dict:
         "seconds": seconds,
         "tail_seconds": tail_seconds,
         "tail_steps": int(tail.stats.get("num_steps") or 0),
-        "certified": bool(fp.certified),
         "message": fp.message,
         "end": ends(end),
         "tail_end": ends(tail_end),
         "fixed": ends(fp.state),
         "velocity": velocity,
+        **_common.certificate_record(fp),
     }
-    if cert is not None:
-        record.update(
-            verdict=cert.verdict,
-            reasons=list(cert.reasons),
-            relative_residual=float(cert.relative_residual),
-            start_residual=float(cert.start_residual),
-            alpha_range=None if cert.alpha_range is None else list(map(float, cert.alpha_range)),
-            sign_flips=int(cert.sign_flips),
-            identity_defects=[float(v) for v in cert.identity_defects],
-            n_switching=int(cert.n_switching),
-            n_dying=int(cert.n_dying),
-            flow_drift=None if cert.flow_drift is None else float(cert.flow_drift),
-            distance=float(cert.distance),
+    if cert is not None and fp.certified:
+        weights = problem.to_weights(fp.state)
+        record["theory_4_9"] = predicted_residuals(
+            problem, weights, float(sets["problem.weight_decay"]), cert.switching, cert.alpha
         )
-        if fp.certified:
-            weights = problem.to_weights(fp.state)
-            record["theory_4_9"] = predicted_residuals(
-                problem,
-                weights,
-                float(sets["problem.weight_decay"]),
-                cert.switching,
-                cert.alpha,
-            )
     log(
         f"  equilibrium of margins {sets['problem.normalization']} λ="
-        f"{sets['problem.weight_decay']:g}: {record.get('verdict', fp.message)} "
+        f"{sets['problem.weight_decay']:g}: {record['verdict'] or fp.message} "
         f"(tail {tail_seconds:.0f} s, solve {seconds:.0f} s)"
     )
     return record
@@ -350,7 +332,7 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
     alpha = rec.get("alpha_range")
     defects = rec.get("identity_defects") or []
     text = (
-        f"{rec.get('verdict', rec['message'])}: residual {rec.get('start_residual', np.nan):.1e}"
+        f"{rec.get('verdict') or rec['message']}: residual {rec.get('start_residual', np.nan):.1e}"
         f" → {rec.get('relative_residual', np.nan):.1e}"
         + (f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]" if alpha else ", S empty")
         + (f", 4.9 defects ≤ {max(defects):.1e}" if defects else "")
@@ -371,7 +353,7 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
     if rec["certified"]:
         return text, ()
     why = "; ".join(rec.get("reasons") or [rec["message"]])
-    return text + f" ({why})", (f"not certified: {rec.get('verdict', 'failed')}",)
+    return text + f" ({why})", (f"not certified: {rec.get('verdict') or 'failed'}",)
 
 
 def _theory49_text(rec: dict | None) -> str:

@@ -179,20 +179,8 @@ def _equilibrium(problem, res, key, log) -> dict:
         problem, res.runs()["flow"], spectrum=False, max_iter=MAX_ITER, dense_max=4000
     )
     seconds = time.perf_counter() - start
-    c = fp.certificate
     record = {
-        "certified": bool(fp.certified),
-        "verdict": None if c is None else c.verdict,
-        "reasons": [] if c is None else list(c.reasons),
-        "start_residual": None if c is None else float(c.start_residual),
-        "relative_residual": float(fp.relative_residual),
-        "alpha_range": None if c is None or c.alpha_range is None else list(c.alpha_range),
-        "sign_flips": None if c is None else int(c.sign_flips),
-        "identity_defect": None if c is None else float(max(c.identity_defects)),
-        "flow_drift": None if c is None or c.flow_drift is None else float(c.flow_drift),
-        "n_switching": None if c is None else int(c.n_switching),
-        "n_dying": None if c is None else int(c.n_dying),
-        "distance": None if c is None else float(c.distance),
+        **_common.certificate_record(fp),
         "iterations": int(fp.iterations),
         "seconds": seconds,
         "fixed": state_record(problem, fp.state),
@@ -228,8 +216,8 @@ def _eq_words(eq) -> str:
     )
     if alpha is not None:
         words += f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]"
-    if eq["identity_defect"] is not None:
-        words += f", THEORY 4.9 defect ≤ {eq['identity_defect']:.1e}"
+    if eq["identity_defects"]:
+        words += f", THEORY 4.9 defect ≤ {max(eq['identity_defects']):.1e}"
     if eq["flow_drift"] is not None:
         words += f", short-flow drift {eq['flow_drift']:.1e}"
     words += f", {eq['distance']:.1e} from the end)"

@@ -194,24 +194,26 @@ def _fixed_record(profile, res, log) -> dict:
                 observables=(),
             )
             state = problem.to_state(tuple(np.asarray(w) for w in tail.final_params))
-        if profile == "fast":
-            fp, cert = None, None
-        else:
-            fp = gf.equilibrium(problem, state, spectrum=False)
-            cert = fp.certificate
+        fp = None if profile == "fast" else gf.equilibrium(problem, state, spectrum=False)
         point = state if fp is None else fp.state
         record = {
             "n": FIXED_N,
             "end_relative_velocity": relative_velocity(end),
             "tail_relative_velocity": relative_velocity(state),
             "end_tails": _tails(_weights(problem.to_weights(end)), FIXED_N),
-            "certified": fp is not None and bool(fp.certified),
-            "verdict": "not run at the fast profile" if fp is None else cert.verdict,
-            "reasons": [] if cert is None else list(cert.reasons),
-            "relative_residual": np.nan if fp is None else float(fp.relative_residual),
-            "identity_defects": [] if cert is None else [float(d) for d in cert.identity_defects],
-            "n_switching": None if cert is None else int(cert.n_switching),
-            "n_dying": None if cert is None else int(cert.n_dying),
+            **(
+                {
+                    "certified": False,
+                    "verdict": "not run at the fast profile",
+                    "reasons": [],
+                    "relative_residual": np.nan,
+                    "identity_defects": [],
+                    "n_switching": None,
+                    "n_dying": None,
+                }
+                if fp is None
+                else _common.certificate_record(fp)
+            ),
             "tails": _tails(_weights(problem.to_weights(point)), FIXED_N),
             "sigma": [
                 np.linalg.svd(np.asarray(w), compute_uv=False).tolist()
@@ -366,9 +368,7 @@ def _dataset_text(inputs: dict, name: str) -> tuple[str, str, dict, dict]:
         if reported:
             text += (
                 f"; reported, not judged (train acc < {FITS:g}, or the only fitting B of its "
-                "λ, η): ["
-                + "; ".join(r.text() for r in reported)
-                + "]"
+                "λ, η): [" + "; ".join(r.text() for r in reported) + "]"
             )
         texts.append(text)
     head = (

@@ -7,9 +7,10 @@ a smooth right-hand side, so it is judged on a *smooth control* — the same net
 with a linear activation (a deep linear net: a polynomial vector field) — with ladders spanning
 ≥ 2 decades (:data:`MIN_DECADES`) and a one-sided criterion: every fitted slope ≥ p − 0.5 (an
 error falling faster than h^p is not against the claim; adaptive ladders often overshoot). The
-ReLU flow's right-hand side is only piecewise smooth (THEORY 1, and section 3.6 on sliding: it jumps across switching
-surfaces): it is outside the claim's hypotheses, and the figure reports what it measures there —
-the effective order (fitted slope), the steps forced by the step floor and the rejected steps.
+ReLU flow's right-hand side is only piecewise smooth (THEORY 1, and section 3.6 on sliding: it
+jumps across switching surfaces): it is outside the claim's hypotheses, and the figure reports
+what it measures there — the effective order (fitted slope), the steps forced by the step floor
+and the rejected steps.
 
 Error: relative L2 error of the concatenated final weights against the scenario's tight
 reference (Tsit5, rtol 1e-11); the reference's own error is its distance to the same at rtol

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -88,3 +89,64 @@ def test_state_record_measures_the_sqi_defect(simplex):
     assert rec["delta"] == pytest.approx(delta, rel=1e-13) and delta > 0.1
     assert rec["nc3"] > 1e-3  # W_L is no longer ∝ M̃ᵀ; the features still collapse
     assert rec["nc1"] < 1e-14 and rec["nc2"] < 1e-14
+
+
+def _certificate(**changes):
+    """A certificate with every field set (the numbers are placeholders for the text)."""
+    from gradflow.analysis import Certificate
+
+    fields = dict(
+        certified=False,
+        verdict="not settled",
+        reasons=("the flow had not settled",),
+        relative_residual=3.1e-3,
+        filippov_residual=2e-3,
+        alpha_range=(-8.25, 9.9),
+        sign_flips=np.int64(2),
+        identity_defects=(8.3e-2, 1e-3),
+        dying_ratio=None,
+        flow_drift=1.6e-4,
+        flow_sign_changes=0,
+        hessian_range=None,
+        hessian_kind=None,
+        n_switching=30,
+        n_dying=10,
+        n_flat=None,
+        joins=30,
+        drops=0,
+        distance=1.9e-4,
+        start_residual=3.6e-3,
+        thresholds={"tol": 1e-12},
+        switching=np.zeros((30, 2), int),
+        alpha=np.zeros(30),
+        dying=((0, 1),),
+    )
+    fields.update(changes)
+    return Certificate(**fields)
+
+
+def test_the_equilibrium_words_come_from_the_certificate_record():
+    """The side record is ``Certificate.record()`` plus whether the point is certified; the
+    figure's words read it (here a failed certificate: the first reason is quoted)."""
+    from types import SimpleNamespace
+
+    from paper_figs import _common
+
+    c = _certificate()
+    fp = SimpleNamespace(certificate=c, certified=False, relative_residual=9.9)
+    rec = json.loads(json.dumps(_common.certificate_record(fp)))
+    assert rec["relative_residual"] == 3.1e-3  # the certificate's, not the solve's
+    assert rec["certified"] is False and rec["sign_flips"] == 2
+    words = fig._eq_words(rec)
+    assert words == (
+        "gf.equilibrium not settled (relative residual 3.6e-03 -> 3.1e-03, |S| 30, dying units "
+        "10, α in [-8.2, 9.9], THEORY 4.9 defect ≤ 8.3e-02, short-flow drift 1.6e-04, "
+        "1.9e-04 from the end) — the flow had not settled"
+    )
+    # without a certificate (no switching surfaces): the keys are there, empty
+    bare = _common.certificate_record(
+        SimpleNamespace(certificate=None, certified=True, relative_residual=1e-14)
+    )
+    assert bare["certified"] is True and bare["relative_residual"] == 1e-14
+    assert bare["identity_defects"] == [] and bare["verdict"] is None
+    assert set(bare) <= set(rec)

@@ -10,6 +10,9 @@ the gradient with ReLU slopes ``α`` on ``S`` (backpropagation by hand), and THE
 matrices ``K¹_{mn} = (Σ_j W2_j² a_mj a_nj) ⟨x_m, x_n⟩`` and ``K²_{mn} = ⟨h_m, h_n⟩``.
 """
 
+import dataclasses
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -116,6 +119,17 @@ def test_a_settled_relu_flow_ends_at_a_certified_filippov_equilibrium(settled):
         lhs, rhs = 2 / N * k @ r, LAM * f
         assert np.linalg.norm(lhs - rhs) <= 1e-9 * np.linalg.norm(rhs)
     assert max(c.identity_defects) <= 1e-9
+
+    # the certificate as a results file holds it: plain JSON, every attribute but the arrays
+    record = json.loads(json.dumps(c.record()))
+    names = {f.name for f in dataclasses.fields(c)} - {"switching", "alpha", "dying"}
+    assert set(record) == names
+    assert record["certified"] is True and record["verdict"] == "certified"
+    assert record["relative_residual"] == c.relative_residual
+    assert record["alpha_range"] == list(c.alpha_range)
+    assert record["identity_defects"] == list(c.identity_defects)
+    assert record["n_switching"] == c.n_switching == len(c.switching)
+    assert record["thresholds"] == dict(c.thresholds)
 
 
 def test_the_certificate_fails_with_slopes_that_are_not_the_filippov_ones(settled):

@@ -118,6 +118,27 @@ class Certificate:
     alpha: np.ndarray
     dying: tuple
 
+    def record(self) -> dict:
+        """The certificate as plain JSON values (for a results file): every attribute but the
+        per-entry arrays ``switching``, ``alpha`` and ``dying`` (their sizes are
+        ``n_switching`` and ``n_dying``); tuples become lists, NumPy scalars Python numbers."""
+
+        def plain(value):
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {str(k): plain(v) for k, v in value.items()}
+            if hasattr(value, "dtype") and np.ndim(value) == 0:  # NumPy or JAX scalars
+                return np.asarray(value).item()
+            return value
+
+        skip = {"switching", "alpha", "dying"}
+        return {
+            f.name: plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in skip
+        }
+
     def describe(self) -> str:
         head = (
             "certified Filippov equilibrium"
