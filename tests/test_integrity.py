@@ -14,12 +14,12 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
+from tiny_scenario import scenario_text
 
 import gradflow as gf
 from gradflow._cli import main
 from gradflow.dynamics import _blocks
 from gradflow.models import MLP
-from tiny_scenario import scenario_text
 
 TINY = scenario_text(
     t1="{t1}",
@@ -344,14 +344,20 @@ def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypat
     assert len(message.splitlines()) == 1
 
 
-def _as_from_a_shell():
-    """``preexec_fn``: the child starts with SIGINT and SIGTERM at their defaults, as from a
-    shell. An ignored disposition is inherited across ``exec`` (then Python installs no SIGINT
-    handler, and gradflow rightly leaves it alone); a pytest worker's may have been set to
-    ignored by an earlier test's library (seen once in CI, 2026-12-06: these tests failed
-    with the child ignoring SIGINT), and that is not what these tests are about."""
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_DFL)
+def _as_from_a_shell(argv: list[str]) -> list[str]:
+    """``argv`` started with SIGINT and SIGTERM at their defaults, as from a shell: a short
+    Python sets them and ``exec``s ``argv`` (a default disposition survives ``exec``). An ignored
+    disposition is inherited across ``exec`` too (then Python installs no SIGINT handler, and
+    gradflow rightly leaves it alone); a pytest worker's may have been set to ignored by an
+    earlier test's library (seen once in CI, 2026-12-06: these tests failed with the child
+    ignoring SIGINT), and that is not what these tests are about. (Not ``preexec_fn``, which
+    is unsafe in a process with threads, as JAX's are.)"""
+    reset = (
+        "import os, signal, sys; "
+        "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)]; "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *argv]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -361,11 +367,10 @@ def test_a_signal_while_the_console_script_imports_is_one_line(signum):
     script = os.path.join(os.path.dirname(sys.executable), "gradflow")
     assert os.path.isfile(script), script
     proc = subprocess.Popen(
-        [script, "info"],
+        _as_from_a_shell([script, "info"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_as_from_a_shell,
     )
     time.sleep(0.5)
     assert proc.poll() is None, "the command ended before the signal; the test means nothing"
@@ -380,16 +385,17 @@ def test_a_signal_while_the_console_script_imports_is_one_line(signum):
 def test_importing_gradflow_leaves_a_library_users_handlers_alone():
     """Only the console script gets the start-up handlers: ``import gradflow`` keeps Python's."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import signal, gradflow; "
-            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
-            "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)",
-        ],
+        _as_from_a_shell(
+            [
+                sys.executable,
+                "-c",
+                "import signal, gradflow; "
+                "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+                "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)",
+            ]
+        ),
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=_as_from_a_shell,
     )
     assert out.stdout.split() == ["True", "True"], out.stderr
