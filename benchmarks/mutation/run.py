@@ -7,9 +7,9 @@ MODULE is a name of ``benchmarks/mutation/modules.toml`` (``loss``, ``parametriz
 ``metrics``, ``predict``, ``problem``, ``dynamics``, ``equilibrium``); none means all of them.
 For each module the script copies the package and the tests into
 ``benchmarks/mutation/work/MODULE/`` (git-ignored), writes mutmut's configuration there (the
-module's files to mutate and its test selection), runs ``mutmut run`` (one worker unless ``--workers``), and
-prints the counts (killed / survived / timeout / equivalent / other) and the survivors. The counts
-are also written to ``benchmarks/mutation/work/MODULE/score.json``. A rerun reuses mutmut's
+module's files to mutate and its test selection), runs ``mutmut run`` (one worker unless
+``--workers``), and prints the counts (killed / survived / timeout / equivalent / other) and the
+survivors. The counts are also written to ``benchmarks/mutation/work/MODULE/score.json``. A rerun reuses mutmut's
 cache in the work folder: delete the folder to start afresh.
 
 mutmut (``pip install -e ".[mutation]"``) mutates each function into copies selected by a
