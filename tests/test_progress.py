@@ -132,4 +132,6 @@ def test_a_batched_flow_group_reports_the_fraction_of_its_intervals_once_per_int
     with receiving(told.append):
         trajs = run_plans(plans)
     assert all(t.stats["status"] == "success" for t in trajs)
-    assert told == [0.25, 0.5, 0.75, 1.0]
+    # one report per interval; jax.debug.callback does not promise their order (the meter
+    # keeps the largest fraction it was told: never backwards)
+    assert sorted(told) == [0.25, 0.5, 0.75, 1.0]
