@@ -152,3 +152,51 @@ def test_predicted_residuals_at_a_rank_deficient_kernel_judge_the_range_only():
     assert last["outside"] == pytest.approx(expected_outside, rel=1e-10)
     text = fig_margins._theory49_text({"theory_4_9": {"n": n, "layers": [last]}})
     assert "gap in the kernel's range" in text and "leaves free" in text
+
+
+def test_predicted_residuals_at_a_certified_lm_last_equilibrium():
+    """LM-last, one hidden layer of 4 on 96 Gaussian-mixture points (λ = 0.05), certified from
+    the flow's end at t = 100: THEORY 4.9 holds in both layers with the LM-last constants — λρ²
+    for the unit-norm layer, λ for the last — and the residuals are predicted in each kernel's
+    range. ``ρ² = ||W_L||²`` is far from 1 here, so the constant ``λ`` in the first layer would
+    leave a defect of order ``|ρ² − 1|``."""
+    from gradflow.scenario import build_problem, validate
+
+    lam = 0.05
+    problem = build_problem(
+        validate(
+            {
+                "scenario": {"name": "lm_last_4_9", "question": "does 4.9 hold?"},
+                "data": {
+                    "name": "gaussian-mixture",
+                    "n_train": 96,
+                    "n_test": 0,
+                    "dim": 4,
+                    "seed": 3,
+                },
+                "model": {"kind": "mlp", "widths": [4], "init_scale": 0.5, "seed": 3},
+                "problem": {"weight_decay": lam, "normalization": "lm-last"},
+                "flow": {"t1": 100.0, "save_every": 100.0},
+                "output": {"plot": ["loss"]},
+            }
+        )
+    )
+    fp = gf.equilibrium(problem, gf.flow(problem, t1=100.0, save_every=100.0), spectrum=False)
+    assert fp.certified, fp.describe()
+    weights = problem.to_weights(fp.state)
+    rho2 = float(np.sum(np.asarray(weights[-1]) ** 2))
+    assert abs(rho2 - 1) > 0.3
+    c = fp.certificate
+    out = fig_margins.predicted_residuals(problem, weights, lam, c.switching, c.alpha)
+    assert out["n"] == 96 and len(out["layers"]) == 2
+    for layer in out["layers"]:
+        assert layer["defect"] <= 1e-9 and layer["gap"] <= 1e-9, out
+    # the first layer with the plain constant λ instead of λρ²: 4.9 fails by about |ρ² − 1|
+    first = out["layers"][0]
+    x = np.asarray(problem.x_train)
+    y = np.asarray(problem.y_train)[:, 0]
+    d = fig_margins.slopes(problem, weights, c.switching, c.alpha)
+    f, jac = fig_margins.jacobians(weights, x, d)
+    lhs = (2 / len(y)) * jac[0] @ jac[0].T @ (y - f)
+    wrong = np.linalg.norm(lhs - lam * f) / (np.linalg.norm(lhs) + np.linalg.norm(lam * f))
+    assert wrong > 0.1 > first["defect"]
