@@ -141,6 +141,14 @@ def main(argv=None) -> int:
     for name in args.modules or list(modules):
         module = modules[name]
         work = _prepare(name, module, config.get("mutmut", {}))
+        # JAX's persistent compilation cache, shared by the forks: a compiled program is reused
+        # when its HLO is unchanged (the unmutated functions) and compiled afresh for a mutant's
+        # (the key is the program itself); about a quarter off a test's time here
+        env.update(
+            JAX_COMPILATION_CACHE_DIR=str(work / "jax-cache"),
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        )
         print(f"== {name}: mutating {', '.join(module['mutate'])}", flush=True)
         run = [*mutmut, "run", "--max-children", str(args.workers), *args.mutants]
         subprocess.run(run, cwd=work, env=env, check=False)
