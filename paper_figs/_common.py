@@ -522,5 +522,19 @@ def tail_mean(values, frac: float = 0.1) -> float:
 
 def slope(x, y) -> float:
     """Least-squares slope of ``log y`` against ``log x``."""
-    x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    return float(np.polyfit(x, y, 1)[0])
+    return slope_interval(x, y)[0]
+
+
+def slope_interval(x, y, level: float = 0.95) -> tuple[float, float]:
+    """Least-squares slope of ``log y`` against ``log x`` and the half-width of its Student-t
+    interval at ``level`` (``n − 2`` degrees of freedom; inf with fewer than three points)."""
+    from scipy import stats
+
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    n = lx.size
+    fitted, intercept = np.polyfit(lx, ly, 1)
+    if n < 3:
+        return float(fitted), float("inf")
+    resid = ly - (fitted * lx + intercept)
+    se = np.sqrt(np.sum(resid**2) / (n - 2) / np.sum((lx - lx.mean()) ** 2))
+    return float(fitted), float(stats.t.ppf(0.5 + level / 2, n - 2) * se)

@@ -38,7 +38,6 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 import gradflow as gf
 from paper_figs import _common, _verdict
@@ -284,19 +283,6 @@ def _spread(m: np.ndarray) -> np.ndarray:
     return np.std(m, axis=-1) / np.abs(np.mean(m, axis=-1))
 
 
-def fit_slope(x, y, level: float = 0.95) -> tuple[float, float]:
-    """Least-squares slope of ``log y`` against ``log x`` and the half-width of its Student-t
-    interval at ``level`` (inf with fewer than three points)."""
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    n = lx.size
-    slope, intercept = np.polyfit(lx, ly, 1)
-    if n < 3:
-        return float(slope), float("inf")
-    resid = ly - (slope * lx + intercept)
-    se = np.sqrt(np.sum(resid**2) / (n - 2) / np.sum((lx - lx.mean()) ** 2))
-    return float(slope), float(stats.t.ppf(0.5 + level / 2, n - 2) * se)
-
-
 def _end(traj, record: dict | None) -> dict:
     """Spread, 1 − min margin·ρ, ρ and the regime's numbers (train accuracy, ε, the largest
     residual) at the certified point (else at the flow's end): every number judged at one
@@ -429,7 +415,9 @@ def _row(inputs: dict, norm: str, axes, label: str):
     if len(inside) >= 2:
         for key in ("spread", "gap"):
             vals = [ends[lam][key] for lam in inside]
-            fits[key] = fit_slope(inside, vals) if min(vals) > 0 else (float("nan"), np.inf)
+            fits[key] = (
+                _common.slope_interval(inside, vals) if min(vals) > 0 else (float("nan"), np.inf)
+            )
     holds = bool(fits) and all(s - h > 0 for s, h in fits.values())
     # the init-scale runs: λ = 0 and one λ > 0 from every scale
     scales, init_pairs = {}, []

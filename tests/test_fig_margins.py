@@ -14,7 +14,7 @@ import gradflow as gf
 from gradflow.models import MLP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from paper_figs import fig_margins  # noqa: E402
+from paper_figs import _common, fig_margins  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +73,22 @@ def test_predicted_residuals_recover_the_residuals_where_4_9_holds(problem):
     assert bad["defect"] > 1e-3 and bad["gap"] > 1e-3
 
 
-def test_fit_slope_of_a_power_law_and_of_noise():
+def test_slope_interval_of_a_power_law_and_of_noise():
+    """The fitted log-log slope and its 95% Student-t half-width: zero for an exact power law;
+    with scatter, the slope's standard error of an independent implementation
+    (``scipy.stats.linregress``) times ``t_{0.975, 2} = 4.302652729749464`` (tables)."""
+    from scipy import stats
+
     lam = np.array([0.03, 0.01, 0.003, 0.001])
-    slope, half = fig_margins.fit_slope(lam, 2.0 * lam**1.5)
+    slope, half = _common.slope_interval(lam, 2.0 * lam**1.5)
     assert slope == pytest.approx(1.5, rel=1e-12) and half < 1e-10
-    # residuals ±0.1 in log: t_{0.975, 2} = 4.302652729749464 times the slope's standard error
     ly = 1.0 * np.log(lam) + np.array([0.1, -0.1, -0.1, 0.1])
-    slope, half = fig_margins.fit_slope(lam, np.exp(ly))
-    lx = np.log(lam)
-    fit = np.polyfit(lx, ly, 1)
-    se = np.sqrt(np.sum((ly - np.polyval(fit, lx)) ** 2) / 2 / np.sum((lx - lx.mean()) ** 2))
-    assert half == pytest.approx(4.302652729749464 * se, rel=1e-10)
-    assert fig_margins.fit_slope(lam[:2], lam[:2])[1] == np.inf
+    slope, half = _common.slope_interval(lam, np.exp(ly))
+    ref = stats.linregress(np.log(lam), ly)
+    assert slope == pytest.approx(ref.slope, rel=1e-12)
+    assert half == pytest.approx(4.302652729749464 * ref.stderr, rel=1e-10)
+    assert _common.slope_interval(lam[:2], lam[:2])[1] == np.inf
+    assert _common.slope(lam, np.exp(ly)) == slope
 
 
 class _Run(dict):

@@ -133,19 +133,3 @@ def test_run_regime_reads_epsilon_residual_and_exposure():
     r = _verdict.run_regime(_Run("sgd", [0.0, 4.0], obs, 0.1, "none"), "b")
     assert r.eps == pytest.approx(0.5 * 0.1 * (1 + 1 + 4) / 3, rel=1e-15)
     assert r.exposure == pytest.approx(0.4, rel=1e-15) and r.exposure_name == "ηλ·steps"
-
-
-def test_margins_slope_and_interval():
-    from paper_figs.fig_margins import fit_slope
-
-    lam = np.array([0.04, 0.02, 0.01, 0.005])
-    slope, half = fit_slope(lam, 3.0 * lam**1.5)  # an exact power law: no scatter
-    assert slope == pytest.approx(1.5, rel=1e-12) and half == pytest.approx(0.0, abs=1e-10)
-    # scatter: the interval is Student-t at n − 2 degrees of freedom (t_{0.975, 2} = 4.3027)
-    y = lam * np.array([1.0, 1.1, 1.0, 1.1])
-    slope, half = fit_slope(lam, y)
-    lx, ly = np.log(lam), np.log(y)
-    s, c = np.polyfit(lx, ly, 1)
-    se = np.sqrt(np.sum((ly - s * lx - c) ** 2) / 2 / np.sum((lx - lx.mean()) ** 2))
-    assert half == pytest.approx(4.302652729749464 * se, rel=1e-9)
-    assert fit_slope(lam[:2], y[:2])[1] == np.inf
