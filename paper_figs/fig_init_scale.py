@@ -23,7 +23,7 @@ import numpy as np
 from paper_figs import _common, _verdict
 
 NAME = "init_scale"
-DECAYS = (0.05, 0.0)
+DECAYS = (0.0025, 0.0)
 RHO_TOL, RATIO = 0.05, 5.0
 
 
