@@ -231,8 +231,10 @@ def test_describe_and_repr_of_a_smooth_fixed_point_in_full(changes, lines):
     assert fp.kind == (None if fp.spectrum is None else "saddle")
 
 
-@pytest.mark.parametrize("certified", [True, False])
-@pytest.mark.parametrize("spectrum", [None, _Spectrum()])
+@pytest.mark.parametrize(
+    "certified, spectrum",
+    [(True, None), (False, None), (True, _Spectrum()), (False, _Spectrum())],
+)
 def test_describe_and_repr_of_a_filippov_point_in_full(certified, spectrum):
     cert = types.SimpleNamespace(
         certified=certified,
@@ -469,6 +471,7 @@ def test_the_zero_state_is_a_fixed_point_with_relative_residual_zero():
     fp = gf.equilibrium(_problem(), _state(0 * W1, 0 * W2), spectrum=False)
     assert fp.converged and fp.iterations == 0 and fp.message == "tolerance reached"
     assert fp.residual == 0.0 and fp.relative_residual == 0.0 and fp.spectrum is None
+    assert fp.linear_steps.dtype.kind == "i" and fp.linear_steps.size == 0
 
 
 def test_the_tolerances_are_reached_at_equality():
@@ -539,7 +542,7 @@ def test_the_steepest_descent_fallback_is_the_linearized_optimum(shrink, halving
     g, h = _gradient(w1, w2), _hessian(w1, w2)
     d, jd = -h @ g, h @ h @ g
     alpha = float(g @ h @ h @ g) / float(jd @ jd)
-    assert float(jd @ jd) < 1  # the fallback must not need ||J d|| >= 1
+    assert float(jd @ jd) < 1 and alpha < 1  # neither is needed to take the step
     real = eq._descent_direction
 
     def shrunk(problem, manifold, state):
@@ -662,7 +665,7 @@ class _Planted:
     """Stand-ins for the Filippov solve, its certificate and the spectrum, recording calls."""
 
     def __init__(
-        self, rels, *, solved=True, cert=None, steps=(1, 0.5, 0, 7, 7), changes=(1, 2, 9, 9)
+        self, rels, *, solved=True, cert=None, steps=(1, 0, 7, 7, 7), changes=(1, 2, 9, 9)
     ):
         self.rels, self.solved, self.steps, self.changes = rels, solved, steps, changes
         self.cert = cert or types.SimpleNamespace(certified=True, joins=0, drops=0, sign_flips=0)
@@ -779,15 +782,18 @@ def test_the_relu_path_passes_every_option_on():
 
 
 @pytest.mark.parametrize(
-    "cert, changed",
+    "cert, changed, certified",
     [
-        ((1, 1, 0), True),
-        ((0, 0, 0), False),
-        ((0, 0, 1), True),
-        ((1, 0, 0), True),
+        (cert, changed, certified)
+        for cert, changed in [
+            ((1, 1, 0), True),
+            ((0, 0, 0), False),
+            ((0, 0, 1), True),
+            ((1, 0, 0), True),
+        ]
+        for certified in (True, False)
     ],
 )
-@pytest.mark.parametrize("certified", [True, False])
 def test_the_relu_path_builds_its_fixed_point_from_the_solve(cert, changed, certified):
     """The iterates are the solve's residuals after the start (the start's is the
     certificate's), the steps as many as the iterations (floats), the pattern changes after
@@ -802,7 +808,7 @@ def test_the_relu_path_builds_its_fixed_point_from_the_solve(cert, changed, cert
         fp = gf.equilibrium(p, state, tol=1e-13)
     np.testing.assert_array_equal(fp.relative_residuals, [1.5, 1.2, 1e-13])
     np.testing.assert_array_equal(fp.residuals, [1.5, 1.2, 1e-13])
-    assert fp.steps.tolist() == [1.0, 0.5] and fp.steps.dtype == np.float64
+    assert fp.steps.tolist() == [1.0, 0.0] and fp.steps.dtype == np.float64
     assert fp.iterations == 2 and fp.message == "solve message"
     assert fp.linear_steps.tolist() == [0, 0] and fp.linear_steps.dtype.kind == "i"
     assert fp.linear_residuals.tolist() == [0.0, 0.0]
@@ -876,3 +882,121 @@ def test_the_smooth_path_passes_the_spectrum_options_on():
     assert (second["num_iter"], second["zero_tol"], second["seed"]) == (5, 0.25, 7)
     assert first["problem"] is p and default.spectrum == _Spec() == chosen.spectrum
     np.testing.assert_array_equal(_flat(_weights(first["state"])), _flat((W1, W2)))
+
+
+# ---- what each Newton solve is asked for ------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _recording_newton(calls, then=None):
+    def record(problem, manifold, state, eta, method, restart, max_steps):
+        calls.append(dict(eta=eta, method=method, restart=restart, max_steps=max_steps))
+        if then is None:
+            raise _Stop
+        return then(problem, manifold, state, eta, method, restart, max_steps)
+
+    return record
+
+
+@pytest.mark.parametrize(
+    "kwargs, restart, max_steps",
+    [
+        ({}, 14, 140),  # LSMR: 10 steps per unknown
+        ({"linear_solver": "gmres"}, 14, 56),  # GMRES: the size, 4 cycles
+        ({"linear_solver": "gmres", "gmres_restart": 3}, 3, 12),
+    ],
+)
+def test_each_newton_solve_gets_the_forcing_of_its_residual(kwargs, restart, max_steps):
+    """The first solve's relative tolerance is ``η = min(10⁻³, 10⁻² r)`` with ``r`` the NumPy
+    relative residual (a fixed ``forcing`` replaces it), its Krylov dimension and step cap
+    those of the module docstring; at a fixed point (``r`` at rounding) ``η`` is floored at
+    ``10 ε``."""
+    p = _problem()
+    for size in (0.3, 1e-3):  # η capped at 10⁻³, then 10⁻² r
+        calls = []
+        with mock.patch.object(eq, "_newton_direction", _recording_newton(calls)):
+            with pytest.raises(_Stop):
+                gf.equilibrium(p, _start(size), spectrum=False, **kwargs)
+        ((call),) = calls
+        rel = _residual(*_weights(_start(size)))[1]
+        assert float(call["eta"]) == pytest.approx(min(1e-3, 1e-2 * rel), rel=1e-9)
+        assert call["eta"].dtype == jnp.float64
+        expected = (kwargs.get("linear_solver", "lsmr"), restart, max_steps)
+        assert (call["method"], call["restart"], call["max_steps"]) == expected
+    calls = []
+    with mock.patch.object(eq, "_newton_direction", _recording_newton(calls)):
+        with pytest.raises(_Stop):
+            gf.equilibrium(p, _state(W1, W2), tol=1e-300, spectrum=False, **kwargs)
+        with pytest.raises(_Stop):
+            gf.equilibrium(p, _start(0.01), forcing=0.3, spectrum=False, **kwargs)
+    assert float(calls[0]["eta"]) == 10 * np.finfo(np.float64).eps
+    assert float(calls[1]["eta"]) == 0.3
+
+
+def test_a_large_system_caps_the_gmres_dimension_at_200():
+    """A 16-32-16 linear network has 1,024 parameters: GMRES restarts every 200 steps (and runs
+    at most 800), LSMR at most 10,240 steps."""
+    net = DeepLinear(16, (32,), 16, key=jax.random.PRNGKey(1))
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 16))
+    p = gf.Problem(
+        net, gf.data.Dataset("large", x, x @ rng.normal(size=(16, 16))), weight_decay=0.1
+    )
+    calls = []
+    with mock.patch.object(eq, "_newton_direction", _recording_newton(calls)):
+        for solver in ("gmres", "lsmr"):
+            with pytest.raises(_Stop):
+                gf.equilibrium(p, spectrum=False, linear_solver=solver)
+    assert [(c["restart"], c["max_steps"]) for c in calls] == [(200, 800), (200, 10240)]
+
+
+def test_a_float32_problem_solves_and_steps_in_float32():
+    """In a float32 problem (under x64) the forcing tolerance and every trial step length,
+    Newton's and the fallback's, are float32: a float64 step length would turn the state
+    into float64. Planted: a Newton direction of zero, a step that changes nothing (so every
+    trial is rejected) and a fallback direction with ``α = 1``."""
+    p = _problem(precision="float32")
+    calls, lengths = [], []
+
+    def step(manifold, state, delta, alpha):
+        lengths.append(alpha.dtype)
+        return state
+
+    def descent(problem, manifold, state):
+        vel = problem.velocity(state)
+        return jax.tree.map(jnp.zeros_like, vel), jax.tree.map(jnp.negative, vel), vel
+
+    with (
+        mock.patch.object(eq, "_newton_direction", _recording_newton(calls, _zero_newton)),
+        mock.patch.object(eq, "_step", step),
+        mock.patch.object(eq, "_descent_direction", descent),
+    ):
+        fp = gf.equilibrium(p, _start(0.01), tol=1e-5, max_backtracks=2, spectrum=False)
+    assert fp.message == "no step reduces the residual (at the rounding floor, or stuck)"
+    assert calls[0]["eta"].dtype == jnp.float32
+    assert lengths == [jnp.float32] * 4  # two Newton trials, two fallback trials
+
+
+def test_the_sufficient_decrease_rule_at_its_boundary():
+    """Planted residuals: from ``||F|| = 2``, a trial at exactly ``(1 − 10⁻⁴ α) · 2`` is
+    accepted (the rule is ``≤``), at ``α = 1`` and, after a rejected ``α = 1``, at ``α = 1/2``."""
+    p = _problem()
+    for script, alpha in [
+        ([2.0, (1 - 1e-4 * 1.0) * 2.0], 1.0),
+        ([2.0, 2.0, (1 - 1e-4 * 0.5) * 2.0], 0.5),
+    ]:
+        values = iter(script)
+
+        def residual(problem, state, values=values):
+            return next(values), 4.0
+
+        with (
+            mock.patch.object(eq, "_newton_direction", _zero_newton),
+            mock.patch.object(eq, "_residual", residual),
+        ):
+            fp = gf.equilibrium(p, _start(0.01), max_iter=1, spectrum=False)
+        assert fp.steps.tolist() == [alpha] and fp.residuals.tolist() == [2.0, script[-1]]
+        assert fp.relative_residuals.tolist() == [0.5, script[-1] / 4.0]
