@@ -139,7 +139,9 @@ def _compiled(num_layers: int, flow: str):
 def _classify(g, rho: float, slope: float, scale: float, upper: float) -> str:
     if abs(slope) > 1e-12 * scale:
         return "stable" if slope < 0 else "unstable"
-    delta = 1e-6 * max(rho, upper)
+    # ρ = 0 with a ≤ 0 (upper = 0) has no scale of its own: probe at 1e-6 (g < 0 on all of
+    # ρ > 0 there, so any positive probe reads it; a zero step would read g(0) = 0 twice)
+    delta = 1e-6 * (max(rho, upper) or 1.0)
     right = g(rho + delta)
     left = g(rho - delta) if rho > 0 else -right  # ρ ≥ 0: only the right side exists at 0
     if left > 0 > right:

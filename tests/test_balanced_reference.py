@@ -1,0 +1,214 @@
+"""``gf.predict.balanced_equilibria`` and its reduced ODE against THEORY 4.2, case by case.
+
+Under balance ``ρ_k = ρ^{1/L}`` the all-layer-decay flows reduce to
+
+    dρ/dt = g(ρ) = L ρ h(ρ),   h(ρ) = (2/n) ρ^{1−2/L} (a − ρ b) − λ,
+
+so the positive equilibria are the roots of h in (0, a/b] and their stability is the sign of
+``g'(ρ) = L ρ h'(ρ)`` (read from the sign of g on each side where g' = 0). Every expected root
+here is a closed form (L = 1, 2; λ = 0: ``ρ = a/b``; the tangent root ``ρ* = a/(4b)`` at L = 3) or
+comes from SciPy's ``brentq`` on an h written in this file, and every stability word from the
+sign of a slope or of g computed here, not from the library. Eager and cheap (no JAX), for
+benchmarks/mutation/screen.py; the cases are the branches of the root scan and of the
+classification that the other tests of ``tests/test_predict*.py`` do not reach: a root at
+``a/b`` with λ = 0, a tiny ``a/b``, a double root at a large scale, ``a ≤ 0``, and the module's
+symbols read at call time.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from gradflow import predict
+
+
+def _g(a, b, n, lam, L):
+    """THEORY 4.2's reduced right-hand side, written out here."""
+    return lambda r: L * r * (2 / n * r ** (1 - 2 / L) * (a - r * b) - lam)
+
+
+@pytest.mark.parametrize("a,L", [(-0.5, 3), (0.0, 2), (0.0, 4), (-0.5, 5)])
+def test_rho_zero_attracts_when_the_alignment_is_not_positive(a, L):
+    """``a ≤ 0``: no positive root (ρ ≤ a/b), and ``g(ρ) = L ρ [(2/n) ρ^{1−2/L}(a − ρb) − λ] < 0``
+    on all of ρ > 0, so ρ = 0 attracts from the only side there is: ``"stable"``, also where
+    ``g'(0) = 0`` (λ = 0 and L ≥ 3, or a = λ = 0 and L = 2), where the sides are read."""
+    b, n, lam = 2.0, 4, 0.0
+    g = _g(a, b, n, lam, L)
+    assert all(g(r) < 0 for r in np.logspace(-8, 3, 12))
+    (zero,) = predict.balanced_equilibria(a, b, n, lam, L)
+    assert zero.rho == 0.0 and zero.slope == 0.0
+    assert zero.stability == "stable"
+
+
+def _slope_word(slope):
+    return "stable" if slope < 0 else "unstable"
+
+
+@pytest.mark.parametrize("a", [1e-13, 1e-30])
+def test_a_root_at_a_over_b_without_decay_at_a_tiny_scale(a):
+    """λ = 0, L = 2: ``h = (2/n)(a − ρb)`` vanishes at ``ρ = a/b`` exactly, and
+    ``g' = L(h + ρh')`` is ``4a/n`` at 0 (unstable) and ``−4a/n`` at a/b (stable). At
+    ``a/b = 1e-13`` and below both slopes are under the classification's zero cut-off
+    (``1e-12`` of g's size, here ~``4b/n``), so the words come from the sign of g on each side;
+    the root must still be a/b to rounding (a root finder's default absolute tolerance,
+    ``2e-12``, would not resolve it). The scan must stay quiet: its grid reaches
+    ``1e-300 a/b``, where the L = 1 law divides by ρ = 0 after underflow."""
+    b, n = 1.0, 1
+    zero, top = predict.balanced_equilibria(a, b, n, 0.0, 2)
+    assert zero.rho == 0.0 and top.rho == pytest.approx(a / b, rel=1e-13, abs=0)
+    assert zero.slope == pytest.approx(4 * a / n, rel=1e-12, abs=0)
+    assert top.slope == pytest.approx(-4 * a / n, rel=1e-12, abs=0)
+    assert abs(top.slope) < 1e-12 * (4 * b / n)  # the sides decide
+    assert (zero.stability, top.stability) == (_slope_word(4 * a / n), _slope_word(-4 * a / n))
+    # L = 3: g ~ ρ^{4/3} at 0 (g'(0) = 0, g > 0 just right of it: unstable); at a/b
+    # g' = −3 (2/n) b (a/b)^{4/3} < 0
+    g = _g(a, b, n, 0.0, 3)
+    zero, top = predict.balanced_equilibria(a, b, n, 0.0, 3)
+    assert zero.rho == 0.0 and zero.slope == 0.0 and g(1e-3 * a / b) > 0
+    assert zero.stability == "unstable"
+    assert top.rho == pytest.approx(a / b, rel=1e-13, abs=0)
+    assert top.slope == pytest.approx(-3 * 2 / n * b * (a / b) ** (4 / 3), rel=1e-9, abs=0)
+    assert top.stability == "stable"
+    # L = 1 with decay: 4.1's ρ_eq = a/(b + nλ/2), with no warning from the scan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (one,) = predict.balanced_equilibria(a, b, n, 0.5, 1)
+    assert one.rho == pytest.approx(a / (b + n * 0.5 / 2), rel=1e-13, abs=0) and one.stable
+
+
+def test_a_double_root_at_a_large_scale_is_semi_stable():
+    """L = 3 with λ at the peak of ``h = (2/n) ρ^{1/3}(a − ρb) − λ``: one tangent root at
+    ``ρ* = a/(4b)`` where g ≤ 0 on both sides (semi-stable), at ``a/b = 1e4``, where g and g' are
+    of order 1e5 and g'(ρ*) = 0 is computed only to rounding (~1e-9 here): the word must come from
+    the sides, not from the sign of that rounding error. λ is the peak value times
+    ``1 + 4e-15`` (h(ρ*) = −4e-15 λ, within the tangency tolerance ``1e-13`` of h's size), so that
+    rounding cannot split the tangent root into two simple ones."""
+    a, b, n, L = 1e4, 1.0, 1, 3
+    peak_rho = a / (4 * b)
+    lam = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b) * (1 + 4e-15)
+    g = _g(a, b, n, lam, L)
+    assert g(peak_rho * (1 - 1e-3)) < 0 and g(peak_rho * (1 + 1e-3)) < 0
+    zero, double = predict.balanced_equilibria(a, b, n, lam, L)
+    assert zero.rho == 0.0 and zero.stability == "stable"  # g'(0) = −3λ
+    assert zero.slope == pytest.approx(-3 * lam, rel=1e-12, abs=0)
+    assert double.rho == pytest.approx(peak_rho, rel=1e-12, abs=0)
+    assert abs(double.slope) < 1e-12 * 3 * lam and double.stability == "semi-stable"
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_a_slope_within_rounding_of_zero_is_read_from_the_sides(scale):
+    """``Equilibrium.stability``'s rule: ``g' < 0`` stable, ``g' > 0`` unstable, and where g' is
+    zero to rounding (``|g'| <= 1e-12`` of g's size, inclusive) the sign of g on each side: g > 0
+    below and < 0 above attracts (stable), the reverse repels (unstable), a side where g does not
+    change sign or vanishes attracts from one side at most (semi-stable). Toy right-hand sides
+    with a root at ρ = 1 whose sides are known exactly."""
+    classify = predict._balanced._classify
+    cut = 1e-12 * scale
+    sides = {  # g near ρ = 1, and the word its sides give
+        "stable": lambda r: 1.0 - r,
+        "unstable": lambda r: r - 1.0,
+        "semi-stable": lambda r: -((r - 1.0) ** 2),
+    }
+    flat_below = {  # g = 0 on one side: neither attracts nor repels from there
+        "semi-stable": [
+            lambda r: min(1.0 - r, 0.0),
+            lambda r: max(1.0 - r, 0.0),
+            lambda r: min(r - 1.0, 0.0),
+            lambda r: max(r - 1.0, 0.0),
+        ]
+    }
+    for slope in (0.0, cut, -cut, 0.5 * cut):
+        for word, g in sides.items():
+            assert classify(g, 1.0, slope, scale, 1.0) == word, (slope, word)
+        for g in flat_below["semi-stable"]:
+            assert classify(g, 1.0, slope, scale, 1.0) == "semi-stable", slope
+    for slope in (2 * cut, -2 * cut):  # above the cut-off the slope's sign decides
+        assert classify(sides["semi-stable"], 1.0, slope, scale, 1.0) == _slope_word(slope)
+
+
+def test_the_module_symbols_are_read_at_call_time():
+    """``RHO``, ``A``, ``N_SAMPLES``, ``B``, ``LAM`` are the symbols g is written in, with the
+    assumptions of THEORY 4.2 (ρ > 0, a real, n > 0, b ≥ 0, λ ≥ 0), built on first use by the
+    module's ``__getattr__`` (read here through ``getattr`` inside the test, so a broken lookup
+    shows; an import at the top of a test module runs it once, before any check); another name
+    is refused as Python refuses a missing module attribute."""
+    module = predict._balanced
+    expected = {
+        "RHO": ("rho", "positive"),
+        "A": ("a", "real"),
+        "N_SAMPLES": ("n", "positive"),
+        "B": ("b", "nonnegative"),
+        "LAM": ("lambda", "nonnegative"),
+    }
+    symbols = {}
+    for attr, (name, assumption) in expected.items():
+        symbols[attr] = getattr(module, attr)
+        assert isinstance(symbols[attr], sp.Symbol) and symbols[attr].name == name
+        assert getattr(symbols[attr], f"is_{assumption}") is True, attr
+    assert predict.balanced_rhs_symbolic(2).free_symbols == set(symbols.values())
+    for name in ("rho", "Rho", "XX"):
+        with pytest.raises(AttributeError) as info:
+            getattr(module, name)
+        assert str(info.value) == f"module 'gradflow.predict._balanced' has no attribute {name!r}"
+    assert not hasattr(module, "lam")
+
+
+@pytest.mark.parametrize("flow", ["plain", "lm-all", "wn"])
+def test_the_reduced_ode_is_derived_afresh_from_the_scale_law(flow):
+    """THEORY 3.1's per-layer law ``dρ_k/dt = (ρ/ρ_k) s − λρ_k`` reduces under balance to
+    ``g = L[(2/n) ρ^{2−2/L}(a − ρb) − λρ]`` (written out here), for every flow that shares the
+    law. ``balanced_rhs_symbolic`` keeps its results in an ``lru_cache``; its undecorated function
+    (``__wrapped__``) derives the expression afresh, so a broken scale law shows even after an
+    earlier test filled the cache."""
+    rho, a, b, n, lam = (
+        getattr(predict._balanced, k) for k in ("RHO", "A", "B", "N_SAMPLES", "LAM")
+    )
+    derive = predict.balanced_rhs_symbolic.__wrapped__
+    for L in (1, 2, 3):
+        expected = L * (2 / n * rho ** (2 - sp.Rational(2, L)) * (a - rho * b) - lam * rho)
+        assert sp.simplify(derive(L, flow) - expected) == 0, L
+
+
+def test_a_tangency_is_a_double_root_to_1e13_of_the_size_of_h():
+    """Just above the peak of h (L = 3) the two positive roots have merged into none; a tangency
+    is told from a miss to rounding: ``h(ρ*)`` within ``1e-13`` of h's natural size
+    ``S = λ + (2/n)(a/b)^{1−2/L} a`` (its two terms at ρ = a/b) is a double root at
+    ``ρ* = a/(4b)``, semi-stable, and 10 % further out there is no positive root. At
+    ``a/b = 1e4`` and n = 4 the size is dominated by its second term (``1e5`` against ``5e4``) and
+    ``h(ρ*)`` is computed to ~1e-11, far inside the 1.6e-8 of the cut."""
+    a, b, n, L = 1e4, 1.0, 4, 3
+    peak_rho = a / (4 * b)
+    peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
+    size = peak + 2 / n * (a / b) ** (1 - 2 / L) * a
+    inside, outside = peak + 0.9e-13 * size, peak + 1.1e-13 * size
+    zero, double = predict.balanced_equilibria(a, b, n, inside, L)
+    assert zero.rho == 0.0 and zero.stability == "stable"
+    assert double.rho == pytest.approx(peak_rho, rel=1e-12, abs=0)
+    assert double.stability == "semi-stable"
+    assert [e.rho for e in predict.balanced_equilibria(a, b, n, outside, L)] == [0.0]
+
+
+@pytest.mark.parametrize("a,b", [(8.0, 2.0), (8.0, 10.0)])
+def test_a_slope_at_rho_zero_is_zero_below_1e12_of_the_size_of_g(a, b):
+    """L = 2 (THEORY 4.2): ``g'(0) = 2(2a/n − λ) = s`` and the second root
+    ``ρ₂ = (a − nλ/2)/b = s n/(4b)`` has slope ``−s``. A slope counts as zero below ``1e-12`` of
+    g's size ``L(2/n (|a| + b max(a/b, 1)) + λ)``: at 1.2 times that cut the words are the slopes'
+    (0 unstable, ρ₂ stable); at 0.8 times it, 0 and ρ₂ (1e-12 of a/b apart) are one double
+    root to rounding and the words come from the sides at ``1e-6 a/b``: g < 0 just right of 0
+    (stable), and g < 0 on both sides of ρ₂ (semi-stable). With a/b = 4 and 0.8 the size's terms
+    ``b max(a/b, 1)`` and λ ≈ 2a/n are told apart."""
+    n, L = 10, 2
+    for factor, words in ((1.2, ("unstable", "stable")), (0.8, ("stable", "semi-stable"))):
+        lam0 = 2 * a / n
+        cut = 1e-12 * L * (2 / n * (abs(a) + b * max(a / b, 1.0)) + lam0)
+        lam = lam0 - factor * cut / 2  # s = 2(2a/n − λ) = factor · cut
+        s = 2 * (2 * a / n - lam)
+        zero, second = predict.balanced_equilibria(a, b, n, lam, L)
+        assert zero.rho == 0.0 and zero.slope == pytest.approx(s, rel=1e-3, abs=0)
+        assert second.rho == pytest.approx((a - n * lam / 2) / b, rel=1e-3, abs=0)
+        assert second.slope == pytest.approx(-s, rel=1e-3, abs=0)
+        assert (zero.stability, second.stability) == words, factor
