@@ -212,3 +212,18 @@ def test_a_slope_at_rho_zero_is_zero_below_1e12_of_the_size_of_g(a, b):
         assert second.rho == pytest.approx((a - n * lam / 2) / b, rel=1e-3, abs=0)
         assert second.slope == pytest.approx(-s, rel=1e-3, abs=0)
         assert (zero.stability, second.stability) == words, factor
+
+
+def test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root():
+    """L = 3, a = 8, b = 10, n = 10: h peaks at ``ρ* = a/(4b) = 0.2``. With λ a relative 1e-14
+    below the peak, h(ρ*) > 0 and h changes sign in the scan's cells beside ρ*: the equilibria
+    are the two simple roots there (unstable, then stable) — ρ* itself, within the tangency cut
+    of h's size, is not reported a third time as a double root (it was: "semi-stable" at 0.2
+    between them)."""
+    a, b, n, L = 8.0, 10.0, 10, 3
+    peak_rho = a / (4 * b)
+    peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
+    zero, low, high = predict.balanced_equilibria(a, b, n, peak * (1 - 1e-14), L)
+    assert zero.rho == 0.0 and zero.stability == "stable"
+    assert low.rho < peak_rho < high.rho and high.rho - low.rho < 1e-6
+    assert (low.stability, high.stability) == ("unstable", "stable")

@@ -208,8 +208,14 @@ def balanced_equilibria(
         # h's natural size: each of its two terms at ρ = a/b
         scale_h = weight_decay + 2 * a / n * upper ** (1 - 2 / num_layers)
         for x in extra:  # a double (tangent) root sits at a critical point of h
-            if abs(float(h_fn(x, *params))) <= 1e-13 * scale_h and not any(
-                math.isclose(x, r, rel_tol=1e-9) for r in roots
+            # ... unless h changes sign in the grid cells beside x: then the roots there are
+            # two simple ones (λ just below h's peak), already found by the scan
+            i = int(np.searchsorted(grid, x))
+            lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            if (
+                abs(float(h_fn(x, *params))) <= 1e-13 * scale_h
+                and not any(math.isclose(x, r, rel_tol=1e-9) for r in roots)
+                and not any(lo <= r <= hi for r in roots)
             ):
                 roots.append(x)
     if g(0.0) == 0:
