@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -208,14 +207,11 @@ def balanced_equilibria(
         # h's natural size: each of its two terms at ρ = a/b
         scale_h = weight_decay + 2 * a / n * upper ** (1 - 2 / num_layers)
         for x in extra:  # a double (tangent) root sits at a critical point of h
-            # ... unless h changes sign in the grid cells beside x: then the roots there are
-            # two simple ones (λ just below h's peak), already found by the scan
+            # ... unless the scan found a root in the grid cells beside x (x is a grid point
+            # strictly inside the grid): x itself, or two simple roots (λ just below h's peak)
             i = int(np.searchsorted(grid, x))
-            lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-            if (
-                abs(float(h_fn(x, *params))) <= 1e-13 * scale_h
-                and not any(math.isclose(x, r, rel_tol=1e-9) for r in roots)
-                and not any(lo <= r <= hi for r in roots)
+            if abs(float(h_fn(x, *params))) <= 1e-13 * scale_h and not any(
+                grid[i - 1] <= r <= grid[i + 1] for r in roots
             ):
                 roots.append(x)
     if g(0.0) == 0:
