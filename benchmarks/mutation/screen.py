@@ -14,6 +14,11 @@ the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVA
 functions whose names match. The mutants of a function that the tests never call (seen in a
 first, clean pass) survive without running them.
 
+Before every mutant (and the clean pass) the ``functools`` caches of the mutated modules are
+emptied, so a cached result does not stand in for the mutant's; stacked ``parametrize`` marks are
+expanded to every combination; a test case that runs past ``--timeout`` seconds (default 120)
+detects its mutant, as mutmut counts a timeout. Tests inside classes are not collected.
+
 A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
 so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
 ``run.py`` remains the measurement; the screen finds the survivors of the eager tests in
@@ -26,8 +31,10 @@ import argparse
 import fnmatch
 import importlib
 import inspect
+import itertools
 import os
 import re
+import signal
 import sys
 import tomllib
 from pathlib import Path
@@ -62,29 +69,64 @@ def _cases(modules, selected=(), skipped=None):
                 continue
             if selected and not any(fnmatch.fnmatch(name, g) for g in selected):
                 continue
-            params = [m for m in getattr(f, "pytestmark", []) if m.name == "parametrize"]
-            argnames = params[0].args[0] if params else []
-            if isinstance(argnames, str):
-                argnames = [a.strip() for a in argnames.split(",")]
-            if _needs_fixtures(f, argnames):
+            marks = [m for m in getattr(f, "pytestmark", []) if m.name == "parametrize"]
+            grids = []  # per parametrize mark: a list of {argname: value} cases
+            for mark in marks:
+                argnames = mark.args[0]
+                if isinstance(argnames, str):
+                    argnames = [a.strip() for a in argnames.split(",")]
+                grids.append(
+                    [
+                        dict(zip(argnames, v if len(argnames) > 1 else (v,), strict=True))
+                        for v in mark.args[1]
+                    ]
+                )
+            given = [a for grid in grids for a in (grid[0] if grid else {})]
+            if _needs_fixtures(f, given):
                 if skipped is not None:
                     skipped.append(name)
                 continue
-            if not params:
-                yield name, f, {}
-                continue
-            for values in params[0].args[1]:
-                values = values if len(argnames) > 1 else (values,)
-                yield f"{name}{list(values)}", f, dict(zip(argnames, values, strict=True))
+            # stacked marks: every combination, as pytest does
+            for combo in itertools.product(*grids):
+                kwargs = {k: v for case in combo for k, v in case.items()}
+                label = f"{name}{list(kwargs.values())}" if kwargs else name
+                yield label, f, kwargs
 
 
-def _first_failure(cases):
+class _Timeout(Exception):
+    """A test ran past ``--timeout``: the mutant is detected (as mutmut counts a timeout)."""
+
+
+def _alarm(signum, frame):
+    raise _Timeout
+
+
+def _clear_caches(prefixes) -> None:
+    """Empty the ``functools`` caches of the mutated modules, so that a cached result of the
+    clean pass (or of another mutant) does not stand in for the mutant's."""
+    for name, module in list(sys.modules.items()):
+        if module is None or not any(name.startswith(p) for p in prefixes):
+            continue
+        for obj in vars(module).values():
+            if callable(getattr(obj, "cache_clear", None)):
+                obj.cache_clear()
+
+
+def _first_failure(cases, timeout: float = 0.0, prefixes=()):
+    _clear_caches(prefixes)
     for case, f, kwargs in cases:
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             f(**kwargs)
+        except _Timeout:
+            return f"{case} (timeout after {timeout:g} s)"
         except (Exception, pytest.fail.Exception) as e:  # a failed assertion, pytest.raises
             # that saw no error (pytest's Failed is not an Exception) or an error: detected
             return f"{case} ({type(e).__name__})"
+        finally:
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
     return None
 
 
@@ -101,7 +143,17 @@ def main(argv=None) -> int:
         metavar="GLOB",
         help="only the test functions whose names match (e.g. 'test_problem_*'); repeatable",
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="a test case running longer detects its mutant (default 120; 0: none)",
+    )
     args = parser.parse_args(argv)
+    if args.timeout < 0:
+        parser.error(f"--timeout must be 0 or positive, got {args.timeout:g}")
+    signal.signal(signal.SIGALRM, _alarm)
     config = tomllib.loads((HERE / "modules.toml").read_text())["module"]
     if args.module not in config:
         parser.error(f"MODULE {args.module!r} is not one of {', '.join(config)}")
@@ -135,9 +187,14 @@ def main(argv=None) -> int:
             name = frame.f_code.co_name.removesuffix("__mutmut_orig")
             called.add(f"{frame.f_globals.get('__name__')}.{name}")
 
+    # the mutated modules (their caches are emptied before every mutant and the clean pass)
+    prefixes = [
+        pattern.removesuffix(".py").replace("/", ".").rstrip("*").rstrip(".")
+        for pattern in config[args.module]["mutate"]
+    ]
     sys.setprofile(profile)
     try:
-        failure = _first_failure(cases)
+        failure = _first_failure(cases, 0.0, prefixes)  # the clean pass: no time limit
     finally:
         sys.setprofile(None)
     if failure:
@@ -152,7 +209,7 @@ def main(argv=None) -> int:
             print(f"{status.upper()} {name} (not called while the tests ran)", flush=True)
             continue
         os.environ["MUTANT_UNDER_TEST"] = name
-        failure = _first_failure(cases)
+        failure = _first_failure(cases, args.timeout, prefixes)
         status = "killed" if failure else "equivalent" if name in equivalent else "survived"
         counts[status] += 1
         print(f"{status.upper()} {name} {failure or ''}".rstrip(), flush=True)
