@@ -17,6 +17,7 @@ symbols read at call time.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -123,11 +124,21 @@ def test_a_slope_within_rounding_of_zero_is_read_from_the_sides(scale):
     }
     for slope in (0.0, cut, -cut, 0.5 * cut):
         for word, g in sides.items():
-            assert classify(g, 1.0, slope, scale, 1.0) == word, (slope, word)
+            assert classify(g, 1.0, slope, scale, 1.0, math.inf) == word, (slope, word)
         for g in flat_below["semi-stable"]:
-            assert classify(g, 1.0, slope, scale, 1.0) == "semi-stable", slope
+            assert classify(g, 1.0, slope, scale, 1.0, math.inf) == "semi-stable", slope
     for slope in (2 * cut, -2 * cut):  # above the cut-off the slope's sign decides
-        assert classify(sides["semi-stable"], 1.0, slope, scale, 1.0) == _slope_word(slope)
+        assert classify(sides["semi-stable"], 1.0, slope, scale, 1.0, math.inf) == _slope_word(
+            slope
+        )
+    # the sides are read closer than half the distance to a neighbouring root: g = (1 − r)(1.5 − r)
+    # has a stable root at 1 (g > 0 just below, < 0 just above) and the next root 0.5 away; with
+    # the next root 1e-9 above, g < 0 below and > 0 between the two roots: unstable (a probe of
+    # 1e-6, past the neighbour, would read g < 0 on both sides: semi-stable)
+    two = lambda r: (1.0 - r) * (1.5 - r)  # noqa: E731
+    assert classify(two, 1.0, 0.0, scale, 1.0, 0.5) == "stable"
+    near = lambda r: (1.0 - r) * (r - 1.0 - 1e-9)  # noqa: E731
+    assert classify(near, 1.0, 0.0, scale, 1.0, 1e-9) == "unstable"
 
 
 def test_the_module_symbols_are_read_at_call_time():
@@ -197,12 +208,13 @@ def test_a_slope_at_rho_zero_is_zero_below_1e12_of_the_size_of_g(a, b):
     """L = 2 (THEORY 4.2): ``g'(0) = 2(2a/n − λ) = s`` and the second root
     ``ρ₂ = (a − nλ/2)/b = s n/(4b)`` has slope ``−s``. A slope counts as zero below ``1e-12`` of
     g's size ``L(2/n (|a| + b max(a/b, 1)) + λ)``: at 1.2 times that cut the words are the slopes'
-    (0 unstable, ρ₂ stable); at 0.8 times it, 0 and ρ₂ (1e-12 of a/b apart) are one double
-    root to rounding and the words come from the sides at ``1e-6 a/b``: g < 0 just right of 0
-    (stable), and g < 0 on both sides of ρ₂ (semi-stable). With a/b = 4 and 0.8 the size's terms
+    (0 unstable, ρ₂ stable); at 0.8 times it they come from the sides of each root, read within
+    half the distance to the other (1e-12 of a/b): g > 0 just right of 0 (unstable) and g > 0
+    below, < 0 above ρ₂ (stable) — the same words. (Probed at ``1e-6 a/b``, past the other
+    root, they read "stable" and "semi-stable".) With a/b = 4 and 0.8 the size's terms
     ``b max(a/b, 1)`` and λ ≈ 2a/n are told apart."""
     n, L = 10, 2
-    for factor, words in ((1.2, ("unstable", "stable")), (0.8, ("stable", "semi-stable"))):
+    for factor, words in ((1.2, ("unstable", "stable")), (0.8, ("unstable", "stable"))):
         lam0 = 2 * a / n
         cut = 1e-12 * L * (2 / n * (abs(a) + b * max(a / b, 1.0)) + lam0)
         lam = lam0 - factor * cut / 2  # s = 2(2a/n − λ) = factor · cut

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -135,12 +136,13 @@ def _compiled(num_layers: int, flow: str):
     )
 
 
-def _classify(g, rho: float, slope: float, scale: float, upper: float) -> str:
+def _classify(g, rho: float, slope: float, scale: float, upper: float, gap: float) -> str:
     if abs(slope) > 1e-12 * scale:
         return "stable" if slope < 0 else "unstable"
     # ρ = 0 with a ≤ 0 (upper = 0) has no scale of its own: probe at 1e-6 (g < 0 on all of
-    # ρ > 0 there, so any positive probe reads it; a zero step would read g(0) = 0 twice)
-    delta = 1e-6 * (max(rho, upper) or 1.0)
+    # ρ > 0 there, so any positive probe reads it; a zero step would read g(0) = 0 twice);
+    # never past half the distance ``gap`` to the next root (the sides are this root's)
+    delta = min(1e-6 * (max(rho, upper) or 1.0), gap / 2)
     right = g(rho + delta)
     left = g(rho - delta) if rho > 0 else -right  # ρ ≥ 0: only the right side exists at 0
     if left > 0 > right:
@@ -218,7 +220,9 @@ def balanced_equilibria(
         roots.append(0.0)
     scale = num_layers * (2 / n * (abs(a) + b * max(upper, 1.0)) + weight_decay)
     result = []
-    for r in sorted(set(roots)):
+    found = sorted(set(roots))
+    for i, r in enumerate(found):
         slope = float(dg_fn(r, *params))
-        result.append(Equilibrium(r, slope, _classify(g, r, slope, scale, upper)))
+        gap = min([abs(r - q) for q in found[:i] + found[i + 1 :]], default=math.inf)
+        result.append(Equilibrium(r, slope, _classify(g, r, slope, scale, upper, gap)))
     return result
