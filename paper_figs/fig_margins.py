@@ -318,8 +318,8 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
     alpha = rec.get("alpha_range")
     defects = rec.get("identity_defects") or []
     text = (
-        f"{rec.get('verdict') or rec['message']}: residual {rec.get('start_residual', np.nan):.1e}"
-        f" → {rec.get('relative_residual', np.nan):.1e}"
+        f"{rec.get('verdict') or rec['message']}: residual "
+        f"{_number(rec.get('start_residual')):.1e} → {_number(rec.get('relative_residual')):.1e}"
         + (f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]" if alpha else ", S empty")
         + (f", 4.9 defects ≤ {max(defects):.1e}" if defects else "")
         + f", |S| {rec.get('n_switching')}, dying {rec.get('n_dying')}"
@@ -342,6 +342,11 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
     return text + f" ({why})", (f"not certified: {rec.get('verdict') or 'failed'}",)
 
 
+def _number(value) -> float:
+    """A record's number, NaN where it holds none (``None``: no certificate)."""
+    return np.nan if value is None else float(value)
+
+
 def _theory49_text(rec: dict | None) -> str:
     if rec is None or "theory_4_9" not in rec:
         return ""
@@ -349,8 +354,11 @@ def _theory49_text(rec: dict | None) -> str:
     parts = [
         f"W_{k + 1}: rank {v['rank']}/{n}, cond {v['cond']:.1e}, defect {v['defect']:.1e}, "
         + (
-            f"gap {v['gap']:.1e}"
-            if v["rank"] == n or "outside" not in v
+            # a record written before the gap was measured in the kernel's range
+            f"full-space gap {v['gap']:.1e} (an older record)"
+            if "outside" not in v
+            else f"gap {v['gap']:.1e}"
+            if v["rank"] == n
             else f"gap in the kernel's range {v['gap']:.1e} ({v['outside']:.1e} of r outside "
             "it, which 4.9 leaves free)"
         )

@@ -216,8 +216,10 @@ def _eq_words(eq) -> str:
     )
     if alpha is not None:
         words += f", α in [{alpha[0]:.2g}, {alpha[1]:.2g}]"
-    if eq["identity_defects"]:
-        words += f", THEORY 4.9 defect ≤ {max(eq['identity_defects']):.1e}"
+    # records written before Certificate.record() kept only the largest, as identity_defect
+    defects = eq.get("identity_defects") or [eq.get("identity_defect")]
+    if defects[0] is not None:
+        words += f", THEORY 4.9 defect ≤ {max(defects):.1e}"
     if eq["flow_drift"] is not None:
         words += f", short-flow drift {eq['flow_drift']:.1e}"
     words += f", {eq['distance']:.1e} from the end)"

@@ -17,7 +17,9 @@ first, clean pass) survive without running them.
 Before every mutant (and the clean pass) the ``functools`` caches of the mutated modules are
 emptied, so a cached result does not stand in for the mutant's; stacked ``parametrize`` marks are
 expanded to every combination; a test case that runs past ``--timeout`` seconds (default 120)
-detects its mutant, as mutmut counts a timeout. Tests inside classes are not collected.
+detects its mutant, as mutmut counts a timeout, and is counted apart (``TIMEOUT``): on a loaded
+machine a slow but correct case can time out, so read those by hand. Tests inside classes are
+not collected.
 
 A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
 so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
@@ -93,8 +95,9 @@ def _cases(modules, selected=(), skipped=None):
                 yield label, f, kwargs
 
 
-class _Timeout(Exception):
-    """A test ran past ``--timeout``: the mutant is detected (as mutmut counts a timeout)."""
+class _Timeout(BaseException):
+    """A test ran past ``--timeout``: the mutant is detected (as mutmut counts a timeout). A
+    ``BaseException``, so that no ``except Exception`` in the code under test swallows it."""
 
 
 def _alarm(signum, frame):
@@ -201,7 +204,7 @@ def main(argv=None) -> int:
         print(f"the tests fail without a mutant: {failure}")
         return 1
     equivalent = set(config[args.module].get("equivalent", []))
-    counts = {"killed": 0, "survived": 0, "equivalent": 0}
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "equivalent": 0}
     for name in names:
         if name.rsplit("__mutmut_", 1)[0] not in called:  # survives without running a test
             status = "equivalent" if name in equivalent else "survived"
@@ -210,7 +213,13 @@ def main(argv=None) -> int:
             continue
         os.environ["MUTANT_UNDER_TEST"] = name
         failure = _first_failure(cases, args.timeout, prefixes)
-        status = "killed" if failure else "equivalent" if name in equivalent else "survived"
+        status = (
+            ("timeout" if "(timeout after" in failure else "killed")
+            if failure
+            else "equivalent"
+            if name in equivalent
+            else "survived"
+        )
         counts[status] += 1
         print(f"{status.upper()} {name} {failure or ''}".rstrip(), flush=True)
     print(f"== {args.module}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
