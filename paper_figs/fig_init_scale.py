@@ -163,7 +163,13 @@ def draw(inputs: dict, out_dir) -> str:
         f"over s={scales[0]:g}..{scales[-1]:g} (first..last) "
         + "; ".join(parts)
         + f"; λ=0 data loss {min(loss0):.1e}..{max(loss0):.1e}; claims "
-        + ", ".join(f"{k} {'hold' if ok else 'fail'}" for k, ok in claims.items()),
+        + ", ".join(f"{k} {'hold' if ok else 'fail'}" for k, ok in claims.items())
+        + (
+            " (test error 0 at every point with and without decay: that claim is not "
+            "discriminated here)"
+            if not np.any(final[lam_pos][:, 3]) and not np.any(final[0.0][:, 3])
+            else ""
+        ),
         points,
         None,
         word,
