@@ -137,6 +137,9 @@ def test_a_slope_within_rounding_of_zero_is_read_from_the_sides(scale):
     # 1e-6, past the neighbour, would read g < 0 on both sides: semi-stable)
     two = lambda r: (1.0 - r) * (1.5 - r)  # noqa: E731
     assert classify(two, 1.0, 0.0, scale, 1.0, 0.5) == "stable"
+    # the probe scales with the root: at ρ = 1e8 a step of 1e-6·ρ = 100 reads the sides, where
+    # a step below ρ's ulp (1.5e-8) would read g(ρ) = 0 twice
+    assert classify(lambda r: 1e8 - r, 1e8, 0.0, scale, 1e8, math.inf) == "stable"
     near = lambda r: (1.0 - r) * (r - 1.0 - 1e-9)  # noqa: E731
     assert classify(near, 1.0, 0.0, scale, 1.0, 1e-9) == "unstable"
 
