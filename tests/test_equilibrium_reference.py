@@ -690,6 +690,7 @@ class _Planted:
             dict(
                 problem=problem,
                 rels=list(sol.relative_residuals),
+                template=template,
                 manifold=manifold,
                 flat=np.array(flat),
                 **kwargs,
@@ -741,10 +742,12 @@ def test_the_relu_path_passes_every_option_on():
         "the manifold",
     )
     np.testing.assert_array_equal(c["start_flat"], ravel_pytree(state)[0])
+    np.testing.assert_array_equal(ravel_pytree(c["template"])[0], c["start_flat"])
     np.testing.assert_array_equal(c["flat"], c["start_flat"] + 1.0)
     (s,) = planted.spectra
     assert (s["problem"], s["num_iter"], s["zero_tol"], s["seed"]) == (p, None, 1e-8, 0)
     assert fp.spectrum == _Spec() and fp.converged and fp.certificate is planted.cert
+    np.testing.assert_array_equal(ravel_pytree(s["state"])[0], ravel_pytree(fp.state)[0])
 
     planted = _Planted([0.9, 0.5, 0.2, 1e-13])
     options = dict(
