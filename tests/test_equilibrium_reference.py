@@ -460,7 +460,7 @@ def test_one_newton_step_and_its_residuals_against_numpy(size):
     np.testing.assert_allclose(fp.relative_residuals, [before[1], after[1]], rtol=1e-9)
     if size < 0.005:
         assert sum(np.linalg.norm(_flat(t)) for t in _terms(*_weights(start))) < 1
-    assert not fp.converged and fp.message == "max_iter = 1 reached" and fp.iterations == 1
+    assert fp.converged is False and fp.message == "max_iter = 1 reached" and fp.iterations == 1
     assert fp.steps.tolist() == [1.0] and after[0] < before[0]
     assert fp.linear_steps.dtype.kind == "i" and fp.linear_steps.shape == (1,)
     assert fp.linear_steps[0] >= 1 and 0 <= fp.linear_residuals[0] < 1e-3
@@ -586,7 +586,7 @@ def test_a_solve_that_no_step_improves_stops_and_says_so(planted):
         mock.patch.object(eq, "_descent_direction", descent),
     ):
         fp = gf.equilibrium(_problem(), _start(0.01), spectrum=False)
-    assert not fp.converged and fp.iterations == 0 and fp.steps.size == 0
+    assert fp.converged is False and fp.iterations == 0 and fp.steps.size == 0
     assert fp.message == "no step reduces the residual (at the rounding floor, or stuck)"
     assert fp.residuals.shape == (1,)
     assert fp.residuals[0] == pytest.approx(_residual(*_weights(_start(0.01)))[0], rel=1e-9)
@@ -690,6 +690,7 @@ class _Planted:
             dict(
                 problem=problem,
                 rels=list(sol.relative_residuals),
+                template=template,
                 manifold=manifold,
                 flat=np.array(flat),
                 **kwargs,
@@ -741,10 +742,12 @@ def test_the_relu_path_passes_every_option_on():
         "the manifold",
     )
     np.testing.assert_array_equal(c["start_flat"], ravel_pytree(state)[0])
+    np.testing.assert_array_equal(ravel_pytree(c["template"])[0], c["start_flat"])
     np.testing.assert_array_equal(c["flat"], c["start_flat"] + 1.0)
     (s,) = planted.spectra
     assert (s["problem"], s["num_iter"], s["zero_tol"], s["seed"]) == (p, None, 1e-8, 0)
     assert fp.spectrum == _Spec() and fp.converged and fp.certificate is planted.cert
+    np.testing.assert_array_equal(ravel_pytree(s["state"])[0], ravel_pytree(fp.state)[0])
 
     planted = _Planted([0.9, 0.5, 0.2, 1e-13])
     options = dict(
@@ -936,6 +939,18 @@ def test_each_newton_solve_gets_the_forcing_of_its_residual(kwargs, restart, max
     assert float(calls[1]["eta"]) == 0.3
 
 
+def test_an_lm_all_solve_starts_on_the_unit_spheres():
+    """LM-all's manifold (the unit spheres of its directions) is read off its state: the
+    first Newton solve is requested on its 16 coordinates, two ρ_k and the directions (the
+    solve itself is not run)."""
+    p = _problem(normalization="lm-all")
+    calls = []
+    with mock.patch.object(eq, "_newton_direction", _recording_newton(calls)):
+        with pytest.raises(_Stop):
+            gf.equilibrium(p, p.to_state(_state(*_weights(_start(0.01)))["w"]), spectrum=False)
+    assert len(calls) == 1 and calls[0]["restart"] == min(sum(w.size for w in (W1, W2)) + 2, 200)
+
+
 def test_a_large_system_caps_the_gmres_dimension_at_200():
     """A 16-32-16 linear network has 1,024 parameters: GMRES restarts every 200 steps (and runs
     at most 800), LSMR at most 10,240 steps."""
@@ -978,6 +993,11 @@ def test_a_float32_problem_solves_and_steps_in_float32():
     assert fp.message == "no step reduces the residual (at the rounding floor, or stuck)"
     assert calls[0]["eta"].dtype == jnp.float32
     assert lengths == [jnp.float32] * 4  # two Newton trials, two fallback trials
+    # at a fixed point the forcing is floored at float32's 10 ε, not float64's
+    with mock.patch.object(eq, "_newton_direction", _recording_newton(calls)):
+        with pytest.raises(_Stop):
+            gf.equilibrium(p, _state(W1, W2), tol=1e-300, spectrum=False)
+    assert float(calls[-1]["eta"]) == pytest.approx(10 * float(np.finfo(np.float32).eps))
 
 
 def test_the_sufficient_decrease_rule_at_its_boundary():
