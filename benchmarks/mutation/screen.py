@@ -39,6 +39,7 @@ import re
 import signal
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
@@ -110,9 +111,15 @@ def _clear_caches(prefixes) -> None:
     for name, module in list(sys.modules.items()):
         if module is None or not any(name.startswith(p) for p in prefixes):
             continue
-        for obj in vars(module).values():
-            if callable(getattr(obj, "cache_clear", None)):
-                obj.cache_clear()
+        for obj in list(vars(module).values()):
+            if isinstance(obj, types.ModuleType):  # a module's __getattr__ may be a mutant
+                continue
+            try:
+                clear = getattr(obj, "cache_clear", None)
+            except Exception:  # an object whose attribute lookup a mutant broke
+                continue
+            if callable(clear):
+                clear()
 
 
 def _first_failure(cases, timeout: float = 0.0, prefixes=()):
