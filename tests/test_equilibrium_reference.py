@@ -1020,3 +1020,32 @@ def test_the_sufficient_decrease_rule_at_its_boundary():
             fp = gf.equilibrium(p, _start(0.01), max_iter=1, spectrum=False)
         assert fp.steps.tolist() == [alpha] and fp.residuals.tolist() == [2.0, script[-1]]
         assert fp.relative_residuals.tolist() == [0.5, script[-1] / 4.0]
+
+
+def test_a_float32_problem_is_polished_with_either_krylov_solver():
+    """With x64 on, a float32 problem's Newton solves run (Lineax's LSMR selects against a
+    Python 1.0, float64 under x64: it used to fail on mixed dtypes; its vectors are now cast at
+    the boundary). Both solvers reach a float32 tolerance from the initial weights, keep the
+    state in float32, and land on the float64 problem's fixed point (its end-to-end map
+    ``W2 W1``: the weights themselves are fixed only up to a rotation) to float32 accuracy."""
+    x = np.random.default_rng(0).normal(size=(12, 4))
+    data = gf.data.Dataset("t", x, x[:, :3])
+
+    def problem(precision):
+        net = DeepLinear(4, (2,), 3, key=jax.random.PRNGKey(0))
+        return gf.Problem(net, data, weight_decay=1.5, precision=precision)
+
+    def product(p, state):  # W2 W1: the same at every point of a fixed point's O(2) orbit
+        w1, w2 = (np.asarray(w, np.float64) for w in p.to_weights(state))
+        return w2 @ w1
+
+    ref = gf.equilibrium(problem("float64"), spectrum=False)
+    assert ref.converged, ref.describe()
+    w_ref = product(problem("float64"), ref.state)
+    for solver in ("lsmr", "gmres"):
+        p32 = problem("float32")
+        fp = gf.equilibrium(p32, spectrum=False, tol=1e-5, linear_solver=solver)
+        assert fp.converged and fp.relative_residual <= 1e-5, (solver, fp.describe())
+        assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(fp.state)), solver
+        w = product(p32, fp.state)
+        assert np.linalg.norm(w - w_ref) <= 1e-4 * np.linalg.norm(w_ref), solver

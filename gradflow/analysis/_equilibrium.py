@@ -215,16 +215,27 @@ def _newton_direction(problem, manifold, state, eta, method: str, restart: int, 
         ju = jax.jvp(lambda s: _velocity(problem, s), (state,), (xi,))[1]
         return jax.tree.map(jnp.add, manifold.tangent(state, ju), manifold.normal(state, u))
 
-    operator = lx.FunctionLinearOperator(jvp, jax.eval_shape(lambda: state))
     rhs = jax.tree.map(jnp.negative, vel)
+    # Lineax's LSMR selects against a Python 1.0, which is float64 when x64 is on: a float32
+    # problem's solve then fails on mixed dtypes, so it runs in float64 (the operator in the
+    # problem's precision, its vectors cast at the boundary)
+    wide = method == "lsmr" and jax.config.jax_enable_x64
+    up = (lambda t: jax.tree.map(lambda a: a.astype(jnp.float64), t)) if wide else (lambda t: t)
+
+    def down(t):
+        return jax.tree.map(lambda a, s: a.astype(s.dtype), t, state)
+
+    operator = lx.FunctionLinearOperator(
+        lambda u: up(jvp(down(u))), jax.eval_shape(lambda: up(state))
+    )
     if method == "lsmr":
         solver = lx.LSMR(rtol=eta, atol=0.0, max_steps=max_steps, conlim=1e12)
     else:
         size = sum(x.size for x in jax.tree.leaves(state))
         atol = eta * _norm(rhs) / math.sqrt(size)
         solver = lx.GMRES(rtol=eta, atol=atol, restart=restart, max_steps=max_steps)
-    sol = lx.linear_solve(operator, rhs, solver, throw=False)
-    delta = manifold.tangent(state, sol.value)
+    sol = lx.linear_solve(operator, up(rhs), solver, throw=False)
+    delta = manifold.tangent(state, down(sol.value))
     tiny = jnp.finfo(eta.dtype).tiny
     lin_res = _norm(jax.tree.map(jnp.subtract, jvp(delta), rhs)) / jnp.maximum(_norm(rhs), tiny)
     return delta, sol.stats["num_steps"], lin_res
