@@ -64,6 +64,8 @@ def _binary_regime(c: dict) -> dict:
     (``train_acc``: the share of positive margins ``y_n f_n``) and every residual small
     (``max_residual = max_n |1 − y_n ρ f_n|``)."""
     return {
+        # = the train_acc observable (sign f = y; an output of exactly 0 counts as a miss in
+        # both); not imported from _observables, which imports this package (a cycle)
         "train_acc": float(np.mean(c["m"] > 0)),
         "max_residual": float(np.max(np.abs(1.0 - c["rho"] * c["m"]))),
     }
