@@ -30,19 +30,25 @@ minutes, and shows that a new test kills them (``--mutants GLOB`` to rerun a few
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import fnmatch
 import importlib
 import inspect
+import io
 import itertools
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import tomllib
 import types
 from pathlib import Path
 
+import jax
 import pytest
+from jax._src.core import trace_state_clean
 
 HERE = Path(__file__).resolve().parent
 DEF = re.compile(r"^\s*def (x\S*?__mutmut_\d+)\(", re.MULTILINE)
@@ -55,11 +61,78 @@ def _mutants(work: Path, source: str) -> list[str]:
     return [f"{module}.{name}" for name in DEF.findall(text)]
 
 
-def _needs_fixtures(f, given) -> bool:
-    """Whether a test has an argument that its parametrization does not supply (a pytest
-    fixture; Hypothesis's wrapper shows only the arguments it does not draw)."""
+#: pytest's fixtures that the screen supplies itself (a fresh one per test case); the fixtures
+#: a test module defines are called too (once per case, their own arguments resolved alike)
+SUPPLIED = ("tmp_path", "monkeypatch", "capsys")
+
+
+def _module_fixture(module, name):
+    """The function under a ``@pytest.fixture`` that ``module`` defines as ``name``, or None."""
+    fixture = getattr(module, name, None)
+    unwrap = getattr(fixture, "_get_wrapped_function", None)
+    return unwrap() if callable(unwrap) else None
+
+
+def _needs_fixtures(f, given, module=None) -> bool:
+    """Whether a test has an argument that neither its parametrization nor the screen supplies
+    (another pytest fixture; Hypothesis's wrapper shows only the arguments it does not draw)."""
     params = inspect.signature(f).parameters
-    return any(n not in given and p.default is inspect.Parameter.empty for n, p in params.items())
+    for n, p in params.items():
+        if n in given or n in SUPPLIED or p.default is not inspect.Parameter.empty:
+            continue
+        fixture = _module_fixture(module, n) if module is not None else None
+        if fixture is None or _needs_fixtures(fixture, (), module):
+            return True
+    return False
+
+
+class _Capture:
+    """A stand-in for pytest's ``capsys``: ``readouterr()`` returns what was written to
+    ``sys.stdout`` and ``sys.stderr`` since the last call, as ``.out`` and ``.err``."""
+
+    def __init__(self):
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+
+    def readouterr(self):
+        out, err = sys.stdout.getvalue(), sys.stderr.getvalue()
+        sys.stdout.seek(0), sys.stdout.truncate(), sys.stderr.seek(0), sys.stderr.truncate()
+        return types.SimpleNamespace(out=out, err=err)
+
+    def close(self):
+        sys.stdout, sys.stderr = self._saved
+
+
+class _Fixtures:
+    """The fixtures of one test case, made on demand and torn down by :meth:`close`."""
+
+    def __init__(self, module):
+        self.module, self.values, self.finalizers = module, {}, []
+
+    def get(self, name):
+        if name in self.values:
+            return self.values[name]
+        if name == "tmp_path":
+            value = Path(tempfile.mkdtemp(prefix="screen-"))
+            self.finalizers.append(lambda: shutil.rmtree(value, ignore_errors=True))
+        elif name == "monkeypatch":
+            value = pytest.MonkeyPatch()
+            self.finalizers.append(value.undo)
+        elif name == "capsys":
+            value = _Capture()
+            self.finalizers.append(value.close)
+        else:
+            fixture = _module_fixture(self.module, name)
+            value = fixture(**{a: self.get(a) for a in inspect.signature(fixture).parameters})
+            if inspect.isgenerator(value):  # a yield fixture: its code after the yield
+                generator, value = value, next(value)
+                self.finalizers.append(lambda: next(generator, None))
+        self.values[name] = value
+        return value
+
+    def close(self):
+        for finalize in reversed(self.finalizers):
+            finalize()
 
 
 def _cases(modules, selected=(), skipped=None):
@@ -85,7 +158,7 @@ def _cases(modules, selected=(), skipped=None):
                     ]
                 )
             given = [a for grid in grids for a in (grid[0] if grid else {})]
-            if _needs_fixtures(f, given):
+            if _needs_fixtures(f, given, mod):
                 if skipped is not None:
                     skipped.append(name)
                 continue
@@ -93,7 +166,7 @@ def _cases(modules, selected=(), skipped=None):
             for combo in itertools.product(*grids):
                 kwargs = {k: v for case in combo for k, v in case.items()}
                 label = f"{name}{list(kwargs.values())}" if kwargs else name
-                yield label, f, kwargs
+                yield label, f, kwargs, mod
 
 
 class _Timeout(BaseException):
@@ -122,13 +195,34 @@ def _clear_caches(prefixes) -> None:
                 clear()
 
 
-def _first_failure(cases, timeout: float = 0.0, prefixes=()):
+def _call(f, kwargs, module) -> None:
+    """Run one test case, with the fixtures it asks for beyond its parametrization."""
+    fixtures = _Fixtures(module)
+    try:
+        extra = {
+            n: fixtures.get(n)
+            for n, p in inspect.signature(f).parameters.items()
+            if n not in kwargs and p.default is inspect.Parameter.empty
+        }
+        f(**kwargs, **extra)
+    finally:
+        fixtures.close()
+
+
+def _first_failure(cases, timeout: float = 0.0, prefixes=(), retrace: bool = False):
+    """The first case that fails (its label and error), or None; with ``retrace``, JAX's caches
+    are emptied before every case, so that a jitted function traces the selected mutant."""
     _clear_caches(prefixes)
-    for case, f, kwargs in cases:
+    for case, f, kwargs, module in cases:
+        if retrace:
+            jax.clear_caches()
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
+            # a case stuck inside compiled code never returns to the signal handler: stop the
+            # process (the mutant shows as RUNNING without a result; --done counts it detected)
+            faulthandler.dump_traceback_later(3 * timeout + 60, exit=True)
         try:
-            f(**kwargs)
+            _call(f, kwargs, module)
         except _Timeout:
             return f"{case} (timeout after {timeout:g} s)"
         except (Exception, pytest.fail.Exception) as e:  # a failed assertion, pytest.raises
@@ -137,7 +231,56 @@ def _first_failure(cases, timeout: float = 0.0, prefixes=()):
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                faulthandler.cancel_dump_traceback_later()
     return None
+
+
+def _clean_pass(cases, prefixes):
+    """Run every case once without a mutant, each from empty JAX caches (so that every case
+    traces what it uses), and record, per mutated function (``module.xname``), the indices of
+    the cases that call it and whether it was called while JAX traced (inside ``jax.jit``).
+    Returns (failure, calls, traced)."""
+    calls: dict[str, set[int]] = {}
+    traced: set[str] = set()
+    current = [0]
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name.endswith("__mutmut_orig"):
+            name = frame.f_code.co_name.removesuffix("__mutmut_orig")
+            name = f"{frame.f_globals.get('__name__')}.{name}"
+            calls.setdefault(name, set()).add(current[0])
+            if not trace_state_clean():
+                traced.add(name)
+
+    _clear_caches(prefixes)
+    for i, (case, f, kwargs, module) in enumerate(cases):
+        current[0] = i
+        jax.clear_caches()
+        sys.setprofile(profile)
+        try:
+            _call(f, kwargs, module)
+        except (Exception, pytest.fail.Exception) as e:
+            return f"{case} ({type(e).__name__}: {e})", calls, traced
+        finally:
+            sys.setprofile(None)
+    return None, calls, traced
+
+
+def _done(path: Path | None) -> dict[str, str]:
+    """Statuses of the mutants a previous screen (its output in ``path``) reported: a mutant
+    it started (``RUNNING``) without a result stopped the process (stuck in compiled code
+    past the timeout) and counts as a timeout."""
+    statuses: dict[str, str] = {}
+    if path is None or not path.is_file():
+        return statuses
+    for line in path.read_text().splitlines():
+        word, _, rest = line.partition(" ")
+        name = rest.split(" ", 1)[0]
+        if word == "RUNNING":
+            statuses.setdefault(name, "timeout")
+        elif word in ("KILLED", "SURVIVED", "EQUIVALENT", "TIMEOUT"):
+            statuses[name] = word.lower()
+    return statuses
 
 
 def main(argv=None) -> int:
@@ -160,9 +303,25 @@ def main(argv=None) -> int:
         metavar="SECONDS",
         help="a test case running longer detects its mutant (default 120; 0: none)",
     )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="K/N",
+        help="only every N-th mutant from the K-th (0-based): N screens side by side",
+    )
+    parser.add_argument(
+        "--done",
+        type=Path,
+        metavar="FILE",
+        help="the output of an earlier screen: its mutants are counted, not rerun",
+    )
     args = parser.parse_args(argv)
     if args.timeout < 0:
         parser.error(f"--timeout must be 0 or positive, got {args.timeout:g}")
+    k, _, n = args.shard.partition("/")
+    if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        parser.error(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}")
+    k, n = int(k), int(n)
     signal.signal(signal.SIGALRM, _alarm)
     config = tomllib.loads((HERE / "modules.toml").read_text())["module"]
     if args.module not in config:
@@ -170,10 +329,17 @@ def main(argv=None) -> int:
     work = HERE / "work" / args.module / "mutants"
     if not work.is_dir():
         parser.error(f"MODULE {args.module!r} has no mutants yet: run run.py {args.module} first")
+    done = _done(args.done)
     os.chdir(work)
     sys.path.insert(0, str(work))
     sys.path.insert(1, str(work / "tests"))  # as pytest's rootdir-relative imports find them
     os.environ.setdefault("JAX_ENABLE_X64", "1")
+    jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS", "cpu"))
+    # JAX's persistent compilation cache (as run.py): an unchanged program is read back, a
+    # mutant's is compiled afresh (the key is the program itself)
+    jax.config.update("jax_compilation_cache_dir", str(work.parent / "jax-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     os.environ["MUTANT_UNDER_TEST"] = ""
     names = [
         m
@@ -181,7 +347,7 @@ def main(argv=None) -> int:
         for source in sorted(str(p) for p in Path().glob(pattern))
         for m in _mutants(work, source)
         if not args.mutants or any(fnmatch.fnmatch(m, g) for g in args.mutants)
-    ]
+    ][k::n]
     if (work / "tests" / "conftest.py").is_file():  # x64 and the Hypothesis profile, as pytest
         importlib.import_module("conftest")
     modules = [importlib.import_module(t.removesuffix(".py").replace("/", ".")) for t in args.tests]
@@ -190,36 +356,46 @@ def main(argv=None) -> int:
     if skipped:
         print(f"left out (they need pytest fixtures): {', '.join(skipped)}")
     print(f"{len(cases)} test cases, {len(names)} mutants", flush=True)
-    called: set[str] = set()  # "module.function" of every mutated function the tests call
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_name.endswith("__mutmut_orig"):
-            name = frame.f_code.co_name.removesuffix("__mutmut_orig")
-            called.add(f"{frame.f_globals.get('__name__')}.{name}")
-
     # the mutated modules (their caches are emptied before every mutant and the clean pass)
     prefixes = [
         pattern.removesuffix(".py").replace("/", ".").rstrip("*").rstrip(".")
         for pattern in config[args.module]["mutate"]
     ]
-    sys.setprofile(profile)
-    try:
-        failure = _first_failure(cases, 0.0, prefixes)  # the clean pass: no time limit
-    finally:
-        sys.setprofile(None)
+    failure, calls, traced = _clean_pass(cases, prefixes)
     if failure:
         print(f"the tests fail without a mutant: {failure}")
         return 1
+    print(
+        f"clean pass done: {len(calls)} mutated functions called, {len(traced)} traced", flush=True
+    )
     equivalent = set(config[args.module].get("equivalent", []))
     counts = {"killed": 0, "timeout": 0, "survived": 0, "equivalent": 0}
+
+    def function(name):
+        return name.rsplit("__mutmut_", 1)[0]
+
+    # the mutants of functions run eagerly first, with JAX's caches warm (a jitted function's
+    # trace of the clean code stays valid); then those of traced functions, each case from
+    # empty caches so that it traces the mutant
+    names.sort(key=lambda m: function(m) in traced)
+    dirty = False  # JAX's caches may hold a mutant's trace
     for name in names:
-        if name.rsplit("__mutmut_", 1)[0] not in called:  # survives without running a test
+        if name in done:
+            counts[done[name]] += 1
+            continue
+        if function(name) not in calls:  # survives without running a test
             status = "equivalent" if name in equivalent else "survived"
             counts[status] += 1
             print(f"{status.upper()} {name} (not called while the tests ran)", flush=True)
             continue
+        retrace = function(name) in traced
+        if dirty and not retrace:
+            jax.clear_caches()
+        dirty = retrace
+        print(f"RUNNING {name}", flush=True)
         os.environ["MUTANT_UNDER_TEST"] = name
-        failure = _first_failure(cases, args.timeout, prefixes)
+        selected = [cases[i] for i in sorted(calls[function(name)])]
+        failure = _first_failure(selected, args.timeout, prefixes, retrace)
         status = (
             ("timeout" if "(timeout after" in failure else "killed")
             if failure
