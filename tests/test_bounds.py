@@ -134,14 +134,14 @@ def test_all_bounds_on_a_network(mixture, kind):
         model = LocalCNN((1, 8), (4,), 3, 1, 3, key=key)
     out = bounds.all_bounds(model, model.weights, mixture, gamma=0.1)
     rho = math.prod(float(jnp.linalg.norm(w)) for w in model.weights)
-    assert out["rho"] == pytest.approx(rho, rel=1e-14)
+    assert out["rho"] == pytest.approx(rho, rel=1e-14, abs=0)
     logits = np.asarray(jax.vmap(model)(jnp.asarray(mixture.x_train)))
     assert out["train_error"] == pytest.approx(
         np.mean(np.argmax(logits, 1) != mixture.labels()), abs=1e-15
     )
     assert out["dense_to_kernel_ratio"] == math.prod(math.sqrt(d) for d in model.output_positions)
     conf = 3 * math.sqrt(math.log(2 / 0.05) / (2 * 40))
-    assert out["confidence"] == pytest.approx(conf, rel=1e-14)
+    assert out["confidence"] == pytest.approx(conf, rel=1e-14, abs=0)
     # at unit layer norms R_dense = B_x (sqrt(2L ln 2) + 1) Π sqrt(d_k) / sqrt(N)
     r_dense = (
         mixture.input_bound
@@ -149,16 +149,16 @@ def test_all_bounds_on_a_network(mixture, kind):
         * out["dense_to_kernel_ratio"]
         / math.sqrt(40)
     )
-    assert out["rademacher_dense"] == pytest.approx(r_dense, rel=1e-13)
+    assert out["rademacher_dense"] == pytest.approx(r_dense, rel=1e-13, abs=0)
     # the bound is invariant under rescaling the layers (margins are of f/ρ)
     scaled = tuple(s * w for s, w in zip((3.0, 0.2), model.weights, strict=True))
     again = bounds.all_bounds(model, scaled, mixture)
     best = bounds.all_bounds(model, model.weights, mixture)
     for k in ("train_error", "test_error", "bound_dense", "bound_kernel", "gamma_dense"):
-        assert again[k] == pytest.approx(best[k], rel=1e-10)
+        assert again[k] == pytest.approx(best[k], rel=1e-10, abs=0)
     assert best["bound_dense"] <= out["bound_dense"] + 1e-12  # γ=None minimizes over margins
     if kind == "mlp":
-        assert out["bound_kernel"] == pytest.approx(out["bound_dense"], rel=1e-14)
+        assert out["bound_kernel"] == pytest.approx(out["bound_dense"], rel=1e-14, abs=0)
 
 
 def test_best_gamma_is_a_positive_margin_even_when_some_are_not():
@@ -170,8 +170,8 @@ def test_best_gamma_is_a_positive_margin_even_when_some_are_not():
     gamma, value = _best_gamma(m, 1.0, 5, 0.05)
     brute = min((float(bounds.margin_bound(m, g, 1.0, 5, 0.05)), g) for g in (0.3, 0.5, 0.9))
     assert float(gamma) == brute[1] == 0.9
-    assert float(value) == pytest.approx(brute[0], rel=1e-14)
+    assert float(value) == pytest.approx(brute[0], rel=1e-14, abs=0)
     assert float(value) > 1 + float(confidence_term(5, 0.05))  # vacuous, but honest
     gamma, value = _best_gamma(-jnp.abs(m), 1.0, 5, 0.05)  # nothing fitted: trivial bound
     assert math.isinf(float(gamma))
-    assert float(value) == pytest.approx(1 + float(confidence_term(5, 0.05)), rel=1e-14)
+    assert float(value) == pytest.approx(1 + float(confidence_term(5, 0.05)), rel=1e-14, abs=0)

@@ -172,11 +172,11 @@ PLANTED = [0.5, 0.45, 0.02, 1.6e-3, 1.024e-5, 4.194304e-10, 3e-17]
 )
 def test_convergence_order_is_the_least_squares_exponent_above_the_floor(relative, kwargs, pairs):
     fp = _fixed_point(relative)
-    assert fp.convergence_order(**kwargs) == pytest.approx(_slope(pairs), rel=1e-12)
+    assert fp.convergence_order(**kwargs) == pytest.approx(_slope(pairs), rel=1e-12, abs=0)
 
 
 def test_convergence_order_on_an_exact_power_law_and_with_too_few_pairs():
-    assert _fixed_point(PLANTED).convergence_order() == pytest.approx(2.0, rel=1e-9)
+    assert _fixed_point(PLANTED).convergence_order() == pytest.approx(2.0, rel=1e-9, abs=0)
     assert _fixed_point([1e-2, 1e-6, 1e-18]).convergence_order(floor=1e-10) != 2.0  # one pair
     assert math.isnan(_fixed_point([1e-2, 1e-6, 1e-18]).convergence_order(floor=1e-10))
     assert math.isnan(_fixed_point([1e-2, 1e-6]).convergence_order())
@@ -427,12 +427,12 @@ def test_the_start_is_the_trajectory_end_or_the_initial_state():
         return gf.equilibrium(p, state, max_iter=1, spectrum=False).residuals[0]
 
     with_state = _trajectory(_weights(far), final_state=near)
-    assert first(with_state) == pytest.approx(_residual(*_weights(near))[0], rel=1e-9)
+    assert first(with_state) == pytest.approx(_residual(*_weights(near))[0], rel=1e-9, abs=0)
     assert first(_trajectory(_weights(far))) == pytest.approx(
         _residual(*_weights(far))[0], rel=1e-9
     )
     own = tuple(np.asarray(w) for w in gft.build_network(LINEAR, 0).weights)
-    assert first(None) == pytest.approx(_residual(*own)[0], rel=1e-9)
+    assert first(None) == pytest.approx(_residual(*own)[0], rel=1e-9, abs=0)
 
 
 def test_a_float32_problem_takes_its_start_in_float32():
@@ -523,7 +523,7 @@ def test_the_line_search_accepts_the_first_halving_with_sufficient_decrease(fact
     np.testing.assert_allclose(
         _flat(_weights(fp.state)), z0 + alpha * delta, rtol=1e-12, atol=1e-15
     )
-    assert fp.residuals[1] == pytest.approx(_residual(*_unflat(z0 + alpha * delta))[0], rel=1e-9)
+    assert fp.residuals[1] == pytest.approx(_residual(*_unflat(z0 + alpha * delta))[0], rel=1e-9, abs=0)
 
 
 def _zero_newton(problem, manifold, state, eta, method, restart, max_steps):
@@ -558,10 +558,10 @@ def test_the_steepest_descent_fallback_is_the_linearized_optimum(shrink, halving
     step = shrink * alpha / 2**halvings
     for k in range(halvings):  # the rejected trials really do not decrease ||F||
         assert _residual(*_unflat(_flat((w1, w2)) + shrink * alpha / 2**k * d))[0] >= r0
-    assert fp.steps[0] == pytest.approx(-step, rel=1e-9) and fp.iterations == 1
+    assert fp.steps[0] == pytest.approx(-step, rel=1e-9, abs=0) and fp.iterations == 1
     z = _flat((w1, w2)) + step * d
     np.testing.assert_allclose(_flat(_weights(fp.state)), z, rtol=1e-9, atol=1e-14)
-    assert fp.residuals[1] == pytest.approx(_residual(*_unflat(z))[0], rel=1e-9)
+    assert fp.residuals[1] == pytest.approx(_residual(*_unflat(z))[0], rel=1e-9, abs=0)
     assert fp.residuals[1] < r0
 
 
@@ -589,7 +589,7 @@ def test_a_solve_that_no_step_improves_stops_and_says_so(planted):
     assert fp.converged is False and fp.iterations == 0 and fp.steps.size == 0
     assert fp.message == "no step reduces the residual (at the rounding floor, or stuck)"
     assert fp.residuals.shape == (1,)
-    assert fp.residuals[0] == pytest.approx(_residual(*_weights(_start(0.01)))[0], rel=1e-9)
+    assert fp.residuals[0] == pytest.approx(_residual(*_weights(_start(0.01)))[0], rel=1e-9, abs=0)
 
 
 def test_gmres_restarts_are_capped_at_four_cycles():
@@ -925,7 +925,7 @@ def test_each_newton_solve_gets_the_forcing_of_its_residual(kwargs, restart, max
                 gf.equilibrium(p, _start(size), spectrum=False, **kwargs)
         ((call),) = calls
         rel = _residual(*_weights(_start(size)))[1]
-        assert float(call["eta"]) == pytest.approx(min(1e-3, 1e-2 * rel), rel=1e-9)
+        assert float(call["eta"]) == pytest.approx(min(1e-3, 1e-2 * rel), rel=1e-9, abs=0)
         assert call["eta"].dtype == jnp.float64
         expected = (kwargs.get("linear_solver", "lsmr"), restart, max_steps)
         assert (call["method"], call["restart"], call["max_steps"]) == expected

@@ -81,12 +81,12 @@ def test_slope_interval_of_a_power_law_and_of_noise():
 
     lam = np.array([0.03, 0.01, 0.003, 0.001])
     slope, half = _common.slope_interval(lam, 2.0 * lam**1.5)
-    assert slope == pytest.approx(1.5, rel=1e-12) and half < 1e-10
+    assert slope == pytest.approx(1.5, rel=1e-12, abs=0) and half < 1e-10
     ly = 1.0 * np.log(lam) + np.array([0.1, -0.1, -0.1, 0.1])
     slope, half = _common.slope_interval(lam, np.exp(ly))
     ref = stats.linregress(np.log(lam), ly)
-    assert slope == pytest.approx(ref.slope, rel=1e-12)
-    assert half == pytest.approx(4.302652729749464 * ref.stderr, rel=1e-10)
+    assert slope == pytest.approx(ref.slope, rel=1e-12, abs=0)
+    assert half == pytest.approx(4.302652729749464 * ref.stderr, rel=1e-10, abs=0)
     assert _common.slope_interval(lam[:2], lam[:2])[1] == np.inf
     assert _common.slope(lam, np.exp(ly)) == slope
 
@@ -153,7 +153,7 @@ def test_predicted_residuals_at_a_rank_deficient_kernel_judge_the_range_only():
     q, _ = np.linalg.qr(h)
     expected_outside = np.linalg.norm(r - q @ (q.T @ r)) / np.linalg.norm(r)
     assert expected_outside > 0.1  # y is not in the features' span: the case that matters
-    assert last["outside"] == pytest.approx(expected_outside, rel=1e-10)
+    assert last["outside"] == pytest.approx(expected_outside, rel=1e-10, abs=0)
     text = fig_margins._theory49_text({"theory_4_9": {"n": n, "layers": [last]}})
     assert "gap in the kernel's range" in text and "leaves free" in text
 

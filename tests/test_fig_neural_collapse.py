@@ -34,7 +34,7 @@ def test_the_grid_is_the_fair_check_of_theory_4_8(profile):
     for (name, lam), sets in fig.points(profile).items():
         assert len(sets["data.classes"]) == rows[name].classes
         if lam > 0:
-            assert lam * sets["time.t1"] == pytest.approx(fig.EXPOSURE, rel=1e-12)
+            assert lam * sets["time.t1"] == pytest.approx(fig.EXPOSURE, rel=1e-12, abs=0)
     table = tomllib.loads((fig._common.SCENARIOS / "neural_collapse.toml").read_text())
     assert table["data"]["centre_targets"] is True
 
@@ -85,8 +85,8 @@ def test_state_record_measures_the_sqi_defect(simplex):
     delta = max(
         np.linalg.norm(fn - (1 - eps_bar) * yn) / np.linalg.norm(yn) for fn, yn in zip(f, y)
     )
-    assert rec["eps_bar"] == pytest.approx(eps_bar, rel=1e-13)
-    assert rec["delta"] == pytest.approx(delta, rel=1e-13) and delta > 0.1
+    assert rec["eps_bar"] == pytest.approx(eps_bar, rel=1e-13, abs=0)
+    assert rec["delta"] == pytest.approx(delta, rel=1e-13, abs=0) and delta > 0.1
     assert rec["nc3"] > 1e-3  # W_L is no longer ∝ M̃ᵀ; the features still collapse
     assert rec["nc1"] < 1e-14 and rec["nc2"] < 1e-14
 

@@ -372,7 +372,7 @@ def test_settled_is_the_relative_change_over_the_last_quarter():
     from paper_figs import _common
 
     # 9 saves: the last quarter spans 2 of the 8 intervals, from 6.0 to 8.0 -> 2/8
-    assert _common.settled(np.arange(9.0)) == pytest.approx(2.0 / 8.0, rel=1e-15)
+    assert _common.settled(np.arange(9.0)) == pytest.approx(2.0 / 8.0, rel=1e-15, abs=0)
     assert _common.settled(np.full(12, 0.3)) == 0.0
 
 
@@ -382,8 +382,8 @@ def test_interval_is_students_t_at_95_percent():
 
     # three samples: mean 2, sample std 1, t_{0.975, 2} = 4.302652729749464 (tables)
     mean, half = _common.interval([1.0, 2.0, 3.0])
-    assert mean == pytest.approx(2.0, rel=1e-15)
-    assert half == pytest.approx(4.302652729749464 / np.sqrt(3.0), rel=1e-12)
+    assert mean == pytest.approx(2.0, rel=1e-15, abs=0)
+    assert half == pytest.approx(4.302652729749464 / np.sqrt(3.0), rel=1e-12, abs=0)
     assert _common.interval([5.0]) == (5.0, 0.0)
 
 

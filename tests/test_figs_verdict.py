@@ -87,20 +87,20 @@ def test_sqi_defect_is_zero_under_sqi_and_measures_an_orthogonal_defect():
     y = np.repeat(np.eye(3), 2, axis=0) - 1.0 / 3.0
     delta, eps_bar = _verdict.sqi_defect(0.9 * y, y)
     assert delta == pytest.approx(0.0, abs=1e-15)
-    assert eps_bar == pytest.approx(0.1, rel=1e-14)
+    assert eps_bar == pytest.approx(0.1, rel=1e-14, abs=0)
     # a defect a·(0, 1, −1) on sample 0 is orthogonal to ỹ_0 = (2, −1, −1)/3: ε̄ unchanged and
     # δ = a·√2 / ||ỹ_0|| = a·√2 / √(2/3) = a·√3
     f = 0.9 * y
     f[0] += 0.05 * np.array([0.0, 1.0, -1.0])
     delta, eps_bar = _verdict.sqi_defect(f, y)
-    assert eps_bar == pytest.approx(0.1, rel=1e-14)
-    assert delta == pytest.approx(0.05 * np.sqrt(3.0), rel=1e-14)
+    assert eps_bar == pytest.approx(0.1, rel=1e-14, abs=0)
+    assert delta == pytest.approx(0.05 * np.sqrt(3.0), rel=1e-14, abs=0)
 
 
 def test_binary_residual_is_the_largest_shortfall_or_excess():
     y = np.array([1.0, -1.0, 1.0])
     f = np.array([0.9, -1.3, 0.2])  # 1 − y f: 0.1, −0.3, 0.8
-    assert _verdict.binary_residual(f, y[:, None]) == pytest.approx(0.8, rel=1e-15)
+    assert _verdict.binary_residual(f, y[:, None]) == pytest.approx(0.8, rel=1e-15, abs=0)
 
 
 class _Run:
@@ -126,10 +126,10 @@ def test_run_regime_reads_epsilon_residual_and_exposure():
     }
     r = _verdict.run_regime(_Run("flow", [0.0, 40.0], obs, 0.5, "lm-last"), "a")
     assert r.train_acc == 1.0
-    assert r.eps == pytest.approx(0.5 * 0.5 * 4.0, rel=1e-15)
-    assert r.residual == pytest.approx(0.1, rel=1e-12)
+    assert r.eps == pytest.approx(0.5 * 0.5 * 4.0, rel=1e-15, abs=0)
+    assert r.residual == pytest.approx(0.1, rel=1e-12, abs=0)
     assert (r.exposure, r.exposure_name) == (20.0, "λ·t")
     # plain net with decay on every layer: ρ_d² is the mean of ρ_k²; SGD: ηλ·steps = λ·t
     r = _verdict.run_regime(_Run("sgd", [0.0, 4.0], obs, 0.1, "none"), "b")
-    assert r.eps == pytest.approx(0.5 * 0.1 * (1 + 1 + 4) / 3, rel=1e-15)
-    assert r.exposure == pytest.approx(0.4, rel=1e-15) and r.exposure_name == "ηλ·steps"
+    assert r.eps == pytest.approx(0.5 * 0.1 * (1 + 1 + 4) / 3, rel=1e-15, abs=0)
+    assert r.exposure == pytest.approx(0.4, rel=1e-15, abs=0) and r.exposure_name == "ηλ·steps"

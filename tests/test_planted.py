@@ -104,7 +104,7 @@ def test_state_checkers_flag_planted_violations():
     state = problem.initial_state()
     off = {"rho": state["rho"], "v": (1.01 * state["v"][0],) + tuple(state["v"][1:])}
     assert gft.unit_norm_error(state) <= 1e-14
-    assert gft.unit_norm_error(off) == pytest.approx(0.01, rel=1e-9)
+    assert gft.unit_norm_error(off) == pytest.approx(0.01, rel=1e-9, abs=0)
     # THEORY 4.1: ρ_eq = (2/N) Σ ⟨y_n, f_n⟩ / ((2/N) Σ ||f_n||² + λ), f_n = f(V; x_n) (NumPy)
     v1, v2 = (np.asarray(v) for v in state["v"])
     f = np.maximum(np.asarray(data.x_train) @ v1.T, 0.0) @ v2.T

@@ -99,12 +99,12 @@ def test_normalized_outputs_and_rho_eq_of_a_problem():
     weights = _moved(p.model.weights, 1)
     ref = _column(p, weights)
     f, rho = predict.normalized_outputs(p, weights)
-    assert float(rho) == pytest.approx(ref["rho"], rel=1e-14)
+    assert float(rho) == pytest.approx(ref["rho"], rel=1e-14, abs=0)
     np.testing.assert_allclose(f, ref["f"], rtol=1e-13, atol=1e-15)
     a, b = np.sum(ref["y"] * ref["f"]), np.sum(ref["f"] ** 2)
     expected = a / (b + 9 * 0.3 / 2)
-    assert float(predict.rho_eq(p, weights)) == pytest.approx(expected, rel=1e-13)
-    assert float(predict.rho_eq(ref["f"], ref["y"], 0.3)) == pytest.approx(expected, rel=1e-13)
+    assert float(predict.rho_eq(p, weights)) == pytest.approx(expected, rel=1e-13, abs=0)
+    assert float(predict.rho_eq(ref["f"], ref["y"], 0.3)) == pytest.approx(expected, rel=1e-13, abs=0)
 
 
 def test_report_of_lm_last_binary_rows():
@@ -226,15 +226,15 @@ def test_report_without_decay_or_with_one_layer():
         c = _column(p, weights)
         gaps = c["rho_k"][:-1] ** 2 - c["rho_k"][1:] ** 2
         expected = np.max(np.abs(gaps - (n0[:-1] ** 2 - n0[1:] ** 2))) / np.sum(c["rho_k"] ** 2)
-        assert rows[0][label] == pytest.approx(expected, rel=1e-11)
+        assert rows[0][label] == pytest.approx(expected, rel=1e-11, abs=0)
     # with decay, a run with an empty time axis is compared at t = 0
     lam = 0.4
     p = _problem("none", lam)
     w = _moved(p.model.weights, 8)
     empty = SimpleNamespace(final_params=tuple(w), t=np.zeros(0), seeds=None)
     at_zero = predict.report(p, {"run": empty})[-1]["run"]
-    assert at_zero == pytest.approx(predict.report(p, {"run": _run(w, 0.0)})[-1]["run"], rel=1e-14)
-    assert at_zero != pytest.approx(predict.report(p, {"run": _run(w, 1.0)})[-1]["run"], rel=1e-3)
+    assert at_zero == pytest.approx(predict.report(p, {"run": _run(w, 0.0)})[-1]["run"], rel=1e-14, abs=0)
+    assert at_zero != pytest.approx(predict.report(p, {"run": _run(w, 1.0)})[-1]["run"], rel=1e-3, abs=0)
     one = _problem("none", lam, widths=())
     rows = predict.report(one, {"run": _run(_moved(one.model.weights, 9), 1.0)})
     assert [r["theory"] for r in rows] == ["4.2", "4.2"]
@@ -281,7 +281,7 @@ def test_closed_forms_at_their_edges():
     """Two classes are allowed (κ = 2ε/λ, the ETF Gram ``[[1, −1], [−1, 1]]``) and one is refused
     word for word; outputs and targets of different shapes are refused; ``rank_bound``'s default
     is one position per layer (a dense layer); one WN step is a scalar."""
-    assert float(predict.nc_kappa(0.1, 0.04, 2)) == pytest.approx(2 * 0.1 / 0.04, rel=1e-15)
+    assert float(predict.nc_kappa(0.1, 0.04, 2)) == pytest.approx(2 * 0.1 / 0.04, rel=1e-15, abs=0)
     np.testing.assert_array_equal(predict.etf_gram(2), [[1.0, -1.0], [-1.0, 1.0]])
     for fn, args in ((predict.nc_kappa, (0.1, 0.04)), (predict.etf_gram, ())):
         with pytest.raises(ValueError) as info:
@@ -323,7 +323,7 @@ def test_balanced_equilibria_say_their_stability_and_refuse_by_name():
     LM-last with the pointer to its own law."""
     a, b, n, lam = 8.0, 10.0, 10, 0.05
     zero, top = predict.balanced_equilibria(a, b, n, lam, 2)
-    assert zero.rho == 0 and zero.slope == pytest.approx(2 * (2 * a / n - lam), rel=1e-12)
+    assert zero.rho == 0 and zero.slope == pytest.approx(2 * (2 * a / n - lam), rel=1e-12, abs=0)
     assert (zero.stability, top.stability) == ("unstable", "stable")
     for L in (True, 0, 2.0):
         with pytest.raises(ValueError) as info:
@@ -352,8 +352,8 @@ def test_a_double_root_is_found_and_semi_stable():
     lam = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
     zero, double = predict.balanced_equilibria(a, b, n, lam, L)
     assert zero.rho == 0 and zero.stability == "stable"
-    assert zero.slope == pytest.approx(-3 * lam, rel=1e-12)
-    assert double.rho == pytest.approx(peak_rho, rel=1e-12)
+    assert zero.slope == pytest.approx(-3 * lam, rel=1e-12, abs=0)
+    assert double.rho == pytest.approx(peak_rho, rel=1e-12, abs=0)
     assert double.stability == "semi-stable" and abs(double.slope) < 1e-12
 
 
@@ -363,7 +363,7 @@ def test_balanced_equilibria_for_small_or_negative_alignment():
     one sample is enough,
     and ``n = 0``, ``b = 0`` or ``λ < 0`` are refused word for word."""
     (one,) = predict.balanced_equilibria(0.5, 2.0, 1, 0.2, 1)
-    assert one.rho == pytest.approx(0.5 / (2.0 + 0.1), rel=1e-13) and one.stable
+    assert one.rho == pytest.approx(0.5 / (2.0 + 0.1), rel=1e-13, abs=0) and one.stable
     # a = 0, L = 1: g(ρ) = −(2b/n + λ) ρ vanishes at ρ = 0 only, which attracts
     (zero,) = predict.balanced_equilibria(0.0, 2.0, 4, 0.2, 1)
     assert zero.rho == 0.0 and zero.stable

@@ -42,6 +42,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import tomllib
 import types
 from pathlib import Path
@@ -238,9 +239,10 @@ def _first_failure(cases, timeout: float = 0.0, prefixes=(), retrace: bool = Fal
 def _clean_pass(cases, prefixes):
     """Run every case once without a mutant, each from empty JAX caches (so that every case
     traces what it uses), and record, per mutated function (``module.xname``), the indices of
-    the cases that call it and whether it was called while JAX traced (inside ``jax.jit``).
-    Returns (failure, calls, traced)."""
+    the cases that call it and whether it was called while JAX traced (inside ``jax.jit``),
+    and each case's CPU seconds. Returns (failure, calls, traced, seconds)."""
     calls: dict[str, set[int]] = {}
+    seconds: list[float] = []
     traced: set[str] = set()
     current = [0]
 
@@ -256,14 +258,16 @@ def _clean_pass(cases, prefixes):
     for i, (case, f, kwargs, module) in enumerate(cases):
         current[0] = i
         jax.clear_caches()
+        start = time.process_time()
         sys.setprofile(profile)
         try:
             _call(f, kwargs, module)
         except (Exception, pytest.fail.Exception) as e:
-            return f"{case} ({type(e).__name__}: {e})", calls, traced
+            return f"{case} ({type(e).__name__}: {e})", calls, traced, seconds
         finally:
             sys.setprofile(None)
-    return None, calls, traced
+            seconds.append(time.process_time() - start)
+    return None, calls, traced, seconds
 
 
 def _done(path: Path | None) -> dict[str, str]:
@@ -361,7 +365,7 @@ def main(argv=None) -> int:
         pattern.removesuffix(".py").replace("/", ".").rstrip("*").rstrip(".")
         for pattern in config[args.module]["mutate"]
     ]
-    failure, calls, traced = _clean_pass(cases, prefixes)
+    failure, calls, traced, seconds = _clean_pass(cases, prefixes)
     if failure:
         print(f"the tests fail without a mutant: {failure}")
         return 1
@@ -394,7 +398,8 @@ def main(argv=None) -> int:
         dirty = retrace
         print(f"RUNNING {name}", flush=True)
         os.environ["MUTANT_UNDER_TEST"] = name
-        selected = [cases[i] for i in sorted(calls[function(name)])]
+        # the cheapest cases first: most mutants fail the first case that calls them
+        selected = [cases[i] for i in sorted(calls[function(name)], key=lambda i: seconds[i])]
         failure = _first_failure(selected, args.timeout, prefixes, retrace)
         status = (
             ("timeout" if "(timeout after" in failure else "killed")
