@@ -1,30 +1,40 @@
-"""A fast screen: every mutant of a module against tests that need no compilation, in one process.
+"""A fast screen: every mutant of a module against its tests, in one process.
 
     nice -n 19 python benchmarks/mutation/screen.py MODULE TEST_MODULE [TEST_MODULE ...]
 
-mutmut (``run.py``) runs each mutant's tests in a fresh fork, so every mutant pays JAX's
-compilation again: 10-25 s a mutant on a loaded machine. Tests that call a module's functions
-eagerly (plain NumPy-sized checks, no ``jax.jit``) need no fork: this script imports them once
-inside ``benchmarks/mutation/work/MODULE/mutants/`` (made by a first ``run.py MODULE``, which
+mutmut (``run.py``) runs each mutant's tests in a fresh fork, so every mutant pays the import
+and JAX's compilation again: 10-25 s a mutant on a loaded machine. This script imports the tests
+once inside ``benchmarks/mutation/work/MODULE/mutants/`` (made by a first ``run.py MODULE``, which
 generates the mutants before it runs any test), selects each mutant in turn through mutmut's
-``MUTANT_UNDER_TEST`` and calls every test function (parametrized cases expanded), stopping at
-the first failure. It prints ``KILLED name test``, ``SURVIVED name`` or ``EQUIVALENT name``
-(listed in ``modules.toml``) per mutant and the counts. Tests that need pytest fixtures
-(``tmp_path``, ``capsys``, ...) are left out, and said so; ``--tests GLOB`` keeps only the test
-functions whose names match. The mutants of a function that the tests never call (seen in a
-first, clean pass) survive without running them.
+``MUTANT_UNDER_TEST`` and calls the test cases (parametrized cases expanded, stacked marks
+combined) that call the mutated function, cheapest first, stopping at the first failure. It
+prints ``RUNNING name`` and then ``KILLED name test``, ``SURVIVED name``, ``TIMEOUT name`` or
+``EQUIVALENT name`` (listed in ``modules.toml``) per mutant, and the counts.
 
-Before every mutant (and the clean pass) the ``functools`` caches of the mutated modules are
-emptied, so a cached result does not stand in for the mutant's; stacked ``parametrize`` marks are
-expanded to every combination; a test case that runs past ``--timeout`` seconds (default 120)
-detects its mutant, as mutmut counts a timeout, and is counted apart (``TIMEOUT``): on a loaded
-machine a slow but correct case can time out, so read those by hand. Tests inside classes are
-not collected.
+A first, clean pass runs every case without a mutant, each from empty JAX caches, and records
+which case calls which mutated function, whether JAX was tracing when it did (the function
+runs inside ``jax.jit``: its mutants must be traced afresh) and each case's CPU seconds. The
+mutants of functions run eagerly go first, with JAX's caches warm (a compiled function traced
+from the clean code stays valid for them); then those of traced functions, each case from
+empty caches (``jax.clear_caches()``), so that every jitted function traces the mutant; JAX's
+persistent compilation cache reads back the programs a mutant leaves unchanged. The mutants of
+a function that no case calls survive without running anything.
 
-A screen, not the score: a test that jit-compiles a mutated function keeps its first trace,
-so only eager tests belong here, and a mutant killed only by slower tests shows as a survivor.
-``run.py`` remains the measurement; the screen finds the survivors of the eager tests in
-minutes, and shows that a new test kills them (``--mutants GLOB`` to rerun a few).
+Before every mutant the ``functools`` caches of the mutated modules are emptied. A test gets
+a fresh ``tmp_path``, ``monkeypatch`` and ``capsys`` (a stand-in: ``readouterr()`` with
+``.out`` and ``.err``) and the fixtures its own module defines (called per case); a test that
+needs another fixture is left out, and named. A case that runs past ``--timeout`` seconds
+(default 120) detects its mutant, as mutmut counts a timeout, and is counted apart
+(``TIMEOUT``); a case stuck inside compiled code, where the alarm cannot interrupt it, stops
+the process after three times that: the mutant shows as ``RUNNING`` without a result, and a
+rerun with ``--done LOG`` (the output so far) counts it as a timeout and goes on with the rest.
+``--shard K/N`` takes every N-th mutant from the K-th: N screens side by side.
+
+Blind spots, against mutmut: code run when a test module is imported (once, before any mutant
+is selected), tests inside classes (not collected), fixtures of ``conftest.py`` and
+subprocesses. ``run.py`` remains the reference; the screen gives the score in hours where
+mutmut needs days on this machine, and shows in seconds that a new test kills a survivor
+(``--mutants GLOB`` to rerun a few).
 """
 
 from __future__ import annotations
