@@ -40,13 +40,16 @@ mutmut needs days on this machine, and shows in seconds that a new test kills a 
 from __future__ import annotations
 
 import argparse
+import copy
 import faulthandler
 import fnmatch
 import importlib
 import inspect
 import io
 import itertools
+import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -189,9 +192,38 @@ def _alarm(signum, frame):
     raise _Timeout
 
 
+#: The module-level containers (dicts, lists, sets) of the mutated modules as they were after
+#: the import, by ``id`` of the container: :func:`_clear_caches` puts them back, so that a memo
+#: filled by the clean pass (a dict of compiled functions, say) does not hand a later mutant
+#: what the clean code built.
+_IMPORTED: dict[int, tuple] = {}
+
+
+def _containers(prefixes):
+    for name, module in list(sys.modules.items()):
+        if module is None or not any(name.startswith(p) for p in prefixes):
+            continue
+        for obj in list(vars(module).values()):
+            if type(obj) in (dict, list, set):
+                yield obj
+
+
+def _remember_containers(prefixes) -> None:
+    """Record the mutated modules' containers as imported (before the clean pass)."""
+    for obj in _containers(prefixes):
+        _IMPORTED[id(obj)] = (obj, copy.copy(obj))
+
+
 def _clear_caches(prefixes) -> None:
-    """Empty the ``functools`` caches of the mutated modules, so that a cached result of the
-    clean pass (or of another mutant) does not stand in for the mutant's."""
+    """Empty the ``functools`` caches of the mutated modules and put their module-level
+    containers back as imported, so that a result cached by the clean pass (or by another
+    mutant) does not stand in for the mutant's."""
+    for obj, saved in _IMPORTED.values():
+        if isinstance(obj, list):
+            obj[:] = saved
+        else:
+            obj.clear()
+            obj.update(saved)
     for name, module in list(sys.modules.items()):
         if module is None or not any(name.startswith(p) for p in prefixes):
             continue
@@ -329,6 +361,30 @@ def main(argv=None) -> int:
         metavar="FILE",
         help="the output of an earlier screen: its mutants are counted, not rerun",
     )
+    parser.add_argument(
+        "--order",
+        choices=("file", "random"),
+        default="file",
+        help="file: the eager functions' mutants first, each group in file order; random: a "
+        "shuffled order (--seed), so that a screen stopped early has screened a uniform sample",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the shuffle's seed (--order random)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run a mutant's cases (cheapest first) only while their CPU seconds in the clean "
+        "pass add up to at most this (at least one case); a survivor then says how many of its "
+        "cases ran (default 0: all)",
+    )
+    parser.add_argument(
+        "--calls",
+        type=Path,
+        metavar="FILE",
+        help="the clean pass's record (which case calls which function, traced or not, CPU "
+        "seconds): read from FILE when it holds the same cases, else measured and written there",
+    )
     args = parser.parse_args(argv)
     if args.timeout < 0:
         parser.error(f"--timeout must be 0 or positive, got {args.timeout:g}")
@@ -361,7 +417,10 @@ def main(argv=None) -> int:
         for source in sorted(str(p) for p in Path().glob(pattern))
         for m in _mutants(work, source)
         if not args.mutants or any(fnmatch.fnmatch(m, g) for g in args.mutants)
-    ][k::n]
+    ]
+    if args.order == "random":
+        random.Random(args.seed).shuffle(names)
+    names = names[k::n]
     if (work / "tests" / "conftest.py").is_file():  # x64 and the Hypothesis profile, as pytest
         importlib.import_module("conftest")
     modules = [importlib.import_module(t.removesuffix(".py").replace("/", ".")) for t in args.tests]
@@ -375,10 +434,22 @@ def main(argv=None) -> int:
         pattern.removesuffix(".py").replace("/", ".").rstrip("*").rstrip(".")
         for pattern in config[args.module]["mutate"]
     ]
-    failure, calls, traced, seconds = _clean_pass(cases, prefixes)
-    if failure:
-        print(f"the tests fail without a mutant: {failure}")
-        return 1
+    _remember_containers(prefixes)
+    # a case's label, without the memory addresses that a parametrized object's repr shows
+    labels = [re.sub(r" at 0x[0-9a-f]+", "", case[0]) for case in cases]
+    record = json.loads(args.calls.read_text()) if args.calls and args.calls.is_file() else {}
+    if record.get("cases") == labels:
+        calls = {f: set(i) for f, i in record["calls"].items()}
+        traced, seconds = set(record["traced"]), record["seconds"]
+    else:
+        failure, calls, traced, seconds = _clean_pass(cases, prefixes)
+        if failure:
+            print(f"the tests fail without a mutant: {failure}")
+            return 1
+        if args.calls:
+            record = {"cases": labels, "traced": sorted(traced), "seconds": seconds}
+            record["calls"] = {f: sorted(i) for f, i in calls.items()}
+            args.calls.write_text(json.dumps(record))
     print(
         f"clean pass done: {len(calls)} mutated functions called, {len(traced)} traced", flush=True
     )
@@ -391,7 +462,8 @@ def main(argv=None) -> int:
     # the mutants of functions run eagerly first, with JAX's caches warm (a jitted function's
     # trace of the clean code stays valid); then those of traced functions, each case from
     # empty caches so that it traces the mutant
-    names.sort(key=lambda m: function(m) in traced)
+    if args.order == "file":
+        names.sort(key=lambda m: function(m) in traced)
     dirty = False  # JAX's caches may hold a mutant's trace
     for name in names:
         if name in done:
@@ -409,8 +481,17 @@ def main(argv=None) -> int:
         print(f"RUNNING {name}", flush=True)
         os.environ["MUTANT_UNDER_TEST"] = name
         # the cheapest cases first: most mutants fail the first case that calls them
-        selected = [cases[i] for i in sorted(calls[function(name)], key=lambda i: seconds[i])]
-        failure = _first_failure(selected, args.timeout, prefixes, retrace)
+        order = sorted(calls[function(name)], key=lambda i: seconds[i])
+        kept = order
+        if args.budget:
+            spent = itertools.accumulate(seconds[i] for i in order)
+            kept = [i for i, total in zip(order, spent, strict=True) if total <= args.budget]
+            kept = kept or order[:1]
+        failure = _first_failure([cases[i] for i in kept], args.timeout, prefixes, retrace)
+        if not failure and len(kept) < len(order):
+            failure_note = f"({len(kept)} of its {len(order)} cases: --budget)"
+        else:
+            failure_note = ""
         status = (
             ("timeout" if "(timeout after" in failure else "killed")
             if failure
@@ -419,7 +500,7 @@ def main(argv=None) -> int:
             else "survived"
         )
         counts[status] += 1
-        print(f"{status.upper()} {name} {failure or ''}".rstrip(), flush=True)
+        print(f"{status.upper()} {name} {failure or failure_note}".rstrip(), flush=True)
     print(f"== {args.module}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
