@@ -242,3 +242,140 @@ def test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root():
     assert zero.rho == 0.0 and zero.stability == "stable"
     assert low.rho < peak_rho < high.rho and high.rho - low.rho < 1e-6
     assert (low.stability, high.stability) == ("unstable", "stable")
+
+
+@pytest.mark.parametrize("flow", ["plain", "lm-all", "wn"])
+def test_h_and_g_are_homogeneous_in_the_magnitudes(flow):
+    """THEORY 4.2's h = g/(Lρ) = (2/n) ρ^p (a − ρb) − λ, ``p = 1 − 2/L``, is linear in (a, b, λ):
+    with ``ρ = u a/b`` and ``κ = a (a/b)^p`` (a, b > 0),
+    ``h(ρ; a, b, n, λ) = κ h(u; 1, 1, n, λ/κ)``,
+    ``g(ρ; a, b, n, λ) = (a/b) κ g(u; 1, 1, n, λ/κ)`` and ``g'(ρ) = κ g'(u; 1, 1, n, λ/κ)``,
+    the identities by which ``balanced_equilibria`` solves at O(1) magnitudes whatever a and b.
+    Checked here symbolically on the derived g (not assumed), for L = 1 … 4."""
+    rho, a_real, b_real, lam = (getattr(predict._balanced, k) for k in ("RHO", "A", "B", "LAM"))
+    u, a, b = sp.symbols("u a_pos b_pos", positive=True)
+    for L in (1, 2, 3, 4):
+        g = predict.balanced_rhs_symbolic.__wrapped__(L, flow)
+        kappa = a * (a / b) ** (1 - sp.Rational(2, L))
+        funcs = {"g": (g, (a / b) * kappa), "g'": (sp.diff(g, rho), kappa)}
+        funcs["h"] = (g / (L * rho), kappa)
+        for name, (expr, factor) in funcs.items():
+            scaled = expr.subs({a_real: a, b_real: b}).subs(rho, u * a / b)
+            unit = expr.subs({rho: u, a_real: 1, b_real: 1, lam: lam / kappa}, simultaneous=True)
+            assert sp.simplify(scaled - factor * unit) == 0, (L, name)
+
+
+# a/b from 1e-200 to 1e300, a and b from 1e-300 to 1e300; every one of these broke the old scan
+EXTREMES = [
+    (1e-300, 1e-300),
+    (1e-221, 1.0),
+    (1e-200, 1.0),
+    (1e-300, 1e-100),
+    (1e300, 1e300),
+    (1e300, 1e290),
+    (1e-100, 1e-300),
+    (1e200, 1e-100),
+]
+
+
+def _normal(x):
+    return 1e-290 < abs(x) < 1e290
+
+
+def _pow(x, e):
+    """``x**e`` in float64, inf past the largest float (Python's float power raises there)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float64(x) ** e)
+
+
+@pytest.mark.parametrize("a,b", EXTREMES)
+def test_without_decay_the_roots_are_zero_and_a_over_b_at_any_magnitude(a, b):
+    """λ = 0 (THEORY 4.2): ``h = (2/n) ρ^{1−2/L} (a − ρb)`` vanishes at ``ρ = a/b`` only, with
+    ``g'(a/b) = −L (2/n) b (a/b)^{2−2/L} < 0`` (stable); ρ = 0 is a root for L ≥ 2, unstable
+    (L = 2: ``g'(0) = 4a/n > 0``; L ≥ 3: g'(0) = 0 and g > 0 just right of 0). n = 1. The
+    slopes are compared where they are normal floats; the words everywhere."""
+    n = 1
+    for L in (1, 2, 3, 4):
+        equilibria = predict.balanced_equilibria(a, b, n, 0.0, L)
+        top = equilibria[-1]
+        assert len(equilibria) == (1 if L == 1 else 2), L
+        assert top.rho == pytest.approx(a / b, rel=1e-13, abs=0)
+        expected = -L * 2 / n * b * _pow(a / b, 2 - 2 / L)
+        if _normal(expected):
+            assert top.slope == pytest.approx(expected, rel=1e-12, abs=0), L
+        assert top.stability == "stable", L
+        if L >= 2:
+            zero = equilibria[0]
+            assert zero.rho == 0.0 and zero.stability == "unstable", L
+            assert zero.slope == pytest.approx(4 * a / n if L == 2 else 0.0, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("a,b", EXTREMES)
+def test_with_decay_the_closed_form_roots_at_any_magnitude(a, b):
+    """THEORY 4.2 with λ > 0, n = 1. L = 1: ``ρ = a/(b + nλ/2)`` (4.1), ``g' = −(2b/n + λ)``;
+    here λ = b and λ = 1e10 b. L = 2: ``ρ₂ = (a − nλ/2)/b`` with ``g'(ρ₂) = −(4/n)(a − nλ/2)``
+    and ``g'(0) = 2(2a/n − λ) > 0``; here λ = 0.6 a/n (ρ₂ = 0.7 a/b). L = 3: λ chosen so that
+    ``ρ₀ = a/(8b)`` is a root, ``λ = (2/n) ρ₀^{1/3} (7/8) a``, where
+    ``g'(ρ₀) = 3 ρ₀ h'(ρ₀) = (8/n) b ρ₀^{4/3} > 0`` (unstable); ρ = 0 is stable
+    (``g'(0) = −3λ``) and the third root, past h's peak at ``a/(4b)``, stable."""
+    n = 1
+    for lam in (b, 1e10 * b if b < 1e290 else 1e-10 * b):
+        (one,) = predict.balanced_equilibria(a, b, n, lam, 1)
+        assert one.rho == pytest.approx(a / (b + n * lam / 2), rel=1e-13, abs=0)
+        assert one.slope == pytest.approx(-(2 * b / n + lam), rel=1e-12, abs=0)
+        assert one.stability == "stable"
+    lam = 0.6 * a / n
+    zero, two = predict.balanced_equilibria(a, b, n, lam, 2)
+    assert zero.rho == 0.0 and zero.stability == "unstable"
+    assert zero.slope == pytest.approx(2 * (2 * a / n - lam), rel=1e-12, abs=0)
+    assert two.rho == pytest.approx((a - n * lam / 2) / b, rel=1e-13, abs=0)
+    assert two.slope == pytest.approx(-4 / n * (a - n * lam / 2), rel=1e-12, abs=0)
+    assert two.stability == "stable"
+    rho0 = a / (8 * b)
+    lam = 2 / n * _pow(rho0, 1 / 3) * 7 / 8 * a
+    if not _normal(lam):
+        return
+    zero, low, high = predict.balanced_equilibria(a, b, n, lam, 3)
+    assert (zero.stability, low.stability, high.stability) == ("stable", "unstable", "stable")
+    assert zero.rho == 0.0 and zero.slope == pytest.approx(-3 * lam, rel=1e-12, abs=0)
+    assert low.rho == pytest.approx(rho0, rel=1e-12, abs=0)
+    expected = 8 / n * b * _pow(rho0, 4 / 3)
+    if _normal(expected):
+        assert low.slope == pytest.approx(expected, rel=1e-11, abs=0)
+    assert a / (4 * b) < high.rho < a / b
+
+
+@pytest.mark.parametrize("a", [1e-221, 1e-230, 1e-300])
+def test_underflow_makes_no_spurious_roots(a):
+    """The reported defect: at ``a = 1e-221`` (b = 1, n = 10, λ = 0, L = 3) h underflowed to 0 on
+    most of the scan's grid (which reached down to ``1e-300 a/b``) and every such point was
+    returned as a "semi-stable" root (345 of them). The roots are ρ = 0 (unstable: g > 0 just
+    right of it) and ``ρ = a/b``, stable: ``g'(a/b) = −3 (2/n) b (a/b)^{4/3} < 0`` — "stable" even
+    where that slope underflows (a = 1e-300)."""
+    zero, top = predict.balanced_equilibria(a, 1.0, 10, 0.0, 3)
+    assert zero.rho == 0.0 and zero.stability == "unstable"
+    assert top.rho == pytest.approx(a, rel=1e-13, abs=0) and top.stability == "stable"
+
+
+def test_a_root_finder_bracket_whose_product_underflows():
+    """The reported defect: ``balanced_equilibria(1e-200, 1, 1, 0, 2)`` raised brentq's "Failed
+    to converge" (h at the bracket's ends, 2e-201 and −2e-206, multiply to 0 in float64). L = 2,
+    λ = 0: ρ = 0 with ``g'(0) = 4a/n`` and ``ρ = a/b`` with ``g' = −4a/n``."""
+    a, n = 1e-200, 1
+    zero, top = predict.balanced_equilibria(a, 1.0, n, 0.0, 2)
+    assert zero.rho == 0.0 and zero.slope == pytest.approx(4 * a / n, rel=1e-12, abs=0)
+    assert top.rho == pytest.approx(a, rel=1e-13, abs=0)
+    assert top.slope == pytest.approx(-4 * a / n, rel=1e-12, abs=0)
+    assert (zero.stability, top.stability) == ("unstable", "stable")
+
+
+@pytest.mark.parametrize("a,b", [(1e300, 1e-300), (1e-300, 1e300)])
+def test_an_alignment_ratio_outside_the_floats_is_refused(a, b):
+    """``a/b`` bounds the positive roots (they lie in (0, a/b]); where it overflows or underflows
+    in float64 they cannot be reported, and the call is refused word for word."""
+    with pytest.raises(ValueError) as info:
+        predict.balanced_equilibria(a, b, 1, 0.0, 3)
+    assert str(info.value) == (
+        f"balanced_equilibria: a/b = {a!r}/{b!r} is not a positive finite float (the positive "
+        f"roots lie in (0, a/b])"
+    )
