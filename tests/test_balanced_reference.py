@@ -379,3 +379,89 @@ def test_an_alignment_ratio_outside_the_floats_is_refused(a, b):
         f"balanced_equilibria: a/b = {a!r}/{b!r} is not a positive finite float (the positive "
         f"roots lie in (0, a/b])"
     )
+
+
+def _quiet(*args):
+    """``balanced_equilibria`` with every warning an error: the normalized solve raises none,
+    also where κ or λ/κ leave the floats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return predict.balanced_equilibria(*args)
+
+
+@pytest.mark.parametrize("a,b", EXTREMES)
+def test_the_normalized_solve_is_quiet_at_any_magnitude(a, b):
+    """No overflow or underflow warning from ``κ = a (a/b)^p`` (which leaves the floats for
+    several of these a, b) or ``λ/κ``, for L = 1 … 4 and λ = 0 (the root ``ρ = a/b`` is found)
+    or λ from 1e-300 to 1e300. For L ≥ 3, ρ = 0 is then an equilibrium with ``g'(0) = −Lλ``,
+    and every positive root lies in (0, a/b] with a slope (±inf where it overflows), also
+    where ``λ/κ`` overflows (h < 0 on all of (0, a/b]: no positive root, and ρ = 0 stable)."""
+    for L in (1, 2, 3, 4):
+        assert _quiet(a, b, 1, 0.0, L)[-1].rho == pytest.approx(a / b, rel=1e-13, abs=0)
+        for lam in (1e-300, 1.0, 1e300):
+            equilibria = _quiet(a, b, 1, lam, L)
+            if L >= 3:
+                assert equilibria[0].rho == 0.0 and equilibria[0].slope == -L * lam
+            for e in equilibria[1:]:
+                assert 0 < e.rho <= a / b and not math.isnan(e.slope), (L, lam, e)
+    # λ/κ = 1e300/1e-200 overflows at a = 1e-200, b = 1: only ρ = 0, stable (g'(0) < 0)
+    if (a, b) == (1e-200, 1.0):
+        for L in (2, 3):
+            (zero,) = _quiet(a, b, 1, 1e300, L)
+            assert zero.rho == 0.0 and zero.stability == "stable"
+            assert zero.slope == (2 * (2 * a - 1e300) if L == 2 else -L * 1e300)
+
+
+@pytest.mark.parametrize("a,b,n", [(8.0, 2.0, 10), (1e-250, 1.0, 2), (1e250, 1e-40, 1)])
+def test_at_the_merge_of_the_second_root_with_zero(a, b, n):
+    """L = 2 with ``λ = 2a/n`` exactly (here ``λ/κ = λ/a = 2/n`` exactly): the root
+    ``ρ₂ = (a − nλ/2)/b`` merges with ρ = 0, ``g'(0) = 2(2a/n − λ) = 0``, and
+    ``g = 2ρ((2/n)(a − ρb) − λ) = −(4b/n) ρ² < 0`` on all of ρ > 0: ρ = 0, the only
+    equilibrium, attracts from the only side there is (stable)."""
+    (zero,) = _quiet(a, b, n, 2 * a / n, 2)
+    assert zero.rho == 0.0 and zero.slope == 0.0 and zero.stability == "stable"
+
+
+def test_a_tangency_with_one_sample_is_semi_stable():
+    """As ``test_a_tangency_is_a_double_root_to_1e13_of_the_size_of_h`` with n = 1 (L = 3,
+    ``a/b = 1e4``): λ = the peak of h plus 0.9e-13 of h's size ``S = λ + (2/n)(a/b)^{1/3} a`` is
+    a double root at ``ρ* = a/(4b)``, where g < 0 on both sides: semi-stable, whatever the
+    rounding of ``g'(ρ*) = 3 ρ* h'(ρ*) + 3 h(ρ*) ≈ −3 · 0.9e-13 S`` (not the sign of that slope,
+    which is 2e-12 of h's size in the normalized parameters, beside a zero cut of 1.5e-11)."""
+    a, b, n, L = 1e4, 1.0, 1, 3
+    peak_rho = a / (4 * b)
+    peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
+    size = peak + 2 / n * (a / b) ** (1 / 3) * a
+    lam = peak + 0.9e-13 * size
+    g = _g(a, b, n, lam, L)
+    assert g(peak_rho * (1 - 1e-3)) < 0 and g(peak_rho * (1 + 1e-3)) < 0
+    zero, double = predict.balanced_equilibria(a, b, n, lam, L)
+    assert zero.rho == 0.0 and zero.stability == "stable"
+    assert double.rho == pytest.approx(peak_rho, rel=1e-12, abs=0)
+    assert double.stability == "semi-stable"
+
+
+@pytest.mark.parametrize("L", [3, 4])
+def test_within_ulps_of_the_peak_a_double_root_or_two_simple_ones(L):
+    """λ within 30 ulps of the peak of ``h = (2/n) ρ^p (a − ρb) − λ`` (p = 1 − 2/L, peak at
+    ``ρ* = p a/((1 + p) b)``): rounding decides whether the two positive roots are resolved, but
+    the answer is one of the two consistent ones, ρ = 0 stable (g'(0) = −Lλ) and either one
+    semi-stable double root at ρ*, or two simple roots around ρ* within 1e-6 of it, unstable
+    below (h increasing) and stable above — never a "semi-stable" simple root or three positive
+    roots (a tangency split by rounding into two roots whose slopes are rounding noise)."""
+    words = {}
+    for a, b, n in ((1.0, 1.0, 1), (8.0, 10.0, 10), (3.0, 7.0, 1)):
+        p = 1 - 2 / L
+        peak_rho = p / (1 + p) * a / b
+        peak = 2 / n * peak_rho**p * (a - peak_rho * b)
+        for k in range(-30, 31):
+            zero, *positive = predict.balanced_equilibria(a, b, n, peak * (1 + k * 2.0**-52), L)
+            assert zero.rho == 0.0 and zero.stability == "stable"
+            key = tuple(e.stability for e in positive)
+            words[key] = words.get(key, 0) + 1
+            assert key in (("semi-stable",), ("unstable", "stable")), (a, b, n, k, positive)
+            for e in positive:
+                assert e.rho == pytest.approx(peak_rho, rel=1e-6, abs=0)
+            if len(positive) == 2:
+                assert positive[0].rho < peak_rho < positive[1].rho
+    assert len(words) == 2  # both answers occur

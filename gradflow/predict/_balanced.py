@@ -187,12 +187,12 @@ def balanced_equilibria(
         )
     g_fn, dg_fn, h_fn, critical = _compiled(num_layers, flow)
     if not a > 0:  # no positive root (ρ ≤ a/b ≤ 0): ρ = 0 alone, in the original parameters
-        params = (float(a), float(b), float(n), float(weight_decay))
-        if g_fn(0.0, *params) != 0:
+        original = (float(a), float(b), float(n), float(weight_decay))
+        if g_fn(0.0, *original) != 0:
             return []
         scale = num_layers * (2 / n * (abs(a) + b) + weight_decay)
-        slope = float(dg_fn(0.0, *params))
-        word = _classify(lambda r: float(g_fn(r, *params)), 0.0, slope, scale, 0.0, math.inf)
+        slope = float(dg_fn(0.0, *original))
+        word = _classify(lambda r: float(g_fn(r, *original)), 0.0, slope, scale, 0.0, math.inf)
         return [Equilibrium(0.0, slope, word)]
     upper = a / b
     if not 0 < upper < math.inf:
@@ -211,6 +211,11 @@ def balanced_equilibria(
     with np.errstate(all="ignore"):
         kappa = float(np.ldexp(mant, exp_a + shift))
         lam = float(np.ldexp(mant_l / mant, exp_l - exp_a - shift))
+    original = (float(a), float(b), float(n), float(weight_decay))
+    if lam == math.inf:  # h < 0 on all of (0, 1]: ρ = 0 alone, g'(0) < 0 (L = 2: λ ≫ a)
+        if g_fn(0.0, *original) != 0:
+            return []  # L = 1: its root, below 1e-300 a/b, is missed
+        return [Equilibrium(0.0, float(dg_fn(0.0, *original)), "stable")]
     params = (1.0, 1.0, float(n), lam)
 
     def g(u):
@@ -247,7 +252,7 @@ def balanced_equilibria(
             abs(float(dg_fn(r, *params))) <= 1e-12 * scale for r in near
         ):
             roots = [r for r in roots if r not in near] + [x]
-    if g(0.0) == 0:
+    if g_fn(0.0, *original) == 0:
         roots.append(0.0)
     result = []
     found = sorted(set(roots))
@@ -256,6 +261,6 @@ def balanced_equilibria(
         gap = min([abs(u - q) for q in found[:i] + found[i + 1 :]], default=math.inf)
         word = _classify(g, u, slope, scale, 1.0, gap)
         # g'(0) in the original parameters: κ may overflow where g'(0) = −Lλ (L ≥ 3) does not
-        slope = float(dg_fn(0.0, a, b, n, weight_decay)) if u == 0 else kappa * slope
+        slope = float(dg_fn(0.0, *original)) if u == 0 else kappa * slope
         result.append(Equilibrium(u * upper, slope, word))
     return result
