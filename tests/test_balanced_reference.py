@@ -12,7 +12,9 @@ sign of a slope or of g computed here, not from the library. Eager and cheap (no
 benchmarks/mutation/screen.py; the cases are the branches of the root scan and of the
 classification that the other tests of ``tests/test_predict*.py`` do not reach: a root at
 ``a/b`` with λ = 0, a tiny ``a/b``, a double root at a large scale, ``a ≤ 0``, and the module's
-symbols read at call time.
+symbols read at call time. The second half checks the normalized solve (roots found in
+``u = ρb/a`` with the parameters ``(1, 1, n, λ/κ)``): the homogeneity identity itself,
+symbolically, and closed forms at a and b from 1e-300 to 1e300.
 """
 
 from __future__ import annotations
@@ -465,3 +467,33 @@ def test_within_ulps_of_the_peak_a_double_root_or_two_simple_ones(L):
             if len(positive) == 2:
                 assert positive[0].rho < peak_rho < positive[1].rho
     assert len(words) == 2  # both answers occur
+
+
+def test_a_root_exactly_on_the_scan_grid_is_reported_once():
+    """The scan's grid in ``u = ρ b/a`` is documented: 20 points a decade from 1e-300 to just past
+    1 (times ``1 + 1e-6``). L = 2, a = b = 1, n = 2: h = (1 − ρ) − λ, so with ``λ = 1 − u_k`` for
+    a grid point ``u_k`` in [1/2, 1] (Sterbenz: ``1 − u_k`` and ``1 − λ = u_k`` are exact) h is
+    exactly 0 at ``ρ₂ = (a − nλ/2)/b = u_k``, a root found on the grid itself, stable
+    (``g'(ρ₂) = −(4/n)(a − nλ/2) = −2 u_k``); ρ = 0 unstable (``g'(0) = 2(2a/n − λ) = 2 u_k``)."""
+    u_k = float(np.logspace(-300, 0, 300 * 20 + 1)[-4] * (1 + 1e-6))
+    assert 0.5 <= u_k <= 1
+    zero, two = predict.balanced_equilibria(1.0, 1.0, 2, 1 - u_k, 2)
+    assert zero.rho == 0.0 and zero.stability == "unstable"
+    assert zero.slope == pytest.approx(2 * u_k, rel=1e-15, abs=0)
+    assert two.rho == u_k and two.stability == "stable"
+    assert two.slope == pytest.approx(-2 * u_k, rel=1e-15, abs=0)
+
+
+def test_just_below_the_peak_with_many_samples_two_simple_roots():
+    """As ``test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root`` at n = 1000
+    (L = 3, a = 8, b = 10, λ a relative 1e-14 below the peak of h at ``ρ* = a/(4b) = 0.2``): the
+    two simple roots ``0.2 ∓ ~4e-8`` are resolved (h(ρ*) = 1e-14 of the peak, a hundred times its
+    rounding), with slopes ``g' = 3ρh'`` about 1e-7 of g's size ``3(2/n)(a + b·a/b)``, far above
+    the zero cut (1e-12 of it): unstable, then stable — not merged into a double root."""
+    a, b, n, L = 8.0, 10.0, 1000, 3
+    peak_rho = a / (4 * b)
+    peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
+    zero, low, high = predict.balanced_equilibria(a, b, n, peak * (1 - 1e-14), L)
+    assert zero.rho == 0.0 and zero.stability == "stable"
+    assert low.rho < peak_rho < high.rho and high.rho - low.rho < 1e-6
+    assert (low.stability, high.stability) == ("unstable", "stable")
