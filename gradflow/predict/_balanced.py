@@ -168,12 +168,16 @@ def balanced_equilibria(
         a: ``Σ_n ⟨y_n, f_n⟩`` of the normalized outputs. b: ``Σ_n ||f_n||²`` (> 0). n: N.
         weight_decay: λ ≥ 0. num_layers: L. flow: ``"plain"``, ``"lm-all"`` or ``"wn"`` (same ODE).
 
-    Positive roots satisfy ``s ≥ 0``, i.e. ``ρ ≤ a/b``, and lie in (0, a/b] (none if a ≤ 0). They
-    are bracketed by scanning ``h = g/(Lρ)`` on a log grid from ``1e-300 a/b`` to just past ``a/b``
-    (``grid_points_per_decade`` points a decade; roots below ``1e-300 a/b`` are missed) plus the
-    critical points of h (so two roots never share a cell), and polished by ``brentq``; a double
-    root at a critical point is reported as such. ``ρ = 0`` is included when ``g(0) = 0``.
-    Sorted by ρ; Python floats (not jit-able).
+    Positive roots satisfy ``s ≥ 0``, i.e. ``ρ ≤ a/b``, and lie in (0, a/b] (none if a ≤ 0). h is
+    linear in (a, b, λ), so with ``ρ = u a/b``, ``p = 1 − 2/L`` and ``κ = a (a/b)^p``,
+    ``h(ρ; a, b, n, λ) = κ h(u; 1, 1, n, λ/κ)`` and ``g'(ρ) = κ g'(u; 1, 1, n, λ/κ)``: the roots
+    are found and classified in ``u ∈ (0, 1]`` with these normalized parameters, whatever the
+    magnitudes of a and b (``a/b`` must be a positive finite float). They are bracketed by
+    scanning h on a log grid from ``u = 1e-300`` to just past 1 (``grid_points_per_decade``
+    points a decade; roots below ``1e-300 a/b`` are missed: for L = 1 with ``λ/b`` above ~1e300)
+    plus the critical points of h (so two roots never share a cell), and polished by ``brentq``;
+    a double root at a critical point is reported as such. ``ρ = 0`` is included when
+    ``g(0) = 0``. Sorted by ρ; Python floats (not jit-able).
     """
     _check(num_layers, flow)
     if not b > 0 or not n > 0 or not weight_decay >= 0:
@@ -182,47 +186,81 @@ def balanced_equilibria(
             f"got b={b!r}, n={n!r}, weight_decay={weight_decay!r}"
         )
     g_fn, dg_fn, h_fn, critical = _compiled(num_layers, flow)
-    params = (float(a), float(b), float(n), float(weight_decay))
+    if not a > 0:  # no positive root (ρ ≤ a/b ≤ 0): ρ = 0 alone, in the original parameters
+        original = (float(a), float(b), float(n), float(weight_decay))
+        if g_fn(0.0, *original) != 0:
+            return []
+        scale = num_layers * (2 / n * (abs(a) + b) + weight_decay)
+        slope = float(dg_fn(0.0, *original))
+        word = _classify(lambda r: float(g_fn(r, *original)), 0.0, slope, scale, 0.0, math.inf)
+        return [Equilibrium(0.0, slope, word)]
+    upper = a / b
+    if not 0 < upper < math.inf:
+        raise ValueError(
+            f"balanced_equilibria: a/b = {a!r}/{b!r} is not a positive finite float (the "
+            f"positive roots lie in (0, a/b])"
+        )
+    # κ = a (a/b)^p = m 2^e with m of order 1, from the binary exponents (exact integer
+    # arithmetic, as a logarithm would not be): κ and λ/κ to a few ulps, and only a final
+    # ldexp under- or overflows (κ below 1e-308 where λ/κ is not; λ/κ = inf: no root in (0, 1])
+    mant_a, exp_a = math.frexp(a)
+    mant_u, exp_u = math.frexp(upper)
+    shift, rest = divmod((num_layers - 2) * exp_u, num_layers)
+    mant = mant_a * mant_u ** (1 - 2 / num_layers) * 2 ** (rest / num_layers)
+    mant_l, exp_l = math.frexp(weight_decay)
+    with np.errstate(all="ignore"):
+        kappa = float(np.ldexp(mant, exp_a + shift))
+        lam = float(np.ldexp(mant_l / mant, exp_l - exp_a - shift))
+    original = (float(a), float(b), float(n), float(weight_decay))
+    if lam == math.inf:  # h < 0 on all of (0, 1]: ρ = 0 alone, g'(0) < 0 (L = 2: λ ≫ a)
+        if g_fn(0.0, *original) != 0:
+            return []  # L = 1: its root, below 1e-300 a/b, is missed
+        return [Equilibrium(0.0, float(dg_fn(0.0, *original)), "stable")]
+    params = (1.0, 1.0, float(n), lam)
 
-    def g(r):
-        return float(g_fn(r, *params))
+    def g(u):
+        return float(g_fn(u, *params))
 
     roots: list[float] = []
-    upper = a / b if a > 0 else 0.0
-    if a > 0:
-        # just past a/b, h < -λ <= 0: a root at a/b itself (λ = 0) still changes sign
-        grid = np.logspace(-300, 0, 300 * grid_points_per_decade + 1) * upper * (1 + 1e-6)
-        extra = [float(np.real(c(*params))) for c in critical]
-        extra = [x for x in extra if np.isfinite(x) and 0 < x < upper]
-        grid = np.unique(np.concatenate([grid, extra]))
-        with np.errstate(all="ignore"):
-            signs = np.sign(np.asarray(h_fn(grid, *params), dtype=float))
-        for lo, hi, s_lo, s_hi in zip(grid[:-1], grid[1:], signs[:-1], signs[1:], strict=True):
-            if s_lo == 0:
-                roots.append(float(lo))
-            elif s_lo * s_hi < 0:
-                roots.append(
-                    scipy.optimize.brentq(
-                        h_fn, lo, hi, args=params, xtol=1e-300, rtol=4 * np.finfo(float).eps
-                    )
+    # just past u = 1, h < -λ <= 0: a root at 1 itself (λ = 0) still changes sign
+    grid = np.logspace(-300, 0, 300 * grid_points_per_decade + 1) * (1 + 1e-6)
+    extra = [float(np.real(c(*params))) for c in critical]
+    extra = [x for x in extra if np.isfinite(x) and 0 < x < 1]
+    grid = np.unique(np.concatenate([grid, extra]))
+    with np.errstate(all="ignore"):
+        signs = np.sign(np.asarray(h_fn(grid, *params), dtype=float))
+    for lo, hi, s_lo, s_hi in zip(grid[:-1], grid[1:], signs[:-1], signs[1:], strict=True):
+        if s_lo == 0:
+            roots.append(float(lo))
+        elif s_lo * s_hi < 0:
+            roots.append(
+                scipy.optimize.brentq(
+                    h_fn, lo, hi, args=params, xtol=1e-300, rtol=4 * np.finfo(float).eps
                 )
-        # h's natural size: each of its two terms at ρ = a/b
-        scale_h = weight_decay + 2 * a / n * upper ** (1 - 2 / num_layers)
-        for x in extra:  # a double (tangent) root sits at a critical point of h
-            # ... unless the scan found a root in the grid cells beside x (x is a grid point
-            # strictly inside the grid): x itself, or two simple roots (λ just below h's peak)
-            i = int(np.searchsorted(grid, x))
-            if abs(float(h_fn(x, *params))) <= 1e-13 * scale_h and not any(
-                grid[i - 1] <= r <= grid[i + 1] for r in roots
-            ):
-                roots.append(x)
-    if g(0.0) == 0:
+            )
+    # h's natural size: each of its two terms at u = 1; g's: L (2/n (a + b max(a/b, 1)) + λ)
+    scale_h = lam + 2 / n
+    scale = num_layers * (4 / n + lam)
+    for x in extra:  # a double (tangent) root sits at a critical point of h
+        # ... unless the scan resolved two simple roots in the grid cells beside x (x is a grid
+        # point strictly inside the grid; λ just below h's peak). Roots there whose slopes are
+        # zero to rounding are x itself, or a tangency split by rounding: two simple roots
+        # with slopes 1e-12 of g's size lie ~1e-12 apart, where h is ~1e-24 of its size
+        i = int(np.searchsorted(grid, x))
+        near = [r for r in roots if grid[i - 1] <= r <= grid[i + 1]]
+        if abs(float(h_fn(x, *params))) <= 1e-13 * scale_h and all(
+            abs(float(dg_fn(r, *params))) <= 1e-12 * scale for r in near
+        ):
+            roots = [r for r in roots if r not in near] + [x]
+    if g_fn(0.0, *original) == 0:
         roots.append(0.0)
-    scale = num_layers * (2 / n * (abs(a) + b * max(upper, 1.0)) + weight_decay)
     result = []
     found = sorted(set(roots))
-    for i, r in enumerate(found):
-        slope = float(dg_fn(r, *params))
-        gap = min([abs(r - q) for q in found[:i] + found[i + 1 :]], default=math.inf)
-        result.append(Equilibrium(r, slope, _classify(g, r, slope, scale, upper, gap)))
+    for i, u in enumerate(found):
+        slope = float(dg_fn(u, *params))
+        gap = min([abs(u - q) for q in found[:i] + found[i + 1 :]], default=math.inf)
+        word = _classify(g, u, slope, scale, 1.0, gap)
+        # g'(0) in the original parameters: κ may overflow where g'(0) = −Lλ (L ≥ 3) does not
+        slope = float(dg_fn(0.0, *original)) if u == 0 else kappa * slope
+        result.append(Equilibrium(u * upper, slope, word))
     return result
