@@ -145,6 +145,8 @@ def test_ensembles_one_compilation(monkeypatch):
     assert fixed["loss"].shape == (48, 5) and np.allclose(fixed.t, [0, 0.25, 0.5, 0.75, 1])
     assert np.max(fixed["unit_norm_error"]) < 1e-13 and np.max(other["unit_norm_error"]) < 1e-13
     assert fixed.stats["num_steps"] == [100] * 48
+    # one evaluation of the fused drift-and-noise term per Euler step, per seed
+    assert fixed.stats["num_gradient_evaluations"] == [100] * 48
     assert not np.allclose(fixed["loss"][0], fixed["loss"][1])  # seeds differ
     ds = fixed.to_xarray()
     assert ds["loss"].dims == ("seed", "t") and ds.attrs["kind"] == "sde"
@@ -193,9 +195,7 @@ def test_bad_input_is_named():
         gf.flow(p, t1=1.0, seeds=4)
     with pytest.raises(RuntimeError, match=r"loss stopped being finite by t=.*2/λ_max = "):
         gf.flow(p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0)
-    tr = gf.flow(
-        p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0, throw=False
-    )
+    tr = gf.flow(p, t1=40.0, noise=SGDNoise(2.0, 2), key=jax.random.key(0), dt0=4.0, throw=False)
     assert tr.stats["status"] == "diverged" and not np.isfinite(tr["loss"][-1])
 
 

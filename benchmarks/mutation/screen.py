@@ -12,13 +12,13 @@ prints ``RUNNING name`` and then ``KILLED name test``, ``SURVIVED name``, ``TIME
 ``EQUIVALENT name`` (listed in ``modules.toml``) per mutant, and the counts.
 
 A first, clean pass runs every case without a mutant, each from empty JAX caches, and records
-which case calls which mutated function, whether JAX was tracing when it did (the function
-runs inside ``jax.jit``: its mutants must be traced afresh) and each case's CPU seconds. The
-mutants of functions run eagerly go first, with JAX's caches warm (a compiled function traced
-from the clean code stays valid for them); then those of traced functions, each case from
-empty caches (``jax.clear_caches()``), so that every jitted function traces the mutant; JAX's
-persistent compilation cache reads back the programs a mutant leaves unchanged. The mutants of
-a function that no case calls survive without running anything.
+which case calls which mutated function, whether JAX was tracing when it did (inside
+``jax.jit``) and each case's CPU seconds (``--calls FILE`` keeps that record). Every case of
+a mutant then runs as in the clean pass, from empty caches (``jax.clear_caches()``), so that
+every jitted function traces the mutant, with JAX's persistent compilation cache reading back
+the programs a mutant leaves unchanged (``--warm``: the mutants of functions never traced run
+with warm caches, faster, but a test that counts compilations then fails whatever the mutant).
+The mutants of a function that no case calls survive without running anything.
 
 Before every mutant the ``functools`` caches of the mutated modules are emptied. A test gets
 a fresh ``tmp_path``, ``monkeypatch`` and ``capsys`` (a stand-in: ``readouterr()`` with
@@ -370,6 +370,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="the shuffle's seed (--order random)")
     parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="run the mutants of functions that JAX never traced with its caches warm (faster; "
+        "a test that counts compilations then fails whatever the mutant: read its kills)",
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=0.0,
@@ -459,9 +465,9 @@ def main(argv=None) -> int:
     def function(name):
         return name.rsplit("__mutmut_", 1)[0]
 
-    # the mutants of functions run eagerly first, with JAX's caches warm (a jitted function's
-    # trace of the clean code stays valid); then those of traced functions, each case from
-    # empty caches so that it traces the mutant
+    # every case runs as in the clean pass, from empty JAX caches (so that a jitted function
+    # traces the mutant, and a test that counts compilations counts them as it did there); with
+    # --warm, the mutants of functions never traced run first with the caches warm
     if args.order == "file":
         names.sort(key=lambda m: function(m) in traced)
     dirty = False  # JAX's caches may hold a mutant's trace
@@ -474,7 +480,7 @@ def main(argv=None) -> int:
             counts[status] += 1
             print(f"{status.upper()} {name} (not called while the tests ran)", flush=True)
             continue
-        retrace = function(name) in traced
+        retrace = not args.warm or function(name) in traced
         if dirty and not retrace:
             jax.clear_caches()
         dirty = retrace
