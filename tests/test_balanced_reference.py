@@ -231,13 +231,16 @@ def test_a_slope_at_rho_zero_is_zero_below_1e12_of_the_size_of_g(a, b):
         assert (zero.stability, second.stability) == words, factor
 
 
-def test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root():
-    """L = 3, a = 8, b = 10, n = 10: h peaks at ``ρ* = a/(4b) = 0.2``. With λ a relative 1e-14
-    below the peak, h(ρ*) > 0 and h changes sign in the scan's cells beside ρ*: the equilibria
-    are the two simple roots there (unstable, then stable) — ρ* itself, within the tangency cut
-    of h's size, is not reported a third time as a double root (it was: "semi-stable" at 0.2
-    between them)."""
-    a, b, n, L = 8.0, 10.0, 10, 3
+@pytest.mark.parametrize("n", [10, 1000])
+def test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root(n):
+    """L = 3, a = 8, b = 10: h peaks at ``ρ* = a/(4b) = 0.2``. With λ a relative 1e-14 below the
+    peak, h(ρ*) > 0 and h changes sign in the scan's cells beside ρ*: the equilibria are the two
+    simple roots ``0.2 ∓ ~4e-8`` there (unstable, then stable) — ρ* itself, within the tangency
+    cut of h's size, is not reported a third time as a double root (it was: "semi-stable" at
+    0.2 between them). At n = 1000 too: h(ρ*) is 1e-14 of the peak, a hundred times its
+    rounding, and the slopes ``g' = 3ρh'``, about 1e-7 of g's size ``3(2/n)(a + b·a/b)``, are
+    far above the zero cut (1e-12 of it): not merged into a double root."""
+    a, b, L = 8.0, 10.0, 3
     peak_rho = a / (4 * b)
     peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
     zero, low, high = predict.balanced_equilibria(a, b, n, peak * (1 - 1e-14), L)
@@ -482,18 +485,3 @@ def test_a_root_exactly_on_the_scan_grid_is_reported_once():
     assert zero.slope == pytest.approx(2 * u_k, rel=1e-15, abs=0)
     assert two.rho == u_k and two.stability == "stable"
     assert two.slope == pytest.approx(-2 * u_k, rel=1e-15, abs=0)
-
-
-def test_just_below_the_peak_with_many_samples_two_simple_roots():
-    """As ``test_just_below_the_peak_two_simple_roots_and_no_spurious_double_root`` at n = 1000
-    (L = 3, a = 8, b = 10, λ a relative 1e-14 below the peak of h at ``ρ* = a/(4b) = 0.2``): the
-    two simple roots ``0.2 ∓ ~4e-8`` are resolved (h(ρ*) = 1e-14 of the peak, a hundred times its
-    rounding), with slopes ``g' = 3ρh'`` about 1e-7 of g's size ``3(2/n)(a + b·a/b)``, far above
-    the zero cut (1e-12 of it): unstable, then stable — not merged into a double root."""
-    a, b, n, L = 8.0, 10.0, 1000, 3
-    peak_rho = a / (4 * b)
-    peak = 2 / n * peak_rho ** (1 / 3) * (a - peak_rho * b)
-    zero, low, high = predict.balanced_equilibria(a, b, n, peak * (1 - 1e-14), L)
-    assert zero.rho == 0.0 and zero.stability == "stable"
-    assert low.rho < peak_rho < high.rho and high.rho - low.rho < 1e-6
-    assert (low.stability, high.stability) == ("unstable", "stable")
