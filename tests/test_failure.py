@@ -102,3 +102,24 @@ def test_the_runner_writes_every_partial_run_and_goes_on(
     statuses = {name: tr.stats["status"] for name, tr in runs.items()}
     assert statuses["fails__gd_lr0.01.nc"] == "success", statuses  # the run after the failure
     assert sorted(statuses.values()).count("success") == 2, statuses
+
+
+class _Run:
+    """The part of a Trajectory that ``blown_up`` reads."""
+
+    def __init__(self, **series):
+        self.observables, self.seeds, self.series = list(series), None, series
+
+    def __getitem__(self, name):
+        return self.series[name]
+
+
+def test_blown_up_is_beyond_blow_up_times_the_start_or_one():
+    """The threshold is BLOW_UP · max(value at t = 0, 1): from a start below 1, the bound
+    is BLOW_UP itself; from a start above 1, BLOW_UP times the start."""
+    from gradflow.dynamics._failure import blown_up
+
+    assert blown_up(_Run(loss=[0.5, 1.5 * BLOW_UP]))
+    assert not blown_up(_Run(loss=[0.5, 0.9 * BLOW_UP]))
+    assert not blown_up(_Run(loss=[4.0, 3.0 * BLOW_UP]))
+    assert blown_up(_Run(rho=[4.0, 5.0 * BLOW_UP]))
