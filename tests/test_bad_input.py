@@ -472,6 +472,16 @@ def test_save_times_off_the_step_grid_are_said():
     assert "t = [0, 0.1] (2 times for the 3 asked)" in str(w[0].message)
     with pytest.warns(UserWarning, match=r"sgd: save_every=0\.05 is not on the step grid"):
         gf.sgd(_p(), lr=0.1, batch_size=4, t1=0.5, key=KEY, save_every=0.05)
+    # off the grid without merging: 0.25 rounds to step 2, still three save points
+    with pytest.warns(UserWarning, match=r"sgd: ts=\[0\.0, 0\.25, 0\.5\] is not on the step") as w:
+        tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=0.5, key=KEY, ts=[0.0, 0.25, 0.5])
+    assert list(tr.t) == pytest.approx([0.0, 0.2, 0.5], rel=1e-12, abs=0)
+
+
+def test_sgd_saves_step_zero_even_when_ts_starts_later(recwarn):
+    """SGD's trajectory starts at t = 0 (its initial state), whatever the first save time."""
+    tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, ts=[0.5, 1.0])
+    assert list(tr.t) == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
 
 
 def test_save_times_on_the_step_grid_are_not_warned_about(recwarn):
