@@ -47,6 +47,9 @@ def test_one_switch_and_one_exception_for_the_flow():
         gf.flow(p, t1=100.0, max_steps=20)
     assert isinstance(info.value, gf.RunFailed) and info.value.status == "max_steps"
     assert info.value.trajectory.stats["t_reached"] < 100.0
+    assert "(max_steps); raise max_steps (now 20), raise dtmin, or pass throw=False" in str(
+        info.value
+    )
     with pytest.raises(ValueError, match="on_failure='maybe' is not allowed"):
         gf.flow(p, t1=1.0, on_failure="maybe")
     with pytest.raises(ValueError, match="on_max_steps='truncate' is not allowed; give on_fail"):

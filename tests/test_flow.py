@@ -312,7 +312,8 @@ def test_simulate_is_the_flow_and_a_sweep_runs_the_same_advance():
 
 def test_a_controller_of_its_own_runs_as_one_solve():
     """A step-size controller that is neither adaptive nor ``ConstantStepSize`` (one written
-    by the user) cannot go in segments: the flow is one solve, here of t1/dt0 = 2 Euler steps."""
+    by the user) cannot go in segments: the flow is one solve, here of t1/dt0 = 2 Euler steps;
+    its stats name the solver and the controller."""
     import diffrax
 
     class Fixed(diffrax.AbstractStepSizeController):
@@ -330,3 +331,4 @@ def test_a_controller_of_its_own_runs_as_one_solve():
     tr = gf.flow(p, t1=0.2, solver="euler", dt0=0.1, stepsize_controller=Fixed(), ts=[0.0, 0.2])
     assert tr.stats["status"] == "success" and tr.stats["num_steps"] == 2
     assert tr.t.tolist() == pytest.approx([0.0, 0.2], rel=1e-12, abs=0)
+    assert tr.stats["solver"] == "Euler" and tr.stats["controller"] == "Fixed"

@@ -444,3 +444,13 @@ def test_fixed_step_segments_end_exactly_at_save_times_on_step_boundaries():
     grid = np.array([0.0, 0.1, 0.2, 0.3])
     a, b = _segment_bounds(grid, 0.0, 0.3, 0.3 / 12, adaptive=False)
     assert a.tolist() == [0.0, 0.1, 0.2] and b.tolist() == [0.1, 0.2, 0.3]
+
+
+def test_integer_times_are_times():
+    """t0=0, t1=1 given as integers: the SDE runs in the float times they name (a save
+    every 0.5 is t = 0, 0.5, 1), not in integer times."""
+    tr = gf.flow(
+        _small_problem(), t0=0, t1=1, noise=SGDNoise(0.1, 2), key=jax.random.key(0), save_every=0.5
+    )
+    assert tr.t.tolist() == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
+    assert np.all(np.isfinite(tr["loss"]))
