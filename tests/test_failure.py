@@ -126,3 +126,13 @@ def test_blown_up_is_beyond_blow_up_times_the_start_or_one():
     assert not blown_up(_Run(loss=[0.5, 0.9 * BLOW_UP]))
     assert not blown_up(_Run(loss=[4.0, 3.0 * BLOW_UP]))
     assert blown_up(_Run(rho=[4.0, 5.0 * BLOW_UP]))
+
+
+def test_a_run_that_diverges_at_its_first_step_is_diverged_there():
+    """lr = 1e308 overflows the first step (step 0): status "diverged" at step 0, t reached
+    0, only the initial save point kept, one gradient evaluated."""
+    p = _problem()
+    tr = gf.sgd(p, lr=1e308, batch_size=16, steps=1, key=jax.random.PRNGKey(0), throw=False)
+    assert tr.stats["status"] == "diverged" and tr.stats["diverged_at_step"] == 0
+    assert tr.stats["t_reached"] == 0.0 and tr.t.tolist() == [0.0]
+    assert tr.stats["num_gradient_evaluations"] == 1
