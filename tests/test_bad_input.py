@@ -358,7 +358,8 @@ def test_a_t1_that_is_not_a_multiple_of_lr_is_said(recwarn):
 def test_one_sgd_step_is_allowed():
     """steps must be an integer >= 1: steps=1 is one step, saved at t = 0 and t = lr."""
     tr = gf.sgd(_p(), lr=0.1, batch_size=4, steps=1, key=KEY)
-    assert tr.stats["steps"] == 1
+    assert tr.kind == "sgd" and tr.stats["steps"] == 1
+    assert tr.stats["num_gradient_evaluations"] == 1  # one mini-batch gradient
     assert tr.t.tolist() == pytest.approx([0.0, 0.1], rel=1e-12, abs=0)
 
 
