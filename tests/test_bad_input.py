@@ -359,6 +359,7 @@ def test_one_sgd_step_is_allowed():
     """steps must be an integer >= 1: steps=1 is one step, saved at t = 0 and t = lr."""
     tr = gf.sgd(_p(), lr=0.1, batch_size=4, steps=1, key=KEY)
     assert tr.kind == "sgd" and tr.stats["steps"] == 1
+    assert tr.config["optimizer"] == "sgd"  # gf.sgd's own optax.sgd, not "custom"
     assert tr.stats["num_gradient_evaluations"] == 1  # one mini-batch gradient
     assert tr.t.tolist() == pytest.approx([0.0, 0.1], rel=1e-12, abs=0)
 
@@ -479,7 +480,7 @@ def test_save_times_off_the_step_grid_are_said():
     assert list(tr.t) == pytest.approx([0.0, 0.2, 0.5], rel=1e-12, abs=0)
 
 
-def test_sgd_saves_step_zero_even_when_ts_starts_later(recwarn):
+def test_sgd_saves_step_zero_even_when_ts_starts_later():
     """SGD's trajectory starts at t = 0 (its initial state), whatever the first save time."""
     tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, ts=[0.5, 1.0])
     assert list(tr.t) == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
