@@ -189,6 +189,20 @@ def _p():
 #: mutmut forks its test processes from a server that has imported the tests (docs/mutation.md)
 KEY = np.zeros(2, np.uint32)
 
+
+def _sgd_object():
+    """An SGD dynamics built by hand (what gf.sgd builds), for gf.simulate."""
+    import optax
+
+    return gf.SGD(optax.sgd(0.1), 4, 0.1, "with-replacement")
+
+
+def _tsit5():
+    import diffrax
+
+    return diffrax.Tsit5()
+
+
 #: (call, the argument=value the message must name)
 API = [
     (lambda: _problem(weight_decay=-1.0), "weight_decay=-1.0"),
@@ -209,7 +223,10 @@ API = [
     (lambda: gf.flow(_p(), t1=1.0, max_steps=True), "max_steps=True"),
     (lambda: gf.flow(_p(), t1=1.0, solver="rk4"), "solver='rk4'"),
     (lambda: gf.flow(_p(), t1=1.0, solver=3), "solver=3"),
-    (lambda: gf.flow(_p(), t1=1.0, solver="euler"), "dt0=None"),
+    (
+        lambda: gf.flow(_p(), t1=1.0, solver="euler"),
+        "flow: dt0=None is not allowed; solver Euler with ConstantStepSize needs a fixed dt0 > 0",
+    ),
     (lambda: gf.flow(_p(), t1=1.0, on_max_steps="ignore"), "on_max_steps='ignore'"),
     (lambda: gf.flow(_p(), t1=1.0, observables=("ncc",)), "observables='ncc'"),
     (lambda: gf.flow(_p(), t1=1.0, save_every=0.0), "save_every=0.0"),
@@ -220,11 +237,14 @@ API = [
     (lambda: gf.flow("problem", t1=1.0), "problem='str'"),
     (lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2)), "key=None"),
     (lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, seeds=0), "seeds=0"),
-    (lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, solver="heun"), "solver"),
+    (
+        lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, solver="heun"),
+        "flow: solver='heun' is not allowed; with noise use one of 'euler' ('heun' converges",
+    ),
     (lambda: gf.SGDNoise(-0.1, 2), "lr=-0.1"),
     (lambda: gf.SGDNoise(0.1, 0), "batch_size=0"),
     (lambda: gf.SGDNoise(0.1, 2, "poisson"), "sampling='poisson'"),
-    (lambda: gf.sgd(_p(), lr=0.0, batch_size=4, t1=1.0, key=KEY), "lr=0.0"),
+    (lambda: gf.sgd(_p(), lr=0.0, batch_size=4, t1=1.0, key=KEY), "sgd: lr=0.0 is not allowed"),
     (lambda: gf.sgd(_p(), lr=True, batch_size=4, t1=1.0, key=KEY), "lr=True"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=0, t1=1.0, key=KEY), "batch_size=0"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=17, t1=1.0, key=KEY), "batch_size=17"),
@@ -233,7 +253,10 @@ API = [
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, sampling="x"), "sampling='x'"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, key=KEY), "t1=None"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, steps=3, key=KEY), "t1=1.0"),
-    (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, steps=0, key=KEY), "steps=0"),
+    (
+        lambda: gf.sgd(_p(), lr=0.1, batch_size=4, steps=0, key=KEY),
+        "sgd: steps=0 is not allowed; use an integer >= 1",
+    ),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, seeds=0), "seeds=0"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, on_divergence="x"), "'x'"),
     (lambda: gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, observables=("q",)), "'q'"),
@@ -275,6 +298,33 @@ API = [
     # a failed trajectory has no fixed point near its end
     (lambda: gf.equilibrium(_p(), _failed(1e4, "diverged")), "status 'diverged'"),
     (lambda: gf.equilibrium(_p(), _failed(10.0, "blew_up")), "status 'blew_up'"),
+    # issue 29 (mutation triage of gradflow/dynamics/): each refusal names where, the argument
+    # and its value; also the ones gf.simulate makes of a dynamics object built by hand
+    (lambda: gf.sgd("problem", lr=0.1, batch_size=4, t1=1.0, key=KEY), "sgd: problem='str' is"),
+    (lambda: _sgd(t0=0.5), "sgd: t0=0.5 is not allowed; SGD starts at t = 0: use t0=0"),
+    (lambda: gf.simulate(_p(), _sgd_object(), t1=1.0, t0=0.5, key=KEY), "sgd: t0=0.5 is not"),
+    (lambda: gf.simulate(_p(), _sgd_object(), t1=1.0), "sgd: key=None is not allowed; SGD needs"),
+    (lambda: _sgd(optimizer="adam"), "sgd: optimizer='adam' is not allowed; use an optax.Gradi"),
+    (lambda: _sgd(nesterov=True), "sgd: nesterov=True is not allowed; use true or false (true n"),
+    (lambda: gf.flow(_p(), t1=1.0, throw="yes"), "flow: throw='yes' is not allowed; use True"),
+    (lambda: gf.flow(_p(), t1=1.0, on_failure="x"), "flow: on_failure='x' is not allowed; use"),
+    (lambda: gf.flow(_p(), t1=1.0, dtmin=0.0), "flow: dtmin=0.0 is not allowed; use a number > 0"),
+    (
+        lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, solver=_tsit5()),
+        "flow: solver='Tsit5' is not allowed; with noise use 'euler' or diffrax.Euler() (drift",
+    ),
+    (
+        lambda: gf.flow(_p(), t1=1.0, noise="x", key=KEY),
+        "flow: noise='str' is not allowed; pass a gf.SGDNoise",
+    ),
+    (
+        lambda: gf.simulate(_p(), gf.SDE("x"), t1=1.0, key=KEY),
+        "flow: noise='str' is not allowed; pass a gf.SGDNoise",
+    ),
+    (
+        lambda: gf.simulate(_p(), gf.SDE(gf.SGDNoise(0.1, 2)), t1=1.0),
+        "flow: key=None is not allowed; the SDE needs a PRNG key: pass key=jax.random.key(0)",
+    ),
 ]
 
 
@@ -303,6 +353,15 @@ def test_a_t1_that_is_not_a_multiple_of_lr_is_said(recwarn):
     assert tr.t[-1] == pytest.approx(0.2)
     messages = [str(w.message) for w in recwarn.list]
     assert any("t1=0.25 is not a multiple of lr=0.1" in m and "t = 0.2" in m for m in messages)
+
+
+def test_one_sgd_step_is_allowed():
+    """steps must be an integer >= 1: steps=1 is one step, saved at t = 0 and t = lr."""
+    tr = gf.sgd(_p(), lr=0.1, batch_size=4, steps=1, key=KEY)
+    assert tr.kind == "sgd" and tr.stats["steps"] == 1
+    assert tr.config["optimizer"] == "sgd"  # gf.sgd's own optax.sgd, not "custom"
+    assert tr.stats["num_gradient_evaluations"] == 1  # one mini-batch gradient
+    assert tr.t.tolist() == pytest.approx([0.0, 0.1], rel=1e-12, abs=0)
 
 
 def test_load_of_a_combined_file_names_what_reads_it(tmp_path):
@@ -415,6 +474,16 @@ def test_save_times_off_the_step_grid_are_said():
     assert "t = [0, 0.1] (2 times for the 3 asked)" in str(w[0].message)
     with pytest.warns(UserWarning, match=r"sgd: save_every=0\.05 is not on the step grid"):
         gf.sgd(_p(), lr=0.1, batch_size=4, t1=0.5, key=KEY, save_every=0.05)
+    # off the grid without merging: 0.25 rounds to step 2, still three save points
+    with pytest.warns(UserWarning, match=r"sgd: ts=\[0\.0, 0\.25, 0\.5\] is not on the step") as w:
+        tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=0.5, key=KEY, ts=[0.0, 0.25, 0.5])
+    assert list(tr.t) == pytest.approx([0.0, 0.2, 0.5], rel=1e-12, abs=0)
+
+
+def test_sgd_saves_step_zero_even_when_ts_starts_later():
+    """SGD's trajectory starts at t = 0 (its initial state), whatever the first save time."""
+    tr = gf.sgd(_p(), lr=0.1, batch_size=4, t1=1.0, key=KEY, ts=[0.5, 1.0])
+    assert list(tr.t) == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
 
 
 def test_save_times_on_the_step_grid_are_not_warned_about(recwarn):

@@ -66,3 +66,21 @@ def test_checkpoint_minutes_writes_when_the_time_has_passed(tmp_path, writes):
     _run(checkpoint=ck, checkpoint_minutes=1e-9)  # always due: after every block
     index = [i for i, _ in writes]
     assert len(index) >= 2 and index == sorted(set(index)) and index[-1] < N_SEGMENTS, index
+
+
+def _sde(**kw):
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=3)
+    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-2)
+    noise = gf.SGDNoise(0.1, 4)
+    return gf.flow(p, noise=noise, key=jax.random.PRNGKey(0), **kw)
+
+
+def test_fixed_step_sde_checkpoints_need_save_times_a_step_apart(tmp_path):
+    """The default 101 save times over t1 = 1 are 0.01 apart, closer than the step lr/4 =
+    0.025: one solve, which cannot be checkpointed; the refusal names the step."""
+    with pytest.raises(ValueError) as info:
+        _sde(t1=1.0, checkpoint=tmp_path / "run.ckpt.npz")
+    assert str(info.value) == (
+        "flow: save_every=None is not allowed; checkpoints of the fixed-step SDE need save "
+        "times at least dt0=0.025 apart"
+    )

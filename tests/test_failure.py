@@ -47,6 +47,9 @@ def test_one_switch_and_one_exception_for_the_flow():
         gf.flow(p, t1=100.0, max_steps=20)
     assert isinstance(info.value, gf.RunFailed) and info.value.status == "max_steps"
     assert info.value.trajectory.stats["t_reached"] < 100.0
+    assert "(max_steps); raise max_steps (now 20), raise dtmin, or pass throw=False" in str(
+        info.value
+    )
     with pytest.raises(ValueError, match="on_failure='maybe' is not allowed"):
         gf.flow(p, t1=1.0, on_failure="maybe")
     with pytest.raises(ValueError, match="on_max_steps='truncate' is not allowed; give on_fail"):
@@ -102,3 +105,34 @@ def test_the_runner_writes_every_partial_run_and_goes_on(
     statuses = {name: tr.stats["status"] for name, tr in runs.items()}
     assert statuses["fails__gd_lr0.01.nc"] == "success", statuses  # the run after the failure
     assert sorted(statuses.values()).count("success") == 2, statuses
+
+
+class _Run:
+    """The part of a Trajectory that ``blown_up`` reads."""
+
+    def __init__(self, **series):
+        self.observables, self.seeds, self.series = list(series), None, series
+
+    def __getitem__(self, name):
+        return self.series[name]
+
+
+def test_blown_up_is_beyond_blow_up_times_the_start_or_one():
+    """The threshold is BLOW_UP · max(value at t = 0, 1): from a start below 1, the bound
+    is BLOW_UP itself; from a start above 1, BLOW_UP times the start."""
+    from gradflow.dynamics._failure import blown_up
+
+    assert blown_up(_Run(loss=[0.5, 1.5 * BLOW_UP]))
+    assert not blown_up(_Run(loss=[0.5, 0.9 * BLOW_UP]))
+    assert not blown_up(_Run(loss=[4.0, 3.0 * BLOW_UP]))
+    assert blown_up(_Run(rho=[4.0, 5.0 * BLOW_UP]))
+
+
+def test_a_run_that_diverges_at_its_first_step_is_diverged_there():
+    """lr = 1e308 overflows the first step (step 0): status "diverged" at step 0, t reached
+    0, only the initial save point kept, one gradient evaluated."""
+    p = _problem()
+    tr = gf.sgd(p, lr=1e308, batch_size=16, steps=1, key=jax.random.PRNGKey(0), throw=False)
+    assert tr.stats["status"] == "diverged" and tr.stats["diverged_at_step"] == 0
+    assert tr.stats["t_reached"] == 0.0 and tr.t.tolist() == [0.0]
+    assert tr.stats["num_gradient_evaluations"] == 1

@@ -4,6 +4,7 @@ signal stops a run within about a second whatever its save interval, and a sweep
 line; no stale lock is left behind. Real subprocesses and real signals."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -342,6 +343,41 @@ def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypat
     message = str(info.value)
     assert "problem.weight_decay = 0.01 in the checkpoint, 0.5 now" in message, message
     assert len(message.splitlines()) == 1
+
+
+def _refused_resume(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def _other_run(describe: dict):
+    """A checkpoint of another run (its fingerprint differs), described by ``describe``."""
+    return gf.Checkpoint("another run", 1, [], {}, {}, describe)
+
+
+def test_a_flow_checkpoint_of_other_settings_names_each_key_that_differs():
+    """The flow's resume mismatch names each setting that differs by its own name, with both
+    values: the problem's weight decay and max_steps."""
+    other = _other_run({"problem": {"weight_decay": 0.5}, "max_steps": 2000})
+    message = _refused_resume(
+        lambda: gf.flow(_problem(), t1=1.0, save_every=0.1, max_steps=1000, resume_from=other)
+    )
+    assert "problem.weight_decay = 0.5 in the checkpoint, 0.01 now" in message, message
+    assert "max_steps = 2000 in the checkpoint, 1000 now" in message, message
+
+
+def test_an_sde_checkpoint_of_another_horizon_names_settings_only():
+    """The SDE's resume mismatch lists settings (t1 here), never the one-line summary of the
+    run, which is no setting of its own."""
+    other = _other_run({"run": "SDE of t1=2.0, lr=0.05, 1 seed(s)", "t1": 2.0})
+    message = _refused_resume(
+        lambda: gf.flow(_problem(), t1=1.0, noise=NOISE, key=KEY, save_every=0.1, resume_from=other)
+    )
+    assert "t1 = 2.0 in the checkpoint, 1.0 now" in message, message
+    keys = {k.split(".")[0] for k in re.findall(r"(?:\(|; )([\w.]+) = ", message)}
+    settings = {"problem", "noise", "observables", "t0", "t1", "dt0", "max_steps"}
+    assert keys and keys <= settings, message
 
 
 def _as_from_a_shell(argv: list[str]) -> list[str]:

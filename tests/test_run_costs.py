@@ -56,3 +56,30 @@ def test_sde_steps_count_one_or_three_evaluations_and_a_count_of_its_own_is_kept
     assert _cost._evaluations(counted) == {}
     assert _cost._evaluations(_trajectory("flow", {"num_steps": 3})) == {}
     assert _cost._evaluations(_trajectory("flow", {"steps": 3})) == {}  # nor SGD's
+
+
+@pytest.mark.parametrize("runs, expected", [(1, None), (3, 3)])
+def test_batch_runs_is_said_only_of_a_batch(runs, expected):
+    """``batch_runs``: how many runs shared one vmapped call; a run of its own has none."""
+    traj = _trajectory("flow", {})
+    _cost.stamp(traj, 0.5, runs)
+    assert traj.stats["wall_time"] == 0.5
+    assert traj.stats.get("batch_runs") == expected
+
+
+def test_peak_device_memory_is_the_accelerators_peak(monkeypatch):
+    """Where the first device reports ``peak_bytes_in_use`` (a GPU), that is
+    ``peak_device_memory_bytes``; a device without statistics (the CPU) gives none."""
+    import jax
+
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    monkeypatch.setattr(jax, "devices", lambda: [Device({"peak_bytes_in_use": 12345})])
+    assert _cost.peak_memory()["peak_device_memory_bytes"] == 12345
+    monkeypatch.setattr(jax, "devices", lambda: [Device(None)])
+    assert "peak_device_memory_bytes" not in _cost.peak_memory()

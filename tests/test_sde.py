@@ -433,3 +433,24 @@ def test_a_sweep_over_weight_decay_is_one_batched_call_equal_to_the_direct_calls
             np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=0)
     # the two points differ: the check can fail
     assert not np.allclose(batched[0]["loss"], batched[1]["loss"], rtol=1e-6)
+
+
+def test_fixed_step_segments_end_exactly_at_save_times_on_step_boundaries():
+    """t1 = 0.3 in 12 fixed steps: the save times 0.1, 0.2 are 4 and 8 steps, though the
+    float step 0.3 / 12 times 4 rounds below 0.1; the segments end exactly at them (one segment
+    per save interval, so the run can be checkpointed), not one ulp before."""
+    from gradflow.dynamics._sde import _segment_bounds
+
+    grid = np.array([0.0, 0.1, 0.2, 0.3])
+    a, b = _segment_bounds(grid, 0.0, 0.3, 0.3 / 12, adaptive=False)
+    assert a.tolist() == [0.0, 0.1, 0.2] and b.tolist() == [0.1, 0.2, 0.3]
+
+
+def test_integer_times_are_times():
+    """t0=0, t1=1 given as integers: the SDE runs in the float times they name (a save
+    every 0.5 is t = 0, 0.5, 1), not in integer times."""
+    tr = gf.flow(
+        _small_problem(), t0=0, t1=1, noise=SGDNoise(0.1, 2), key=jax.random.key(0), save_every=0.5
+    )
+    assert tr.t.tolist() == pytest.approx([0.0, 0.5, 1.0], rel=1e-12, abs=0)
+    assert np.all(np.isfinite(tr["loss"]))
