@@ -338,6 +338,56 @@ def test_api_refuses_bad_input_with_one_line(call, expected):
     assert re.search(r"is not allowed|not allowed;", message), message
 
 
+#: (call, the whole message): the dynamics' refusals word for word, so that a refusal naming
+#: the wrong place or argument, or with a mangled ``allowed`` text, fails (docs/mutation.md)
+API_EXACT = [
+    (
+        lambda: gf.flow(_p(), t1=1.0, solver="euler", dt0=float("nan")),
+        "flow: dt0=nan is not allowed; use None or a finite number > 0",
+    ),
+    (
+        lambda: gf.flow(_p(), t1=float("inf")),
+        "flow: t1=inf is not allowed; use a finite number > 0",
+    ),
+    (
+        lambda: gf.flow(_p(), t1=1.0, max_steps=0),
+        "flow: max_steps=0 is not allowed; use an integer >= 1",
+    ),
+    (
+        lambda: gf.flow(_p(), t1=1.0, ts=[0.5, 0.2]),
+        "flow: ts=array([0.5, 0.2]) is not allowed; use a non-empty increasing 1-D array",
+    ),
+    (
+        # (t1 - t0) / save_every + 1 = 1e10 + 1 save points, beyond MAX_SAVE_POINTS = 10**9
+        lambda: gf.flow(_p(), t1=1.0, save_every=1e-10),
+        "flow: save_every=1e-10 is not allowed; (t1 - t0) / save_every = 1e+10 save points "
+        "cannot be held in memory; use at most 1e+09",
+    ),
+    (
+        lambda: gf.flow(_p(), t1=1.0, noise=gf.SGDNoise(0.1, 2), key=KEY, seeds=0),
+        "flow: seeds=0 is not allowed; use a positive integer or None",
+    ),
+    (lambda: _sgd(seeds=0), "sgd: seeds=0 is not allowed; use a positive integer or None"),
+    (
+        lambda: gf.simulate(_p(), 3, t1=1.0),
+        "simulate: dynamics='int' is not allowed; pass a gf.ODE, gf.SDE or gf.SGD",
+    ),
+    (
+        lambda: _sgd(checkpoint_minutes=0),
+        "sgd: checkpoint_minutes=0 is not allowed; use a number > 0 or None",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call,expected", API_EXACT, ids=[f"exact{i}" for i in range(len(API_EXACT))]
+)
+def test_api_refusals_of_the_dynamics_word_for_word(call, expected):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == expected
+
+
 def test_data_with_nan_is_refused_by_name(tmp_path):
     path = tmp_path / "bad.npz"
     x = np.ones((8, 3))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
+from gradflow.dynamics._core import save_times
 from gradflow.models import MLP
 
 T1, SAVE_EVERY = 1.2, 0.1  # 12 save intervals
@@ -84,3 +85,13 @@ def test_fixed_step_sde_checkpoints_need_save_times_a_step_apart(tmp_path):
         "flow: save_every=None is not allowed; checkpoints of the fixed-step SDE need save "
         "times at least dt0=0.025 apart"
     )
+
+
+def test_save_times_end_exactly_at_t1_so_a_fixed_step_sde_checkpoints_at_0_1_steps(tmp_path):
+    """``0.1 · 3`` rounds to 0.30000000000000004 > t1 = 0.3: the grid's last point is t1 itself,
+    and a fixed-step SDE saving every 0.1 (four steps of 0.025 apart) checkpoints, ending at
+    t1 (it was refused as if its save times were closer than a step)."""
+    grid = save_times(0.0, 0.3, 0.1)
+    assert grid[-1] == 0.3 and np.all(np.diff(grid) > 0) and len(grid) == 4
+    run = _sde(t1=0.3, save_every=0.1, checkpoint=tmp_path / "run.ckpt.npz")
+    assert run.t[-1] == 0.3 and len(run.t) == 4

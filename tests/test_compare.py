@@ -47,7 +47,9 @@ def test_compare_flow_against_an_ensemble_per_seed_and_of_the_means():
     of_means = _dist(w, means)
     assert cmp.attrs["param_distance_of_means"] == pytest.approx(of_means, rel=1e-12, abs=0)
     norm = np.sqrt(sum((x**2).sum() for x in means))
-    assert cmp.attrs["param_distance_of_means_rel"] == pytest.approx(of_means / norm, rel=1e-12, abs=0)
+    assert cmp.attrs["param_distance_of_means_rel"] == pytest.approx(
+        of_means / norm, rel=1e-12, abs=0
+    )
     # the two differ (the 0.031 vs 0.042): averaging the seeds first shrinks it
     assert cmp.attrs["param_distance_of_means"] < 0.9 * cmp.attrs["param_distance"]
     assert "per seed" in cmp.attrs["param_distance_measures"]

@@ -523,7 +523,9 @@ def test_the_line_search_accepts_the_first_halving_with_sufficient_decrease(fact
     np.testing.assert_allclose(
         _flat(_weights(fp.state)), z0 + alpha * delta, rtol=1e-12, atol=1e-15
     )
-    assert fp.residuals[1] == pytest.approx(_residual(*_unflat(z0 + alpha * delta))[0], rel=1e-9, abs=0)
+    assert fp.residuals[1] == pytest.approx(
+        _residual(*_unflat(z0 + alpha * delta))[0], rel=1e-9, abs=0
+    )
 
 
 def _zero_newton(problem, manifold, state, eta, method, restart, max_steps):

@@ -1,5 +1,6 @@
 """The gradient-flow ODE (THEORY 3): invariants, closed forms, reporting, bad input."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -208,6 +209,36 @@ def test_max_steps_is_an_error_naming_the_time_reached():
     assert tr.stats["status"] == "max_steps"
     assert 0 < tr.stats["t_reached"] < 100.0
     assert tr.t[-1] <= tr.stats["t_reached"] and len(tr.t) >= 1
+
+
+class _HalfSteps(diffrax.AbstractStepSizeController):
+    """Fixed steps of ``dt0 / 2``: a controller neither adaptive nor ``ConstantStepSize``, so
+    the flow runs as one whole solve (it cannot go in segments)."""
+
+    def wrap(self, direction):
+        return self
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        return t0 + dt0 / 2, dt0 / 2
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        return True, t1, t1 + state, False, state, diffrax.RESULTS.successful
+
+
+def test_a_controller_that_cannot_go_in_segments_steps_as_it_says():
+    """A flow with a controller of its own (one whole solve) takes its steps: Euler steps of
+    dt0/2 = 0.1, ``w <- w + 0.1 v(w)`` five times to t = 0.5; out of steps it returns
+    ``status == "max_steps"`` with ``throw=False`` (the solve itself never raises)."""
+    p = gf.Problem(_mlp(), _data(), weight_decay=1e-3)  # plain: v = -grad L, no projection
+    own = dict(solver="euler", dt0=0.2, stepsize_controller=_HalfSteps(), max_steps=5)
+    tr = gf.flow(p, t1=0.5, ts=[0.0, 0.5], **own)
+    w = p.initial_state()
+    for _ in range(5):
+        w = jax.tree.map(lambda a, v: a + 0.1 * v, w, p.velocity(w))
+    assert tr.stats["status"] == "success" and tr.stats["num_steps"] == 5
+    assert tr["loss"][-1] == pytest.approx(float(p.loss(w)), rel=1e-5, abs=0)  # float32
+    short = gf.flow(p, t1=1.0, ts=[0.0, 1.0], throw=False, **own)  # 10 steps needed
+    assert short.stats["status"] == "max_steps" and short.stats["num_steps"] == 5
 
 
 def test_trajectory_round_trips_through_netcdf(tmp_path):

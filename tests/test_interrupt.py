@@ -2,6 +2,7 @@
 segments with a partial NetCDF and a checkpoint; ``--resume`` / ``resume_from`` finish it with
 the uninterrupted result; a checkpoint write killed midway leaves the previous one readable."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -173,11 +174,56 @@ def test_bad_resume_from_is_one_line_naming_the_argument(tmp_path):
         gf.sgd(p, resume_from=str(tmp_path / "missing.npz"), **kw)
     ck = tmp_path / "c.ckpt.npz"
     _checkpoint.Checkpoint("0" * 24, 1, [np.zeros(3)], {}, {}, "sgd of another run").save(ck)
-    with pytest.raises(ValueError, match="resume_from=.* is not allowed; it is the checkpoint of"):
+    with pytest.raises(
+        ValueError, match="^sgd: resume_from=.* is not allowed; it is the checkpoint of"
+    ):
         gf.sgd(p, resume_from=ck, **kw)
+    # a gf.Checkpoint object is named as such, not by its fields
+    other = _checkpoint.Checkpoint.load(ck)
+    with pytest.raises(
+        ValueError, match=r"^sgd: resume_from='a gf\.Checkpoint' is not allowed; it"
+    ):
+        gf.sgd(p, resume_from=other, **kw)
     with pytest.raises(ValueError, match="flow: resume_from=.* not a gradflow checkpoint"):
         (tmp_path / "x.npz").write_bytes(b"not a checkpoint")
         gf.flow(p, t1=0.5, resume_from=tmp_path / "x.npz")
+
+
+def test_a_checkpoint_of_a_run_with_another_key_or_state_is_refused_by_what_differs(
+    tmp_path, monkeypatch
+):
+    """A checkpoint fixes the run's key, initial state and observables (its fingerprint): a
+    resume with another key is refused although every setting is equal; with other
+    observables it names them; a checkpoint whose state does not fit is refused by name."""
+    from gradflow.dynamics import _blocks
+
+    p, ck = _tiny(), tmp_path / "run.ckpt.npz"
+    kw = dict(lr=0.05, batch_size=4, t1=1.0, save_every=0.1)
+    with monkeypatch.context() as m:
+        _signal_at(m, _blocks, "run_block", 2)
+        with pytest.raises(gf.Interrupted):
+            gf.sgd(p, key=jax.random.PRNGKey(0), checkpoint=ck, **kw)
+    assert ck.is_file()
+    same = "the initial state, the key or the save times differ"
+    with pytest.raises(ValueError) as info:
+        gf.sgd(p, key=jax.random.PRNGKey(1), resume_from=ck, **kw)
+    assert str(info.value).startswith(f"sgd: resume_from={str(ck)!r} is not allowed; it is")
+    assert f"a different run ({same}): pass the checkpoint" in str(info.value)
+    state = jax.tree.map(lambda w: -w, p.initial_state())  # another state, the same settings
+    with pytest.raises(ValueError, match=rf"^sgd: resume_from=.* different run \({same}\)"):
+        gf.sgd(p, key=jax.random.PRNGKey(0), state0=state, resume_from=ck, **kw)
+    with pytest.raises(ValueError) as info:
+        gf.sgd(p, key=jax.random.PRNGKey(0), observables=("rank",), resume_from=ck, **kw)
+    assert '(observables = [] in the checkpoint, ["rank"] now)' in str(info.value)
+    # the same run's checkpoint with a leaf missing: its state does not fit
+    whole = _checkpoint.Checkpoint.load(ck)
+    broken = tmp_path / "broken.ckpt.npz"
+    dataclasses.replace(whole, leaves=whole.leaves[:-1]).save(broken)
+    with pytest.raises(ValueError) as info:
+        gf.sgd(p, key=jax.random.PRNGKey(0), resume_from=broken, **kw)
+    assert str(info.value).startswith(
+        f"sgd: resume_from={str(broken)!r} is not allowed; its state does not fit this run: use"
+    )
 
 
 WRITER = """

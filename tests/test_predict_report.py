@@ -104,7 +104,9 @@ def test_normalized_outputs_and_rho_eq_of_a_problem():
     a, b = np.sum(ref["y"] * ref["f"]), np.sum(ref["f"] ** 2)
     expected = a / (b + 9 * 0.3 / 2)
     assert float(predict.rho_eq(p, weights)) == pytest.approx(expected, rel=1e-13, abs=0)
-    assert float(predict.rho_eq(ref["f"], ref["y"], 0.3)) == pytest.approx(expected, rel=1e-13, abs=0)
+    assert float(predict.rho_eq(ref["f"], ref["y"], 0.3)) == pytest.approx(
+        expected, rel=1e-13, abs=0
+    )
 
 
 def test_report_of_lm_last_binary_rows():
@@ -233,8 +235,12 @@ def test_report_without_decay_or_with_one_layer():
     w = _moved(p.model.weights, 8)
     empty = SimpleNamespace(final_params=tuple(w), t=np.zeros(0), seeds=None)
     at_zero = predict.report(p, {"run": empty})[-1]["run"]
-    assert at_zero == pytest.approx(predict.report(p, {"run": _run(w, 0.0)})[-1]["run"], rel=1e-14, abs=0)
-    assert at_zero != pytest.approx(predict.report(p, {"run": _run(w, 1.0)})[-1]["run"], rel=1e-3, abs=0)
+    assert at_zero == pytest.approx(
+        predict.report(p, {"run": _run(w, 0.0)})[-1]["run"], rel=1e-14, abs=0
+    )
+    assert at_zero != pytest.approx(
+        predict.report(p, {"run": _run(w, 1.0)})[-1]["run"], rel=1e-3, abs=0
+    )
     one = _problem("none", lam, widths=())
     rows = predict.report(one, {"run": _run(_moved(one.model.weights, 9), 1.0)})
     assert [r["theory"] for r in rows] == ["4.2", "4.2"]

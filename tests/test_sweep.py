@@ -102,6 +102,18 @@ def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
             np.testing.assert_allclose(direct["rho"], flow["rho"], rtol=1e-5)
 
 
+def test_a_planned_run_that_uses_exactly_its_max_steps_succeeds():
+    """``max_steps`` bounds the steps before the end: a planned run (a sweep's core) that
+    reaches t1 in exactly ``max_steps`` steps (Euler, dt0 = 0.1, t1 = 1: 10) succeeds, as the
+    direct call does."""
+    data = gf.data.load("gaussian-mixture", n_train=8, n_test=0, dim=3, seed=0)
+    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(0)), data)
+    kw = dict(t1=1.0, save_every=0.5, solver="euler", dt0=0.1, max_steps=10, throw=False)
+    [exact] = run_plans([plan(gf.flow, p, **kw)], batch=False)
+    assert exact.stats["status"] == "success" and exact.stats["num_steps"] == 10
+    assert exact.stats["t_reached"] == 1.0
+
+
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     path = _write(
         tmp_path, extra="[flow]\nenabled = true\n", axes='"flow.max_steps" = [100000, 3]\n'

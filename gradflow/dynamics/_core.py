@@ -89,7 +89,10 @@ def save_times(t0: float, t1: float, save_every=None, ts=None, where: str = "flo
             )
         n = int(np.floor((t1 - t0) / save_every + 1e-9))
         grid = t0 + save_every * np.arange(n + 1)
-        return grid if np.isclose(grid[-1], t1) else np.append(grid, t1)
+        if not np.isclose(grid[-1], t1):
+            return np.append(grid, t1)
+        grid[-1] = t1  # the end exactly: t0 + n·save_every can round past t1 (0.1·3 > 0.3)
+        return grid
     return np.linspace(t0, t1, 101)
 
 
