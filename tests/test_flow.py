@@ -226,7 +226,8 @@ class _HalfSteps(diffrax.AbstractStepSizeController):
 
 
 def test_a_controller_that_cannot_go_in_segments_steps_as_it_says():
-    """A flow with a controller of its own (one whole solve) takes its steps: Euler steps of
+    """A flow with a controller of its own (neither adaptive nor ``ConstantStepSize``: one whole
+    solve, its stats naming the solver and the controller) takes its steps: Euler steps of
     dt0/2 = 0.1, ``w <- w + 0.1 v(w)`` five times to t = 0.5; out of steps it returns
     ``status == "max_steps"`` with ``throw=False`` (the solve itself never raises)."""
     p = gf.Problem(_mlp(), _data(), weight_decay=1e-3)  # plain: v = -grad L, no projection
@@ -236,6 +237,8 @@ def test_a_controller_that_cannot_go_in_segments_steps_as_it_says():
     for _ in range(5):
         w = jax.tree.map(lambda a, v: a + 0.1 * v, w, p.velocity(w))
     assert tr.stats["status"] == "success" and tr.stats["num_steps"] == 5
+    assert tr.stats["solver"] == "Euler" and tr.stats["controller"] == "_HalfSteps"
+    assert tr.t.tolist() == pytest.approx([0.0, 0.5], rel=1e-12, abs=0)
     assert tr["loss"][-1] == pytest.approx(float(p.loss(w)), rel=1e-5, abs=0)  # float32
     short = gf.flow(p, t1=1.0, ts=[0.0, 1.0], throw=False, **own)  # 10 steps needed
     assert short.stats["status"] == "max_steps" and short.stats["num_steps"] == 5
@@ -339,27 +342,3 @@ def test_simulate_is_the_flow_and_a_sweep_runs_the_same_advance():
         np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-12, atol=0)
         assert got.stats["num_steps"] == want.stats["num_steps"]
     assert not np.allclose(direct[0]["loss"], direct[1]["loss"], rtol=1e-6)  # can fail
-
-
-def test_a_controller_of_its_own_runs_as_one_solve():
-    """A step-size controller that is neither adaptive nor ``ConstantStepSize`` (one written
-    by the user) cannot go in segments: the flow is one solve, here of t1/dt0 = 2 Euler steps;
-    its stats name the solver and the controller."""
-    import diffrax
-
-    class Fixed(diffrax.AbstractStepSizeController):
-        def wrap(self, direction):
-            return self
-
-        def init(self, *args):
-            return diffrax.ConstantStepSize().init(*args)
-
-        def adapt_step_size(self, *args):
-            return diffrax.ConstantStepSize().adapt_step_size(*args)
-
-    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=3, seed=3)
-    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-2)
-    tr = gf.flow(p, t1=0.2, solver="euler", dt0=0.1, stepsize_controller=Fixed(), ts=[0.0, 0.2])
-    assert tr.stats["status"] == "success" and tr.stats["num_steps"] == 2
-    assert tr.t.tolist() == pytest.approx([0.0, 0.2], rel=1e-12, abs=0)
-    assert tr.stats["solver"] == "Euler" and tr.stats["controller"] == "Fixed"
