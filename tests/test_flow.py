@@ -244,6 +244,28 @@ def test_a_controller_that_cannot_go_in_segments_steps_as_it_says():
     assert short.stats["status"] == "max_steps" and short.stats["num_steps"] == 5
 
 
+def test_step_to_takes_exactly_its_steps():
+    """``diffrax.StepTo(ts)`` sets the steps itself (no dt0): Euler over the uneven
+    ``ts = 0, 0.05, 0.2, 0.3, 0.55, 1`` is ``w <- w + (t_{i+1} - t_i) v(w)`` five times, saved
+    at 0.3 and 1; a dt0 beside it, or ``ts`` not spanning [t0, t1], is refused in one line."""
+    p = gf.Problem(_mlp(), _data(), weight_decay=1e-3)  # plain: v = -grad L, no projection
+    ts = [0.0, 0.05, 0.2, 0.3, 0.55, 1.0]
+    own = dict(solver="euler", stepsize_controller=diffrax.StepTo(ts))
+    tr = gf.flow(p, t1=1.0, ts=[0.0, 0.3, 1.0], **own)
+    w, losses = p.initial_state(), [float(p.loss(p.initial_state()))]
+    for a, b in zip(ts[:-1], ts[1:]):
+        w = jax.tree.map(lambda x, v, h=b - a: x + h * v, w, p.velocity(w))
+        if b in (0.3, 1.0):
+            losses.append(float(p.loss(w)))
+    assert tr.stats["status"] == "success" and tr.stats["num_steps"] == 5
+    assert tr.stats["controller"] == "StepTo" and tr.stats["num_gradient_evaluations"] == 5
+    np.testing.assert_allclose(tr["loss"], losses, rtol=1e-5)  # float32 problem
+    with pytest.raises(ValueError, match=r"^flow: dt0=0\.1 is not allowed; StepTo sets the st"):
+        gf.flow(p, t1=1.0, dt0=0.1, **own)
+    with pytest.raises(ValueError, match=r"its ts must start at t0=0\.0 and end at t1=2\.0$"):
+        gf.flow(p, t1=2.0, **own)
+
+
 def test_trajectory_round_trips_through_netcdf(tmp_path):
     p = gf.Problem(_mlp(), _data(), weight_decay=1e-3, normalization="wn")
     tr = gf.flow(p, t1=2.0, save_every=0.5)

@@ -102,16 +102,29 @@ def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
             np.testing.assert_allclose(direct["rho"], flow["rho"], rtol=1e-5)
 
 
-def test_a_planned_run_that_uses_exactly_its_max_steps_succeeds():
-    """``max_steps`` bounds the steps before the end: a planned run (a sweep's core) that
-    reaches t1 in exactly ``max_steps`` steps (Euler, dt0 = 0.1, t1 = 1: 10) succeeds, as the
-    direct call does."""
+@pytest.mark.parametrize("max_steps", [4, 7, 10])
+def test_a_planned_run_keeps_max_steps_as_the_direct_call_does(max_steps):
+    """``max_steps`` bounds the steps of the whole run, planned (a sweep's core, alone or
+    ``vmap``ped in a batch) or direct: with Euler, dt0 = 0.1 to t1 = 1 (10 steps, saves every
+    0.5), a budget of 4 or 7 stops at t = 0.4 or 0.7 after exactly that many steps, inside the
+    first or the second save interval (status ``max_steps``, the steps counted once), and a
+    budget of 10 reaches t1 (success). Two equal plans in a batch run once, each finished."""
     data = gf.data.load("gaussian-mixture", n_train=8, n_test=0, dim=3, seed=0)
-    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(0)), data)
-    kw = dict(t1=1.0, save_every=0.5, solver="euler", dt0=0.1, max_steps=10, throw=False)
-    [exact] = run_plans([plan(gf.flow, p, **kw)], batch=False)
-    assert exact.stats["status"] == "success" and exact.stats["num_steps"] == 10
-    assert exact.stats["t_reached"] == 1.0
+    p, q = (gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(k)), data) for k in (0, 1))
+    kw = dict(t1=1.0, save_every=0.5, solver="euler", dt0=0.1, max_steps=max_steps, throw=False)
+    [planned] = run_plans([plan(gf.flow, p, **kw)], batch=False)
+    batched = run_plans([plan(gf.flow, p, **kw), plan(gf.flow, q, **kw)], batch=True)
+    equal = run_plans([plan(gf.flow, q, **kw), plan(gf.flow, q, **kw)], batch=True)
+    direct = {"p": gf.flow(p, **kw), "q": gf.flow(q, **kw)}
+    steps = min(max_steps, 10)
+    runs = [("p", planned), ("p", batched[0]), ("q", batched[1]), ("q", equal[0]), ("q", equal[1])]
+    for name, traj in [*runs, *direct.items()]:
+        assert traj.stats["num_steps"] == steps, traj.stats
+        assert traj.stats["t_reached"] == pytest.approx(steps / 10, rel=1e-12, abs=0)
+        assert traj.stats["status"] == ("success" if max_steps >= 10 else "max_steps")
+        np.testing.assert_array_equal(traj.t, direct[name].t)
+        np.testing.assert_allclose(traj["loss"], direct[name]["loss"], rtol=1e-12)
+    assert batched[0].stats["batch_runs"] == 2
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):

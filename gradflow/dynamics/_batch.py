@@ -123,14 +123,15 @@ def run_batch(plans: Sequence[Plan]) -> list:
     or the exception its ``finish`` raised (with the call's wall time in its stats:
     :mod:`._cost`)."""
     start = time.perf_counter()
-    if len(plans) == 1:
-        only = plans[0]
-        done = [_finished(only.finish, jax.device_get(_jitted(only.core)(*only.args)))]
+    parts = [eqx.partition(p.args, eqx.is_array) for p in plans]
+    dynamics = [d for d, _ in parts]
+    same = jax.tree.map(lambda *xs: _same(xs), *dynamics)
+    if all(jax.tree.leaves(same)):  # one plan, or equal plans: one run, each finished apart
+        out = jax.device_get(_jitted(plans[0].core)(*plans[0].args))
+        copies = [out] if len(plans) == 1 else [jax.tree.map(np.array, out) for _ in plans]
+        done = [_finished(p.finish, raw) for p, raw in zip(plans, copies)]
     else:
-        parts = [eqx.partition(p.args, eqx.is_array) for p in plans]
         static = parts[0][1]
-        dynamics = [d for d, _ in parts]
-        same = jax.tree.map(lambda *xs: _same(xs), *dynamics)
         shared = jax.tree.map(lambda f, x: x if f else None, same, dynamics[0])
         stacked = jax.tree.map(
             lambda f, *xs: None if f else jnp.stack([jnp.asarray(x) for x in xs]), same, *dynamics

@@ -243,13 +243,15 @@ def _info(total: int, ok: bool, last: bool, max_steps: int) -> dict:
 
 def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_steps, meter=None):
     """The whole run as ONE traceable call (what a sweep ``vmap``s): ``init``, then every
-    save interval's ``advance`` to its end (``allowed=None``) in a ``scan`` — the direct
-    call's steps without its pauses, so the same values. A member that fails (or exhausts
-    ``max_steps``) keeps its carry from then on (held here, or by its own ``advance`` where
-    the dynamics says so: ``holds_after_failure``); the scan's loop and SGD's step bounds do not
-    depend on traced values, so under ``vmap`` they stay unbatched loops. Returns ``(carry,
-    obs0, records, done, steps, ok)`` (records: one per interval along the time axis, the
-    first ``done`` valid); :func:`settle` reads it. ``meter``: a
+    save interval's ``advance`` in a ``scan``, each allowed the steps left of ``max_steps``
+    (``None``, the whole interval, for a dynamics without a step budget: SGD) — the direct
+    call's steps without its pauses, so the same values, and the same stop at ``max_steps``
+    (inside an interval: that interval is left open, not done, as in a block). A member that
+    fails (or exhausts ``max_steps``) keeps its carry from then on (held here, or by its own
+    ``advance`` where the dynamics says so: ``holds_after_failure``); the scan's loop and SGD's
+    step bounds do not depend on traced values, so under ``vmap`` they stay unbatched loops.
+    Returns ``(carry, obs0, records, done, steps, ok)`` (records: one per interval along the
+    time axis, the first ``done`` valid); :func:`settle` reads it. ``meter``: a
     :func:`gradflow._progress.batch_meter` is told the fraction of the intervals done after
     each one (one host call per interval; its counter is not batched, so a ``vmap``ped sweep
     reports once), anything else reports nothing."""
@@ -258,17 +260,24 @@ def whole(dynamics, problem, state0, keys, xs, t0, t_next, groups, seeded, max_s
     zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
     intervals = jax.tree.leaves(xs)[0].shape[0]
 
+    budgeted = max_steps < _blocks.MAX_STEPS  # SGD has no step budget: whole intervals
+
     def body(state, x):
         carry, total, go, i = state
         x = jax.tree.map(lambda a: a[None], x)
-        new, rec, steps, ok, _ = step(carry, args, x, None)
+        # at most the steps left of the run's budget, as the direct call's blocks allow
+        allowed = jnp.maximum(max_steps - total, 1) if budgeted else None
+        new, rec, steps, ok, reached = step(carry, args, x, allowed)
         if not dynamics.holds_after_failure:
             new = jax.tree.map(lambda n, o: jnp.where(go, n, o), new, carry)
         carry = new
         total = total + jnp.where(go, jnp.asarray(steps, total.dtype), 0)
         if is_batch_meter(meter):
             jax.debug.callback(tell_fraction, (i + 1) / intervals)
-        return (carry, total, go & ok & (total < max_steps), i + 1), (rec, go, ok)
+        # an interval is done when reached or failed (as in a block); one left open by the
+        # budget is not: its record so far stays in the carry (``_core.assembled``)
+        done = go & (reached | ~ok)
+        return (carry, total, go & ok & (total < max_steps), i + 1), (rec, done, ok)
 
     state = (carry, zero, jnp.asarray(True), zero)
     (carry, total, _, _), (recs, computed, oks) = jax.lax.scan(body, state, xs)

@@ -296,7 +296,19 @@ class ODE(DiffraxDynamics):
         while isinstance(inner, ProjectedSolver):
             inner = inner.solver
         controller = self._controller(inner, grid)
-        if not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController) and dt0 is None:
+        own_steps = isinstance(controller, diffrax.StepTo)  # its ts are the steps: no dt0
+        if own_steps and dt0 is not None:
+            raise bad_value("flow", "dt0", dt0, "StepTo sets the steps: pass dt0=None")
+        if own_steps and not (controller.ts[0] == saves.t0 and controller.ts[-1] == saves.t1):
+            ends = f"[{float(controller.ts[0])}, {float(controller.ts[-1])}]"
+            raise bad_value(
+                "flow",
+                "stepsize_controller",
+                f"StepTo over {ends}",
+                f"its ts must start at t0={saves.t0} and end at t1={saves.t1}",
+            )
+        fixed = not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+        if fixed and not own_steps and dt0 is None:
             shown = f"{type(inner).__name__} with {type(controller).__name__}"
             raise bad_value("flow", "dt0", dt0, f"solver {shown} needs a fixed dt0 > 0")
         monitored = inner
