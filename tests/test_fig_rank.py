@@ -91,3 +91,37 @@ def test_only_the_control_judged_is_outside_not_borne_out():
         _summ("epochs", rows), "epochs", "digits"
     )
     assert word == _verdict.OUTSIDE and not ordering and len(judged) == 3
+
+
+def _fixed(certified: bool, tail: float) -> dict:
+    """A hand-made record of the B = N check: GD's end, the flow after it, the certificate."""
+    return {
+        "n": 4,
+        "end_relative_velocity": 0.25,
+        "end_tails": [1e-13, 1e-13, None],
+        "tail_relative_velocity": 0.2,
+        "flow": {"num_steps": 1234, "status": "success", "wall_time": 1.0},
+        "certified": certified,
+        "verdict": "certified" if certified else "not settled",
+        "relative_residual": 3e-16 if certified else 6e-3,
+        "identity_defects": [1e-15, 2e-15],
+        "n_switching": 9,
+        "n_dying": 4,
+        "tails": [tail, tail / 2, None],
+    }
+
+
+@pytest.mark.parametrize(
+    "certified, tail, word",
+    [
+        (True, 6e-17, _verdict.BORNE_OUT),
+        (True, 1e-3, _verdict.NOT_BORNE_OUT),  # a (B+1)-th singular value at a fixed point
+        (False, 6e-17, _verdict.OUTSIDE),  # small tails at an uncertified point prove nothing
+    ],
+)
+def test_rank_at_most_b_is_judged_only_at_a_certified_point(certified, tail, word):
+    text = fig_rank._fixed_point_check(_fixed(certified, tail))
+    assert text.endswith(word) or f": {word} (" in text, text
+    assert "then the flow for λ·t=20 more (1,234 steps, success" in text
+    where = "certified point" if certified else "run's end"
+    assert f"max σ_(B+1)/σ_1 at the {where}" in text
