@@ -403,6 +403,8 @@ def equilibrium(
     settled_tol: float = 1e-3,
     max_changes: int = 200,
     dense_max: int = 3000,
+    sliding=None,
+    join_window: float = 0.0,
 ) -> FixedPoint:
     """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
     docstring), with the Hessian spectrum there.
@@ -487,6 +489,8 @@ def equilibrium(
                 max_changes=max_changes,
                 max_backtracks=max_backtracks,
                 dense_max=dense_max,
+                sliding=sliding,
+                join_window=join_window,
             ),
             flow_time=flow_time,
             settled_tol=settled_tol,

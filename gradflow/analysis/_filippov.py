@@ -107,12 +107,14 @@ def solve(
     max_changes: int,
     max_backtracks: int,
     dense_max: int,
+    sliding=None,
+    join_window: float = 0.0,
 ) -> Solve:
     """The active-set Newton solve of the module docstring from ``state``."""
     manifold = StateManifold.of(problem, state)
     state = manifold.retract(state)
     flat0, template, dying, free, s, pattern, zscale = identify(
-        problem, state, switch_tol, dying_tol
+        problem, state, switch_tol, dying_tol, sliding
     )
     template = manifold.retract(template)
     flat = np.asarray(ravel_pytree(template)[0])
@@ -231,9 +233,13 @@ def solve(
             flat = retract(flat + step * delta[:p])
             mu = mu + step * delta[p : p + len(s)]
             nu = nu + step * delta[p + cap :]
-            s, mu = np.append(s, i), np.append(mu, 0.0)
-            pattern.flat[i] = 0.0
-            joins += 1
+            # the first crossing joins, and with a window every crossing within it of the first
+            new = np.flatnonzero(crossing & (tau <= tau[i] + join_window)) if join_window else []
+            new = np.union1d([i], new).astype(int)
+            new = new[np.argsort(tau[new], kind="stable")][: max(1, max_changes - joins - drops)]
+            s, mu = np.append(s, new), np.append(mu, np.zeros(new.size))
+            pattern.flat[new] = 0.0
+            joins += new.size
             steps.append(step)
             changes.append(joins + drops)
             continue

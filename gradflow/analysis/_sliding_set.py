@@ -18,8 +18,10 @@ from jax.flatten_util import ravel_pytree
 from ._switching import entry_layer, entry_unit, forward, unit_masks, unit_norms
 
 
-def identify(problem, state, switch_tol: float, dying_tol: float):
-    """``(flat, template, dying, free, S, pattern, zscale)`` at ``state`` (module docstring)."""
+def identify(problem, state, switch_tol: float, dying_tol: float, sliding=None):
+    """``(flat, template, dying, free, S, pattern, zscale)`` at ``state`` (module docstring);
+    ``sliding``: an ``(N, Z)`` boolean mask of entries that join ``S`` whatever their size (the
+    flow's own evidence, :func:`sliding_evidence`), or ``None``."""
     given = np.asarray(ravel_pytree(state)[0])
     weights = [np.asarray(w) for w in problem.to_weights(state)]
     dying = []
@@ -52,6 +54,8 @@ def identify(problem, state, switch_tol: float, dying_tol: float):
     for k, j in dying:
         dead_entries[:, (layer == k) & (unit == j)] = True
     near = np.abs(z) <= _cut(np.abs(z) / zscale, dead_entries, switch_tol) * zscale
+    if sliding is not None:
+        near |= np.asarray(sliding, bool).reshape(z.shape)
     near &= ~dead_entries
     pattern = ((z > 0) & ~near & ~dead_entries).astype(np.asarray(flat).dtype)
     return given, state, dying, free, np.flatnonzero(near.ravel()), pattern, zscale
