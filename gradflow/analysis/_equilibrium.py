@@ -441,7 +441,7 @@ def equilibrium(
     max_changes: int = 200,
     dense_max: int = 3000,
     sliding=None,
-    join_window: float = 0.0,
+    join_window: float = 0.01,
 ) -> FixedPoint:
     """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
     docstring), with the Hessian spectrum there.
@@ -480,7 +480,7 @@ def equilibrium(
         join_window: ReLU networks only: when a Newton step would flip signs off ``S``, it is
             cut where the first entry reaches zero (at the fraction ``τ_min`` of the step), and
             every entry that would reach zero by ``τ_min + join_window`` joins ``S`` with it
-            (0: the first alone, one join per iteration).
+            (0: the first alone, one join per iteration, the rule before 0.2.0).
         filippov_tol, identity_tol, flow_time, flow_tol, settled_tol: ReLU networks only: the
             certificate's thresholds, the length of the short flow from the point (0: none),
             and the start's relative residual above which a failure is put down to a flow
@@ -633,10 +633,31 @@ def equilibrium(
     )
 
 
-def _filippov(
+def _filippov(problem, state, thresholds, options, **kwargs) -> FixedPoint:
+    """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify; a
+    solve from a seeded ``S`` (``sliding``) that is not certified is done again without the
+    seed, and the certified one (else the one of smaller relative residual) is returned."""
+    point = _filippov_once(problem, state, thresholds, options, **kwargs)
+    if options.get("sliding") is None or point.certified:
+        return point
+    again = _filippov_once(problem, state, thresholds, {**options, "sliding": None}, **kwargs)
+    seeded = (
+        f"from the S seeded by the flow's evidence: {point.certificate.verdict} "
+        f"({point.relative_residual:.2e}, {point.iterations} iterations)"
+    )
+    if again.certified or again.relative_residual < point.relative_residual:
+        return dataclasses.replace(
+            again, message=f"{again.message}; without the seed (the solve {seeded})"
+        )
+    return dataclasses.replace(
+        point, message=f"{point.message}; {seeded}, and without it: {again.certificate.verdict}"
+    )
+
+
+def _filippov_once(
     problem, state, thresholds, options, *, flow_time, settled_tol, spectrum, spectrum_options
 ) -> FixedPoint:
-    """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify."""
+    """One solve from ``options``' S, never worse than the start, certified."""
     sol, template, manifold, flat0 = filippov_solve(
         problem, state, tol=thresholds["tol"], **options
     )

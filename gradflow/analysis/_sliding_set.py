@@ -66,17 +66,17 @@ def identify(problem, state, switch_tol: float, dying_tol: float, sliding=None):
 def sliding_evidence(problem, states) -> np.ndarray:
     """The pre-activations that a run's last steps show sliding (THEORY 3.6): an ``(N, Z)``
     boolean mask (samples × hidden pre-activations, first hidden layer first; the layout of
-    :attr:`gradflow.analysis.Certificate.switching`) of the entries whose sign changes between
-    two consecutive ``states``.
+    :attr:`gradflow.analysis.Certificate.switching`) of the entries whose sign changes at least
+    twice (there and back) between consecutive ``states``.
 
     A fixed-step scheme does not slide: it *chatters* across the surface ``z = 0``, one side per
-    step or every few steps, so an entry held at zero by the flow changes sign within a few
-    steps, while an entry off ``S`` keeps its sign (it crosses at most once, when the pattern
-    changes). Pass the states of the run's last steps, saved at every step or every few steps
+    step or every few steps, so an entry held at zero by the flow changes sign back and forth,
+    while an entry off ``S`` crosses at most once (when the pattern changes), which is not
+    counted. Pass the states of the run's last steps, saved at every step or every few steps
     (for example 200 steps of a fixed-step tail at a small step, ``gf.flow(...,
     solver="heun", stepsize_controller=diffrax.ConstantStepSize(), save_every=dt0,
-    observables=("weights",))``); states far apart in time flag the entries that crossed once
-    as well. The mask seeds ``S`` of :func:`gradflow.equilibrium` (its ``sliding`` argument).
+    observables=("weights",))``, or the last steps of gradient descent): states far apart in
+    time miss the chattering. The mask seeds ``S`` of :func:`gradflow.equilibrium` (its ``sliding`` argument).
 
     Args:
         problem: the :class:`gradflow.Problem` (a ReLU network).
@@ -90,10 +90,10 @@ def sliding_evidence(problem, states) -> np.ndarray:
             "states of the run's last steps"
         )
     signs = [np.asarray(_relu_pre_activations(problem, state)) > 0 for state in states]
-    flips = np.zeros(signs[0].shape, bool)
+    changes = np.zeros(signs[0].shape, int)
     for a, b in zip(signs[:-1], signs[1:]):
-        flips |= a != b
-    return flips
+        changes += a != b
+    return changes >= 2
 
 
 def _cut(ratio, dead, switch_tol: float) -> float:
