@@ -88,8 +88,9 @@ def test_the_flow_evidence_and_windowed_joins_solve_where_one_join_per_step_does
     problem, last = small
     mask = gf.analysis.sliding_evidence(problem, _states(problem, last))
     budget = 20
-    new = solve(problem, last.final_state, **OPTIONS, max_iter=budget, sliding=mask,
-                join_window=0.01)[0]
+    new = solve(
+        problem, last.final_state, **OPTIONS, max_iter=budget, sliding=mask, join_window=0.01
+    )[0]
     assert new.solved and new.relative_residuals[-1] <= 1e-12
     assert np.all((new.alpha >= -1e-9) & (new.alpha <= 1 + 1e-9))
     assert len(new.steps) <= budget // 2

@@ -2,7 +2,8 @@
 (:func:`compare`), seed ensembles of different dynamics side by side (:func:`ensembles`,
 :func:`ensemble_summary`, :func:`sde_vs_sgd`), the exact fixed points of the flows
 (:func:`equilibrium`, a :class:`FixedPoint`; for ReLU networks a Filippov equilibrium with its
-:class:`Certificate`, whose set ``S`` a run's last steps can seed, :func:`sliding_evidence`) and the Hessian spectrum on the state's manifold
+:class:`Certificate`, whose set ``S`` a run's last steps can seed, :func:`sliding_evidence`)
+and the Hessian spectrum on the state's manifold
 (:func:`hessian_spectrum`, a :class:`HessianSpectrum`)."""
 
 from ._certificate import Certificate as Certificate

@@ -349,7 +349,7 @@ def _sliding(problem, sliding):
                 "equilibrium",
                 "sliding",
                 Shown(f"<a Trajectory with observables {sorted(sliding.observables)}>"),
-                "record the run's last steps with observables=(\"weights\",) (one trajectory, "
+                'record the run\'s last steps with observables=("weights",) (one trajectory, '
                 "no seeds), or pass an (N, Z) boolean mask",
             )
         shapes = [np.shape(w) for w in problem.to_weights(problem.initial_state())]

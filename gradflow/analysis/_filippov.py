@@ -35,14 +35,14 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    ``τ_min`` of the step, and that entry joins ``S`` — with every other crossing entry whose
    fraction is at most ``τ_min + join_window`` (0: the first alone, one join per iteration;
    every crossing of the full step joining at once was measured worse: ``|S|`` straight to
-   200, ``α`` of order ±1e6). *Leave*: once the system is solved to ``tol``, ``α`` is computed (:func:`slopes`); an
-   entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]`` (the worst first) leaves ``S`` to
-   the side that both one-sided fields push it to: with ``μ = α g`` they move ``z_i`` at
-   ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1), so to the positive side (slope 1)
-   when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``, else to the negative side (slope 0).
-   *Anti-cycling*: a
-   set ``(S, pattern)`` met before is not solved again — the entry of smallest index is dropped
-   instead (Bland's rule); the solve stops after ``max_changes`` changes.
+   200, ``α`` of order ±1e6). *Leave*: once the system is solved to ``tol``, ``α`` is
+   computed (:func:`slopes`); an entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]``
+   (the worst first) leaves ``S`` to the side that both one-sided fields push it to: with
+   ``μ = α g`` they move ``z_i`` at ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1),
+   so to the positive side (slope 1) when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``,
+   else to the negative side (slope 0). *Anti-cycling*: a set ``(S, pattern)`` met before is
+   not solved again — the entry of smallest index is dropped instead (Bland's rule); the solve
+   stops after ``max_changes`` changes.
 
 ``S`` and the arrays that index it have a fixed capacity (the next power of two) so that the
 jitted pieces compile once per capacity, not once per change of the active set.

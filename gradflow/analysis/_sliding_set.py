@@ -76,7 +76,8 @@ def sliding_evidence(problem, states) -> np.ndarray:
     (for example 200 steps of a fixed-step tail at a small step, ``gf.flow(...,
     solver="heun", stepsize_controller=diffrax.ConstantStepSize(), save_every=dt0,
     observables=("weights",))``, or the last steps of gradient descent): states far apart in
-    time miss the chattering. The mask seeds ``S`` of :func:`gradflow.equilibrium` (its ``sliding`` argument).
+    time miss the chattering. The mask seeds ``S`` of :func:`gradflow.equilibrium` (its
+    ``sliding`` argument).
 
     Args:
         problem: the :class:`gradflow.Problem` (a ReLU network).
