@@ -474,9 +474,12 @@ def equilibrium(
             pre-activations, first hidden layer first), a list of the states of the run's last
             steps, or a :class:`gradflow.Trajectory` of them recorded with
             ``observables=("weights",)``, e.g. a short fixed-step tail saved at every step
-            (:func:`gradflow.analysis.sliding_evidence`: the entries whose sign changes between
-            consecutive states; a fixed-step scheme chatters across the surfaces the flow slides
-            on). A wrong entry costs one drop of the active set.
+            (:func:`gradflow.analysis.sliding_evidence`: the entries whose sign changes back
+            and forth between consecutive states; a fixed-step scheme chatters across the
+            surfaces the flow slides on). The start's relative residual is measured with this
+            ``S``. A seeded solve that is not certified is done again without the seed, and the
+            certified one (else the one of smaller relative residual) is returned, its message
+            saying so.
         join_window: ReLU networks only: when a Newton step would flip signs off ``S``, it is
             cut where the first entry reaches zero (at the fraction ``τ_min`` of the step), and
             every entry that would reach zero by ``τ_min + join_window`` joins ``S`` with it
