@@ -35,6 +35,7 @@ import gradflow as gf
 import gradflow.analysis._equilibrium as eq
 import gradflow.testing as gft
 from gradflow.analysis._certificate import THRESHOLDS
+from gradflow.analysis._switching import entry_layer
 from gradflow.models import MLP, DeepLinear
 
 N_IN, D, N_OUT, N = 4, 2, 3, 12
@@ -727,6 +728,8 @@ def test_the_relu_path_passes_every_option_on():
             max_changes=200,
             max_backtracks=30,
             dense_max=3000,
+            sliding=None,
+            join_window=0.01,
         )
     ]
     (c,) = planted.certified
@@ -761,6 +764,7 @@ def test_the_relu_path_passes_every_option_on():
         max_changes=8,
         max_backtracks=9,
         dense_max=10,
+        join_window=0.3,
     )
     thresholds = dict(filippov_tol=0.05, identity_tol=0.06, flow_tol=0.07)
     with planted.patch():
@@ -775,7 +779,7 @@ def test_the_relu_path_passes_every_option_on():
             zero_tol=0.125,
             seed=3,
         )
-    assert planted.solves == [dict(problem=p, **options)]
+    assert planted.solves == [dict(problem=p, sliding=None, **options)]
     (c,) = planted.certified
     assert c["thresholds"] == dict(tol=1e-6, alpha_tol=0.04, **thresholds)
     assert (c["flow_time"], c["settled_tol"]) == (0.5, 0.25)
@@ -784,6 +788,14 @@ def test_the_relu_path_passes_every_option_on():
     assert fp.converged  # solved, and 1e-13 <= 1e-6
     with planted.patch():
         assert gf.equilibrium(p, state, spectrum=False).spectrum is None
+    # the flow's evidence reaches the solve as the caller's (N, Z) mask
+    n, z = np.shape(p.x_train)[0], np.size(entry_layer(p.model, p.x_train))
+    mask = np.arange(n * z).reshape(n, z) % 3 == 0
+    planted = _Planted([0.9, 0.5, 0.2, 1e-13])
+    with planted.patch():
+        gf.equilibrium(p, state, sliding=mask)
+    (solve,) = planted.solves
+    np.testing.assert_array_equal(solve["sliding"], mask)
 
 
 @pytest.mark.parametrize(
@@ -1051,3 +1063,28 @@ def test_a_float32_problem_is_polished_with_either_krylov_solver():
         assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(fp.state)), solver
         w = product(p32, fp.state)
         assert np.linalg.norm(w - w_ref) <= 1e-4 * np.linalg.norm(w_ref), solver
+
+
+def test_a_seeded_solve_that_is_not_certified_is_done_again_without_the_seed():
+    p = _relu_problem()
+    state = p.initial_state()
+    n, z = np.shape(p.x_train)[0], np.size(entry_layer(p.model, p.x_train))
+    mask = np.zeros((n, z), bool)
+    mask[0, 0] = True
+    cert = types.SimpleNamespace(
+        certified=False, verdict="not settled", joins=0, drops=0, sign_flips=0
+    )
+    planted = _Planted([0.9, 0.5, 0.2, 1e-13], cert=cert)
+    with planted.patch():
+        fp = gf.equilibrium(p, state, sliding=mask, spectrum=False)
+    first, again = planted.solves
+    np.testing.assert_array_equal(first["sliding"], mask)
+    assert again["sliding"] is None
+    # neither certified, and the second no better: the seeded one, saying both
+    assert fp.message == (
+        "solve message; from the S seeded by the flow's evidence: not settled (1.00e-13, 2 "
+        "iterations), and without it: not settled"
+    )
+    with planted.patch():  # without a seed, one solve
+        gf.equilibrium(p, state, spectrum=False)
+    assert len(planted.solves) == 3

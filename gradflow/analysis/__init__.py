@@ -2,7 +2,8 @@
 (:func:`compare`), seed ensembles of different dynamics side by side (:func:`ensembles`,
 :func:`ensemble_summary`, :func:`sde_vs_sgd`), the exact fixed points of the flows
 (:func:`equilibrium`, a :class:`FixedPoint`; for ReLU networks a Filippov equilibrium with its
-:class:`Certificate`) and the Hessian spectrum on the state's manifold
+:class:`Certificate`, whose set ``S`` a run's last steps can seed, :func:`sliding_evidence`)
+and the Hessian spectrum on the state's manifold
 (:func:`hessian_spectrum`, a :class:`HessianSpectrum`)."""
 
 from ._certificate import Certificate as Certificate
@@ -12,6 +13,7 @@ from ._ensembles import ensembles as ensembles
 from ._ensembles import sde_vs_sgd as sde_vs_sgd
 from ._equilibrium import FixedPoint as FixedPoint
 from ._equilibrium import equilibrium as equilibrium
+from ._sliding_set import sliding_evidence as sliding_evidence
 from ._spectrum import HessianSpectrum as HessianSpectrum
 from ._spectrum import hessian_spectrum as hessian_spectrum
 from ._spectrum import symmetry_generators as symmetry_generators
@@ -26,5 +28,6 @@ __all__ = [
     "equilibrium",
     "hessian_spectrum",
     "sde_vs_sgd",
+    "sliding_evidence",
     "symmetry_generators",
 ]

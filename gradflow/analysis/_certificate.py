@@ -244,7 +244,11 @@ def certify(
     ratio = dying_ratio(problem, state, sol.dying)
     h_range = kind = None
     if sol.jac is not None:
-        u = np.concatenate([flat, mu_p, np.zeros(sol.jac.shape[0] - flat.size - cap)])
+        # the multipliers ν of the spheres (their values do not enter the Hessian's Jacobian
+        # blocks); counted from the manifold, not from ``sol.jac``, which is the last Newton
+        # step's and has another size when S changed after it
+        n_nu = 0 if manifold.kind == "euclidean" else len(template["v"])
+        u = np.concatenate([flat, mu_p, np.zeros(n_nu)])
         jac = np.asarray(jacobian(problem, manifold, template, jnp.asarray(u), aux))
         eig = restricted_hessian(jac, flat.size, len(sol.s), cap, sol.free)
         if eig.size:

@@ -55,8 +55,9 @@ from .._validate import Shown, bad_value
 from ._certificate import THRESHOLDS, Certificate, certify
 from ._filippov import solve as filippov_solve
 from ._manifold import StateManifold
+from ._sliding_set import sliding_evidence
 from ._spectrum import HessianSpectrum, hessian_spectrum
-from ._switching import has_switching
+from ._switching import entry_layer, has_switching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +322,7 @@ def _check_filippov(**values):
         "flow_tol": (0, 1, False),
         "settled_tol": (0, math.inf, False),
         "flow_time": (0, math.inf, True),
+        "join_window": (0, 1, True),
     }
     for name, (low, high, closed) in ranges.items():
         v = values[name]
@@ -333,6 +335,41 @@ def _check_filippov(**values):
         v = values[name]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
             raise bad_value("equilibrium", name, v, "use an integer >= 0")
+
+
+def _sliding(problem, sliding):
+    """``sliding`` of :func:`equilibrium` as an ``(N, Z)`` boolean mask, or ``None``."""
+    if sliding is None:
+        return None
+    n = int(np.shape(problem.x_train)[0])
+    z = int(np.size(entry_layer(problem.model, problem.x_train)))
+    if isinstance(sliding, Trajectory):
+        if sliding.seeds is not None or "w0" not in sliding.observables:
+            raise bad_value(
+                "equilibrium",
+                "sliding",
+                Shown(f"<a Trajectory with observables {sorted(sliding.observables)}>"),
+                'record the run\'s last steps with observables=("weights",) (one trajectory, '
+                "no seeds), or pass an (N, Z) boolean mask",
+            )
+        shapes = [np.shape(w) for w in problem.to_weights(problem.initial_state())]
+        saved = [np.asarray(sliding[f"w{k}"]) for k in range(len(shapes))]
+        sliding = [
+            problem.to_state(tuple(jnp.asarray(w[i].reshape(sh)) for w, sh in zip(saved, shapes)))
+            for i in range(len(sliding.t))
+        ]
+    if isinstance(sliding, (list, tuple)):
+        return sliding_evidence(problem, sliding)
+    mask = np.asarray(sliding)
+    if mask.dtype != bool or mask.shape != (n, z):
+        raise bad_value(
+            "equilibrium",
+            "sliding",
+            Shown(f"<an array of dtype {mask.dtype} and shape {mask.shape}>"),
+            f"use an ({n}, {z}) boolean mask (samples x hidden pre-activations), a Trajectory of "
+            "the run's last steps recorded with the weights observable, or a list of states",
+        )
+    return mask
 
 
 def _start(problem, state):
@@ -403,6 +440,8 @@ def equilibrium(
     settled_tol: float = 1e-3,
     max_changes: int = 200,
     dense_max: int = 3000,
+    sliding=None,
+    join_window: float = 0.01,
 ) -> FixedPoint:
     """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
     docstring), with the Hessian spectrum there.
@@ -429,6 +468,22 @@ def equilibrium(
             ``S`` and the dying units are identified, the tolerance on ``α ∈ [0, 1]``, the most
             changes of the active set, and the largest system solved densely
             (:mod:`gradflow.analysis._filippov`).
+        sliding: ReLU networks only: the pre-activations that the flow shows sliding, which
+            join ``S`` at the start whatever their size (``switch_tol``'s gap finds only those
+            decades below the rest): an ``(N, Z)`` boolean mask (samples × hidden
+            pre-activations, first hidden layer first), a list of the states of the run's last
+            steps, or a :class:`gradflow.Trajectory` of them recorded with
+            ``observables=("weights",)``, e.g. a short fixed-step tail saved at every step
+            (:func:`gradflow.analysis.sliding_evidence`: the entries whose sign changes back
+            and forth between consecutive states; a fixed-step scheme chatters across the
+            surfaces the flow slides on). The start's relative residual is measured with this
+            ``S``. A seeded solve that is not certified is done again without the seed, and the
+            certified one (else the one of smaller relative residual) is returned, its message
+            saying so.
+        join_window: ReLU networks only: when a Newton step would flip signs off ``S``, it is
+            cut where the first entry reaches zero (at the fraction ``τ_min`` of the step), and
+            every entry that would reach zero by ``τ_min + join_window`` joins ``S`` with it
+            (0: the first alone, one join per iteration, the rule before 0.2.0).
         filippov_tol, identity_tol, flow_time, flow_tol, settled_tol: ReLU networks only: the
             certificate's thresholds, the length of the short flow from the point (0: none),
             and the start's relative residual above which a failure is put down to a flow
@@ -466,6 +521,7 @@ def equilibrium(
         settled_tol=settled_tol,
         max_changes=max_changes,
         dense_max=dense_max,
+        join_window=join_window,
     )
     state = _start(problem, state)
     if has_switching(problem.model) and not problem.freeze_directions:
@@ -487,6 +543,8 @@ def equilibrium(
                 max_changes=max_changes,
                 max_backtracks=max_backtracks,
                 dense_max=dense_max,
+                sliding=_sliding(problem, sliding),
+                join_window=join_window,
             ),
             flow_time=flow_time,
             settled_tol=settled_tol,
@@ -578,10 +636,31 @@ def equilibrium(
     )
 
 
-def _filippov(
+def _filippov(problem, state, thresholds, options, **kwargs) -> FixedPoint:
+    """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify; a
+    solve from a seeded ``S`` (``sliding``) that is not certified is done again without the
+    seed, and the certified one (else the one of smaller relative residual) is returned."""
+    point = _filippov_once(problem, state, thresholds, options, **kwargs)
+    if options.get("sliding") is None or point.certified:
+        return point
+    again = _filippov_once(problem, state, thresholds, {**options, "sliding": None}, **kwargs)
+    seeded = (
+        f"from the S seeded by the flow's evidence: {point.certificate.verdict} "
+        f"({point.relative_residual:.2e}, {point.iterations} iterations)"
+    )
+    if again.certified or again.relative_residual < point.relative_residual:
+        return dataclasses.replace(
+            again, message=f"{again.message}; without the seed (the solve {seeded})"
+        )
+    return dataclasses.replace(
+        point, message=f"{point.message}; {seeded}, and without it: {again.certificate.verdict}"
+    )
+
+
+def _filippov_once(
     problem, state, thresholds, options, *, flow_time, settled_tol, spectrum, spectrum_options
 ) -> FixedPoint:
-    """The ReLU path of :func:`equilibrium`: solve, never worse than the start, certify."""
+    """One solve from ``options``' S, never worse than the start, certified."""
     sol, template, manifold, flat0 = filippov_solve(
         problem, state, tol=thresholds["tol"], **options
     )

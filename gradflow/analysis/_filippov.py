@@ -20,7 +20,10 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    and held there (its pre-activations are identically zero and would make the system
    singular; the certificate checks that zero is stable for it). Of the other pre-activations,
    those with ``|z| ≤ switch_tol · rms_k`` (``rms_k`` the root mean square of layer ``k``'s
-   pre-activations at the start) form ``S``.
+   pre-activations at the start) form ``S`` (the middle of the widest gap of two decades or
+   more below that, :func:`._sliding_set._cut`), and with them the entries that the caller's
+   ``sliding`` mask names (the flow's own evidence: the entries that changed sign during the
+   run's last steps, :func:`._sliding_set.sliding_evidence`), whatever their size.
 2. **Newton** on the square system in ``u = (state, μ, ν)``: the dying weights obey ``x = 0``;
    steps are minimum-norm least-squares solutions (flat directions — parallel units, nearly
    redundant constraints — are not moved along), dense (``numpy.linalg.lstsq`` on the
@@ -28,15 +31,18 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    Jacobian-vector products); backtracking on ``||R||``; the directions are retracted onto
    their spheres after each step.
 3. **Active set.** *Join*: when a step would flip the sign of a pre-activation off ``S``, it is
-   cut where the first one (linear interpolation of ``z``) reaches zero, and that entry joins
-   ``S``. *Leave*: once the system is solved to ``tol``, ``α`` is computed (:func:`slopes`); an
-   entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]`` (the worst first) leaves ``S`` to
-   the side that both one-sided fields push it to: with ``μ = α g`` they move ``z_i`` at
-   ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1), so to the positive side (slope 1)
-   when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``, else to the negative side (slope 0).
-   *Anti-cycling*: a
-   set ``(S, pattern)`` met before is not solved again — the entry of smallest index is dropped
-   instead (Bland's rule); the solve stops after ``max_changes`` changes.
+   cut where the first one (linear interpolation of ``z``) reaches zero, at the fraction
+   ``τ_min`` of the step, and that entry joins ``S`` — with every other crossing entry whose
+   fraction is at most ``τ_min + join_window`` (0: the first alone, one join per iteration;
+   every crossing of the full step joining at once was measured worse: ``|S|`` straight to
+   200, ``α`` of order ±1e6). *Leave*: once the system is solved to ``tol``, ``α`` is
+   computed (:func:`slopes`); an entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]``
+   (the worst first) leaves ``S`` to the side that both one-sided fields push it to: with
+   ``μ = α g`` they move ``z_i`` at ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1),
+   so to the positive side (slope 1) when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``,
+   else to the negative side (slope 0). *Anti-cycling*: a set ``(S, pattern)`` met before is
+   not solved again — the entry of smallest index is dropped instead (Bland's rule); the solve
+   stops after ``max_changes`` changes.
 
 ``S`` and the arrays that index it have a fixed capacity (the next power of two) so that the
 jitted pieces compile once per capacity, not once per change of the active set.
@@ -107,12 +113,14 @@ def solve(
     max_changes: int,
     max_backtracks: int,
     dense_max: int,
+    sliding=None,
+    join_window: float = 0.0,
 ) -> Solve:
     """The active-set Newton solve of the module docstring from ``state``."""
     manifold = StateManifold.of(problem, state)
     state = manifold.retract(state)
     flat0, template, dying, free, s, pattern, zscale = identify(
-        problem, state, switch_tol, dying_tol
+        problem, state, switch_tol, dying_tol, sliding
     )
     template = manifold.retract(template)
     flat = np.asarray(ravel_pytree(template)[0])
@@ -231,9 +239,13 @@ def solve(
             flat = retract(flat + step * delta[:p])
             mu = mu + step * delta[p : p + len(s)]
             nu = nu + step * delta[p + cap :]
-            s, mu = np.append(s, i), np.append(mu, 0.0)
-            pattern.flat[i] = 0.0
-            joins += 1
+            # the first crossing joins, and with a window every crossing within it of the first
+            new = np.flatnonzero(crossing & (tau <= tau[i] + join_window)) if join_window else []
+            new = np.union1d([i], new).astype(int)
+            new = new[np.argsort(tau[new], kind="stable")][: max(1, max_changes - joins - drops)]
+            s, mu = np.append(s, new), np.append(mu, np.zeros(new.size))
+            pattern.flat[new] = 0.0
+            joins += new.size
             steps.append(step)
             changes.append(joins + drops)
             continue

@@ -4,7 +4,9 @@ A unit whose incoming and outgoing weights are both below ``dying_tol`` times th
 layer is *dying*: its weights are set exactly to zero (its pre-activations are identically zero
 and would make the multiplier system singular). Of the other pre-activations, ``S`` holds those
 with ``|z| / rms_k`` below the widest gap (in decades) of the sorted values under ``switch_tol``
-(:func:`_cut`; ``rms_k`` the root mean square of layer ``k``'s pre-activations).
+(:func:`_cut`; ``rms_k`` the root mean square of layer ``k``'s pre-activations), and, when the
+caller passes the flow's own evidence (:func:`sliding_evidence`: the entries whose sign changed
+between consecutive states of the run's last steps), those entries too, whatever their size.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from jax.flatten_util import ravel_pytree
 from ._switching import entry_layer, entry_unit, forward, unit_masks, unit_norms
 
 
-def identify(problem, state, switch_tol: float, dying_tol: float):
-    """``(flat, template, dying, free, S, pattern, zscale)`` at ``state`` (module docstring)."""
+def identify(problem, state, switch_tol: float, dying_tol: float, sliding=None):
+    """``(flat, template, dying, free, S, pattern, zscale)`` at ``state`` (module docstring);
+    ``sliding``: an ``(N, Z)`` boolean mask of entries that join ``S`` whatever their size (the
+    flow's own evidence, :func:`sliding_evidence`), or ``None``."""
     given = np.asarray(ravel_pytree(state)[0])
     weights = [np.asarray(w) for w in problem.to_weights(state)]
     dying = []
@@ -52,9 +56,45 @@ def identify(problem, state, switch_tol: float, dying_tol: float):
     for k, j in dying:
         dead_entries[:, (layer == k) & (unit == j)] = True
     near = np.abs(z) <= _cut(np.abs(z) / zscale, dead_entries, switch_tol) * zscale
+    if sliding is not None:
+        near |= np.asarray(sliding, bool).reshape(z.shape)
     near &= ~dead_entries
     pattern = ((z > 0) & ~near & ~dead_entries).astype(np.asarray(flat).dtype)
     return given, state, dying, free, np.flatnonzero(near.ravel()), pattern, zscale
+
+
+def sliding_evidence(problem, states) -> np.ndarray:
+    """The pre-activations that a run's last steps show sliding (THEORY 3.6): an ``(N, Z)``
+    boolean mask (samples × hidden pre-activations, first hidden layer first; the layout of
+    :attr:`gradflow.analysis.Certificate.switching`) of the entries whose sign changes at least
+    twice (there and back) between consecutive ``states``.
+
+    A fixed-step scheme does not slide: it *chatters* across the surface ``z = 0``, one side per
+    step or every few steps, so an entry held at zero by the flow changes sign back and forth,
+    while an entry off ``S`` crosses at most once (when the pattern changes), which is not
+    counted. Pass the states of the run's last steps, saved at every step or every few steps
+    (for example 200 steps of a fixed-step tail at a small step, ``gf.flow(...,
+    solver="heun", stepsize_controller=diffrax.ConstantStepSize(), save_every=dt0,
+    observables=("weights",))``, or the last steps of gradient descent): states far apart in
+    time miss the chattering. The mask seeds ``S`` of :func:`gradflow.equilibrium` (its
+    ``sliding`` argument).
+
+    Args:
+        problem: the :class:`gradflow.Problem` (a ReLU network).
+        states: a sequence of at least two states of ``problem``'s parametrization, in time
+            order.
+    """
+    states = list(states)
+    if len(states) < 2:
+        raise ValueError(
+            f"sliding_evidence: states has {len(states)} state(s); use at least two consecutive "
+            "states of the run's last steps"
+        )
+    signs = [np.asarray(_relu_pre_activations(problem, state)) > 0 for state in states]
+    changes = np.zeros(signs[0].shape, int)
+    for a, b in zip(signs[:-1], signs[1:]):
+        changes += a != b
+    return changes >= 2
 
 
 def _cut(ratio, dead, switch_tol: float) -> float:
