@@ -295,6 +295,34 @@ def json_record(result: Result, filename: str, compute) -> dict:
     return cached
 
 
+def sliding_tail(problem, end, t1: float, dt: float, evidence: int):
+    """A fixed-step Heun tail of ``t1`` (steps of ``dt``) from ``end``, its last ``evidence``
+    steps saved at every step with the weights: ``(tail_end, last, steps, seconds)``, where
+    ``last`` is the :class:`gradflow.Trajectory` of those steps. A fixed step chatters across
+    the switching surfaces the flow slides on; the entries whose sign changes back and forth
+    in ``last`` seed ``gf.equilibrium``'s set S (``sliding=last``, docs/equilibria.md)."""
+    import diffrax
+
+    start = time.perf_counter()
+    steps = int(round(t1 / dt))
+    fixed = dict(solver="heun", dt0=dt, stepsize_controller=diffrax.ConstantStepSize())
+    first = (steps - evidence) * dt
+    tail = gf.flow(problem, t1=first, save_every=first, state0=end, max_steps=steps + 10, **fixed)
+    mid = problem.to_state(tuple(np.asarray(w) for w in tail.final_params))
+    last = gf.flow(
+        problem,
+        t1=evidence * dt,
+        save_every=dt,
+        state0=mid,
+        max_steps=4 * evidence,
+        observables=("weights",),
+        **fixed,
+    )
+    tail_end = problem.to_state(tuple(np.asarray(w) for w in last.final_params))
+    made = int(tail.stats.get("num_steps") or 0) + int(last.stats.get("num_steps") or 0)
+    return tail_end, last, made, time.perf_counter() - start
+
+
 def certificate_record(fp) -> dict:
     """What a figure's side record keeps of a :class:`gradflow.analysis.FixedPoint`: whether it
     is certified, its relative residual and, for a ReLU network, its certificate's

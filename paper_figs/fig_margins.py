@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import time
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,24 +226,9 @@ def certify(profile: str, sets: dict, res, log=print) -> dict:
     problem = _common.problem("margins", profile, sets)
     traj = res.runs()["flow"]
     end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
-    start = time.perf_counter()
-    steps = int(round(TAIL / TAIL_STEP))
-    fixed = dict(solver="heun", dt0=TAIL_STEP, stepsize_controller=diffrax.ConstantStepSize())
-    first = (steps - EVIDENCE) * TAIL_STEP
-    tail = gf.flow(problem, t1=first, save_every=first, state0=end, max_steps=steps + 10, **fixed)
-    # the last EVIDENCE steps, saved at every step: their sign changes seed S
-    mid = problem.to_state(tuple(np.asarray(w) for w in tail.final_params))
-    last = gf.flow(
-        problem,
-        t1=EVIDENCE * TAIL_STEP,
-        save_every=TAIL_STEP,
-        state0=mid,
-        max_steps=4 * EVIDENCE,
-        observables=("weights",),
-        **fixed,
+    tail_end, last, tail_steps, tail_seconds = _common.sliding_tail(
+        problem, end, TAIL, TAIL_STEP, EVIDENCE
     )
-    tail_seconds = time.perf_counter() - start
-    tail_end = problem.to_state(tuple(np.asarray(w) for w in last.final_params))
     start = time.perf_counter()
     fp = gf.equilibrium(problem, tail_end, max_iter=MAX_ITER, spectrum=False, sliding=last)
     seconds = time.perf_counter() - start
@@ -266,7 +250,7 @@ def certify(profile: str, sets: dict, res, log=print) -> dict:
     record = {
         "seconds": seconds,
         "tail_seconds": tail_seconds,
-        "tail_steps": int(tail.stats.get("num_steps") or 0) + int(last.stats.get("num_steps") or 0),
+        "tail_steps": tail_steps,
         "message": fp.message,
         "end": ends(end),
         "tail_end": ends(tail_end),

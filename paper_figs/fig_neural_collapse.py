@@ -11,8 +11,9 @@ NC4 (nearest-class-mean agreement) → 0.
 The fair check of THEORY 4.8, at the full profile: bias-free ReLU MLPs with 4 layers (3 hidden
 layers of 20) trained on centred targets, C = 4 (digits 0-3) and C = 10 (all ten digits), a
 sweep over λ (two values > 0 and λ = 0), every λ > 0 integrated to λ·t = 20, and NC judged at
-the Filippov equilibrium that ``gf.equilibrium`` certifies from the flow's end (where it does;
-else at the end, with the certificate's reason). Every point's regime prints the train
+the Filippov equilibrium that ``gf.equilibrium`` certifies from the flow's end (after a short
+fixed-step tail whose chattering seeds S, as in ``margins``; where it certifies — else at the
+end, with the certificate's reason). Every point's regime prints the train
 accuracy, the SQI defect ``δ = max_n ||F_n − (1 − ε̄)ỹ_n|| / ||ỹ_n||`` and the common
 shortfall ε̄ (``_verdict.sqi_defect``), their ratio δ/ε̄ (the size, relative to the common
 residual, of the residuals' spread: the first-order error of the identities above), λ·t and
@@ -59,12 +60,18 @@ EXPOSURE = 20.0
 FAST_T1 = 40.0
 #: save points per run
 SAVES = 50
-#: gf.equilibrium's Newton iterations from each λ > 0 flow's end (its active set joins one entry
-#: per iteration: 30 ended at |S| = 30 on every full-profile net, none certified)
-MAX_ITER = 30
+#: gf.equilibrium's Newton iterations from each λ > 0 flow's end (with one join per iteration
+#: and S by size alone, 30 ended at |S| = 30 on every full-profile net, none certified)
+MAX_ITER = 60
+#: Before the solve, as ``margins`` does: a fixed-step Heun tail of TAIL at steps of TAIL_STEP,
+#: whose last EVIDENCE steps (saved at every step) show the entries that chatter across a
+#: switching surface; they seed S (``gf.equilibrium(..., sliding=...)``, docs/equilibria.md).
+TAIL = 2.0
+TAIL_STEP = 1e-4
+EVIDENCE = 200
 #: the certificate's record beside a point's runs; the cache key does not cover this module, so
-#: the name carries the setting that shapes it (a record made with another is not read back)
-EQUILIBRIUM = f"equilibrium_it{MAX_ITER}.json"
+#: the name carries the settings that shape it (a record made with others is not read back)
+EQUILIBRIUM = f"equilibrium_it{MAX_ITER}_tail{TAIL:g}x{TAIL_STEP:g}_evidence{EVIDENCE}.json"
 SQI = "sqi.json"
 #: THEORY 5's NC1-NC4, compiled once per shape
 _NC = jax.jit(gf.metrics.neural_collapse)
@@ -172,23 +179,31 @@ def _end_record(problem, res) -> dict:
 
 
 def _equilibrium(problem, res, key, log) -> dict:
-    """``gf.equilibrium`` from the flow's end: its certificate and :func:`state_record` at the
+    """``gf.equilibrium`` from the flow's end (after :func:`_common.sliding_tail`, whose last
+    steps seed S): its certificate and :func:`state_record` at the
     point it returns (which is never worse than the start)."""
+    traj = res.runs()["flow"]
+    end = problem.to_state(tuple(np.asarray(w) for w in traj.final_params))
+    tail_end, last, tail_steps, tail_seconds = _common.sliding_tail(
+        problem, end, TAIL, TAIL_STEP, EVIDENCE
+    )
     start = time.perf_counter()
     fp = gf.equilibrium(
-        problem, res.runs()["flow"], spectrum=False, max_iter=MAX_ITER, dense_max=4000
+        problem, tail_end, spectrum=False, max_iter=MAX_ITER, dense_max=4000, sliding=last
     )
     seconds = time.perf_counter() - start
     record = {
         **_common.certificate_record(fp),
         "iterations": int(fp.iterations),
         "seconds": seconds,
+        "tail_steps": tail_steps,
+        "tail_seconds": tail_seconds,
         "fixed": state_record(problem, fp.state),
     }
     log(
         f"  equilibrium of {NAME} {key[0]} λ={key[1]:g}: {record['verdict']} after "
         f"{fp.iterations} iterations, relative residual {record['start_residual']:.1e} -> "
-        f"{record['relative_residual']:.1e} ({seconds:.1f} s)"
+        f"{record['relative_residual']:.1e} (tail {tail_seconds:.0f} s, solve {seconds:.1f} s)"
     )
     return record
 
