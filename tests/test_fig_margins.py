@@ -204,3 +204,22 @@ def test_predicted_residuals_at_a_certified_lm_last_equilibrium():
     lhs = (2 / len(y)) * jac[0] @ jac[0].T @ (y - f)
     wrong = np.linalg.norm(lhs - lam * f) / (np.linalg.norm(lhs) + np.linalg.norm(lam * f))
     assert wrong > 0.1 > first["defect"]
+
+
+def test_the_sliding_tail_is_one_fixed_step_heun_run_with_its_last_steps_saved(problem):
+    """``_common.sliding_tail``: ``t1/dt`` fixed Heun steps from ``end`` in two runs, the last
+    ``evidence`` saved at every step with the weights (what ``gf.equilibrium``'s ``sliding``
+    reads); its end is the end of one run of the same steps, ``w <- w + dt/2 (v(w) + v(w +
+    dt v(w)))`` (plain parametrization: no projection)."""
+    end = problem.initial_state()
+    tail_end, last, steps, _ = _common.sliding_tail(problem, end, 0.05, 0.005, 4)
+    assert steps == 10 and last.stats["num_steps"] == 4
+    assert len(last.t) == 5 and "w0" in last.observables
+    np.testing.assert_allclose(np.diff(last.t), 0.005, rtol=1e-9)
+    w = end
+    for _ in range(10):
+        v = problem.velocity(w)
+        pred = jax.tree.map(lambda a, b: a + 0.005 * b, w, v)
+        w = jax.tree.map(lambda a, b, c: a + 0.0025 * (b + c), w, v, problem.velocity(pred))
+    for a, b in zip(jax.tree.leaves(tail_end), jax.tree.leaves(w)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
