@@ -114,7 +114,9 @@ def test_a_planned_run_keeps_max_steps_as_the_direct_call_does(max_steps):
     p, q = (gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(k)), data) for k in (0, 1))
     kw = dict(t1=1.0, save_every=0.5, solver="euler", dt0=0.1, max_steps=max_steps, throw=False)
     [planned] = run_plans([plan(gf.flow, p, **kw)], batch=False)
+    clock = time.perf_counter()
     batched = run_plans([plan(gf.flow, p, **kw), plan(gf.flow, q, **kw)], batch=True)
+    elapsed = time.perf_counter() - clock
     equal = run_plans([plan(gf.flow, q, **kw), plan(gf.flow, q, **kw)], batch=True)
     direct = {"p": gf.flow(p, **kw), "q": gf.flow(q, **kw)}
     steps = min(max_steps, 10)
@@ -126,6 +128,8 @@ def test_a_planned_run_keeps_max_steps_as_the_direct_call_does(max_steps):
         np.testing.assert_array_equal(traj.t, direct[name].t)
         np.testing.assert_allclose(traj["loss"], direct[name]["loss"], rtol=1e-12)
     assert batched[0].stats["batch_runs"] == 2
+    # the batch's wall time, stamped on each of its runs: the call's, not a clock reading
+    assert 0 < batched[0].stats["wall_time"] == batched[1].stats["wall_time"] <= elapsed
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
