@@ -128,6 +128,11 @@ def test_a_planned_run_keeps_max_steps_as_the_direct_call_does(max_steps):
         np.testing.assert_array_equal(traj.t, direct[name].t)
         np.testing.assert_allclose(traj["loss"], direct[name]["loss"], rtol=1e-12)
     assert batched[0].stats["batch_runs"] == 2
+    if max_steps < 10:  # raised as the direct call raises, the partial run keeping its costs
+        [err] = run_plans([plan(gf.flow, p, **{**kw, "throw": True})], batch=False)
+        assert isinstance(err, gf.RunFailed) and err.trajectory.stats["num_steps"] == steps
+        assert err.trajectory.stats["wall_time"] > 0
+        assert err.trajectory.stats["num_gradient_evaluations"] == steps  # Euler: one a step
     # the batch's wall time, stamped on each of its runs: the call's, not a clock reading
     assert 0 < batched[0].stats["wall_time"] == batched[1].stats["wall_time"] <= elapsed
 
