@@ -82,6 +82,9 @@ MAX_ITER = 150
 TAIL = 2.0
 TAIL_STEP = 1e-4
 EVIDENCE = 200
+#: The fewest λ inside the hypotheses that a fitted slope is judged on: its Student-t 95%
+#: interval has n − 2 degrees of freedom (with two points it is infinite, and says nothing).
+MIN_FIT = 3
 #: Where the certificate and THEORY 4.9's residuals are recorded, beside a point's runs. The
 #: cache key covers the library and the scenario, not this module, so the name carries the
 #: settings that shape the record: a record made with other settings is not read back.
@@ -415,7 +418,7 @@ def _row(inputs: dict, norm: str, axes, label: str):
             label="inside the hypotheses (fitted)",
         )
     fits = {}
-    if len(inside) >= 2:
+    if len(inside) >= MIN_FIT:
         for key in ("spread", "gap"):
             vals = [ends[lam][key] for lam in inside]
             fits[key] = (
@@ -471,15 +474,25 @@ def _row(inputs: dict, norm: str, axes, label: str):
             + ", ".join(f"{key} {s:.2f} ± {h:.2f}" for key, (s, h) in fits.items())
         )
     else:
-        measured += f"; no fit: {len(inside)} of {len(decays)} λ inside the hypotheses"
+        measured += (
+            f"; no fit: {len(inside)} of {len(decays)} λ inside the hypotheses (a slope's 95% "
+            f"interval needs {MIN_FIT})"
+        )
     measured += f"; init-scale dependence ({init_text})"
     for ax, title in zip(
         axes, ("final margins", "spread and 1 − min margin·ρ vs λ", "spread over time")
     ):
         ax.set_title(f"{label}: {title}")
     pairs = [(r, hyp) for r in points]
-    judged = [(r, hyp) for r in points if hyp.inside(r)] if len(inside) >= 2 else pairs
+    judged = _judged(points, hyp, len(inside))
     return measured, judged, pairs + init_pairs, holds
+
+
+def _judged(points, hyp, n_inside: int) -> list:
+    """The (regime, hypotheses) pairs a row's fit is judged on: its points inside the
+    hypotheses, or none (so the row is outside) with fewer than :data:`MIN_FIT` of them — an
+    infinite interval is no evidence either way."""
+    return [(r, hyp) for r in points if hyp.inside(r)] if n_inside >= MIN_FIT else []
 
 
 def _rel_range(values) -> float:
@@ -524,7 +537,7 @@ def draw(inputs: dict, out_dir) -> str:
         "normalized "
         "margins and 1 − min margin·ρ → 0 as λ → 0, O(λ) while the kernel stays well conditioned; "
         "criterion: per row, both fitted log-log slopes in λ > 0 positive with their 95% "
-        "intervals, over the points inside the hypotheses (≥ 2) and at certified equilibria "
+        "intervals, over the points inside the hypotheses (≥ 3) and at certified equilibria "
         "(the rate itself, O(λ) only while the kernel is well conditioned, is reported, not "
         "judged)",
         " | ".join(measured),

@@ -223,3 +223,20 @@ def test_the_sliding_tail_is_one_fixed_step_heun_run_with_its_last_steps_saved(p
         w = jax.tree.map(lambda a, b, c: a + 0.0025 * (b + c), w, v, problem.velocity(pred))
     for a, b in zip(jax.tree.leaves(tail_end), jax.tree.leaves(w)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+
+
+def test_a_row_with_fewer_than_three_points_inside_is_outside_not_failed():
+    """Two points inside give a slope whose 95% interval is infinite: the row is outside the
+    claim's hypotheses (no evidence either way), not "NOT borne out"; three are judged."""
+    from paper_figs import _verdict
+
+    hyp = _verdict.QUASI_INTERPOLATION
+    inside = _verdict.Regime("λ", train_acc=1.0, eps=0.01, residual=0.1, exposure=40.0)
+    out = _verdict.Regime("λ", train_acc=1.0, eps=0.01, residual=0.1, exposure=40.0, outside=("x",))
+    assert hyp.inside(inside) and not hyp.inside(out)
+    assert _common.slope_interval([1e-3, 2e-3], [0.1, 0.2])[1] == np.inf
+    two = fig_margins._judged([inside, inside, out], hyp, 2)
+    assert _verdict.judge(False, two) == _verdict.OUTSIDE
+    three = fig_margins._judged([inside, inside, inside, out], hyp, 3)
+    assert len(three) == 3 and _verdict.judge(False, three) == _verdict.NOT_BORNE_OUT
+    assert _verdict.judge(True, three) == _verdict.BORNE_OUT
