@@ -685,6 +685,7 @@ class _Planted:
             solved=self.solved,
             steps=list(self.steps),
             changes=list(self.changes),
+            first_step=0.5 if first else None,
         )
         return sol, state, "the manifold", flat0
 
@@ -693,6 +694,7 @@ class _Planted:
             dict(
                 problem=problem,
                 rels=list(sol.relative_residuals),
+                first_step=sol.first_step,
                 template=template,
                 manifold=manifold,
                 flat=np.array(flat),
@@ -881,6 +883,7 @@ def test_a_relu_solve_that_ends_worse_than_its_start_returns_the_start(rels, wor
         "(3.00e-01), so the start is returned"
     )
     assert c["rels"] == [0.3, 0.3]  # the start's residual, as the start and as its iterate
+    assert c["first_step"] == 0.5  # what the solve's first Newton step said of the start
     np.testing.assert_array_equal(c["flat"], flat)
     np.testing.assert_array_equal(c["start_flat"], flat)
     np.testing.assert_array_equal(ravel_pytree(fp.state)[0], flat)

@@ -482,12 +482,17 @@ def equilibrium(
             saying so.
         join_window: ReLU networks only: when a Newton step would flip signs off ``S``, it is
             cut where the first entry reaches zero (at the fraction ``τ_min`` of the step), and
-            every entry that would reach zero by ``τ_min + join_window`` joins ``S`` with it
-            (0: the first alone, one join per iteration, the rule before 0.2.0).
+            every entry that would reach zero by ``τ_min + join_window`` and is already within
+            the current relative residual of zero joins ``S`` with it (0: the first alone, one
+            join per iteration, the rule before 0.2.0). The cut is located on the retracted
+            point's pre-activations by bisection, and a joining entry keeps its slope (its
+            multiplier starts where the field is continuous), so a join does not raise the
+            residual.
         filippov_tol, identity_tol, flow_time, flow_tol, settled_tol: ReLU networks only: the
             certificate's thresholds, the length of the short flow from the point (0: none),
             and the start's relative residual above which a failure is put down to a flow
-            that had not settled (:mod:`gradflow.analysis._certificate`).
+            that had not settled (:mod:`gradflow.analysis._certificate`; so is a failure whose
+            first Newton step is longer than ``SETTLED_STEP = 0.01`` of the state).
 
     For a ReLU network (:class:`gradflow.models.MLP` with ReLU, :class:`gradflow.models.LocalCNN`)
     without frozen directions, the point is a **Filippov equilibrium** (THEORY 3.6), found by
@@ -668,6 +673,7 @@ def _filippov_once(
     flat = sol.flat
     message = sol.message
     if not rels[-1] <= rels[0]:  # never return a point worse than the start
+        first_step = sol.first_step  # what the solve's first step said of the start
         sol, template, manifold, flat0 = filippov_solve(
             problem, state, tol=thresholds["tol"], **{**options, "max_iter": 0}
         )
@@ -676,6 +682,7 @@ def _filippov_once(
             f"start ({rels[0]:.2e}), so the start is returned"
         )
         sol.relative_residuals = [rels[0], rels[0]]
+        sol.first_step = first_step
         flat = flat0
     cert = certify(
         problem,

@@ -31,11 +31,18 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    Jacobian-vector products); backtracking on ``||R||``; the directions are retracted onto
    their spheres after each step.
 3. **Active set.** *Join*: when a step would flip the sign of a pre-activation off ``S``, it is
-   cut where the first one (linear interpolation of ``z``) reaches zero, at the fraction
-   ``τ_min`` of the step, and that entry joins ``S`` — with every other crossing entry whose
-   fraction is at most ``τ_min + join_window`` (0: the first alone, one join per iteration;
-   every crossing of the full step joining at once was measured worse: ``|S|`` straight to
-   200, ``α`` of order ±1e6). *Leave*: once the system is solved to ``tol``, ``α`` is
+   cut where the first one reaches zero — located by bisection on the step's fraction, on the
+   pre-activations of the retracted point (:data:`CUT_BISECTIONS`), at the fraction ``τ_min``
+   — and that entry joins ``S``, with every other entry that the full step takes across, whose
+   linearly interpolated fraction is at most ``τ_min + join_window`` and whose ``|z|`` at the
+   cut is already within the current relative residual of its scale (so the new constraint
+   ``z = 0`` raises no part of the residual). ``join_window = 0``: the first alone, one join
+   per iteration; every crossing of the full step joining at once was measured worse:
+   ``|S|`` straight to 200, ``α`` of order ±1e6. A joining entry keeps its slope: its
+   multiplier starts at its old slope (0 or 1) times the Lagrangian's signal
+   ``∂(L + μ·z_S)/∂h`` (:func:`._multiplier_system.lagrangian_signals`), so the field, and
+   ``||R||``, are continuous across the join (``μ = 0`` raised the residual 20x at a join on
+   the neural_collapse nets). *Leave*: once the system is solved to ``tol``, ``α`` is
    computed (:func:`slopes`); an entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]``
    (the worst first) leaves ``S`` to the side that both one-sided fields push it to: with
    ``μ = α g`` they move ``z_i`` at ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1),
@@ -62,6 +69,7 @@ from ._multiplier_system import (
     best_multipliers,
     jacobian,
     krylov_step,
+    lagrangian_signals,
     pre_activations,
     relative_residual,
     residual,
@@ -96,9 +104,15 @@ class Solve:
     steps: list  # per iteration: the step length (a join's cut; 0 for a drop)
     changes: list  # per iteration: joins + drops so far
     n_flat: int | None
+    first_step: float | None  # ||δx||/||x|| of the first Newton step (None: none was taken)
     jac: np.ndarray | None  # the last dense Jacobian (for the restricted Hessian)
     zscale: np.ndarray
     dead: np.ndarray  # (N·Z,) entries of the dying units (z = 0 identically)
+
+
+#: Halvings of a Newton step's fraction in locating the first sign change off S (a cut): the
+#: cut is then within 2**-50 of the step from the surface, far below any tolerance.
+CUT_BISECTIONS = 50
 
 
 def solve(
@@ -154,6 +168,7 @@ def solve(
     mu_full, nu = best_multipliers(problem, manifold, template, jnp.asarray(flat), aux, dense)
     mu = mu_full[: len(s)]
     rels, joins, drops, history, polish = [], 0, 0, set(), 0
+    first_step = None
     steps, changes = [], []  # per iteration: step length (0: a drop), changes of S so far
     solved, cycled, jac, alpha = False, False, None, np.zeros(0)
     message = f"max_iter = {max_iter} Newton iterations reached"
@@ -220,31 +235,68 @@ def solve(
                 )
             )
         p = flat.size
+        if first_step is None:
+            first_step = float(np.linalg.norm(delta[:p]) / np.linalg.norm(flat))
+
         # joins: a step that would flip a sign off S stops where the first one reaches zero
-        z0 = np.asarray(pre_activations(problem, template, jnp.asarray(flat), pattern)).ravel()
-        z1 = np.asarray(
-            pre_activations(problem, template, jnp.asarray(flat + delta[:p]), pattern)
-        ).ravel()
+        def z_at(x):
+            return np.asarray(pre_activations(problem, template, jnp.asarray(x), pattern)).ravel()
+
         off = np.ones(total, bool)
         off[s] = False
         off &= ~dead
         want = np.where(pattern.ravel() > 0, 1.0, -1.0)
+        z0 = z_at(flat)
+        x1 = retract(flat + delta[:p])
+        z1 = z_at(x1)
         crossing = off & (want * z1 <= 0)
         if crossing.any() and joins + drops < max_changes:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tau = np.where(crossing, z0 / (z0 - z1), np.inf)
-            tau = np.where(crossing & (want * z0 <= 0), 0.0, tau)  # on the wrong side already
-            i = int(np.argmin(tau))
-            step = float(np.clip(tau[i], 0.0, 1.0))
-            flat = retract(flat + step * delta[:p])
+            # the cut: bisection on the step's fraction, on the pre-activations of the retracted
+            # point (z is a product of the layers: linear interpolation from a long Newton step
+            # put the "first zero" where |z| was still 1e-3 of its scale, 20x the residual)
+            lo, hi, z_lo, z_hi, x_lo = 0.0, 1.0, z0, z1, flat
+            if (off & (want * z0 <= 0)).any():  # on the wrong side already: they join, τ = 0
+                z_hi = z0
+            else:
+                for _ in range(CUT_BISECTIONS):
+                    mid = 0.5 * (lo + hi)
+                    x_mid = retract(flat + mid * delta[:p])
+                    z_mid = z_at(x_mid)
+                    if (off & (want * z_mid <= 0)).any():
+                        hi, z_hi = mid, z_mid
+                    else:
+                        lo, z_lo, x_lo = mid, z_mid, x_mid
+            first = off & (want * z_hi <= 0)
+            step = lo
+            flat = x_lo if lo > 0 else flat
             mu = mu + step * delta[p : p + len(s)]
             nu = nu + step * delta[p + cap :]
-            # the first crossing joins, and with a window every crossing within it of the first
-            new = np.flatnonzero(crossing & (tau <= tau[i] + join_window)) if join_window else []
-            new = np.union1d([i], new).astype(int)
-            new = new[np.argsort(tau[new], kind="stable")][: max(1, max_changes - joins - drops)]
-            s, mu = np.append(s, new), np.append(mu, np.zeros(new.size))
+            # the first crossings join, and with a window every entry that the full step would
+            # take across and that is already within the current relative residual of zero
+            # (so its constraint z = 0 raises no part of the residual)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tau = np.where(crossing, z0 / (z0 - z1), np.inf)
+            near = np.abs(z_lo) <= min(rel, switch_tol) * np.ravel(zscale)
+            window = crossing & near & (tau <= np.min(tau[first], initial=1.0) + join_window)
+            new = np.flatnonzero(first | (window if join_window else False))
+            order = np.argsort(np.where(first[new], -1.0, tau[new]), kind="stable")
+            new = new[order][: max(1, max_changes - joins - drops)]
+            # a joining entry keeps the slope it had: μ = (old 0/1 slope) × the Lagrangian's
+            # signal ∂(L + μ·z_S)/∂h there, under the old pattern, so the field is continuous
+            # across the join; μ = 0 would switch a positive entry's contribution off at once
+            # and raise ||R|| by that much
+            was = pattern.flat[new].copy()
+            g = np.asarray(
+                lagrangian_signals(
+                    problem,
+                    template,
+                    jnp.asarray(flat),
+                    jnp.asarray(pad(mu, cap)),
+                    system_aux(free, s, pattern, total),
+                )
+            ).ravel()
             pattern.flat[new] = 0.0
+            s, mu = np.append(s, new), np.append(mu, was * g[new])
             joins += new.size
             steps.append(step)
             changes.append(joins + drops)
@@ -312,6 +364,7 @@ def solve(
         steps=steps,
         changes=changes,
         n_flat=n_flat,
+        first_step=first_step,
         jac=jac,
         zscale=zscale,
         dead=dead,

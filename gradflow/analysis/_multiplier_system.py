@@ -155,6 +155,24 @@ def signals(problem, template, flat_x, slopes):
     return jax.grad(loss)(zero)
 
 
+@eqx.filter_jit
+def lagrangian_signals(problem, template, flat_x, mu, aux):
+    """``∂(L + μ·z_S)/∂h`` at every entry ``(N, Z)``: the back-propagated signal of the
+    Lagrangian, which counts the paths through the later entries of ``S`` that ``μ`` weighs.
+    An entry that joins ``S`` with slope ``a`` keeps the field unchanged with ``μ = a`` times
+    this (:func:`signals` alone misses those paths when a sample has ``S`` in a later layer)."""
+    _, idx, valid, slopes = aux
+    state = unravel(template)(flat_x)
+    weights = problem.network_weights(state)
+
+    def lagrangian(extra):
+        out, z = forward(problem.model, weights, problem.x_train, slopes, extra, problem.chunk_size)
+        z_s = jnp.where(valid, _gather(jnp.ravel(z), idx), 0.0)
+        return jnp.mean(square_error(out, problem.y_train)) + mu @ z_s
+
+    return jax.grad(lagrangian)(jnp.zeros_like(slopes))
+
+
 def with_alpha(slopes, idx, valid, alpha):
     flat = jnp.ravel(slopes)
     target = jnp.where(valid, idx, flat.size)
