@@ -118,16 +118,21 @@ def test_atol_stops_at_the_first_residual_below_it():
     res = fp.residuals
     assert fp.converged and fp.message == "tolerance reached", fp.describe()
     assert res[-1] <= atol < res[-2], res
-    assert _grad_norm(fp.state) == pytest.approx(res[-1], rel=1e-6, abs=0)
+    # the two are the same quantity summed in another order: at ||∇L|| ≈ 6e-10 of cancelling
+    # terms of order 1 they agree to rounding, which was 4.4e-15 (7e-6 relative) with NumPy
+    # 2.4.6 / SciPy 1.17.1 and within 1e-6 relative before; 1e-13 is ~500 ε
+    assert _grad_norm(fp.state) == pytest.approx(res[-1], rel=1e-6, abs=1e-13)
     assert fp.relative_residual > 1e-12  # the relative tolerance was not what stopped it
 
 
 def test_steepest_descent_fallback_rescues_a_failed_newton_step():
     """From 20% off the fixed point with one trial step per line search, a full Newton step
     does not reduce ``||F||``; the fallback (``−S Jᵀ F``, recorded as a negative step) does,
-    and Newton then converges (measured: one fallback step, 10 iterations). Without the
-    fallback the solve stops at that failure."""
-    fp = gf.equilibrium(PROBLEM, _start(0.2, seed=2), spectrum=False, max_backtracks=1)
+    and Newton then converges (measured: one fallback step, 8 iterations). Without the
+    fallback the solve stops at that failure. (The start is seed 7's: seed 2's, used before,
+    stopped needing the fallback with the packages of 2026-12-07 — its full step happens to
+    descend there; which random start needs it depends on the arithmetic.)"""
+    fp = gf.equilibrium(PROBLEM, _start(0.2, seed=7), spectrum=False, max_backtracks=1)
     steps, res = fp.steps, fp.residuals
     assert np.any(steps < 0), steps
     assert np.all(np.diff(res) < 0), res  # every accepted step, Newton or fallback, descends
