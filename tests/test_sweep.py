@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import diffrax
 import jax
 import numpy as np
 import pytest
@@ -135,6 +136,43 @@ def test_a_planned_run_keeps_max_steps_as_the_direct_call_does(max_steps):
         assert err.trajectory.stats["num_gradient_evaluations"] == steps  # Euler: one a step
     # the batch's wall time, stamped on each of its runs: the call's, not a clock reading
     assert 0 < batched[0].stats["wall_time"] == batched[1].stats["wall_time"] <= elapsed
+
+
+class _FailsAcross(diffrax.Euler):
+    """Euler that reports a Diffrax failure (``nonlinear_divergence``, as an implicit solver's
+    Newton iteration does) on the step across ``t = at``: a failure that is not the step
+    budget, at a step known in advance. With ``ConstantStepSize`` the failed step is kept, so
+    a step from there succeeds: the failure is not repeated."""
+
+    at: float = 0.25
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, error, dense, state, result = super().step(
+            terms, t0, t1, y0, args, solver_state, made_jump
+        )
+        across = (t0 < self.at) & (self.at <= t1)
+        failed = diffrax.RESULTS.where(across, diffrax.RESULTS.nonlinear_divergence, result)
+        return y1, error, dense, state, failed
+
+
+def test_a_failure_on_the_budgets_last_step_is_the_failure_not_max_steps():
+    """Euler at dt0 = 0.1 to t1 = 1 (saves every 0.5) whose third step, 0.2 -> 0.3, reports
+    a Diffrax failure, with ``max_steps=3``: the failed step is also the budget's last, inside
+    the first of the two save intervals. Planned (the sweep's core, ``_driver.whole``) as
+    direct, the run is "failed" at t = 0.3 after 3 steps: the failure, not "max_steps" (the
+    budget ran out on the failed step, not before it), and the failed interval's 3 steps
+    counted once (not 6: its open record again)."""
+    data = gf.data.load("gaussian-mixture", n_train=8, n_test=0, dim=3, seed=0)
+    p = gf.Problem(MLP(3, (4,), 1, key=jax.random.PRNGKey(0)), data)
+    kw = dict(t1=1.0, save_every=0.5, solver=_FailsAcross(), dt0=0.1, max_steps=3, throw=False)
+    [planned] = run_plans([plan(gf.flow, p, **kw)], batch=False)
+    direct = gf.flow(p, **kw)
+    for traj in (planned, direct):
+        assert traj.stats["status"] == "failed", traj.stats
+        assert traj.stats["num_steps"] == 3, traj.stats
+        assert traj.stats["t_reached"] == pytest.approx(0.3, rel=1e-12, abs=0)
+        np.testing.assert_array_equal(traj.t, [0.0])  # the first save only: 0.5 not reached
+        np.testing.assert_array_equal(traj["loss"], direct["loss"])
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
