@@ -181,7 +181,7 @@ def _combined(tmp_path, name):
         return ds.load()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_balancedness_scenario_shows_its_answer(tmp_path):
     ds = _combined(tmp_path, "balancedness")
     gap = ds["balance_gap"]
@@ -191,7 +191,7 @@ def test_balancedness_scenario_shows_its_answer(tmp_path):
     assert gd_large > gd_small > 100 * flow  # GD drifts, more for the larger step
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_wn_norm_growth_scenario_shows_its_answer(tmp_path):
     ds = _combined(tmp_path, "wn_norm_growth")
     assert not np.any(np.isnan(ds["loss"]))  # save_every is a multiple of every lr: one grid

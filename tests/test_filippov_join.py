@@ -111,7 +111,7 @@ def test_sliding_bad_input_is_one_line(small):
         gf.equilibrium(problem, last, join_window=-0.1)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_chattering_end_is_certified_only_with_both_the_evidence_and_the_window():
     problem, last = _chattering(dim=6, width=16, n=24, lam=0.05, seed=0)
     new = gf.equilibrium(problem, last, spectrum=False, sliding=last, max_iter=20)

@@ -39,7 +39,10 @@ BALANCE = {
 }
 
 
-@pytest.mark.parametrize("normalization", NORMS)
+@pytest.mark.parametrize(
+    "normalization",
+    [n if n in ("none", "lm-last") else pytest.param(n, marks=pytest.mark.long) for n in NORMS],
+)
 @settings(max_examples=4)
 @given(data=st.data())
 def test_total_loss_never_increases(normalization, data):
@@ -105,7 +108,7 @@ def test_balancedness_law(activation, data, lam):
     assert gft.balance_law_error(tr, lam) <= 1e-6  # elementwise relative, as assert_allclose
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("activation", [pytest.param("linear", marks=pytest.mark.long), "relu"])
 def test_wn_reproduces_lm_all_and_keeps_v_norm(activation):
     """3.3: WN from ||v_k|| = 1 is the LM-all flow; ||v_k|| is constant along the flow.
 

@@ -89,6 +89,7 @@ def test_sigint_then_resume_equals_the_uninterrupted_sgd_run(tmp_path):
     assert "nothing to compute" in again.stdout
 
 
+@pytest.mark.long
 def test_sigterm_then_resume_equals_the_uninterrupted_sde_run(tmp_path):
     toml, out, nc = _interrupt(tmp_path, SDE, signal.SIGTERM, t1=40.0)
     _resume(toml, out)
@@ -103,6 +104,7 @@ def test_sigterm_then_resume_equals_the_uninterrupted_sde_run(tmp_path):
 FLOW = '[flow]\nsolver = "heun"\nrtol = 1e-6\natol = 1e-8'
 
 
+@pytest.mark.long
 def test_sigint_then_resume_equals_the_uninterrupted_adaptive_flow(tmp_path):
     """The adaptive ODE through the command line: the resumed run continues with the
     controller's next step from the checkpoint, so it repeats the uninterrupted run's steps."""

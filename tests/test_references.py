@@ -157,8 +157,15 @@ def _max_weight_error(problem, ref, t1, saves) -> float:
     )
 
 
-@pytest.mark.parametrize("variant", ["lm-last", "lm-all"])
-@pytest.mark.parametrize("lam", [0.0, 0.3])
+@pytest.mark.parametrize(
+    ("lam", "variant"),
+    [
+        pytest.param(0.0, "lm-last", marks=pytest.mark.long),
+        (0.3, "lm-last"),
+        (0.0, "lm-all"),
+        pytest.param(0.3, "lm-all", marks=pytest.mark.long),
+    ],
+)
 def test_lm_flow_matches_scipy_reference(variant, lam):
     """gf.flow's LM flows equal THEORY 3.2's ODEs integrated by SciPy, at every save time."""
     problem, x, y, w = _problem(variant, lam, seed=1)

@@ -83,7 +83,9 @@ def test_apply_batch_is_the_per_sample_network(name):
             assert _rel(out[path], out["per_sample"]) < 1e-13
 
 
-@pytest.mark.parametrize("name", ["cnn1d-conv", "cnn2d-pad", "paper-small"])
+@pytest.mark.parametrize(
+    "name", ["cnn1d-conv", "cnn2d-pad", pytest.param("paper-small", marks=pytest.mark.long)]
+)
 def test_conv_paths_have_the_same_gradient(name):
     """The loss's gradient (reverse mode) and a Hessian-vector product (forward over reverse)
     agree across the convolution paths, in float64 and float32 (to its rounding)."""
@@ -384,6 +386,7 @@ def test_scenario_keys_reach_the_problem():
 # ---- the paper's preprocessing and scenario -------------------------------------------------
 
 
+@pytest.mark.long
 def test_paper_scenario_runs_on_a_cifar_shaped_npz(tmp_path):
     path = cifar_shaped_npz(tmp_path / "cifar.npz")
     out = tmp_path / "out"
