@@ -87,6 +87,9 @@ def test_a_settled_relu_flow_ends_at_a_certified_filippov_equilibrium(settled):
     assert c.alpha_range[0] >= 0 and c.alpha_range[1] <= 1
     assert c.sign_flips == 0 and c.flow_sign_changes == 0 and c.flow_drift <= 1e-4
     assert fp.describe().startswith("fixed point (Filippov")
+    assert fp.message == "tolerance reached, every α in [0, 1]"
+    assert type(c.n_flat) is int and c.n_flat >= 0  # the dense Jacobian's numerically zero values
+    assert np.any(fp.steps == 1.0)  # full Newton steps (a join's cut is a fraction below 1)
 
     x, y = np.asarray(problem.x_train), np.asarray(problem.y_train)
     w1, w2 = _weights(problem, fp.state)
