@@ -84,9 +84,19 @@ def test_a_settled_relu_flow_ends_at_a_certified_filippov_equilibrium(settled):
     c = fp.certificate
     assert fp.certified and c.verdict == "certified", fp.describe()
     assert c.relative_residual <= 1e-12 and c.n_switching > 0 and c.n_dying > 0
+    # polished past tol to the rounding floor (1.1e-16 here; a damped first polishing step
+    # leaves 3.4e-14, and the second one, a full step, takes it down)
+    assert fp.relative_residuals[-1] <= 1e-15
     assert c.alpha_range[0] >= 0 and c.alpha_range[1] <= 1
     assert c.sign_flips == 0 and c.flow_sign_changes == 0 and c.flow_drift <= 1e-4
     assert fp.describe().startswith("fixed point (Filippov")
+    assert fp.message == "tolerance reached, every α in [0, 1]"
+    assert type(c.n_flat) is int and c.n_flat >= 0  # the dense Jacobian's numerically zero values
+    assert np.any(fp.steps == 1.0)  # full Newton steps (a join's cut is a fraction below 1)
+    # the active set's joins keep the residual (issue 24): it does not rise across a join
+    rels, flips = np.asarray(fp.relative_residuals), np.asarray(fp.pattern_flips)
+    joins = np.flatnonzero(np.diff(flips) > 0)
+    assert joins.size > 0 and np.all(rels[joins + 1] <= rels[joins])
 
     x, y = np.asarray(problem.x_train), np.asarray(problem.y_train)
     w1, w2 = _weights(problem, fp.state)

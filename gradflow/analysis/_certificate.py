@@ -190,6 +190,14 @@ def flat_norm(state) -> float:
 # ---- the certificate from a solve -----------------------------------------------------------
 
 
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, 0 where ``num = 0`` (the zero state: nothing to measure, not 0/0) and
+    ``inf`` where only ``den = 0``."""
+    if num == 0:
+        return 0.0
+    return num / den if den > 0 else float("inf")
+
+
 def _verdict(sol, failed: dict, start_rel: float, final_rel: float, tol: float) -> str:
     if not failed:
         return "certified"
@@ -238,7 +246,7 @@ def certify(
     fg = filippov_gradient(
         problem, manifold, template, jnp.asarray(flat), jnp.asarray(sol.slopes), aux[0]
     )
-    fil = float(jnp.linalg.norm(fg)) / scale if scale > 0 else float("inf")
+    fil = _ratio(float(jnp.linalg.norm(fg)), scale)
     alpha = sol.alpha
     a_range = (float(alpha.min()), float(alpha.max())) if alpha.size else None
     z = np.asarray(pre_activations(problem, template, jnp.asarray(flat), sol.pattern)).ravel()
@@ -265,10 +273,10 @@ def certify(
         tr = flow(problem, t1=flow_time, state0=state, save_every=flow_time / 4)
         ends = ravel_pytree(tr.final_state)[0]
         x0 = np.asarray(flat)
-        drift = float(np.linalg.norm(np.asarray(ends) - x0) / np.linalg.norm(x0))
+        drift = _ratio(float(np.linalg.norm(np.asarray(ends) - x0)), float(np.linalg.norm(x0)))
         z_end = np.asarray(pre_activations(problem, template, ends, sol.pattern)).ravel()
         changes = int(np.sum(off & ~dead & ((z_end > 0) != want)))
-    distance = float(np.linalg.norm(flat - start_flat) / np.linalg.norm(start_flat))
+    distance = _ratio(float(np.linalg.norm(flat - start_flat)), float(np.linalg.norm(start_flat)))
     t = thresholds
     failed = {}
     if not sol.solved:

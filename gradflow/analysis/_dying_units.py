@@ -36,7 +36,7 @@ def dying_ratio(problem, state, dying, num: int = 256, seed: int = 0) -> float |
         m_in, m_out = unit_masks(problem.model, weights, k, j)
         i_in, i_out = np.flatnonzero(m_in[k]), np.flatnonzero(m_out[k + 1])
         mu = curv[k] * curv[k + 1]
-        if mu <= 0:
+        if min(curv[k], curv[k + 1]) <= 0:  # not only the product: two negatives make it > 0
             return float("inf")
         cand = rng.standard_normal((num, i_in.size))
         cand /= np.linalg.norm(cand, axis=1, keepdims=True)
