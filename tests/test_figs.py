@@ -151,17 +151,17 @@ def _listing(folder: Path) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
 
 
-#: The figures in two halves of about equal cost at the fast profile (wall seconds measured
-#: 2026-12-06 on the 2-core CI machine under load: work_precision 103, bounds 72, rho_dynamics
-#: 45, init_scale 16, sgd_noise 15 | neural_collapse 68, sde_vs_sgd 60, conservation 48,
-#: margins 34, rank 31, random_labels 16), so that the suite's two workers share them.
+#: The figures in two halves of about equal cost at the fast profile (user CPU seconds of each
+#: figure run alone, measured 2026-12-07 on the 2-vCPU AMD EPYC CI guest, ~8 s of it the import:
+#: work_precision 61, margins 38, bounds 34, init_scale 26, sgd_noise 19, rho_dynamics ~20 |
+#: neural_collapse 65, sde_vs_sgd 50, conservation ~35, rank 35, random_labels 19), so that
+#: the suite's two workers share them.
 HALVES = {
-    "first": ("work_precision", "bounds", "rho_dynamics", "init_scale", "sgd_noise"),
+    "first": ("work_precision", "margins", "bounds", "rho_dynamics", "init_scale", "sgd_noise"),
     "second": (
         "neural_collapse",
         "sde_vs_sgd",
         "conservation",
-        "margins",
         "rank",
         "random_labels",
     ),
