@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from tiny_scenario import scenario_text
 
 import gradflow as gf
 from gradflow._cli import main
@@ -416,11 +417,15 @@ def test_one_sgd_step_is_allowed():
 
 def test_load_of_a_combined_file_names_what_reads_it(tmp_path):
     out = tmp_path / "out"
-    assert main(["run", QUICKSTART, "--fast", "--quiet", "--out", str(out)]) == 0
+    toml = tmp_path / "tiny.toml"  # two runs, so the scenario also writes a combined file
+    toml.write_text(
+        scenario_text(t1=0.2, tables="[flow]\nenabled = true\n\n[sgd]\nlr = 0.05\nbatch_size = 4\n")
+    )
+    assert main(["run", str(toml), "--quiet", "--out", str(out)]) == 0
     with pytest.raises(ValueError, match="combined runs; gf.load reads one run's") as info:
-        gf.load(out / "quickstart.nc")
+        gf.load(out / "tiny.nc")
     assert "\n" not in str(info.value)
-    assert gf.load(out / "quickstart__flow.nc").t[-1] > 0
+    assert gf.load(out / "tiny__flow.nc").t[-1] > 0
     (tmp_path / "junk.nc").write_text("not netcdf")
     with pytest.raises(ValueError, match="not a NetCDF file gradflow wrote"):
         gf.load(tmp_path / "junk.nc")
