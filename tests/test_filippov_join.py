@@ -8,6 +8,9 @@ crossing of the step) needs one iteration per missing entry. The last 50 steps s
 entries chatter (their sign changes back and forth).
 """
 
+import dataclasses
+import types
+
 import jax
 import numpy as np
 import pytest
@@ -123,3 +126,100 @@ def test_a_chattering_end_is_certified_only_with_both_the_evidence_and_the_windo
     for kwargs in (dict(sliding=last, join_window=0.0), dict()):
         alone = gf.equilibrium(problem, last, spectrum=False, max_iter=20, **kwargs)
         assert not alone.certified, kwargs
+
+
+def test_sliding_refusals_word_for_word_and_a_trajectory_is_read_as_its_states():
+    """``sliding`` refused in full (the mask's shape and dtype, a Trajectory without the weights),
+    and a Trajectory recorded with the weights read as the list of its saved states."""
+    from gradflow.analysis._equilibrium import _sliding
+
+    data = gf.data.load("gaussian-mixture", n_train=12, n_test=0, dim=5, seed=2)
+    problem = gf.Problem(MLP(5, (10,), 1, key=jax.random.PRNGKey(2)), data, weight_decay=0.1)
+    use = (
+        "is not allowed; use an (12, 10) boolean mask (samples x hidden pre-activations), a "
+        "Trajectory of the run's last steps recorded with the weights observable, or a list of "
+        "states"
+    )
+    for mask, shown in (
+        (np.zeros((12, 9), bool), "<an array of dtype bool and shape (12, 9)>"),
+        (np.zeros((12, 10), int), "<an array of dtype int64 and shape (12, 10)>"),
+    ):
+        with pytest.raises(ValueError) as info:
+            _sliding(problem, mask)
+        assert str(info.value) == f"equilibrium: sliding={shown} {use}"
+    key = jax.random.PRNGKey(0)
+    plain = gf.sgd(problem, lr=LR, batch_size=12, t1=LR, key=key)
+    with pytest.raises(ValueError) as info:
+        _sliding(problem, plain)
+    assert str(info.value) == (
+        "equilibrium: sliding=<a Trajectory with observables ['balance_gap', 'data_loss', "
+        "'loss', 'margin_mean', 'margin_min', 'margin_std', 'rho', 'rho_k', 'train_acc']> is "
+        'not allowed; record the run\'s last steps with observables=("weights",) (one '
+        "trajectory, no seeds), or pass an (N, Z) boolean mask"
+    )
+    assert _sliding(problem, None) is None
+    mask = np.zeros((12, 10), bool)
+    mask[3, 4] = True
+    np.testing.assert_array_equal(_sliding(problem, mask), mask)
+    # a Trajectory with the weights: its saved states, each written back into the problem
+    run = gf.sgd(
+        problem, lr=LR, batch_size=12, t1=3 * LR, key=key, save_every=LR, observables=("weights",)
+    )
+    states = _states(problem, run)
+    assert len(states) == 4
+    z = np.stack([np.asarray(_relu_pre_activations(problem, s)) for s in states])
+    np.testing.assert_array_equal(
+        _sliding(problem, run), np.sum((z[1:] > 0) != (z[:-1] > 0), axis=0) >= 2
+    )
+    np.testing.assert_array_equal(_sliding(problem, run), _sliding(problem, states))
+
+
+@dataclasses.dataclass
+class _Point:
+    """A stand-in for a ``FixedPoint``: what ``_filippov`` reads of one solve."""
+
+    certified: bool
+    relative_residual: float
+    message: str
+    iterations: int = 3
+
+    @property
+    def certificate(self):
+        return types.SimpleNamespace(verdict="certified" if self.certified else "not settled")
+
+
+@pytest.mark.parametrize(
+    "seeded, again, returned",
+    [
+        # a certified solve without the seed wins, even at a larger residual
+        ((False, 1e-14), (True, 1e-13), "again"),
+        ((False, 1e-10), (False, 1e-12), "again"),  # neither certified: the smaller residual
+        ((False, 1e-12), (False, 1e-10), "seeded"),
+        ((True, 1e-13), None, "seeded"),  # a certified seeded solve is not done again
+    ],
+)
+def test_a_seeded_solve_that_is_not_certified_is_done_again_without_the_seed(
+    monkeypatch, seeded, again, returned
+):
+    from gradflow.analysis import _equilibrium
+
+    calls = []
+
+    def once(problem, state, thresholds, options, **kwargs):
+        calls.append(options["sliding"])
+        c, r = seeded if len(calls) == 1 else again
+        return _Point(c, r, f"solve {len(calls)}")
+
+    monkeypatch.setattr(_equilibrium, "_filippov_once", once)
+    point = _equilibrium._filippov(None, None, {}, {"sliding": "mask"})
+    assert calls == (["mask"] if again is None else ["mask", None])
+    if again is None:
+        assert point.message == "solve 1" and point.certified
+        return
+    seed = f"from the S seeded by the flow's evidence: not settled ({seeded[1]:.2e}, 3 iterations)"
+    if returned == "again":
+        assert point.relative_residual == again[1] and point.certified == again[0]
+        assert point.message == f"solve 2; without the seed (the solve {seed})"
+    else:
+        assert point.relative_residual == seeded[1]
+        assert point.message == f"solve 1; {seed}, and without it: not settled"
