@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +155,9 @@ def _listing(folder: Path) -> dict:
 #: work_precision 61, margins 38, bounds 34, init_scale 26, sgd_noise 19, rho_dynamics ~20 |
 #: neural_collapse 65, sde_vs_sgd 50, conservation ~35, rank 35, random_labels 19), so that
 #: the suite's two workers share them.
+#: The figure of each half that the test redraws from the cache (the cheapest to redraw).
+CACHED = {"first": "rho_dynamics", "second": "random_labels"}
+
 HALVES = {
     "first": ("work_precision", "margins", "bounds", "rho_dynamics", "init_scale", "sgd_noise"),
     "second": (
@@ -171,6 +173,7 @@ HALVES = {
 def test_halves_cover_every_figure_once():
     names = [n for half in HALVES.values() for n in half]
     assert sorted(names) == sorted(_figures()) and len(set(names)) == len(names)
+    assert all(CACHED[half] in figures for half, figures in HALVES.items())
 
 
 @pytest.mark.slow
@@ -185,11 +188,9 @@ def test_figs_fast_then_cached(tmp_path, half):
     ours = {d: _listing(ROOT / "paper_figs" / d) for d in ("cache", "out", "figures")}
     ours_status = _status(ROOT)
     out_dir = tmp_path / "pngs"
-    start = time.perf_counter()
     first = _gradflow(
         "figs", "--fast", "--only", *figures, "--out", str(out_dir), cwd=clone / "docs"
     )
-    first_s = time.perf_counter() - start
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     for name in figures:
@@ -207,18 +208,19 @@ def test_figs_fast_then_cached(tmp_path, half):
             assert first in (["borne out"], ["outside the claim's hypotheses"]), lines[0]
     assert _listing(clone / "paper_figs" / "cache"), "the cache is the clone's"
 
-    # the second call, without --out: cached, into the fast profile's own (ignored) folder
-    start = time.perf_counter()
-    second = _gradflow("figs", "--fast", "--only", *figures, cwd=clone)
-    second_s = time.perf_counter() - start
+    # the second call, without --out: cached, into the fast profile's own (ignored) folder.
+    # One figure of the half (its cheapest to redraw): the cache is one mechanism
+    # (``_common.sweep``) for every figure, and the first call already drew each from the
+    # results it read back from its NetCDF files; redrawing all of them cost ~70 CPU s.
+    again = CACHED[half]
+    second = _gradflow("figs", "--fast", "--only", again, cwd=clone)
     assert second.returncode == 0, second.stderr[-3000:]
     out2 = second.stdout
-    for name in figures:
-        assert f"figure {name} (cached" in out2, out2
-        assert (clone / "paper_figs" / "out" / "fast" / f"{name}.png").is_file(), name
+    assert f"figure {again} (cached" in out2, out2
+    assert (clone / "paper_figs" / "out" / "fast" / f"{again}.png").is_file(), again
+    assert f"scenario {again}" in out2 and ": cached (" in out2, out2
+    # nothing computed: every point of the figure was read back from the cache
     assert "computed in" in out and "computed in" not in out2
-    # redrawing reads NetCDF only: far faster than the first call, which computed everything
-    assert second_s < 0.5 * first_s, (first_s, second_s)
 
     # no committed file changed, no file outside the ignored paths, in the checkout it ran in
     assert _status(clone) == "", _status(clone)
