@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-from tiny_scenario import SGD_BASE
+from tiny_scenario import SGD_BASE, shared_folder
 
 import gradflow as gf
 from gradflow._cli import main
@@ -22,10 +22,7 @@ GRADFLOW = [sys.executable, "-m", "gradflow._cli"]
 BASE = SGD_BASE
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """One folder with the results of a scenario (flow + SGD) and of a sweep (SGD over λ)."""
-    tmp = tmp_path_factory.mktemp("browse")
+def _build(tmp) -> str:
     out = tmp / "results"
     run = tmp / "tiny.toml"
     run.write_text(BASE.format(name="tiny", extra="[flow]\nenabled = true\n"))
@@ -40,8 +37,15 @@ def results(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
         mp.setenv("GRADFLOW_PROGRESS_INTERVAL", "0")
         assert main(["sweep", str(sweep), "--out", str(out)]) == 0
-    LOGS["sweep"] = err.getvalue()
-    return out
+    return err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One folder with the results of a scenario (flow + SGD) and of a sweep (SGD over λ),
+    once per session (also under xdist: ``shared_folder``); the sweep's stderr in LOGS."""
+    tmp, LOGS["sweep"] = shared_folder(tmp_path_factory, "browse", _build)
+    return tmp / "results"
 
 
 LOGS: dict = {}
