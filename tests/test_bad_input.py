@@ -415,13 +415,23 @@ def test_one_sgd_step_is_allowed():
     assert tr.t.tolist() == pytest.approx([0.0, 0.1], rel=1e-12, abs=0)
 
 
+#: Two runs (so the scenario also writes a combined file ``tiny.nc``) to t = 0.2: the scenario
+#: of the tests below that need a run that computes and writes. One scenario for all of them, so
+#: that a worker compiles its programs once (the compilations are most of a run's cost).
+TWO_RUNS = scenario_text(
+    t1=0.2, tables="[flow]\nenabled = true\n\n[sgd]\nlr = 0.05\nbatch_size = 4\n"
+)
+
+
+def _two_runs(tmp_path) -> str:
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TWO_RUNS)
+    return str(toml)
+
+
 def test_load_of_a_combined_file_names_what_reads_it(tmp_path):
     out = tmp_path / "out"
-    toml = tmp_path / "tiny.toml"  # two runs, so the scenario also writes a combined file
-    toml.write_text(
-        scenario_text(t1=0.2, tables="[flow]\nenabled = true\n\n[sgd]\nlr = 0.05\nbatch_size = 4\n")
-    )
-    assert main(["run", str(toml), "--quiet", "--out", str(out)]) == 0
+    assert main(["run", _two_runs(tmp_path), "--quiet", "--out", str(out)]) == 0
     with pytest.raises(ValueError, match="combined runs; gf.load reads one run's") as info:
         gf.load(out / "tiny.nc")
     assert "\n" not in str(info.value)
@@ -468,19 +478,19 @@ def test_a_long_scenario_name_is_refused_before_computing(tmp_path, capsys):
 
 
 def test_existing_results_are_refused_unless_overwrite(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert _run_cli(out) == 0
-    (out / "quickstart__sgd_lr0.99_b7.nc").write_text("an older run with another label")
+    out, toml = tmp_path / "out", _two_runs(tmp_path)
+    assert main(["run", toml, "--quiet", "--out", str(out)]) == 0
+    (out / "tiny__sgd_lr0.99_b7.nc").write_text("an older run with another label")
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     capsys.readouterr()
-    assert _run_cli(out) == 2
+    assert main(["run", toml, "--quiet", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "holds results of scenario 'quickstart'" in err and "--overwrite" in err, err
+    assert "holds results of scenario 'tiny'" in err and "--overwrite" in err, err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
-    assert _run_cli(out, "--overwrite") == 0
+    assert main(["run", toml, "--quiet", "--out", str(out), "--overwrite"]) == 0
     names = {p.name for p in out.iterdir()}
-    assert "quickstart__sgd_lr0.99_b7.nc" not in names  # old and new never mix
-    assert "quickstart.nc" in names and not any(n.endswith(".lock") for n in names)
+    assert "tiny__sgd_lr0.99_b7.nc" not in names  # old and new never mix
+    assert "tiny.nc" in names and not any(n.endswith(".lock") for n in names)
 
 
 def test_a_second_writer_is_refused_while_the_first_is_alive(tmp_path, capsys):
@@ -488,22 +498,22 @@ def test_a_second_writer_is_refused_while_the_first_is_alive(tmp_path, capsys):
     import subprocess
     import sys
 
-    out = tmp_path / "out"
+    out, toml = tmp_path / "out", _two_runs(tmp_path)
     out.mkdir()
-    lock = out / ".quickstart.lock"
+    lock = out / ".tiny.lock"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(f"{sleeper.pid} {socket.gethostname()}\n")
-        assert _run_cli(out) == 2
+        assert main(["run", toml, "--quiet", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"another gradflow process (pid {sleeper.pid})" in err, err
-        assert not (out / "quickstart.nc").exists()
+        assert not (out / "tiny.nc").exists()
     finally:
         sleeper.kill()
         sleeper.wait()
     # the writer died: its lock is stale and is taken over
-    assert _run_cli(out) == 0
-    assert (out / "quickstart.nc").exists() and not lock.exists()
+    assert main(["run", toml, "--quiet", "--out", str(out)]) == 0
+    assert (out / "tiny.nc").exists() and not lock.exists()
 
 
 # ---- issue 28: the last bad inputs, each with its key in the message -----------------------

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
+from tiny_scenario import SGD_BASE, shared_folder
 
 import gradflow as gf
 from gradflow._cli import main
-from tiny_scenario import SGD_BASE
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRADFLOW = [sys.executable, "-m", "gradflow._cli"]
@@ -22,10 +22,7 @@ GRADFLOW = [sys.executable, "-m", "gradflow._cli"]
 BASE = SGD_BASE
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """One folder with the results of a scenario (flow + SGD) and of a sweep (SGD over λ)."""
-    tmp = tmp_path_factory.mktemp("browse")
+def _build(tmp) -> str:
     out = tmp / "results"
     run = tmp / "tiny.toml"
     run.write_text(BASE.format(name="tiny", extra="[flow]\nenabled = true\n"))
@@ -40,8 +37,15 @@ def results(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
         mp.setenv("GRADFLOW_PROGRESS_INTERVAL", "0")
         assert main(["sweep", str(sweep), "--out", str(out)]) == 0
-    LOGS["sweep"] = err.getvalue()
-    return out
+    return err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One folder with the results of a scenario (flow + SGD) and of a sweep (SGD over λ),
+    once per session (also under xdist: ``shared_folder``); the sweep's stderr in LOGS."""
+    tmp, LOGS["sweep"] = shared_folder(tmp_path_factory, "browse", _build)
+    return tmp / "results"
 
 
 LOGS: dict = {}
@@ -148,10 +152,14 @@ def test_show_on_a_path_without_results_exits_2_with_one_line(tmp_path, capsys, 
 # ---- the command line's manners -----------------------------------------------------------
 
 
-def test_version_prints_the_version():
-    proc = subprocess.run([*GRADFLOW, "--version"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout == f"gradflow {gf.__version__}\n"
-    assert re.fullmatch(r"gradflow \d+\.\d+\S*\n", proc.stdout)
+def test_version_prints_the_version(capsys):
+    """In this process (the console script's ``main``; the closed-pipe tests below start the
+    real ``python -m gradflow._cli``, a start-up of ~4 s CPU each)."""
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and out == f"gradflow {gf.__version__}\n"
+    assert re.fullmatch(r"gradflow \d+\.\d+\S*\n", out)
 
 
 @pytest.mark.parametrize("reader", ["head -1", "true"])
@@ -168,9 +176,11 @@ def test_a_closed_pipe_ends_quietly(reader):
     assert rc in (0, 141)  # 141: the pipe closed before the output was written
 
 
-def test_the_show_command_is_listed_in_the_help():
-    proc = subprocess.run([*GRADFLOW, "--help"], capture_output=True, text=True, timeout=120)
-    assert "show" in proc.stdout and "--version" in proc.stdout
+def test_the_show_command_is_listed_in_the_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and "show" in out and "--version" in out
 
 
 def test_show_of_each_file_gives_the_rows_of_the_folder(results, capsys):

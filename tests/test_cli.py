@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tiny_scenario import shared_folder
 
 import gradflow as gf
 from gradflow._cli import main
@@ -17,10 +18,14 @@ QUICKSTART = str(ROOT / "scenarios" / "quickstart.toml")
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
-    """``gradflow run quickstart.toml --fast`` once, with two SGD batch sizes."""
-    out = tmp_path_factory.mktemp("results")
-    code = main(["run", QUICKSTART, "--fast", "--out", str(out), "--set", "sgd.batch_size=[8, 16]"])
+    """``gradflow run quickstart.toml --fast`` once, with two SGD batch sizes (once per
+    session, also under xdist: ``shared_folder``)."""
+    out, code = shared_folder(tmp_path_factory, "quickstart", _quickstart)
     return code, out
+
+
+def _quickstart(out):
+    return main(["run", QUICKSTART, "--fast", "--out", str(out), "--set", "sgd.batch_size=[8, 16]"])
 
 
 def test_quickstart_fast_writes_every_file(quickstart):

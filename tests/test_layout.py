@@ -356,7 +356,12 @@ def test_the_figures_run_their_scenarios_through_the_scenario_runner():
     assert _common.SCENARIOS == ROOT / "paper_figs" / "scenarios"
 
 
-@pytest.mark.parametrize("name", CHEAP)
+@pytest.mark.parametrize(
+    "name",
+    # CI runs the cheapest (`gradflow figs --fast` in test_figs runs every figure's scenarios
+    # through the same runner); the others are in the `long` tier (README.md "Tests")
+    [n if n == "sgd_noise" else pytest.param(n, marks=pytest.mark.long) for n in CHEAP],
+)
 def test_cheap_figure_scenarios_run_with_plain_gradflow_run(name, tmp_path):
     from gradflow._cli import main
 

@@ -10,13 +10,13 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
+from tiny_scenario import scenario_text, shared_folder
 
 import gradflow as gf
 from gradflow._cli import main
 from gradflow._observables import GROUPS, described, observe
 from gradflow._variables import VARIABLES, annotate, meta, plain_names
-from gradflow.models import DeepLinear, MLP
-from tiny_scenario import scenario_text
+from gradflow.models import MLP, DeepLinear
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,18 +52,21 @@ def _check_described(ds: xr.Dataset, where: str) -> None:
     assert float(ds.attrs["wall_time"]) > 0, where
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """``gradflow run`` (flow and a 2-seed SGD ensemble) and ``gradflow sweep`` (SGD over λ
-    and the SGD seed) on a tiny problem, into one folder."""
-    out = tmp_path_factory.mktemp("results")
+def _build(out):
     run = out / "tiny.toml"
     run.write_text(SCENARIO.format(name="tiny", flow="true"))
     assert main(["run", str(run), "--out", str(out), "--quiet"]) == 0
     sweep = out / "tinysweep.toml"
     sweep.write_text(SCENARIO.format(name="tinysweep", flow="false") + SWEEP)
     assert main(["sweep", str(sweep), "--out", str(out), "--quiet"]) == 0
-    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """``gradflow run`` (flow and a 2-seed SGD ensemble) and ``gradflow sweep`` (SGD over λ
+    and the SGD seed) on a tiny problem, into one folder, once per session (also under xdist:
+    ``shared_folder``)."""
+    return shared_folder(tmp_path_factory, "output-metadata", _build)[0]
 
 
 def test_a_runs_file_describes_itself_and_round_trips(results):

@@ -57,3 +57,29 @@ SGD_BASE = scenario_text(
     save_every=0.25,
     tables="[sgd]\nlr = 0.05\nbatch_size = 8\n{extra}\n",
 )
+
+
+def shared_folder(tmp_path_factory, name: str, build):
+    """``(folder, value)``: a folder that ``build(folder)`` fills once per test session, with
+    ``value`` what ``build`` returned (JSON). A module fixture runs once in every pytest-xdist
+    worker that runs one of its tests (twice under ``-n 2``, compiling the same programs twice);
+    here the first worker to ask builds the folder under a lock (``fcntl.flock``) in the
+    session's shared temporary folder, and the others wait for it and read it. Tests may add
+    files of their own names to the folder, never change what ``build`` wrote."""
+    import fcntl
+    import json
+    import os
+    import shutil
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        return folder, build(folder)
+    root = tmp_path_factory.getbasetemp().parent  # one per session, shared by its workers
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.json"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder)))
+    return folder, json.loads(done.read_text())
