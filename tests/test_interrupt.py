@@ -57,12 +57,17 @@ def _interrupt(tmp_path, table, sig, t1=60.0):
     return toml, out, nc
 
 
-def _resume(toml, out):
-    proc = subprocess.run(
-        _cli(toml, "--out", out, "--resume"), capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
+def _resume(toml, out, capsys):
+    """``gradflow run --resume`` in this process (``main``: the command line's own code), its
+    standard output returned; the interrupted run above was a process of its own, which a
+    resume need not be (that spares an interpreter start and an import of gradflow)."""
+    from gradflow._cli import main
+
+    capsys.readouterr()
+    code = main(["run", str(toml), "--out", str(out), "--resume", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
 
 
 def _reference(toml, dynamics):
@@ -75,9 +80,9 @@ def _reference(toml, dynamics):
     return run_one(problem, spec)
 
 
-def test_sigint_then_resume_equals_the_uninterrupted_sgd_run(tmp_path):
+def test_sigint_then_resume_equals_the_uninterrupted_sgd_run(tmp_path, capsys):
     toml, out, nc = _interrupt(tmp_path, SGD, signal.SIGINT)
-    _resume(toml, out)
+    _resume(toml, out, capsys)
     done = gf.load(nc)
     assert done.stats["status"] == "success" and not list(out.glob("*.ckpt.npz"))
     ref = _reference(toml, "sgd")
@@ -85,14 +90,14 @@ def test_sigint_then_resume_equals_the_uninterrupted_sgd_run(tmp_path):
     np.testing.assert_array_equal(done["loss"], ref["loss"])  # bit for bit
     for a, b in zip(done.final_params, ref.final_params):
         np.testing.assert_array_equal(a, b)
-    again = _resume(toml, out)  # a second --resume computes nothing
-    assert "nothing to compute" in again.stdout
+    again = _resume(toml, out, capsys)  # a second --resume computes nothing
+    assert "nothing to compute" in again
 
 
 @pytest.mark.long
-def test_sigterm_then_resume_equals_the_uninterrupted_sde_run(tmp_path):
+def test_sigterm_then_resume_equals_the_uninterrupted_sde_run(tmp_path, capsys):
     toml, out, nc = _interrupt(tmp_path, SDE, signal.SIGTERM, t1=40.0)
-    _resume(toml, out)
+    _resume(toml, out, capsys)
     done = gf.load(nc)
     ref = _reference(toml, "sde")
     assert done.stats["status"] == "success"
@@ -105,11 +110,11 @@ FLOW = '[flow]\nsolver = "heun"\nrtol = 1e-6\natol = 1e-8'
 
 
 @pytest.mark.long
-def test_sigint_then_resume_equals_the_uninterrupted_adaptive_flow(tmp_path):
+def test_sigint_then_resume_equals_the_uninterrupted_adaptive_flow(tmp_path, capsys):
     """The adaptive ODE through the command line: the resumed run continues with the
     controller's next step from the checkpoint, so it repeats the uninterrupted run's steps."""
     toml, out, nc = _interrupt(tmp_path, FLOW, signal.SIGINT, t1=20.0)
-    _resume(toml, out)
+    _resume(toml, out, capsys)
     done = gf.load(nc)
     ref = _reference(toml, "flow")
     assert done.stats["status"] == "success"

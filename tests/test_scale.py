@@ -103,9 +103,12 @@ def test_conv_paths_have_the_same_gradient(name):
             def loss(w, model=model, xs=xs, ys=ys):
                 return _loss.data_loss(model, w, xs, ys)
 
-            grad = jax.grad(loss)(ws)
-            hvp = jax.jvp(jax.grad(loss), (ws,), (ws,))[1]
-            out[path] = (grad, hvp)
+            def grad_and_hvp(w, loss=loss):
+                return jax.grad(loss)(w), jax.jvp(jax.grad(loss), (w,), (w,))[1]
+
+            # one compiled program per path and dtype (op by op, each primitive of the
+            # backward passes was dispatched and compiled on its own: slower)
+            out[path] = jax.jit(grad_and_hvp)(ws)
         for path in CONV_PATHS[1:]:
             assert _rel(out[path], out["xla"]) < tol, (dtype, path)
     auto = "im2col-cl" if jax.default_backend() == "cpu" else "xla"  # as measured (docs/scale.md)
