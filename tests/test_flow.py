@@ -338,6 +338,34 @@ def test_a_tolerance_sweep_compiles_once():
     assert control.compiles == 1, vars(control)
 
 
+def test_flows_with_different_numbers_of_saves_share_one_compilation():
+    """The save times reach the controller padded with +inf to a power of two
+    (``padded_step_ts``): 21 and 31 save points run the same compiled program, the padding
+    never clips a step (the trajectory at the shared save times is the unpadded run's, and the
+    steps land on every save time), and another bucket (11 points) compiles anew."""
+    from compile_counter import CompileCounter
+
+    from gradflow.dynamics._core import padded_step_ts
+
+    assert padded_step_ts(np.linspace(0.0, 1.0, 21)).shape == (32,)
+    assert padded_step_ts(np.linspace(0.0, 1.0, 32)).shape == (32,)
+    assert padded_step_ts(np.linspace(0.0, 1.0, 33)).shape == (64,)
+    assert padded_step_ts(np.linspace(0.0, 1.0, 3)).shape == (16,)
+    assert np.all(np.isinf(np.asarray(padded_step_ts(np.linspace(0.0, 1.0, 3)))[3:]))
+    data = gf.data.load("gaussian-mixture", n_train=16, n_test=0, dim=4, seed=3)
+    problem = gf.Problem(MLP(4, (5,), 1, key=jax.random.PRNGKey(7)), data, weight_decay=1e-3)
+    a = gf.flow(problem, t1=1.0, save_every=0.05)  # 21 save times
+    with CompileCounter("run_block", "_integrate", "_start") as count:
+        b = gf.flow(problem, t1=1.5, save_every=0.05)  # 31
+    assert count.compiles == 0 and count.traces == 0, vars(count)
+    np.testing.assert_allclose(b.t[:21], a.t, rtol=0, atol=1e-15)
+    # the same steps up to t = 1 (clipped at the same save times): the same weights there
+    np.testing.assert_array_equal(b["rho"][:21], a["rho"])
+    with CompileCounter("run_block", "_integrate", "_start") as control:
+        gf.flow(problem, t1=1.0, save_every=0.1)  # 11: the 16 bucket
+    assert control.compiles >= 1, vars(control)
+
+
 def test_simulate_is_the_flow_and_a_sweep_runs_the_same_advance():
     """``gf.flow`` is ``gf.simulate(problem, gf.ODE(...))``; a sweep (``plan`` +
     ``run_plans``: the whole run as one compiled call of the same ``init`` and ``advance``)

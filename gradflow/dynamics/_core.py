@@ -480,3 +480,15 @@ def assembled(carry, obs, info, signum, seeded: bool) -> dict:
         raw["success"] = np.zeros_like(raw["success"])
         raw["max_steps_reached"] = np.ones_like(raw["max_steps_reached"])
     return raw
+
+
+def padded_step_ts(grid) -> jnp.ndarray:
+    """The save times as the clipping controller's ``step_ts``, padded with +inf to the next
+    power of two (at least 16): the array's length is part of the compiled program, so without
+    the padding every distinct number of save points compiled the flow again (~7 s each on a
+    small MLP). Diffrax's controller never steps to an infinite time (``_clip_t`` takes the
+    minimum, and its index search stops at the first time above ``t``)."""
+    n = len(grid)
+    size = max(16, 1 << (n - 1).bit_length())
+    grid = np.asarray(grid)
+    return jnp.asarray(np.concatenate([grid, np.full(size - n, np.inf, dtype=grid.dtype)]))

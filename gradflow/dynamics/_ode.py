@@ -24,7 +24,15 @@ from ..diffrax_ext import (
     stability_boundary,
 )
 from . import _defaults
-from ._core import DiffraxDynamics, check_dt0, run_stats, segmentable, solve, traced
+from ._core import (
+    DiffraxDynamics,
+    check_dt0,
+    padded_step_ts,
+    run_stats,
+    segmentable,
+    solve,
+    traced,
+)
 from ._driver import Run
 from ._failure import throw_from_aliases
 from ._sde import sde
@@ -360,7 +368,7 @@ class ODE(DiffraxDynamics):
             controller = default_controller() if adaptive else diffrax.ConstantStepSize()
         adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
         if adaptive and not isinstance(controller, diffrax.ClipStepSizeController):
-            controller = diffrax.ClipStepSizeController(controller, step_ts=jnp.asarray(grid))
+            controller = diffrax.ClipStepSizeController(controller, step_ts=padded_step_ts(grid))
         return controller
 
     def finish(self, problem, run, out: dict) -> Trajectory:

@@ -66,7 +66,15 @@ from .._trajectory import Trajectory, from_run
 from .._validate import bad_value
 from ..diffrax_ext import HalfStepEuler, ItoProjectedSolver, SGDNoise, SGDTerm, StepBrownianPath
 from . import _defaults
-from ._core import DiffraxDynamics, check_key, check_sde_horizon, run_stats, solve, traced
+from ._core import (
+    DiffraxDynamics,
+    check_key,
+    check_sde_horizon,
+    padded_step_ts,
+    run_stats,
+    solve,
+    traced,
+)
 from ._driver import Run
 from ._failure import BLOW_UP
 from ._simulate import simulate
@@ -276,7 +284,7 @@ class SDE(DiffraxDynamics):
                 dtmin=traced(tols["dtmin"]),
                 force_dtmin=True,
             )
-            ctrl = diffrax.ClipStepSizeController(pid, step_ts=jnp.asarray(grid))
+            ctrl = diffrax.ClipStepSizeController(pid, step_ts=padded_step_ts(grid))
             return ctrl, dt0, 0.5 * tols["dtmin"], tols
         num = int(np.ceil((t1 - t0) / dt0 - 1e-9))
         if num > max_steps:
