@@ -84,7 +84,7 @@ def test_lm_flows_keep_unit_norms(normalization, data):
     assert gft.tangency_error(p, tr.final_state) <= 1e-12
 
 
-@pytest.mark.parametrize("activation", ["relu", "linear"])
+@pytest.mark.parametrize("activation", ["relu", pytest.param("linear", marks=pytest.mark.long)])
 @settings(max_examples=3)
 @given(data=st.data(), lam=st.sampled_from([0.0, 0.05, 0.3]))
 def test_balancedness_law(activation, data, lam):
@@ -344,7 +344,6 @@ def test_flows_with_different_numbers_of_saves_share_one_compilation():
     never clips a step (the trajectory at the shared save times is the unpadded run's, and the
     steps land on every save time), and another bucket (11 points) compiles anew."""
     from compile_counter import CompileCounter
-
     from gradflow.dynamics._core import padded_step_ts
 
     assert padded_step_ts(np.linspace(0.0, 1.0, 21)).shape == (32,)

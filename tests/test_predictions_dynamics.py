@@ -20,6 +20,9 @@ def _net(seed=0, out=1, dim=5, widths=(8, 8), scale=0.5):
     return MLP(dim, widths, out, init_scale=scale, key=jax.random.PRNGKey(seed))
 
 
+# long tier: test_equilibrium's LM-last fixed point (rho_eq_error after the flow and Newton)
+# and the rho_dynamics figure (the flow's gap below 1e-2) check 4.1 in CI
+@pytest.mark.long
 def test_long_lm_last_flow_ends_at_rho_eq(binary):
     """4.1 [exact at equilibrium]: ρ = ρ_eq(V) at the end of a long LM-last flow."""
     p = gf.Problem(_net(), binary, weight_decay=0.05, normalization="lm-last")
@@ -104,6 +107,9 @@ def _gd_collapse(net, data, lam, lr=0.1, t1=3000.0) -> dict:
     return out
 
 
+# long tier: the centred-target test below checks 4.8's collapse in CI (the claim where its
+# identities are attainable); this one-hot run documents the stall
+@pytest.mark.long
 def test_neural_collapse_appears_with_weight_decay():
     """4.8 [paper claim, measured]: GD on 4 digit classes to quasi-interpolation.
 
