@@ -341,8 +341,8 @@ def test_a_tolerance_sweep_compiles_once():
 def test_flows_with_different_numbers_of_saves_share_one_compilation():
     """The save times reach the controller padded with +inf to a power of two
     (``padded_step_ts``): 21 and 31 save points run the same compiled program, the padding
-    never clips a step (the trajectory at the shared save times is the unpadded run's, and the
-    steps land on every save time), and another bucket (11 points) compiles anew."""
+    never clips a step (the longer run's ρ at the first 21 save times is the shorter run's, bit
+    for bit), and another bucket (11 points) compiles anew."""
     from compile_counter import CompileCounter
     from gradflow.dynamics._core import padded_step_ts
 

@@ -205,6 +205,7 @@ PRIVATE_ALLOWED = {
     "benchmarks/sweep.py": "times a sweep's batched path (dynamics._batch) against one-by-one runs",
     "benchmarks/same_runs.py": "compares the sweeps' batched path (dynamics._batch) across checkouts",
     "benchmarks/sgd_throughput.py": "times SGD's batch selection (dynamics._sgd.batch_indices) alone",
+    "benchmarks/save_counts.py": "swaps the padded step_ts (dynamics._ode, _sde) for the unpadded one",
 }
 
 
