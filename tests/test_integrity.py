@@ -12,6 +12,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
@@ -316,6 +317,35 @@ def test_blocks_of_one_step_give_the_same_result_bit_for_bit(monkeypatch, name):
     for a, b in zip(paused.final_params, ref.final_params):
         np.testing.assert_array_equal(a, b)
     assert paused.stats.get("num_steps") == ref.stats.get("num_steps")
+
+
+def _toy_step(dtype):
+    """A step of :func:`_blocks.run_block` that reaches each interval in one step and records
+    its end in ``dtype``."""
+
+    def step(carry, args, x, allowed):
+        rec = {"t": x["b"].astype(dtype), "n": jnp.ones((1,), jnp.int32)}
+        return carry + 1.0, rec, 1, True, True
+
+    return step
+
+
+def test_a_block_sizes_its_buffer_from_the_first_record_and_refuses_another_record():
+    """The buffer of a block is built from the run's first record (``like``), not from a
+    second trace of the step: the records land in it, and a step whose record differs from
+    the first in dtype is an error where the loop is traced, never a silent cast."""
+    xs = {"b": jnp.arange(1.0, 5.0)}
+    like = {"t": np.zeros((1,)), "n": np.zeros((1,), np.int32)}
+    args = (jnp.asarray(4), jnp.asarray(100), 0, jnp.asarray(100))
+    carry, buf, done, steps, ok = _blocks.run_block(
+        _toy_step(jnp.float64), jnp.asarray(0.0), None, xs, *args[:2], 0, args[3], like
+    )
+    assert int(done) == 4 and int(steps) == 4 and bool(ok) and float(carry) == 4.0
+    np.testing.assert_array_equal(_blocks.take(buf, 4, 0)["t"], [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(AssertionError, match="does not match its first record"):
+        _blocks.run_block(
+            _toy_step(jnp.float32), jnp.asarray(0.0), None, xs, *args[:2], 0, args[3], like
+        )
 
 
 def test_a_checkpoint_of_another_configuration_names_the_key(tmp_path, monkeypatch):

@@ -89,7 +89,7 @@ class Pace:
 
 
 @eqx.filter_jit
-def run_block(step, carry, args, xs, m, budget, axis, cap):
+def run_block(step, carry, args, xs, m, budget, axis, cap, like):
     """Intervals ``j = 0 .. m-1`` of ``xs`` (a pytree of arrays, intervals along axis 0), at
     most ``cap`` steps in all: ``step(carry, args, x_j, allowed) -> (carry, record,
     num_steps, ok, reached)`` makes at most ``allowed`` steps of interval ``j`` from where
@@ -99,12 +99,14 @@ def run_block(step, carry, args, xs, m, budget, axis, cap):
     Stops after an interval with ``ok`` false or once the steps reach ``budget`` (the run's)
     or ``cap`` (the block's). Returns ``(carry, buffer, done, steps, ok)``: the records of
     the ``done`` intervals completed (or failed) in a buffer as long as ``xs`` (entries
-    ``>= done`` are not records), the steps made and whether the last piece succeeded."""
+    ``>= done`` are not records), the steps made and whether the last piece succeeded.
+    ``like``: one save's record (the run's first, ``obs0``), whose shapes and dtypes size the
+    buffer: the record ``step`` returns has them (checked where the loop is traced), so the
+    step is traced once, not a second time by ``jax.eval_shape`` (about 1 s of tracing for a
+    flow, a third of the cost of tracing the block)."""
     k = jax.tree.leaves(xs)[0].shape[0]
-    first = jax.tree.map(lambda x: x[:1], xs)
-    shapes = jax.eval_shape(lambda c: step(c, args, first, cap)[1], carry)
     buffer = jax.tree.map(
-        lambda s: jnp.zeros(s.shape[:axis] + (k,) + s.shape[axis + 1 :], s.dtype), shapes
+        lambda s: jnp.zeros(s.shape[:axis] + (k,) + s.shape[axis + 1 :], s.dtype), like
     )
 
     zero = jnp.zeros((), jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
@@ -118,9 +120,10 @@ def run_block(step, carry, args, xs, m, budget, axis, cap):
         j, c, buf, total, _, _ = state
         x = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, j, 1), xs)
         c, rec, steps, ok, reached = step(c, args, x, limit - total)
+        _check_record(rec, buf)
         ok, reached = jnp.asarray(ok), jnp.asarray(reached)
         buf = jax.tree.map(
-            lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r.astype(b.dtype), j, axis),
+            lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r, j, axis),
             buf,
             rec,
         )
@@ -133,6 +136,16 @@ def run_block(step, carry, args, xs, m, budget, axis, cap):
     state = (zero, carry, buffer, zero, jnp.asarray(True), jnp.asarray(True))
     done, carry, buffer, total, _, ok = jax.lax.while_loop(cond, body, state)
     return carry, buffer, done, total, ok
+
+
+def _check_record(rec, buf):
+    """At trace time: ``rec`` (one interval's record) has the keys, dtypes and number of axes
+    of the buffer built from ``like``; anything else is a bug, never a cast (a shape that
+    differs off the time axis fails in ``dynamic_update_slice``)."""
+    got = jax.tree.structure(rec), [(r.dtype, r.ndim) for r in jax.tree.leaves(rec)]
+    want = jax.tree.structure(buf), [(b.dtype, b.ndim) for b in jax.tree.leaves(buf)]
+    if got != want:
+        raise AssertionError(f"a block's record {got} does not match its first record {want}")
 
 
 def take(buffer: dict, done: int, axis: int) -> dict:

@@ -200,7 +200,7 @@ def run(
         budget = jnp.asarray(max_steps - info["num_steps"])
         with pace.timed() as steps_cap:
             carry, buf, done, steps, ok = _blocks.run_block(
-                step, carry, args, part, jnp.asarray(m), budget, axis, steps_cap
+                step, carry, args, part, jnp.asarray(m), budget, axis, steps_cap, obs0
             )
             buf, done, steps, ok = jax.device_get((buf, done, steps, ok))
             pace.steps = int(steps)  # the slowest seed's steps
