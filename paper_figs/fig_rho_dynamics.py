@@ -16,7 +16,10 @@ NAME = "rho_dynamics"
 
 def compute(profile, log=print) -> dict:
     """The results this figure reads, at ``profile`` (fast | full | paper)."""
-    return {"main": _common.scenario("rho_dynamics", profile, log=log)}
+    # the scenario's runs (flow, SGD at two η) are one point of the sweep engine, as in
+    # conservation and sde_vs_sgd: one compiled call per run, without the summary plot, the
+    # combined NetCDF and the checkpoints of a scenario run (the same cache folder)
+    return _common.sweep("rho_dynamics", profile, {"main": {}}, log=log)
 
 
 def draw(inputs: dict, out_dir) -> str:
