@@ -251,10 +251,10 @@ def sweep(name: str, fast, points: dict, log=print, batch: bool | None = None) -
         sizes[point.group] = sizes.get(point.group, 0) + 1
     for i, outcome, seconds in gf.scenario.run_points([p for _, p, *_ in todo], batch):
         key, point, payload, folder, tag = todo[i]
-        runs = _write_point(point, outcome, payload, folder, tag, log)
+        _write_point(point, outcome, payload, folder, tag, log)
         task = sizes[point.group] if batch else 1
         log(f"  scenario {tag}: computed in a sweep task of {task} ({_show(folder)})")
-        results[key] = Result(point.config.name, folder, False, seconds, runs)
+        results[key] = Result(point.config.name, folder, False, seconds)
     for key, (other, tag) in same.items():
         res = results[other]
         log(f"  scenario {tag}: computed as the same point ({_show(res.folder)})")
@@ -463,19 +463,16 @@ def interval(samples, level: float = 0.95) -> tuple[float, float]:
     return float(samples.mean()), float(half)
 
 
-def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> dict:
-    """A point's runs as :func:`scenario` writes them (``<name>__<run>.nc`` and ``DONE``);
-    returns them as :meth:`Result.runs` reads them back (run label -> Trajectory, in the
-    order of the file names): each from the Dataset that was written
-    (:meth:`gradflow.Trajectory.to_xarray`, :meth:`gradflow.Trajectory.from_xarray`), so the
-    figure that computed a point does not read its files again (~0.2 s of CPU per run)."""
+def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> None:
+    """A point's runs as :func:`scenario` writes them (``<name>__<run>.nc`` and ``DONE``).
+    The figure reads them back from those files, on the call that computed them too: what a
+    figure draws is what the cache holds (one mechanism for a first and a cached call)."""
     if isinstance(outcome, Exception):
         raise outcome
     name = point.config.name
     tmp = CACHE / f".{folder.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    runs = {}
     for _, spec, result in outcome:
         if isinstance(result, gf.RunFailed):
             log(f"  scenario {tag}: run {spec.label} {result.status}: {result}")
@@ -483,13 +480,10 @@ def _write_point(point, outcome, payload, folder: Path, tag: str, log) -> dict:
         elif isinstance(result, Exception):
             raise result
         result.config["run"] = spec.label
-        result.save(tmp / f"{name}__{spec.label}.nc")  # writes result.to_xarray()
-        runs[f"{name}__{spec.label}.nc"] = gf.Trajectory.from_xarray(result.to_xarray())
+        result.save(tmp / f"{name}__{spec.label}.nc")
     (tmp / "DONE").write_text(json.dumps(payload, sort_keys=True, default=str, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-    prefix = f"{name}__"
-    return {file[len(prefix) : -len(".nc")]: runs[file] for file in sorted(runs)}
 
 
 #: Resolution of every PNG (the figures are drawn with constrained layout, so that tick labels

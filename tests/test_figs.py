@@ -154,9 +154,7 @@ def _listing(folder: Path) -> dict:
 #: figure run alone, measured 2026-12-07 on the 2-vCPU AMD EPYC CI guest, ~8 s of it the import:
 #: work_precision 61, margins 38, bounds 34, init_scale 26, sgd_noise 19, rho_dynamics ~20 |
 #: neural_collapse 65, sde_vs_sgd 50, conservation ~35, rank 35, random_labels 19), so that
-#: the suite's two workers share them. On a shared 2-core host (2026-12-08, user+sys CPU s, one
-#: run each, noisy to a few s): 166 | 202 before the figures stopped reading back the runs they
-#: had just written (and margins ran its two duplicate points once), 158 | 187 after.
+#: the suite's two workers share them.
 #: The figure of each half that the test redraws from the cache (the cheapest to redraw).
 CACHED = {"first": "rho_dynamics", "second": "random_labels"}
 
