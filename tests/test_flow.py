@@ -41,7 +41,9 @@ BALANCE = {
 
 @pytest.mark.parametrize(
     "normalization",
-    [n if n in ("none", "lm-last") else pytest.param(n, marks=pytest.mark.long) for n in NORMS],
+    # CI: the plain flow; the normalized ones in the long tier (CI descends an LM-last ReLU
+    # flow in test_rkc.py::test_lm_last_relu_mlp_keeps_unit_norms_and_descends)
+    [n if n == "none" else pytest.param(n, marks=pytest.mark.long) for n in NORMS],
 )
 @settings(max_examples=4)
 @given(data=st.data())
