@@ -47,10 +47,12 @@ ROWS = {"lm-last": "LM-last", "none": "plain + decay"}
 #: λ of the sweep per profile; each λ runs to t1 = EXPOSURE/λ. At λ = 0.02 and 0.01 LM-last is
 #: not quasi-interpolating on this net (measured at λ·t = 20: ε 0.13 and 0.083, max|1 − yρf|
 #: 0.69 and 0.55; at λ = 0.005: ε 0.051, 0.38), so the full and paper ladders start at 0.005.
+#: The paper profile (N = 64) has six λ: there LM-last λ = 0.005 is outside (max|1 − yρf| 0.57)
+#: and plain λ ≤ 0.0025 were not certified (2026-12-07), and a row needs :data:`MIN_FIT` inside.
 DECAYS = {
     "fast": (0.2, 0.1),
     "full": (0.005, 0.0025, 0.00125),
-    "paper": (0.005, 0.0025, 0.00125, 0.000625),
+    "paper": (0.005, 0.0035, 0.0025, 0.00175, 0.00125, 0.000625),
 }
 #: The horizon of the λ = 0 runs per profile.
 HORIZON = {"fast": 60.0, "full": 1000.0, "paper": 4000.0}
