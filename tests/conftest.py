@@ -17,9 +17,10 @@ jax.config.update("jax_enable_x64", True)
 # ``jax.clear_caches`` after every module (below) and the CLI tests' subprocesses compile the
 # same small programs again and again (a network's initialization, eager array operations,
 # the same flows): measured 2026-12-07 on 6 test modules, 222.6 -> 206.3 user CPU s with a cold
-# cache (one run each; within this machine's noise on the dynamics modules). The directory is made by the first process (pytest's, or xdist's controller) and
-# inherited through the environment by the workers and every subprocess they start; it is
-# removed when that process ends. Correctness does not depend on it: a cache entry is keyed on
+# cache (one run each; within this machine's noise on the dynamics modules). The directory is
+# made by the first process (pytest's, or xdist's controller) and inherited through the
+# environment by the workers and every subprocess they start; it is removed when that process
+# ends. Correctness does not depend on it: a cache entry is keyed on
 # the whole program, the backend and the flags, and an entry JAX cannot read is compiled
 # again. ``GRADFLOW_TEST_JAX_CACHE=0`` turns it off. The compile-counting tests are unaffected:
 # JAX emits its ``backend_compile`` event around ``compile_or_get_cached``, hit or miss.

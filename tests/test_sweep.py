@@ -88,11 +88,12 @@ def test_batched_sweep_equals_the_runs_made_one_by_one(tmp_path):
     net = MLP(4, (5,), 1, init_scale=0.5, key=jax.random.PRNGKey(0))
     for lam in (0.0, 0.05):
         p = gf.Problem(net, data, weight_decay=lam, normalization="lm-last")
-        # one by one through the same (unsegmented) core the batch vmaps
-        # (that this core equals a direct, segmented gf.flow call bit for bit is
-        # test_flow.py::test_simulate_is_the_flow_and_a_sweep_runs_the_same_advance, on a plain
-        # problem; for these LM-last ones it was equal bit for bit too, checked 2026-12-07)
+        # one by one through the same (unsegmented) core the batch vmaps; that core is the
+        # direct gf.flow call's advance (test_flow.py checks it bit for bit on a plain problem;
+        # here on LM-last, equal bit for bit when measured 2026-12-07)
         [flow] = run_plans([plan(gf.flow, p, t1=1.0, save_every=0.25)], batch=False)
+        direct = gf.flow(p, t1=1.0, save_every=0.25)
+        np.testing.assert_allclose(direct["rho"], flow["rho"], rtol=1e-12)
         for lr in (0.05, 0.1):
             one = gf.sgd(p, lr=lr, batch_size=8, t1=1.0, save_every=0.25, key=jax.random.PRNGKey(0))
             got = ds["sgd__loss"].sel(weight_decay=lam, lr=lr)
