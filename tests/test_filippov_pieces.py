@@ -792,6 +792,77 @@ def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated
     np.testing.assert_array_equal(alpha[2:], 0.5)  # the padding keeps its placeholder
 
 
+def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
+    """Where ``α`` is not unique the slopes are chosen in the box: sample 5 is a copy of sample
+    1, so the planted zeros ``(1, 0)`` and ``(5, 0)`` have the same column ``d`` in
+    ``G = G_0 + Σ_i α_i d_i`` (the affine case of the test above) and only their sum is
+    determined. From a start far outside ``[0, 1]``, :func:`bounded_slopes` returns an ``α`` in
+    the box whose ``||T G||`` is the box-constrained least-squares minimum, computed here by
+    SciPy's trust-region reflective method on the ``d_i`` built by hand (another algorithm than
+    the library's BVLS, on another Jacobian), with the same sum on the duplicated pair. The
+    unconstrained least squares puts the third entry far outside (at about 20), so a bound is
+    active, and the third return value (where one coordinate step would take each ``α``) puts
+    that entry beyond 1; the pair's split is free, and the reference splits it otherwise."""
+    import dataclasses
+
+    import scipy.optimize
+    from jax.flatten_util import ravel_pytree
+
+    from gradflow.analysis._manifold import StateManifold
+
+    data = gf.data.load("gaussian-mixture", n_train=N, n_test=0, dim=DIM, seed=2)
+    x, y = np.array(data.x_train, float), np.array(data.y_train, float)
+    x[5], y[5] = x[1], y[1]
+    data = dataclasses.replace(data, x_train=jnp.asarray(x), y_train=jnp.asarray(y))
+    problem = gf.Problem(
+        MLP(DIM, (WIDTH,), 1, key=jax.random.PRNGKey(2)),
+        data,
+        weight_decay=LAM,
+        normalization="none",
+    )
+    w1, w2 = (np.array(w, float) for w in problem.to_weights(problem.initial_state()))
+    entries = [(1, 3), (5, 3), (0, 4)]
+    for n, j in entries:
+        w1[j] -= (w1[j] @ x[n]) / (x[n] @ x[n]) * x[n]
+    state = problem.to_state((jnp.asarray(w1), jnp.asarray(w2)))
+    flat = np.asarray(ravel_pytree(state)[0])
+    z = x @ w1.T
+    s = np.array([n * WIDTH + j for n, j in entries])
+    a = (z > 0).astype(float)
+    a.flat[s] = 0.0
+    f = (a * z) @ w2.T
+    g = (2.0 / N) * (f - y) * w2
+    g1 = (2.0 / N) * ((f - y) * w2 * a).T @ x + LAM * w1
+    g2 = (2.0 / N) * (f - y).T @ (a * z) + LAM * w2
+    g0 = np.concatenate([g1.ravel(), g2.ravel()])
+    d = np.zeros((flat.size, len(entries)))
+    for i, (n, j) in enumerate(entries):
+        row = np.zeros_like(w1)
+        row[j] = g[n, j] * x[n]
+        d[:, i] = np.concatenate([row.ravel(), np.zeros(w2.size)])
+    np.testing.assert_allclose(d[:, 0], d[:, 1], rtol=0, atol=1e-15)  # only the sum counts
+    ref = scipy.optimize.lsq_linear(d, -g0, bounds=(0.0, 1.0), method="trf", tol=1e-14)
+    ref_norm = np.linalg.norm(g0 + d @ ref.x)
+    assert np.linalg.lstsq(d, -g0, rcond=None)[0][2] > 2.0  # unconstrained: out of the box
+
+    aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
+    start = np.zeros(aux[1].size)
+    start[:3] = [6.0, -5.0, 3.0]
+    manifold = StateManifold.of(problem, state)
+    alpha, norm, beyond = _multiplier_system.bounded_slopes(
+        problem, manifold, state, jnp.asarray(flat), aux, start
+    )
+    assert np.all((alpha[:3] >= 0.0) & (alpha[:3] <= 1.0))
+    assert norm == pytest.approx(np.linalg.norm(g0 + d @ alpha[:3]), rel=1e-10)
+    assert norm == pytest.approx(ref_norm, rel=1e-8)
+    assert alpha[0] + alpha[1] == pytest.approx(ref.x[0] + ref.x[1], abs=1e-7)
+    assert alpha[2] == pytest.approx(ref.x[2], abs=1e-7)
+    np.testing.assert_array_equal(alpha[3:], 0.0)  # the padding: clipped, untouched
+    # the box presses the third entry through its upper bound; the interior pair is free
+    assert beyond[2] > 1.0 + 1e-3
+    np.testing.assert_allclose(beyond[:2], alpha[:2], rtol=0, atol=1e-9)
+
+
 def test_a_unit_is_dying_when_both_its_norms_are_small_relative_to_its_layer():
     """A 4-5-3-1 net: unit 1 of the first hidden layer at 1e-9 (dying) in a layer whose other
     units are not, and no dying unit in the second layer (the first layer's list is kept); unit

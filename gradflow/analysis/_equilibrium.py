@@ -667,7 +667,7 @@ def _filippov_once(
 ) -> FixedPoint:
     """One solve from ``options``' S, never worse than the start, certified."""
     sol, template, manifold, flat0 = filippov_solve(
-        problem, state, tol=thresholds["tol"], **options
+        problem, state, tol=thresholds["tol"], filippov_tol=thresholds["filippov_tol"], **options
     )
     rels = sol.relative_residuals
     flat = sol.flat
@@ -675,7 +675,11 @@ def _filippov_once(
     if not rels[-1] <= rels[0]:  # never return a point worse than the start
         first_step = sol.first_step  # what the solve's first step said of the start
         sol, template, manifold, flat0 = filippov_solve(
-            problem, state, tol=thresholds["tol"], **{**options, "max_iter": 0}
+            problem,
+            state,
+            tol=thresholds["tol"],
+            filippov_tol=thresholds["filippov_tol"],
+            **{**options, "max_iter": 0},
         )
         sol.message = message = (
             f"{message}; the point found (relative residual {rels[-1]:.2e}) was worse than the "

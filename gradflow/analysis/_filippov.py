@@ -43,7 +43,14 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    ``∂(L + μ·z_S)/∂h`` (:func:`._multiplier_system.lagrangian_signals`), so the field, and
    ``||R||``, are continuous across the join (``μ = 0`` raised the residual 20x at a join on
    the neural_collapse nets). *Leave*: once the system is solved to ``tol``, ``α`` is
-   computed (:func:`slopes`); an entry with ``α`` outside ``[−alpha_tol, 1 + alpha_tol]``
+   computed (:func:`slopes`). Where it is outside ``[0, 1]``, another ``α`` may solve the same
+   equations — ``α`` is not unique where entries carry no back-propagated signal or ``S`` has
+   more entries than the gradient has independent directions (plain + decay margins nets at
+   λ = 0.0025: ``|S|`` 207, the ``α``-Jacobian of rank 70) — so the box-constrained least
+   squares (:func:`bounded_slopes`) is tried, and accepted when its Filippov residual is within
+   ``filippov_tol`` of the scale. Else the entries that its solution presses through a bound
+   are the violators (where one coordinate step would take them); an entry with ``α``
+   outside ``[−alpha_tol, 1 + alpha_tol]``
    (the worst first) leaves ``S`` to the side that both one-sided fields push it to: with
    ``μ = α g`` they move ``z_i`` at ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1),
    so to the positive side (slope 1) when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``,
@@ -67,9 +74,11 @@ from jax.flatten_util import ravel_pytree
 from ._manifold import StateManifold
 from ._multiplier_system import (
     best_multipliers,
+    bounded_slopes,
     jacobian,
     krylov_step,
     lagrangian_signals,
+    measure,
     pre_activations,
     relative_residual,
     residual,
@@ -129,6 +138,7 @@ def solve(
     dense_max: int,
     sliding=None,
     join_window: float = 0.0,
+    filippov_tol: float = 1e-10,
 ) -> Solve:
     """The active-set Newton solve of the module docstring from ``state``."""
     manifold = StateManifold.of(problem, state)
@@ -171,6 +181,7 @@ def solve(
     first_step = None
     steps, changes = [], []  # per iteration: step length (0: a drop), changes of S so far
     solved, cycled, jac, alpha = False, False, None, np.zeros(0)
+    boxed_slopes = False
     message = f"max_iter = {max_iter} Newton iterations reached"
     state_of = unravel(template)
 
@@ -194,8 +205,35 @@ def solve(
             )
             a = alpha[: len(s)]
             bad = np.flatnonzero((a < -alpha_tol) | (a > 1 + alpha_tol))
+            if bad.size:  # another α in the box may solve the same equations
+                boxed, norm, beyond = bounded_slopes(
+                    problem, manifold, template, jnp.asarray(flat), aux, alpha
+                )
+                scale = float(
+                    measure(
+                        problem,
+                        manifold,
+                        template,
+                        jnp.asarray(flat),
+                        jnp.asarray(mu_p),
+                        aux,
+                        zscale,
+                    )[1]
+                )
+                if norm <= filippov_tol * scale:
+                    alpha, bad, boxed_slopes = boxed, bad[:0], True
+                else:  # none: the entries that the box's solution presses through a bound
+                    b = beyond[: len(s)]
+                    pressed = np.flatnonzero((b < -alpha_tol) | (b > 1 + alpha_tol))
+                    if pressed.size:
+                        a, bad = b, pressed
             if bad.size == 0:
-                solved, message = True, "tolerance reached, every α in [0, 1]"
+                solved = True
+                message = "tolerance reached, every α in [0, 1]" + (
+                    " (a bounded least-squares α: the unbounded one was not unique)"
+                    if boxed_slopes
+                    else ""
+                )
                 break
             if joins + drops >= max_changes:
                 message = f"max_changes = {max_changes} changes of S reached"
