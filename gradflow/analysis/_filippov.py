@@ -48,10 +48,9 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    more entries than the gradient has independent directions (plain + decay margins nets at
    λ = 0.0025: ``|S|`` 207, the ``α``-Jacobian of rank 70) — so the box-constrained least
    squares (:func:`bounded_slopes`) is tried, and accepted when its Filippov residual is within
-   ``filippov_tol`` of the scale. Else the entries that its solution presses through a bound
-   are the violators (where one coordinate step would take them); an entry with ``α``
-   outside ``[−alpha_tol, 1 + alpha_tol]``
-   (the worst first) leaves ``S`` to the side that both one-sided fields push it to: with
+   ``filippov_tol`` of the scale. Else an entry with that ``α`` outside
+   ``[−alpha_tol, 1 + alpha_tol]`` (the worst first) leaves ``S`` to the side that both
+   one-sided fields push it to: with
    ``μ = α g`` they move ``z_i`` at ``μ |∇z_i|²`` (slope 0) and ``(μ − g) |∇z_i|²`` (slope 1),
    so to the positive side (slope 1) when ``α > 1`` and ``g > 0`` or ``α < 0`` and ``g < 0``,
    else to the negative side (slope 0). *Anti-cycling*: a set ``(S, pattern)`` met before is
@@ -206,7 +205,7 @@ def solve(
             a = alpha[: len(s)]
             bad = np.flatnonzero((a < -alpha_tol) | (a > 1 + alpha_tol))
             if bad.size:  # another α in the box may solve the same equations
-                boxed, norm, beyond = bounded_slopes(
+                boxed, norm = bounded_slopes(
                     problem, manifold, template, jnp.asarray(flat), aux, alpha
                 )
                 scale = float(
@@ -222,11 +221,6 @@ def solve(
                 )
                 if norm <= filippov_tol * scale:
                     alpha, bad, boxed_slopes = boxed, bad[:0], True
-                else:  # none: the entries that the box's solution presses through a bound
-                    b = beyond[: len(s)]
-                    pressed = np.flatnonzero((b < -alpha_tol) | (b > 1 + alpha_tol))
-                    if pressed.size:
-                        a, bad = b, pressed
             if bad.size == 0:
                 solved = True
                 message = "tolerance reached, every α in [0, 1]" + (

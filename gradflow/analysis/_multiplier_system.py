@@ -238,53 +238,33 @@ def slopes(problem, manifold, template, flat_x, aux, mu, iterations: int = 3):
 def bounded_slopes(problem, manifold, template, flat_x, aux, alpha, iterations: int = 4):
     """``α ∈ [0, 1]`` on ``S`` minimizing ``||T G(W, α)||``, from ``alpha`` clipped: bounded
     least squares (SciPy's BVLS) on ``G``'s linearization in ``α``, repeated ``iterations`` times
-    (once is exact where ``G`` is affine in ``α``). Returns ``(α, ||T G(W, α)||, beyond)``; the
-    caller compares the norm with its tolerance. ``beyond`` is, per entry, where one coordinate
-    step of the unconstrained least squares from the box's solution would take ``α``
-    (``α_i − γ_i / ||J_i||²`` with ``γ = Jᵀ T G``): outside ``[0, 1]`` exactly for the entries
-    that sit at a bound the residual pushes them through, and the farther the harder it
-    pushes (what the leave rule reads where no ``α`` in the box solves the equations). Where ``α`` is not unique (entries with no signal,
+    (once is exact where ``G`` is affine in ``α``). Returns ``(α, ||T G(W, α)||)``; the caller
+    compares the norm with its tolerance. Where ``α`` is not unique (entries with no signal,
     dependent constraints) the unclipped solution may leave ``[0, 1]`` while another in the box
     solves the same equations: this finds it."""
     free, idx, valid, base = aux
     v = np.asarray(valid)
     alpha = np.asarray(alpha, dtype=float).copy()
     alpha[v] = np.clip(alpha[v], 0.0, 1.0)
-    norm, beyond = math.inf, alpha.copy()
-    for k in range(iterations + 1):  # the last pass measures the last iterate
-        r, jac = (
-            np.asarray(a)
-            for a in _alpha_jacobian(
-                problem, manifold, template, flat_x, base, idx, valid, jnp.asarray(alpha), free
-            )
+
+    def measured(a):
+        r, jac = _alpha_jacobian(
+            problem, manifold, template, flat_x, base, idx, valid, jnp.asarray(a), free
         )
-        norm = float(np.linalg.norm(r))
-        jac = jac[:, v]
-        if jac.size == 0:
+        return float(jnp.linalg.norm(r)), np.asarray(r), np.asarray(jac)[:, v]
+
+    norm, r, jac = measured(alpha)
+    for _ in range(iterations):
+        if jac.size == 0 or norm == 0.0:
             break
-        col = np.sum(jac**2, axis=0)
-        beyond = alpha.copy()
-        beyond[v] = alpha[v] - np.where(col > 0, (jac.T @ r) / np.where(col > 0, col, 1.0), 0.0)
-        if k == iterations or norm == 0.0:
-            break
-        a = alpha[v]
-        fit = scipy.optimize.lsq_linear(jac, jac @ a - r, bounds=(0.0, 1.0), method="bvls")
+        fit = scipy.optimize.lsq_linear(jac, jac @ alpha[v] - r, bounds=(0.0, 1.0), method="bvls")
         trial = alpha.copy()
         trial[v] = np.clip(fit.x, 0.0, 1.0)
-        r_t = np.asarray(
-            filippov_gradient(
-                problem,
-                manifold,
-                template,
-                flat_x,
-                with_alpha(base, idx, valid, jnp.asarray(trial, flat_x.dtype)),
-                free,
-            )
-        )
-        if not float(np.linalg.norm(r_t)) < norm:
+        n_t, r_t, jac_t = measured(trial)
+        if not n_t < norm:
             break
-        alpha = trial
-    return alpha, norm, beyond
+        alpha, norm, r, jac = trial, n_t, r_t, jac_t
+    return alpha, norm
 
 
 def capacity(m: int) -> int:
