@@ -792,22 +792,14 @@ def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated
     np.testing.assert_array_equal(alpha[2:], 0.5)  # the padding keeps its placeholder
 
 
-def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
-    """Where ``α`` is not unique the slopes are chosen in the box: sample 5 is a copy of sample
-    1, so the planted zeros ``(1, 0)`` and ``(5, 0)`` have the same column ``d`` in
-    ``G = G_0 + Σ_i α_i d_i`` (the affine case of the test above) and only their sum is
-    determined. From a start far outside ``[0, 1]``, :func:`bounded_slopes` returns an ``α`` in
-    the box whose ``||T G||`` is the box-constrained least-squares minimum, computed here by
-    SciPy's trust-region reflective method on the ``d_i`` built by hand (another algorithm than
-    the library's BVLS, on another Jacobian), with the same sum on the duplicated pair. The
-    unconstrained least squares puts the third entry far outside (at about 20), so a bound is
-    active; the pair's split is free, and the reference splits it otherwise."""
+def _duplicated_sample_problem():
+    """The 5-unit MLP of the test above on data whose sample 5 is a copy of sample 1, with
+    zeros planted at ``(1, 3)``, ``(5, 3)`` (the same zero: the same sample) and ``(0, 4)``:
+    ``(problem, state, d, g0, g, entries, s, pattern)``, ``d`` the columns ``d_i`` of
+    ``G = G_0 + Σ_i α_i d_i`` built by hand."""
     import dataclasses
 
-    import scipy.optimize
     from jax.flatten_util import ravel_pytree
-
-    from gradflow.analysis._manifold import StateManifold
 
     data = gf.data.load("gaussian-mixture", n_train=N, n_test=0, dim=DIM, seed=2)
     x, y = np.array(data.x_train, float), np.array(data.y_train, float)
@@ -839,6 +831,26 @@ def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
         row = np.zeros_like(w1)
         row[j] = g[n, j] * x[n]
         d[:, i] = np.concatenate([row.ravel(), np.zeros(w2.size)])
+    return problem, state, d, g0, g, entries, s, a
+
+
+def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
+    """Where ``α`` is not unique the slopes are chosen in the box: sample 5 is a copy of sample
+    1, so the planted zeros ``(1, 3)`` and ``(5, 3)`` have the same column ``d`` in
+    ``G = G_0 + Σ_i α_i d_i`` (the affine case of the test above) and only their sum is
+    determined. From a start far outside ``[0, 1]``, :func:`bounded_slopes` returns an ``α`` in
+    the box whose ``||T G||`` is the box-constrained least-squares minimum, computed here by
+    SciPy's trust-region reflective method on the ``d_i`` built by hand (another algorithm than
+    the library's BVLS, on another Jacobian), with the same sum on the duplicated pair. The
+    unconstrained least squares puts the third entry far outside (at about 20), so a bound is
+    active; the pair's split is free, and the reference splits it otherwise."""
+    import scipy.optimize
+    from jax.flatten_util import ravel_pytree
+
+    from gradflow.analysis._manifold import StateManifold
+
+    problem, state, d, g0, g, entries, s, a = _duplicated_sample_problem()
+    flat = np.asarray(ravel_pytree(state)[0])
     np.testing.assert_allclose(d[:, 0], d[:, 1], rtol=0, atol=1e-15)  # only the sum counts
     ref = scipy.optimize.lsq_linear(d, -g0, bounds=(0.0, 1.0), method="trf", tol=1e-14)
     ref_norm = np.linalg.norm(g0 + d @ ref.x)
@@ -857,6 +869,33 @@ def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
     assert alpha[0] + alpha[1] == pytest.approx(ref.x[0] + ref.x[1], abs=1e-7)
     assert alpha[2] == pytest.approx(ref.x[2], abs=1e-7)
     np.testing.assert_array_equal(alpha[3:], 0.0)  # the padding: clipped, untouched
+
+
+def test_the_slopes_keep_their_clipped_start_along_the_directions_that_do_not_move_g():
+    """The duplicated sample of the test above: ``α`` of the pair ``(1, 3)``, ``(5, 3)`` is
+    determined only in its sum. :func:`slopes` starts from ``μ/g`` clipped to ``[0, 1]`` and
+    takes minimum-norm Gauss–Newton steps, so (``G`` affine in ``α`` here) it returns
+    ``c − D⁺(G_0 + D c)`` with ``c`` the clipped start and ``D`` the columns built by hand: the
+    pair's difference is the start's (1 − 0 = 1), not the unclipped start's (2.1), and not
+    that of a start of 0.5 everywhere (0)."""
+    from jax.flatten_util import ravel_pytree
+
+    from gradflow.analysis._manifold import StateManifold
+
+    problem, state, d, g0, g, entries, s, a = _duplicated_sample_problem()
+    flat = np.asarray(ravel_pytree(state)[0])
+    aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
+    start = np.array([1.7, -0.4, 0.5])
+    mu = np.zeros(aux[1].size)
+    mu[:3] = start * np.array([g[n, j] for n, j in entries])
+    manifold = StateManifold.of(problem, state)
+    alpha, _ = _multiplier_system.slopes(
+        problem, manifold, state, jnp.asarray(flat), aux, jnp.asarray(mu)
+    )
+    c = np.clip(start, 0.0, 1.0)
+    want = c - np.linalg.pinv(d) @ (g0 + d @ c)
+    np.testing.assert_allclose(alpha[:3], want, rtol=0, atol=1e-9)
+    assert alpha[0] - alpha[1] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_a_unit_is_dying_when_both_its_norms_are_small_relative_to_its_layer():
