@@ -48,7 +48,8 @@ ROWS = {"lm-last": "LM-last", "none": "plain + decay"}
 #: not quasi-interpolating on this net (measured at λ·t = 20: ε 0.13 and 0.083, max|1 − yρf|
 #: 0.69 and 0.55; at λ = 0.005: ε 0.051, 0.38), so the full and paper ladders start at 0.005.
 #: The paper profile (N = 64) has six λ: there LM-last λ = 0.005 is outside (max|1 − yρf| 0.57)
-#: and plain λ ≤ 0.0025 were not certified (2026-12-07), and a row needs :data:`MIN_FIT` inside.
+#: and plain λ ≤ 0.00125 are not certified (2026-12-07, with the bounded slopes; before them
+#: λ ≤ 0.0025 were not), and a row needs :data:`MIN_FIT` inside.
 DECAYS = {
     "fast": (0.2, 0.1),
     "full": (0.005, 0.0025, 0.00125),
