@@ -723,6 +723,7 @@ def test_the_relu_path_passes_every_option_on():
         dict(
             problem=p,
             tol=1e-12,
+            filippov_tol=THRESHOLDS["filippov_tol"],
             switch_tol=1e-2,
             dying_tol=1e-4,
             alpha_tol=THRESHOLDS["alpha_tol"],
@@ -781,7 +782,7 @@ def test_the_relu_path_passes_every_option_on():
             zero_tol=0.125,
             seed=3,
         )
-    assert planted.solves == [dict(problem=p, sliding=None, **options)]
+    assert planted.solves == [dict(problem=p, sliding=None, filippov_tol=0.05, **options)]
     (c,) = planted.certified
     assert c["thresholds"] == dict(tol=1e-6, alpha_tol=0.04, **thresholds)
     assert (c["flow_time"], c["settled_tol"]) == (0.5, 0.25)
