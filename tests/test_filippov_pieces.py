@@ -738,17 +738,24 @@ def test_the_certificate_of_an_unsolved_start_gives_every_reason_word_for_word()
     assert c.verdict == "not converged"
 
 
-def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated_by_hand():
-    """Two first-layer pre-activations planted at exactly zero (``w1[j]`` projected off
-    ``x_n``): there ``G(W, α)`` is affine in ``α`` (``h = α z = 0``, so ``F`` does not see it),
-    ``G = G_0 + Σ_i α_i d_i`` with ``d_i = (2/N)(F_n − y_n) w2_j x_n`` in row ``j`` of ``∇_{W1}``.
-    The slopes are ``argmin ||G||`` (by NumPy's least squares here), whatever ``μ`` started the
-    Gauss–Newton refinement; the signal ``g = ∂L/∂h`` is ``(2/N)(F_n − y_n) w2_j``."""
+def _planted_zeros_problem(entries, duplicate=None):
+    """A 5-unit MLP on ``N`` Gaussian-mixture points with first-layer pre-activations planted
+    at exactly zero at ``entries`` (pairs ``(n, j)``: ``w1[j]`` projected off ``x_n``); with
+    ``duplicate = (m, n)`` sample ``m`` is first made a copy of sample ``n``. There
+    ``G(W, α)`` is affine in ``α`` (``h = α z = 0``, so ``F`` does not see it):
+    ``G = G_0 + Σ_i α_i d_i`` with ``d_i = (2/N)(F_n − y_n) w2_j x_n`` in row ``j`` of
+    ``∇_{W1}``. Returns ``(problem, state, flat, d, g0, g, s, pattern)``, all built by hand in
+    NumPy: ``g = ∂L/∂h`` per (sample, unit), ``s`` the flat indices of the entries."""
+    import dataclasses
+
     from jax.flatten_util import ravel_pytree
 
-    from gradflow.analysis._manifold import StateManifold
-
     data = gf.data.load("gaussian-mixture", n_train=N, n_test=0, dim=DIM, seed=2)
+    x, y = np.array(data.x_train, float), np.array(data.y_train, float)
+    if duplicate is not None:
+        m, n = duplicate
+        x[m], y[m] = x[n], y[n]
+        data = dataclasses.replace(data, x_train=jnp.asarray(x), y_train=jnp.asarray(y))
     problem = gf.Problem(
         MLP(DIM, (WIDTH,), 1, key=jax.random.PRNGKey(2)),
         data,
@@ -756,8 +763,6 @@ def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated
         normalization="none",
     )
     w1, w2 = (np.array(w, float) for w in problem.to_weights(problem.initial_state()))
-    x, y = np.asarray(problem.x_train, float), np.asarray(problem.y_train, float)
-    entries = [(1, 0), (4, 3)]
     for n, j in entries:
         w1[j] -= (w1[j] @ x[n]) / (x[n] @ x[n]) * x[n]
     state = problem.to_state((jnp.asarray(w1), jnp.asarray(w2)))
@@ -771,11 +776,26 @@ def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated
     g1 = (2.0 / N) * ((f - y) * w2 * a).T @ x + LAM * w1
     g2 = (2.0 / N) * (f - y).T @ (a * z) + LAM * w2
     g0 = np.concatenate([g1.ravel(), g2.ravel()])
-    d = np.zeros((flat.size, 2))
+    d = np.zeros((flat.size, len(entries)))
     for i, (n, j) in enumerate(entries):
         row = np.zeros_like(w1)
         row[j] = g[n, j] * x[n]
         d[:, i] = np.concatenate([row.ravel(), np.zeros(w2.size)])
+    return problem, state, flat, d, g0, g, s, a
+
+
+@pytest.mark.parametrize("entries", [[(1, 0), (4, 3)], [(1, 0), (N - 1, WIDTH - 1)]])
+def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated_by_hand(
+    entries,
+):
+    """Two first-layer pre-activations planted at exactly zero (:func:`_planted_zeros_problem`:
+    ``G`` affine in ``α``). The slopes are ``argmin ||G||`` (by NumPy's least squares here),
+    whatever ``μ`` started the Gauss–Newton refinement; the signal ``g = ∂L/∂h`` is
+    ``(2/N)(F_n − y_n) w2_j``, read at each entry's own flat index — the second case puts one
+    at the last index of the (sample, unit) table, where the padding's index is clamped."""
+    from gradflow.analysis._manifold import StateManifold
+
+    problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(entries)
     want = np.linalg.lstsq(d, -g0, rcond=None)[0]
 
     aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
@@ -792,46 +812,9 @@ def test_the_slopes_are_the_least_squares_alpha_and_the_signal_is_backpropagated
     np.testing.assert_array_equal(alpha[2:], 0.5)  # the padding keeps its placeholder
 
 
-def _duplicated_sample_problem():
-    """The 5-unit MLP of the test above on data whose sample 5 is a copy of sample 1, with
-    zeros planted at ``(1, 3)``, ``(5, 3)`` (the same zero: the same sample) and ``(0, 4)``:
-    ``(problem, state, d, g0, g, entries, s, pattern)``, ``d`` the columns ``d_i`` of
-    ``G = G_0 + Σ_i α_i d_i`` built by hand."""
-    import dataclasses
-
-    from jax.flatten_util import ravel_pytree
-
-    data = gf.data.load("gaussian-mixture", n_train=N, n_test=0, dim=DIM, seed=2)
-    x, y = np.array(data.x_train, float), np.array(data.y_train, float)
-    x[5], y[5] = x[1], y[1]
-    data = dataclasses.replace(data, x_train=jnp.asarray(x), y_train=jnp.asarray(y))
-    problem = gf.Problem(
-        MLP(DIM, (WIDTH,), 1, key=jax.random.PRNGKey(2)),
-        data,
-        weight_decay=LAM,
-        normalization="none",
-    )
-    w1, w2 = (np.array(w, float) for w in problem.to_weights(problem.initial_state()))
-    entries = [(1, 3), (5, 3), (0, 4)]
-    for n, j in entries:
-        w1[j] -= (w1[j] @ x[n]) / (x[n] @ x[n]) * x[n]
-    state = problem.to_state((jnp.asarray(w1), jnp.asarray(w2)))
-    flat = np.asarray(ravel_pytree(state)[0])
-    z = x @ w1.T
-    s = np.array([n * WIDTH + j for n, j in entries])
-    a = (z > 0).astype(float)
-    a.flat[s] = 0.0
-    f = (a * z) @ w2.T
-    g = (2.0 / N) * (f - y) * w2
-    g1 = (2.0 / N) * ((f - y) * w2 * a).T @ x + LAM * w1
-    g2 = (2.0 / N) * (f - y).T @ (a * z) + LAM * w2
-    g0 = np.concatenate([g1.ravel(), g2.ravel()])
-    d = np.zeros((flat.size, len(entries)))
-    for i, (n, j) in enumerate(entries):
-        row = np.zeros_like(w1)
-        row[j] = g[n, j] * x[n]
-        d[:, i] = np.concatenate([row.ravel(), np.zeros(w2.size)])
-    return problem, state, d, g0, g, entries, s, a
+#: sample 5 is a copy of sample 1 (``duplicate=(5, 1)``): zeros at ``(1, 3)`` and ``(5, 3)``
+#: are the same zero, and one more at ``(0, 4)``
+DUPLICATED = [(1, 3), (5, 3), (0, 4)]
 
 
 def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
@@ -845,12 +828,10 @@ def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
     unconstrained least squares puts the third entry far outside (at about 20), so a bound is
     active; the pair's split is free, and the reference splits it otherwise."""
     import scipy.optimize
-    from jax.flatten_util import ravel_pytree
 
     from gradflow.analysis._manifold import StateManifold
 
-    problem, state, d, g0, g, entries, s, a = _duplicated_sample_problem()
-    flat = np.asarray(ravel_pytree(state)[0])
+    problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(DUPLICATED, duplicate=(5, 1))
     np.testing.assert_allclose(d[:, 0], d[:, 1], rtol=0, atol=1e-15)  # only the sum counts
     ref = scipy.optimize.lsq_linear(d, -g0, bounds=(0.0, 1.0), method="trf", tol=1e-14)
     ref_norm = np.linalg.norm(g0 + d @ ref.x)
@@ -878,16 +859,13 @@ def test_the_slopes_keep_their_clipped_start_along_the_directions_that_do_not_mo
     ``c − D⁺(G_0 + D c)`` with ``c`` the clipped start and ``D`` the columns built by hand: the
     pair's difference is the start's (1 − 0 = 1), not the unclipped start's (2.1), and not
     that of a start of 0.5 everywhere (0)."""
-    from jax.flatten_util import ravel_pytree
-
     from gradflow.analysis._manifold import StateManifold
 
-    problem, state, d, g0, g, entries, s, a = _duplicated_sample_problem()
-    flat = np.asarray(ravel_pytree(state)[0])
+    problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(DUPLICATED, duplicate=(5, 1))
     aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
     start = np.array([1.7, -0.4, 0.5])
     mu = np.zeros(aux[1].size)
-    mu[:3] = start * np.array([g[n, j] for n, j in entries])
+    mu[:3] = start * np.array([g[n, j] for n, j in DUPLICATED])
     manifold = StateManifold.of(problem, state)
     alpha, _ = _multiplier_system.slopes(
         problem, manifold, state, jnp.asarray(flat), aux, jnp.asarray(mu)
