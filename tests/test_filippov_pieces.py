@@ -738,14 +738,16 @@ def test_the_certificate_of_an_unsolved_start_gives_every_reason_word_for_word()
     assert c.verdict == "not converged"
 
 
-def _planted_zeros_problem(entries, duplicate=None):
+def _planted_zeros_problem(entries, duplicate=None, precision="float64"):
     """A 5-unit MLP on ``N`` Gaussian-mixture points with first-layer pre-activations planted
-    at exactly zero at ``entries`` (pairs ``(n, j)``: ``w1[j]`` projected off ``x_n``); with
-    ``duplicate = (m, n)`` sample ``m`` is first made a copy of sample ``n``. There
+    at exactly zero at ``entries`` (pairs ``(n, j)``: row ``w1[j]`` projected off the span of
+    the ``x_n`` planted in it); with ``duplicate = (m, n)`` sample ``m`` is first made a copy of
+    sample ``n``. There
     ``G(W, α)`` is affine in ``α`` (``h = α z = 0``, so ``F`` does not see it):
     ``G = G_0 + Σ_i α_i d_i`` with ``d_i = (2/N)(F_n − y_n) w2_j x_n`` in row ``j`` of
-    ``∇_{W1}``. Returns ``(problem, state, flat, d, g0, g, s, pattern)``, all built by hand in
-    NumPy: ``g = ∂L/∂h`` per (sample, unit), ``s`` the flat indices of the entries."""
+    ``∇_{W1}``. ``precision`` is the ``Problem``'s (the rest is float64 NumPy). Returns
+    ``(problem, state, flat, d, g0, g, s, pattern)``, all built by hand in NumPy:
+    ``g = ∂L/∂h`` per (sample, unit), ``s`` the flat indices of the entries."""
     import dataclasses
 
     from jax.flatten_util import ravel_pytree
@@ -761,11 +763,14 @@ def _planted_zeros_problem(entries, duplicate=None):
         data,
         weight_decay=LAM,
         normalization="none",
+        precision=precision,
     )
     w1, w2 = (np.array(w, float) for w in problem.to_weights(problem.initial_state()))
-    for n, j in entries:
-        w1[j] -= (w1[j] @ x[n]) / (x[n] @ x[n]) * x[n]
-    state = problem.to_state((jnp.asarray(w1), jnp.asarray(w2)))
+    for j in {j for _, j in entries}:  # row j off the span of its planted samples
+        xs = x[[n for n, k in entries if k == j]]
+        w1[j] -= xs.T @ np.linalg.lstsq(xs.T, w1[j], rcond=None)[0]
+    dtype = problem.x_train.dtype
+    state = problem.to_state((jnp.asarray(w1, dtype), jnp.asarray(w2, dtype)))
     flat = np.asarray(ravel_pytree(state)[0])
     z = x @ w1.T
     s = np.array([n * WIDTH + j for n, j in entries])
@@ -838,8 +843,8 @@ def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
     assert np.linalg.lstsq(d, -g0, rcond=None)[0][2] > 2.0  # unconstrained: out of the box
 
     aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
-    start = np.zeros(aux[1].size)
-    start[:3] = [6.0, -5.0, 3.0]
+    start = np.zeros(aux[1].size, int)  # any array-like start, integers too
+    start[:3] = [6, -5, 3]
     manifold = StateManifold.of(problem, state)
     alpha, norm = _multiplier_system.bounded_slopes(
         problem, manifold, state, jnp.asarray(flat), aux, start
@@ -851,19 +856,84 @@ def test_the_bounded_slopes_are_the_box_constrained_least_squares_alpha():
     assert alpha[2] == pytest.approx(ref.x[2], abs=1e-7)
     np.testing.assert_array_equal(alpha[3:], 0.0)  # the padding: clipped, untouched
 
+    # a start that is already a minimizer in the box, with another split of the pair, is
+    # returned as it is: nothing in the box does better, and the caller's split is kept
+    kept = np.zeros(aux[1].size)
+    kept[:3] = [0.3 * (alpha[0] + alpha[1]), 0.7 * (alpha[0] + alpha[1]), alpha[2]]
+    again, norm_again = _multiplier_system.bounded_slopes(
+        problem, manifold, state, jnp.asarray(flat), aux, kept
+    )
+    np.testing.assert_array_equal(again, kept)
+    assert norm_again == pytest.approx(ref_norm, rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [(1, 2), (2, 2)],  # unconstrained α ≈ (−0.12, −0.03): below the box only
+        [(1, 3), (5, 0)],  # ≈ (2.5, 0.72): above it only
+        [(2, 4), (4, 3), (1, 3)],  # ≈ (−1.0, −7.6, 8.7): both, and clipping it is not optimal
+    ],
+)
+def test_the_bounded_slopes_from_the_unconstrained_alpha_are_the_box_minimizer(entries):
+    """What the solve hands :func:`bounded_slopes`: the unconstrained least-squares ``α`` (the
+    Gauss–Newton slopes), outside ``[0, 1]``. Its norm is the smallest of all, so the answer
+    must come from the box, not from the start: the unique box-constrained minimizer of
+    ``||G_0 + D α||`` (``D`` of full rank), computed by SciPy's trust-region reflective method
+    on the columns built by hand (:func:`_planted_zeros_problem`). In the third case the
+    clipped unconstrained ``α`` misses it by 3.8 % in the norm, and the minimizer over
+    ``[0, 2]`` clipped to ``[0, 1]`` by 0.85 %."""
+    import scipy.optimize
+
+    from gradflow.analysis._manifold import StateManifold
+
+    problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(entries)
+    k = len(entries)
+    assert np.linalg.matrix_rank(d) == k
+    free = np.linalg.lstsq(d, -g0, rcond=None)[0]
+    assert np.any((free < 0.0) | (free > 1.0))
+    ref = scipy.optimize.lsq_linear(d, -g0, bounds=(0.0, 1.0), method="trf", tol=1e-14)
+    aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
+    start = np.zeros(aux[1].size)
+    start[:k] = free
+    alpha, norm = _multiplier_system.bounded_slopes(
+        problem, StateManifold.of(problem, state), state, jnp.asarray(flat), aux, start
+    )
+    assert np.all((alpha >= 0.0) & (alpha <= 1.0))
+    np.testing.assert_allclose(alpha[:k], ref.x, rtol=0, atol=1e-7)
+    assert norm == pytest.approx(np.linalg.norm(g0 + d @ alpha[:k]), rel=1e-10)
+    assert norm == pytest.approx(np.linalg.norm(g0 + d @ ref.x), rel=1e-10)
+    assert norm > np.linalg.norm(g0 + d @ free)
+
+
+def test_the_bounded_slopes_on_an_empty_s_are_the_start_and_the_gradients_norm():
+    """No entry on ``S`` (the padding only): nothing to choose; the clipped start comes back
+    with ``||T G||``, here the gradient built by hand (Plain: ``T`` is the identity)."""
+    from gradflow.analysis._manifold import StateManifold
+
+    problem, state, flat, d, g0, g, s, a = _planted_zeros_problem([(1, 2)])
+    aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s[:0], a, a.size)
+    start = np.full(aux[1].size, 2.0)
+    alpha, norm = _multiplier_system.bounded_slopes(
+        problem, StateManifold.of(problem, state), state, jnp.asarray(flat), aux, start
+    )
+    np.testing.assert_array_equal(alpha, start)  # the padding is not clipped
+    assert norm == pytest.approx(np.linalg.norm(g0), rel=1e-12)
+
 
 def test_the_slopes_keep_their_clipped_start_along_the_directions_that_do_not_move_g():
     """The duplicated sample of the test above: ``α`` of the pair ``(1, 3)``, ``(5, 3)`` is
     determined only in its sum. :func:`slopes` starts from ``μ/g`` clipped to ``[0, 1]`` and
     takes minimum-norm Gauss–Newton steps, so (``G`` affine in ``α`` here) it returns
     ``c − D⁺(G_0 + D c)`` with ``c`` the clipped start and ``D`` the columns built by hand: the
-    pair's difference is the start's (1 − 0 = 1), not the unclipped start's (2.1), and not
-    that of a start of 0.5 everywhere (0)."""
+    pair's difference is the clipped start's (1 − 0 = 1), not the unclipped start's (1.35) or
+    one clipped on one side only (1.05, 1.3), not that of a start of 0.5 everywhere (0), and
+    not that of ``μ·g`` or ``μ`` clipped (the pair's ``g`` is not ±1)."""
     from gradflow.analysis._manifold import StateManifold
 
     problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(DUPLICATED, duplicate=(5, 1))
     aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
-    start = np.array([1.7, -0.4, 0.5])
+    start = np.array([1.05, -0.3, 0.5])
     mu = np.zeros(aux[1].size)
     mu[:3] = start * np.array([g[n, j] for n, j in DUPLICATED])
     manifold = StateManifold.of(problem, state)
@@ -874,6 +944,34 @@ def test_the_slopes_keep_their_clipped_start_along_the_directions_that_do_not_mo
     want = c - np.linalg.pinv(d) @ (g0 + d @ c)
     np.testing.assert_allclose(alpha[:3], want, rtol=0, atol=1e-9)
     assert alpha[0] - alpha[1] == pytest.approx(1.0, abs=1e-9)
+    assert abs(abs(g[1, 3]) - 1.0) > 0.05  # 0.93 here
+
+
+def test_the_slopes_of_a_float32_problem_are_float32():
+    """The slopes keep the problem's precision (as a float32 solve does, under x64): the
+    planted zeros of the least-squares test in a float32 ``Problem`` give float32 ``α``, equal
+    to the float64 problem's to float32's rounding."""
+    from gradflow.analysis._manifold import StateManifold
+
+    out = {}
+    for precision in ("float64", "float32"):
+        problem, state, flat, d, g0, g, s, a = _planted_zeros_problem(
+            [(1, 0), (4, 3)], precision=precision
+        )
+        assert flat.dtype == np.dtype(precision)
+        aux = _multiplier_system.system_aux(np.ones(flat.size, bool), s, a, a.size)
+        mu = np.zeros(aux[1].size, precision)
+        mu[:2] = [0.3, -0.2]
+        out[precision] = _multiplier_system.slopes(
+            problem,
+            StateManifold.of(problem, state),
+            state,
+            jnp.asarray(flat),
+            aux,
+            jnp.asarray(mu),
+        )[0]
+    assert out["float32"].dtype == np.float32
+    np.testing.assert_allclose(out["float32"][:2], out["float64"][:2], rtol=1e-3)
 
 
 def test_a_unit_is_dying_when_both_its_norms_are_small_relative_to_its_layer():
