@@ -329,6 +329,12 @@ def _cert_text(rec: dict | None) -> tuple[str, tuple]:
             if rec.get("flow_drift") is not None
             else ""
         )
+        + (
+            f", {rec['distance']:.1e} of the state from the solve's start"
+            if rec.get("distance") is not None
+            else ""
+        )
+        + (f", Hessian on S {rec['hessian_kind']}" if rec.get("hessian_kind") else "")
         + f", relative velocity at the flow's end {rec['velocity']:.1e}/t"
         + (
             f", from the end of a tail of {rec['tail_steps']} Heun steps of {TAIL_STEP:g}"
