@@ -742,9 +742,8 @@ def _planted_zeros_problem(entries, duplicate=None, precision="float64"):
     """A 5-unit MLP on ``N`` Gaussian-mixture points with first-layer pre-activations planted
     at exactly zero at ``entries`` (pairs ``(n, j)``: row ``w1[j]`` projected off the span of
     the ``x_n`` planted in it); with ``duplicate = (m, n)`` sample ``m`` is first made a copy of
-    sample ``n``. There
-    ``G(W, α)`` is affine in ``α`` (``h = α z = 0``, so ``F`` does not see it):
-    ``G = G_0 + Σ_i α_i d_i`` with ``d_i = (2/N)(F_n − y_n) w2_j x_n`` in row ``j`` of
+    sample ``n``. There ``G(W, α)`` is affine in ``α`` (``h = α z = 0``, so ``F`` does not see
+    it): ``G = G_0 + Σ_i α_i d_i`` with ``d_i = (2/N)(F_n − y_n) w2_j x_n`` in row ``j`` of
     ``∇_{W1}``. ``precision`` is the ``Problem``'s (the rest is float64 NumPy). Returns
     ``(problem, state, flat, d, g0, g, s, pattern)``, all built by hand in NumPy:
     ``g = ∂L/∂h`` per (sample, unit), ``s`` the flat indices of the entries."""
@@ -907,8 +906,9 @@ def test_the_bounded_slopes_from_the_unconstrained_alpha_are_the_box_minimizer(e
 
 
 def test_the_bounded_slopes_on_an_empty_s_are_the_start_and_the_gradients_norm():
-    """No entry on ``S`` (the padding only): nothing to choose; the clipped start comes back
-    with ``||T G||``, here the gradient built by hand (Plain: ``T`` is the identity)."""
+    """No entry on ``S`` (the padding only): nothing to choose; the start comes back as it is
+    (only entries of ``S`` are clipped) with ``||T G||``, here the gradient built by hand
+    (Plain: ``T`` is the identity)."""
     from gradflow.analysis._manifold import StateManifold
 
     problem, state, flat, d, g0, g, s, a = _planted_zeros_problem([(1, 2)])
