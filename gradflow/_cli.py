@@ -197,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write the PNGs over the profile's committed ones (full: paper_figs/figures/, "
         "paper: paper_figs/figures/paper/, fast: paper_figs/figures/fast/)",
     )
+    figs_parser.add_argument(
+        "--jobs",
+        metavar="N",
+        default="1",
+        help="compute the figures' scenarios in N worker processes, the longest figure first, "
+        "then draw them (default 1; the paper profile on 2 cores: --jobs 2)",
+    )
     _add_show(sub)
     sub.add_parser(
         "info",
@@ -318,6 +325,7 @@ def _dispatch(args) -> int:
             out=args.out,
             scale=args.scale,
             update_committed=args.update_committed,
+            jobs=args.jobs,
         )
     if args.command == "sweep":
         return sweep(
@@ -569,16 +577,30 @@ def _run(file, *, out, sets, fast, progress, resume, overwrite=False, limits=Tru
     return EXIT_DIVERGED if statuses <= {"diverged", "blew_up"} else EXIT_FAILED
 
 
-def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False) -> int:
+def figs(*, fast=False, only=(), out=None, scale=None, update_committed=False, jobs=1) -> int:
     """``gradflow figs``: ``paper_figs._build.build`` of the repository checkout at or above the
-    current directory (gradflow/_figs.py); exit 2 with one line when there is none."""
+    current directory (gradflow/_figs.py); exit 2 with one line when there is none, or when
+    ``--jobs`` is not a whole number >= 1."""
+    given = jobs
+    try:
+        jobs = int(jobs)
+        if jobs < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        _error(f"--jobs {str(given)!r} is not allowed; use a whole number >= 1")
+        return EXIT_BAD_INPUT
     try:
         build = import_build(find_checkout()).build
     except NoCheckout as err:
         _error(err)
         return EXIT_BAD_INPUT
     return build(
-        fast=fast, only=tuple(only), out=out, scale=scale, update_committed=update_committed
+        fast=fast,
+        only=tuple(only),
+        out=out,
+        scale=scale,
+        update_committed=update_committed,
+        jobs=jobs,
     )
 
 

@@ -63,6 +63,12 @@ SAVES = 50
 #: gf.equilibrium's Newton iterations from each λ > 0 flow's end (with one join per iteration
 #: and S by size alone, 30 ended at |S| = 30 on every full-profile net, none certified)
 MAX_ITER = 60
+#: ... and it stops after MAX_STALL iterations in a row that do not halve the relative residual
+#: (``gf.equilibrium(..., max_stall=...)``). None of the fourteen solves (seeded and unseeded)
+#: at the paper profile certified in 60 iterations; they took 3,061 s together, each ending
+#: worse than its start (2026-12-07). Newton on the right active set halves the residual every
+#: iteration; fifteen without halving say what sixty would at a quarter of the cost.
+MAX_STALL = 15
 #: Before the solve, as ``margins`` does: a fixed-step Heun tail of TAIL at steps of TAIL_STEP,
 #: whose last EVIDENCE steps (saved at every step) show the entries that chatter across a
 #: switching surface; they seed S (``gf.equilibrium(..., sliding=...)``, docs/equilibria.md).
@@ -71,7 +77,9 @@ TAIL_STEP = 1e-4
 EVIDENCE = 200
 #: the certificate's record beside a point's runs; the cache key does not cover this module, so
 #: the name carries the settings that shape it (a record made with others is not read back)
-EQUILIBRIUM = f"equilibrium_it{MAX_ITER}_tail{TAIL:g}x{TAIL_STEP:g}_evidence{EVIDENCE}.json"
+EQUILIBRIUM = (
+    f"equilibrium_it{MAX_ITER}_stall{MAX_STALL}_tail{TAIL:g}x{TAIL_STEP:g}_evidence{EVIDENCE}.json"
+)
 SQI = "sqi.json"
 #: THEORY 5's NC1-NC4, compiled once per shape
 _NC = jax.jit(gf.metrics.neural_collapse)
@@ -189,7 +197,13 @@ def _equilibrium(problem, res, key, log) -> dict:
     )
     start = time.perf_counter()
     fp = gf.equilibrium(
-        problem, tail_end, spectrum=False, max_iter=MAX_ITER, dense_max=4000, sliding=last
+        problem,
+        tail_end,
+        spectrum=False,
+        max_iter=MAX_ITER,
+        max_stall=MAX_STALL,
+        dense_max=4000,
+        sliding=last,
     )
     seconds = time.perf_counter() - start
     record = {

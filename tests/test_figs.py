@@ -225,11 +225,20 @@ def test_figs_fast_then_cached(tmp_path, half):
     # One figure of the half (its cheapest to redraw): the cache is one mechanism
     # (``_common.sweep``) for every figure, and the first call already drew each from the
     # results it read back from its NetCDF files; redrawing all of them cost ~70 CPU s.
+    # The first half's second call goes through ``--jobs 2``: its figure's compute step runs
+    # in a spawned worker (which reads the cache back and says so, prefixed with the figure's
+    # name), and this process draws it from the cache.
     again = CACHED[half]
-    second = _gradflow("figs", "--fast", "--only", again, cwd=clone)
+    jobs = ("--jobs", "2") if half == "first" else ()
+    second = _gradflow("figs", "--fast", "--only", again, *jobs, cwd=clone)
     assert second.returncode == 0, second.stderr[-3000:]
     out2 = second.stdout
-    assert f"figure {again} (cached" in out2, out2
+    if jobs:
+        assert "figs: computing 1 figures in 2 worker processes" in out2, out2
+        assert f"[{again}]   scenario {again}" in out2, out2
+        assert f"figure {again} (worker " in out2 and "then read back from the cache" in out2
+    else:
+        assert f"figure {again} (cached" in out2, out2
     assert (clone / "paper_figs" / "out" / "fast" / f"{again}.png").is_file(), again
     assert f"scenario {again}" in out2 and ": cached (" in out2, out2
     # nothing computed: every point of the figure was read back from the cache
@@ -310,6 +319,17 @@ def test_figs_unknown_name_is_bad_input(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["figs", "--only", "nope"]) == 2
     assert "'nope' is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_figs_jobs_must_be_a_whole_number_from_one(jobs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["figs", "--fast", "--jobs", jobs, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"gradflow: error: --jobs {jobs!r} is not allowed; use a whole number >= 1"
+    ], err
+    assert not list(tmp_path.iterdir())
 
 
 def test_figs_out_and_update_committed_is_bad_input(tmp_path, capsys, monkeypatch):

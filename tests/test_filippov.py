@@ -170,6 +170,47 @@ def test_an_unsettled_flow_is_not_certified_and_says_why(unsettled):
     assert "uncertified point" in rows[0] and "fixed point" not in rows[0]
 
 
+def _halvings_missed(rels) -> list:
+    """Per iteration, how many in a row have not halved the relative residual since it last
+    did (the rule of ``max_stall``, written from its docstring; no drop in these traces)."""
+    anchor, since, out = np.inf, 0, []
+    for r in rels:
+        anchor, since = (r, 0) if r <= 0.5 * anchor else (anchor, since + 1)
+        out.append(since)
+    return out
+
+
+def test_max_stall_stops_a_crawling_solve_where_the_residual_has_not_halved(unsettled):
+    """From the unsettled start the solve crawls (1.9e-2 → 1.4e-2 over five iterations); with
+    ``max_stall = 5`` it stops at the fifth iteration without halving, on the same path as the
+    unbounded solve, and says so; the unbounded one went on to max_iter."""
+    problem, start, unbounded = unsettled
+    fp = gf.equilibrium(problem, start, spectrum=False, max_stall=5)
+    full = list(unbounded.relative_residuals)
+    missed = _halvings_missed(full)
+    stop = missed.index(5)  # the first iteration that is the fifth in a row without halving
+    assert fp.message.startswith("stalled: the relative residual has not halved in 5 Newton")
+    assert fp.iterations == stop < unbounded.iterations
+    np.testing.assert_allclose(fp.relative_residuals, full[: stop + 1], rtol=1e-12)
+    assert not fp.certified and fp.certificate.verdict == "not settled"
+
+
+def test_max_stall_leaves_a_solve_that_halves_in_time_alone(settled):
+    """The settled start's certified solve misses three halvings (its joins) before Newton's
+    quadratic phase: ``max_stall = 4`` certifies the same point in the same iterations,
+    ``max_stall = 3`` stops it (so the count is exact, not a loose budget)."""
+    problem, start, fp = settled
+    missed = _halvings_missed(fp.relative_residuals)
+    assert max(missed) == 3, fp.relative_residuals
+    kept = gf.equilibrium(problem, start, spectrum=False, max_stall=4)
+    assert kept.certified and kept.iterations == fp.iterations
+    for a, b in zip(jax.tree.leaves(kept.state), jax.tree.leaves(fp.state)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-14)
+    cut = gf.equilibrium(problem, start, spectrum=False, max_stall=3)
+    assert not cut.certified and cut.message.startswith("stalled")
+    assert cut.iterations == missed.index(3)
+
+
 def test_a_solve_that_ends_worse_than_its_start_returns_the_start(monkeypatch, settled):
     """Planted: the solve's point is moved off by 1% and its residual reported as 10× the
     start's; gf.equilibrium must return the start itself, and say so."""
@@ -214,6 +255,8 @@ def test_equilibrium_refuses_a_run_that_stopped_at_max_steps():
         ({"flow_time": -1.0}, r"equilibrium: flow_time=-1.0 is not allowed; use a number in \[0, "),
         ({"max_changes": 1.5}, r"equilibrium: max_changes=1.5 is not allowed; use an integer >= 0"),
         ({"identity_tol": float("nan")}, r"equilibrium: identity_tol=nan is not allowed"),
+        ({"max_stall": 0}, r"equilibrium: max_stall=0 is not allowed; use an integer >= 1, or "),
+        ({"max_stall": 2.0}, r"equilibrium: max_stall=2.0 is not allowed; use an integer >= 1"),
     ],
 )
 def test_filippov_bad_input_is_one_line(kwargs, match):

@@ -205,7 +205,11 @@ def _verdict(sol, failed: dict, start_rel: float, final_rel: float, tol: float) 
         return "not checked"
     if "settled" in failed:  # the start explains the failure before the path does
         return "not settled"
-    if sol.cycled or sol.message.startswith("max_changes"):
+    if (
+        sol.cycled
+        or sol.message.startswith("max_changes")
+        or (sol.message.startswith("stalled") and sol.joins + sol.drops > 0)
+    ):
         return "stuck on switching surfaces"
     if "flow" in failed or "signs" in failed:
         return "not settled"

@@ -442,6 +442,7 @@ def equilibrium(
     dense_max: int = 3000,
     sliding=None,
     join_window: float = 0.01,
+    max_stall: int | None = None,
 ) -> FixedPoint:
     """The fixed point of the flow of ``problem`` near ``state``, by Newton–Krylov (module
     docstring), with the Hessian spectrum there.
@@ -488,6 +489,11 @@ def equilibrium(
             point's pre-activations by bisection, and a joining entry keeps its slope (its
             multiplier starts where the field is continuous), so a join does not raise the
             residual.
+        max_stall: ReLU networks only: stop when the relative residual has not halved in
+            ``max_stall`` consecutive Newton iterations (counted afresh after each drop from
+            ``S``; default None: never). Newton on the right active set halves it at every step;
+            a long crawl is a start that had not settled or an ``S`` that is wrong, and its
+            failure is then said at that cost, not after ``max_iter`` iterations.
         filippov_tol, identity_tol, flow_time, flow_tol, settled_tol: ReLU networks only: the
             certificate's thresholds, the length of the short flow from the point (0: none),
             and the start's relative residual above which a failure is put down to a flow
@@ -528,6 +534,12 @@ def equilibrium(
         dense_max=dense_max,
         join_window=join_window,
     )
+    if max_stall is not None and not (
+        isinstance(max_stall, (int, np.integer))
+        and not isinstance(max_stall, bool)
+        and max_stall >= 1
+    ):
+        raise bad_value("equilibrium", "max_stall", max_stall, "use an integer >= 1, or None")
     state = _start(problem, state)
     if has_switching(problem.model) and not problem.freeze_directions:
         return _filippov(
@@ -550,6 +562,7 @@ def equilibrium(
                 dense_max=dense_max,
                 sliding=_sliding(problem, sliding),
                 join_window=join_window,
+                max_stall=max_stall,
             ),
             flow_time=flow_time,
             settled_tol=settled_tol,

@@ -56,6 +56,12 @@ multiplier ``ν_k`` per sphere ``||v_k||² = r_k²``), and slopes ``α = μ/g �
    else to the negative side (slope 0). *Anti-cycling*: a set ``(S, pattern)`` met before is
    not solved again — the entry of smallest index is dropped instead (Bland's rule); the solve
    stops after ``max_changes`` changes.
+4. **Stall** (``max_stall``, off by default): the solve stops when the relative residual has
+   not halved in ``max_stall`` consecutive iterations (counted afresh after each drop, which
+   poses a new system). Newton on the right ``(S, pattern)`` halves it at every step; a long
+   run of iterations without halving is the slow crawl of a start whose S is wrong or whose
+   flow had not settled (the margins nets' uncertified solves: 5.3e-5 to 5.1e-5 over 20
+   iterations, 200 iterations in 3,645 s, benchmarks/results/equilibria_figures.json).
 
 ``S`` and the arrays that index it have a fixed capacity (the next power of two) so that the
 jitted pieces compile once per capacity, not once per change of the active set.
@@ -138,6 +144,7 @@ def solve(
     sliding=None,
     join_window: float = 0.0,
     filippov_tol: float = 1e-10,
+    max_stall: int | None = None,
 ) -> Solve:
     """The active-set Newton solve of the module docstring from ``state``."""
     manifold = StateManifold.of(problem, state)
@@ -183,6 +190,7 @@ def solve(
     boxed_slopes = False
     message = f"max_iter = {max_iter} Newton iterations reached"
     state_of = unravel(template)
+    anchor, since = np.inf, 0  # the stall rule: the residual last halved at `anchor`
 
     def retract(x):  # onto the spheres, the dying weights exactly zero
         x = np.where(free, x, 0.0)
@@ -196,6 +204,16 @@ def solve(
             problem, manifold, template, jnp.asarray(flat), jnp.asarray(mu_p), aux, zscale
         )
         rels.append(rel)
+        if rel <= 0.5 * anchor:
+            anchor, since = rel, 0
+        else:
+            since += 1
+        if max_stall is not None and since >= max_stall:
+            message = (
+                f"stalled: the relative residual has not halved in {max_stall} Newton "
+                f"iterations (max_stall; {anchor:.2e} then, {rel:.2e} now)"
+            )
+            break
         if rel <= tol and polish < 2 and rel > 100 * np.finfo(dtype).eps:
             polish += 1  # two more Newton steps past tol (quadratic: to the rounding floor)
         elif rel <= tol:
@@ -245,6 +263,7 @@ def solve(
             # α > 1 leaves to the positive side when g > 0 and α < 0 when g < 0
             pattern.flat[s[i]] = 1.0 if (a[i] > 1) == (g[i] > 0) else 0.0
             s, mu = np.delete(s, i), np.delete(mu, i)
+            anchor, since = np.inf, 0  # a new system: the stall rule starts again
             drops += 1
             steps.append(0.0)
             changes.append(joins + drops)
