@@ -91,25 +91,3 @@ def epilog() -> str:
     lines = [f"  {name:{width}s}  {what}" for name, what in FIGURES.items()]
     head = "figures (--only NAME ...; numbers are sections of docs/theory.md):"
     return head + "\n" + "\n".join(lines)
-
-
-def compute_in_worker(root: str, name: str, profile: str) -> float:
-    """What ``gradflow figs --jobs N`` runs in a worker process: the ``compute`` step of the
-    figure ``name`` (its scenarios, into the checkout's cache) at ``profile``; returns its
-    seconds. The worker is spawned, so it starts from nothing: float64 as the CLI has it, the
-    checkout's ``paper_figs`` imported from its file. Its log lines are prefixed with the
-    figure's name; the parent draws every figure from the cache afterwards."""
-    import time
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import_build(Path(root))
-    module = importlib.import_module(f"paper_figs.fig_{name}")
-
-    def log(line):
-        print(f"[{name}] {line}", flush=True)
-
-    start = time.perf_counter()
-    module.compute(profile, log)
-    return time.perf_counter() - start

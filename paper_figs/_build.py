@@ -134,36 +134,66 @@ def build(
 
 
 def _compute_in_workers(names, profile: str, jobs: int, log) -> dict:
-    """The ``compute`` step of each figure in ``names``, in ``jobs`` spawned worker processes
-    (:func:`gradflow._figs.compute_in_worker`), the longest first (:data:`LONGEST_FIRST`):
-    ``{name: seconds}``, with ``None`` for a figure whose computation failed (said on stderr).
-    Each figure writes its own results to the cache (atomic writes), so the parent then reads
-    them back; a figure runs in one worker, its scenarios one after the other."""
-    import concurrent.futures
-    import multiprocessing
+    """The ``compute`` step of each figure in ``names``, in up to ``jobs`` worker processes at
+    a time, the longest first (:data:`LONGEST_FIRST`): ``{name: seconds}``, with ``None`` for a
+    figure whose computation failed (its worker says why on stderr). A worker is
+    ``python -m paper_figs._build --scale PROFILE --only NAME --compute-only`` run in this
+    checkout (so it imports this ``paper_figs``); it writes the figure's results to the cache
+    (atomic writes) and prefixes its log lines with the figure's name, and this process then
+    reads them back. An interruption here stops the workers."""
+    import subprocess
 
-    from gradflow._figs import compute_in_worker
-
-    root = str(Path(__file__).resolve().parents[1])
+    root = Path(__file__).resolve().parents[1]
     order = [n for n in LONGEST_FIRST if n in names] + [n for n in names if n not in LONGEST_FIRST]
     log(f"figs: computing {len(order)} figures in {jobs} worker processes: {', '.join(order)}")
-    done = {}
-    context = multiprocessing.get_context("spawn")  # JAX's threads do not survive a fork
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {pool.submit(compute_in_worker, root, n, profile): n for n in order}
-        for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
-            try:
-                done[name] = future.result()
-            except Exception as err:  # one broken figure must not hide the others
-                done[name] = None
-                print(
-                    f"gradflow: error: figure {name} failed: {type(err).__name__}: {err}",
-                    file=sys.stderr,
-                )
-                continue
-            log(f"figs: {name} computed by a worker in {done[name]:.1f} s")
+    pending, running, done = list(order), {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                name = pending.pop(0)
+                command = [sys.executable, "-m", "paper_figs._build", "--scale", profile]
+                command += ["--only", name, "--compute-only"]
+                running[name] = (subprocess.Popen(command, cwd=root), time.perf_counter())
+            time.sleep(0.1)
+            for name, (proc, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                if proc.returncode == 0:
+                    done[name] = time.perf_counter() - t0
+                    log(f"figs: {name} computed by a worker in {done[name]:.1f} s")
+                else:
+                    done[name] = None
+                    print(
+                        f"gradflow: error: figure {name} failed: its worker exited with "
+                        f"status {proc.returncode}",
+                        file=sys.stderr,
+                    )
+    finally:
+        for proc, _ in running.values():
+            proc.terminate()
+            proc.wait()
     return done
+
+
+def _compute_only(names, profile: str) -> int:
+    """``--compute-only`` (a worker of :func:`_compute_in_workers`): each figure's ``compute``
+    step, its log lines prefixed with its name; 1 if one failed (said on stderr)."""
+    failed = False
+    for name in names:
+
+        def log(line, name=name):
+            print(f"[{name}] {line}", flush=True)
+
+        try:
+            importlib.import_module(f"paper_figs.fig_{name}").compute(profile, log)
+        except Exception as err:  # the other figures still run
+            failed = True
+            print(
+                f"gradflow: error: figure {name} failed: {type(err).__name__}: {err}",
+                file=sys.stderr,
+            )
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
@@ -181,7 +211,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--update-committed", action="store_true", dest="update_committed")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--compute-only", action="store_true", dest="compute_only")
     args = parser.parse_args(argv)
+    if args.compute_only:
+        profile = "fast" if args.fast else (args.scale or "full")
+        unknown = [n for n in args.only if n not in FIGURES]
+        if unknown or not args.only:
+            parser.error(f"--compute-only needs --only with figures of {', '.join(FIGURES)}")
+        return _compute_only(args.only, profile)
     return build(
         args.fast,
         args.only,

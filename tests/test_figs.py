@@ -332,6 +332,21 @@ def test_figs_jobs_must_be_a_whole_number_from_one(jobs, tmp_path, capsys, monke
     assert not list(tmp_path.iterdir())
 
 
+def test_a_worker_needs_the_figures_it_computes():
+    """``--compute-only`` (what ``--jobs`` runs in each worker) without ``--only``, or with a
+    name that is not a figure, is refused before anything is computed."""
+    for extra in ((), ("--only", "nope")):
+        done = subprocess.run(
+            [sys.executable, "-m", "paper_figs._build", "--fast", "--compute-only", *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "--compute-only needs --only with figures of rho_dynamics" in done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 def test_figs_out_and_update_committed_is_bad_input(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["figs", "--fast", "--out", str(tmp_path), "--update-committed"]) == 2

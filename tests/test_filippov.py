@@ -130,10 +130,11 @@ def test_a_settled_relu_flow_ends_at_a_certified_filippov_equilibrium(settled):
         assert np.linalg.norm(lhs - rhs) <= 1e-9 * np.linalg.norm(rhs)
     assert max(c.identity_defects) <= 1e-9
 
-    # the certificate as a results file holds it: plain JSON, every attribute but the arrays
+    # the certificate as a results file holds it: plain JSON, every attribute but the arrays,
+    # and the property flow_limit
     record = json.loads(json.dumps(c.record()))
     names = {f.name for f in dataclasses.fields(c)} - {"switching", "alpha", "dying"}
-    assert set(record) == names
+    assert set(record) == names | {"flow_limit"}
     assert record["certified"] is True and record["verdict"] == "certified"
     assert record["relative_residual"] == c.relative_residual
     assert record["alpha_range"] == list(c.alpha_range)
@@ -168,6 +169,30 @@ def test_an_unsettled_flow_is_not_certified_and_says_why(unsettled):
     assert fp.spectrum.kind == "uncertified" and fp.kind == "uncertified"
     rows = gf.predict.report(problem, equilibrium=fp)
     assert "uncertified point" in rows[0] and "fixed point" not in rows[0]
+
+
+def test_the_certificate_says_whether_the_point_is_the_flows_limit(settled):
+    """The settled net's certified point is 0.08% from the flow's end, but one of its dying
+    units could revive (sampled stability ratio ≥ 1), so its Hessian on S is a saddle: "a
+    saddle near the start", not "the flow's limit". Planted: farther than LIMIT_DISTANCE it is
+    "another equilibrium"; a minimum as near is "the flow's limit"; uncertified, no answer."""
+    from gradflow.analysis._certificate import LIMIT_DISTANCE
+
+    _, _, fp = settled
+    c = fp.certificate
+    assert c.certified and c.distance < LIMIT_DISTANCE
+    assert c.dying_ratio >= 1 and c.hessian_kind == "saddle"
+    assert c.flow_limit == "a saddle near the start" == c.record()["flow_limit"]
+    assert "a saddle near the start, not shown to be the flow's limit" in fp.describe()
+    far = dataclasses.replace(c, distance=2 * LIMIT_DISTANCE)
+    assert far.flow_limit == "another equilibrium"
+    assert "another equilibrium, not shown to be the flow's limit: 2% from" in far.describe()
+    near = dataclasses.replace(c, hessian_kind="minimum")
+    assert near.flow_limit == "the flow's limit"
+    assert "the flow's limit: 0.0" in near.describe() and "(within 1%)" in near.describe()
+    edge = dataclasses.replace(c, hessian_kind="degenerate", distance=LIMIT_DISTANCE)
+    assert edge.flow_limit == "the flow's limit"
+    assert dataclasses.replace(c, certified=False).flow_limit is None
 
 
 def _halvings_missed(rels) -> list:

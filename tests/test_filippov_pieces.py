@@ -301,7 +301,9 @@ def test_a_certified_point_describes_every_check():
         "drops 1; 0.00178% from the start\n"
         "THEORY 4.9 defects per layer: 1.5e-15 2.5e-16\n"
         "short flow from the point: drift 1.50e-05, 0 sign changes off S\n"
-        "Hessian on the sliding manifold: eigenvalues in [-0.0625, 5.5] (saddle)"
+        "Hessian on the sliding manifold: eigenvalues in [-0.0625, 5.5] (saddle)\n"
+        "a saddle near the start, not shown to be the flow's limit: 0.00178% from the start, "
+        "Hessian on S: saddle"
     )
 
 
@@ -327,7 +329,11 @@ def test_a_point_that_is_not_certified_describes_why():
         "failed: a flow moved\n"
         "failed: 1 pre-activations off S changed sign"
     )
-    assert "Hessian" not in _certificate_of(hessian_range=None, hessian_kind=None).describe()
+    bare = _certificate_of(hessian_range=None, hessian_kind=None).describe()
+    assert "Hessian on the sliding manifold" not in bare
+    assert bare.endswith(
+        "the flow's limit: 0.00178% from the start, Hessian on S not computed (within 1%)"
+    )
 
 
 def test_the_record_is_plain_json_without_the_per_entry_arrays():
@@ -337,7 +343,8 @@ def test_the_record_is_plain_json_without_the_per_entry_arrays():
         f
         for f in _certificate.Certificate.__dataclass_fields__
         if f not in {"switching", "alpha", "dying"}
-    }
+    } | {"flow_limit"}
+    assert record["flow_limit"] == c.flow_limit
     assert record["alpha_range"] == [0.125, 0.875]
     assert record["identity_defects"] == [1.5e-15, 2.5e-16]
     assert record["reasons"] == []

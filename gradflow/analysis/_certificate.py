@@ -64,6 +64,12 @@ THRESHOLDS = {
 #: residual 1e-4, a settled-looking start, but a first step of 73% of the state).
 SETTLED_STEP = 0.01
 
+#: A certified point farther than this fraction of the state from the solve's start (the
+#: flow's end) is an equilibrium, but not shown to be the limit of the flow that reached the
+#: start (:attr:`Certificate.flow_limit`): the same bound as :data:`SETTLED_STEP`, the distance
+#: beyond which the start is not near the equilibrium its own S points to.
+LIMIT_DISTANCE = SETTLED_STEP
+
 
 @dataclasses.dataclass(frozen=True)
 class Certificate:
@@ -129,6 +135,25 @@ class Certificate:
     dying: tuple
     first_step: float | None = None
 
+    @property
+    def flow_limit(self) -> str | None:
+        """Whether the certified point may be taken for the limit of the flow whose end the
+        solve started from (``None`` when not certified): ``"the flow's limit"`` when it is
+        within :data:`LIMIT_DISTANCE` of the start and its Hessian on the sliding manifold is
+        not a saddle (a minimum, or degenerate along flat directions); else
+        ``"another equilibrium"`` (farther: the flow had not got there, and a Newton solve
+        may find any equilibrium of the start's active set) or ``"a saddle near the start"``
+        (the flow may yet leave it; an unsettled flow slows down near saddles). The short
+        flow of the certificate shows that the point is an equilibrium, not that it is this
+        flow's limit; this is the evidence for the latter."""
+        if not self.certified:
+            return None
+        if not self.distance <= LIMIT_DISTANCE:
+            return "another equilibrium"
+        if self.hessian_kind == "saddle":
+            return "a saddle near the start"
+        return "the flow's limit"
+
     def record(self) -> dict:
         """The certificate as plain JSON values (for a results file): every attribute but the
         per-entry arrays ``switching``, ``alpha`` and ``dying`` (their sizes are
@@ -144,11 +169,12 @@ class Certificate:
             return value
 
         skip = {"switching", "alpha", "dying"}
-        return {
+        fields = {
             f.name: plain(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.name not in skip
         }
+        return {**fields, "flow_limit": self.flow_limit}
 
     def describe(self) -> str:
         head = (
@@ -178,6 +204,26 @@ class Certificate:
                     *self.hessian_range
                 )
                 + (f" ({self.hessian_kind})" if self.certified else " (no kind: not certified)")
+            )
+        if self.certified:
+            kind = (
+                "Hessian on S not computed"
+                if self.hessian_kind is None
+                else f"Hessian on S: {self.hessian_kind}"
+            )
+            near = f"{100 * self.distance:.3g}% from the start, {kind}"
+            bound = f"{100 * LIMIT_DISTANCE:g}%"
+            lines.append(
+                {
+                    "the flow's limit": f"the flow's limit: {near} (within {bound})",
+                    "another equilibrium": (
+                        f"another equilibrium, not shown to be the flow's limit: {near} "
+                        f"(> {bound}; run the flow longer)"
+                    ),
+                    "a saddle near the start": (
+                        f"a saddle near the start, not shown to be the flow's limit: {near}"
+                    ),
+                }[self.flow_limit]
             )
         lines += [f"failed: {r}" for r in self.reasons]
         return "\n".join(lines)
