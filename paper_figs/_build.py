@@ -140,7 +140,9 @@ def _compute_in_workers(names, profile: str, jobs: int, log) -> dict:
     ``python -m paper_figs._build --scale PROFILE --only NAME --compute-only`` run in this
     checkout (so it imports this ``paper_figs``); it writes the figure's results to the cache
     (atomic writes) and prefixes its log lines with the figure's name, and this process then
-    reads them back. An interruption here stops the workers."""
+    reads them back. Each worker runs in its own session, so that a Ctrl-C at the terminal
+    reaches this process alone; an interruption here stops the workers (SIGTERM) and waits for
+    them, and the cache keeps every scenario they completed."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -153,7 +155,9 @@ def _compute_in_workers(names, profile: str, jobs: int, log) -> dict:
                 name = pending.pop(0)
                 command = [sys.executable, "-m", "paper_figs._build", "--scale", profile]
                 command += ["--only", name, "--compute-only"]
-                running[name] = (subprocess.Popen(command, cwd=root), time.perf_counter())
+                # its own session: a Ctrl-C reaches this process alone, which stops them
+                worker = subprocess.Popen(command, cwd=root, start_new_session=True)
+                running[name] = (worker, time.perf_counter())
             time.sleep(0.1)
             for name, (proc, t0) in list(running.items()):
                 if proc.poll() is None:
@@ -218,7 +222,16 @@ def main(argv=None) -> int:
         unknown = [n for n in args.only if n not in FIGURES]
         if unknown or not args.only:
             parser.error(f"--compute-only needs --only with figures of {', '.join(FIGURES)}")
-        return _compute_only(args.only, profile)
+        try:
+            return _compute_only(args.only, profile)
+        except KeyboardInterrupt:  # SIGINT reaches the whole process group: one line each
+            print(
+                f"gradflow: figure {', '.join(args.only)} interrupted; the cache keeps the "
+                "scenarios it completed",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 130
     return build(
         args.fast,
         args.only,

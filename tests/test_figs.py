@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -330,6 +332,45 @@ def test_figs_jobs_must_be_a_whole_number_from_one(jobs, tmp_path, capsys, monke
         f"gradflow: error: --jobs {jobs!r} is not allowed; use a whole number >= 1"
     ], err
     assert not list(tmp_path.iterdir())
+
+
+def test_sigint_stops_figs_jobs_and_its_workers_with_one_line(tmp_path):
+    """A real SIGINT to ``gradflow figs --jobs 2``'s process group (a Ctrl-C) once both
+    workers are computing: one line on stderr, exit 130, no traceback, and no worker left
+    running in the checkout (they run in their own sessions and are stopped by the parent)."""
+    clone = _clean_clone(tmp_path)
+    script = Path(sys.executable).with_name("gradflow")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "gradflow._cli"]
+    proc = subprocess.Popen(
+        [*command, "figs", "--fast", "--jobs", "2", "--only", "rho_dynamics", "conservation"],
+        cwd=clone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    while proc.poll() is None and not any(ln.startswith("[") for ln in lines):
+        lines.append(proc.stdout.readline())  # a worker's line: "[NAME]   scenario ..."
+    running = _in_folder(clone)  # this command and the workers still computing
+    assert proc.poll() is None and len(running) >= 2, (lines, running)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert stderr.splitlines() == ["gradflow: interrupted by SIGINT; nothing more was computed"]
+    assert _in_folder(clone) == []
+
+
+def _in_folder(folder: Path) -> list:
+    """The processes whose working directory is ``folder`` (Linux's /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(folder):
+                found.append(int(pid))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 def test_a_worker_needs_the_figures_it_computes():
