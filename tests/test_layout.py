@@ -206,6 +206,8 @@ PRIVATE_ALLOWED = {
     "benchmarks/same_runs.py": "compares the sweeps' batched path (dynamics._batch) across checkouts",
     "benchmarks/sgd_throughput.py": "times SGD's batch selection (dynamics._sgd.batch_indices) alone",
     "benchmarks/save_counts.py": "swaps the padded step_ts (dynamics._ode, _sde) for the unpadded one",
+    "benchmarks/nc_horizon.py": "decomposes the Filippov solve's Jacobian at its start "
+    "(analysis._multiplier_system, _sliding_set)",
 }
 
 
