@@ -733,6 +733,7 @@ def test_the_relu_path_passes_every_option_on():
             dense_max=3000,
             sliding=None,
             join_window=0.01,
+            max_stall=None,
         )
     ]
     (c,) = planted.certified
@@ -768,6 +769,7 @@ def test_the_relu_path_passes_every_option_on():
         max_backtracks=9,
         dense_max=10,
         join_window=0.3,
+        max_stall=12,
     )
     thresholds = dict(filippov_tol=0.05, identity_tol=0.06, flow_tol=0.07)
     with planted.patch():
