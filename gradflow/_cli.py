@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         default="1",
         help="compute the figures' scenarios in N worker processes, the longest figure first, "
-        "then draw them (default 1; the paper profile on 2 cores: --jobs 2)",
+        "then draw them (default 1)",
     )
     _add_show(sub)
     sub.add_parser(

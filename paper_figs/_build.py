@@ -118,8 +118,9 @@ def build(
             )
             continue
         state = "cached" if cached else "computed"
-        if workers:
-            state = f"worker {workers[name]:.1f} s, then read back from the cache"
+        if workers:  # what the worker left in the cache; anything missing is said, not hidden
+            again = "read back from the cache" if cached else "COMPUTED AGAIN here"
+            state = f"worker {workers[name]:.1f} s, then {again}"
         log(
             f"figure {name} ({state}, {time.perf_counter() - t0:.1f} s) -> "
             f"{out_dir / (name + '.png')}"

@@ -64,10 +64,13 @@ SAVES = 50
 #: and S by size alone, 30 ended at |S| = 30 on every full-profile net, none certified)
 MAX_ITER = 60
 #: ... and it stops after MAX_STALL iterations in a row that do not halve the relative residual
-#: (``gf.equilibrium(..., max_stall=...)``). None of the fourteen solves (seeded and unseeded)
-#: at the paper profile certified in 60 iterations; they took 3,061 s together, each ending
-#: worse than its start (2026-12-07). Newton on the right active set halves the residual every
-#: iteration; fifteen without halving say what sixty would at a quarter of the cost.
+#: (``gf.equilibrium(..., max_stall=...)``). None of the paper profile's seven points (each
+#: solved from the seeded S, then without it) certified in 60 iterations; they took 3,061 s,
+#: each ending worse than its start (2026-12-07). Newton on the right active set halves the
+#: residual every iteration. The saving is not measured: in the one run with this bound (beside
+#: other work, 2026-12-07 22:12) six of these solves still took 362-1,008 s, the dense least
+#: squares of each iteration being the cost (benchmarks/README.md, "Why the neural_collapse
+#: nets are not certified").
 MAX_STALL = 15
 #: Before the solve, as ``margins`` does: a fixed-step Heun tail of TAIL at steps of TAIL_STEP,
 #: whose last EVIDENCE steps (saved at every step) show the entries that chatter across a

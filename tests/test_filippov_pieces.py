@@ -231,8 +231,15 @@ def test_system_aux_pads_s_to_its_capacity_and_slopes_go_to_their_entries():
 # ---- the certificate's verdict, text and record -----------------------------------------------
 
 
-def _sol(solved=False, cycled=False, message="max_iter = 50 Newton iterations reached"):
-    return types.SimpleNamespace(solved=solved, cycled=cycled, message=message)
+def _sol(
+    solved=False, cycled=False, message="max_iter = 50 Newton iterations reached", joins=0, drops=0
+):
+    return types.SimpleNamespace(
+        solved=solved, cycled=cycled, message=message, joins=joins, drops=drops
+    )
+
+
+STALLED = "stalled: the relative residual has not halved in 15 Newton iterations"
 
 
 @pytest.mark.parametrize(
@@ -249,6 +256,11 @@ def _sol(solved=False, cycled=False, message="max_iter = 50 Newton iterations re
             "stuck on switching surfaces",
         ),
         (_sol(message="no max_changes"), {"x": "x"}, 1.0, "not converged"),
+        # a stall after changes of the active set is stuck on its surfaces; without, not
+        (_sol(message=STALLED, joins=2), {"x": "x"}, 1.0, "stuck on switching surfaces"),
+        (_sol(message=STALLED, drops=1), {"x": "x"}, 1.0, "stuck on switching surfaces"),
+        (_sol(message=STALLED), {"x": "x"}, 1.0, "not converged"),
+        (_sol(message="no stalled", joins=2), {"x": "x"}, 1.0, "not converged"),
         (_sol(solved=True), {"flow": "x"}, 1.0, "not settled"),
         (_sol(solved=True), {"signs": "x"}, 1.0, "not settled"),
         (_sol(), {"residual": "x"}, 1e3 * EPS, "rounding floor"),
