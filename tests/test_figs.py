@@ -228,8 +228,8 @@ def test_figs_fast_then_cached(tmp_path, half):
     # (``_common.sweep``) for every figure, and the first call already drew each from the
     # results it read back from its NetCDF files; redrawing all of them cost ~70 CPU s.
     # The first half's second call goes through ``--jobs 2``: its figure's compute step runs
-    # in a spawned worker (which reads the cache back and says so, prefixed with the figure's
-    # name), and this process draws it from the cache.
+    # in a worker subprocess (which reads the cache back and says so, prefixed with the
+    # figure's name), and this process draws it from the cache.
     again = CACHED[half]
     jobs = ("--jobs", "2") if half == "first" else ()
     second = _gradflow("figs", "--fast", "--only", again, *jobs, cwd=clone)
@@ -335,9 +335,10 @@ def test_figs_jobs_must_be_a_whole_number_from_one(jobs, tmp_path, capsys, monke
 
 
 def test_sigint_stops_figs_jobs_and_its_workers_with_one_line(tmp_path):
-    """A real SIGINT to ``gradflow figs --jobs 2``'s process group (a Ctrl-C) once both
-    workers are computing: one line on stderr, exit 130, no traceback, and no worker left
-    running in the checkout (they run in their own sessions and are stopped by the parent)."""
+    """A real SIGINT to ``gradflow figs --jobs 2``'s process group (a Ctrl-C) once a worker
+    has logged and at least one is still running: one line on stderr, exit 130, no traceback,
+    and no worker left running in the checkout (they run in their own sessions and are stopped
+    by the parent)."""
     clone = _clean_clone(tmp_path)
     script = Path(sys.executable).with_name("gradflow")
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "gradflow._cli"]
