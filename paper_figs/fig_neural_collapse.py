@@ -67,9 +67,10 @@ MAX_ITER = 60
 #: (``gf.equilibrium(..., max_stall=...)``). None of the paper profile's seven points (each
 #: solved from the seeded S, then without it) certified in 60 iterations; they took 3,061 s,
 #: each ending worse than its start (2026-12-07). Newton on the right active set halves the
-#: residual every iteration. The saving is not measured: in the one run with this bound (beside
-#: other work, 2026-12-07 22:12) six of these solves still took 362-1,008 s, the dense least
-#: squares of each iteration being the cost (benchmarks/README.md, "Why the neural_collapse
+#: residual every iteration. No saving is shown: with this bound, alone on the machine
+#: (2026-12-08, paper_figs/README.md), the seven solves took 326-731 s, 3,289 s together, none
+#: certified — not like for like with the 3,061 s without it (beside other work), and the dense
+#: least squares of each iteration is the cost (benchmarks/README.md, "Why the neural_collapse
 #: nets are not certified").
 MAX_STALL = 15
 #: Before the solve, as ``margins`` does: a fixed-step Heun tail of TAIL at steps of TAIL_STEP,
@@ -218,9 +219,10 @@ def _equilibrium(problem, res, key, log) -> dict:
         "fixed": state_record(problem, fp.state),
     }
     log(
-        f"  equilibrium of {NAME} {key[0]} λ={key[1]:g}: {record['verdict']} after "
-        f"{fp.iterations} iterations, relative residual {record['start_residual']:.1e} -> "
-        f"{record['relative_residual']:.1e} (tail {tail_seconds:.0f} s, solve {seconds:.1f} s)"
+        f"  equilibrium of {NAME} {key[0]} λ={key[1]:g}: {record['verdict']}, relative "
+        f"residual {record['start_residual']:.1e} -> {record['relative_residual']:.1e} "
+        # a failed solve returns its start (0 iterations of the returned point): say why
+        f"({fp.message.split(';')[0]}; tail {tail_seconds:.0f} s, solve {seconds:.1f} s)"
     )
     return record
 
